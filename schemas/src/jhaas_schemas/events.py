@@ -1,0 +1,220 @@
+"""Every v1 event of the catalog (ARCHITECTURE.md, Event catalog).
+
+Events carry ids, never secrets and never e-mail addresses. Each event's tag
+is its type name and its NATS subject. A breaking change is a new ``.v2``
+type with an upcaster; optional new fields are compatible.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from jhaas_schemas.envelope import Event, event_tag
+from jhaas_schemas.model import DeletionRecord, HubSpec
+
+# --- request context ---------------------------------------------------------
+
+
+class RequestSubmitted(Event, frozen=True, tag=event_tag("request", "submitted")):
+    request_id: str
+    leader_id: str
+    revision: int
+    spec: HubSpec
+
+
+class RequestUpdated(Event, frozen=True, tag=event_tag("request", "updated")):
+    request_id: str
+    leader_id: str
+    revision: int
+    spec: HubSpec
+
+
+class RequestWithdrawn(Event, frozen=True, tag=event_tag("request", "withdrawn")):
+    request_id: str
+    leader_id: str
+
+
+class RequestCancelled(Event, frozen=True, tag=event_tag("request", "cancelled")):
+    request_id: str
+    cancelled_by: str
+    reason: str = ""
+
+
+# --- governance context ------------------------------------------------------
+
+
+class RequestApproved(Event, frozen=True, tag=event_tag("governance", "approved")):
+    request_id: str
+    review_id: str
+    leader_id: str
+    decided_by: str
+    revision: int
+    configuration: HubSpec
+    comment: str = ""
+
+
+class RequestRejected(Event, frozen=True, tag=event_tag("governance", "rejected")):
+    request_id: str
+    review_id: str
+    decided_by: str
+    revision: int
+    reason: str
+
+
+class ChangesRequested(Event, frozen=True, tag=event_tag("governance", "changes_requested")):
+    request_id: str
+    review_id: str
+    decided_by: str
+    revision: int
+    comment: str
+
+
+# --- participant context -----------------------------------------------------
+
+
+class ParticipantApplied(Event, frozen=True, tag=event_tag("participant", "applied")):
+    participation_id: str
+    request_id: str
+    user_id: str
+
+
+class ParticipantAccepted(Event, frozen=True, tag=event_tag("participant", "accepted")):
+    participation_id: str
+    request_id: str
+    user_id: str
+    decided_by: str
+
+
+class ParticipantRejected(Event, frozen=True, tag=event_tag("participant", "rejected")):
+    participation_id: str
+    request_id: str
+    user_id: str
+    decided_by: str
+
+
+class ParticipantRemoved(Event, frozen=True, tag=event_tag("participant", "removed")):
+    participation_id: str
+    request_id: str
+    user_id: str
+    removed_by: str
+
+
+class ParticipantLeft(Event, frozen=True, tag=event_tag("participant", "left")):
+    participation_id: str
+    request_id: str
+    user_id: str
+
+
+class RosterPurged(Event, frozen=True, tag=event_tag("participant", "roster_purged")):
+    request_id: str
+    purged_participations: int
+
+
+# --- deployer context --------------------------------------------------------
+
+
+class DeploymentScheduled(Event, frozen=True, tag=event_tag("deployer", "deployment_scheduled")):
+    deployment_id: str
+    request_id: str
+    deploy_at: datetime
+    starts_at: datetime
+    ends_at: datetime
+
+
+class HubDeploying(Event, frozen=True, tag=event_tag("deployer", "hub_deploying")):
+    deployment_id: str
+    request_id: str
+    attempt: int
+
+
+class HubReady(Event, frozen=True, tag=event_tag("deployer", "hub_ready")):
+    deployment_id: str
+    request_id: str
+    url: str
+
+
+class HubFailed(Event, frozen=True, tag=event_tag("deployer", "hub_failed")):
+    deployment_id: str
+    request_id: str
+    reason: str
+    attempts: int
+
+
+class CourseStarted(Event, frozen=True, tag=event_tag("deployer", "course_started")):
+    deployment_id: str
+    request_id: str
+
+
+class CourseEnded(Event, frozen=True, tag=event_tag("deployer", "course_ended")):
+    deployment_id: str
+    request_id: str
+
+
+class HubDeleted(Event, frozen=True, tag=event_tag("deployer", "hub_deleted")):
+    deployment_id: str
+    request_id: str
+    record: DeletionRecord
+
+
+REQUEST_EVENTS = (RequestSubmitted, RequestUpdated, RequestWithdrawn, RequestCancelled)
+GOVERNANCE_EVENTS = (RequestApproved, RequestRejected, ChangesRequested)
+PARTICIPANT_EVENTS = (
+    ParticipantApplied,
+    ParticipantAccepted,
+    ParticipantRejected,
+    ParticipantRemoved,
+    ParticipantLeft,
+    RosterPurged,
+)
+DEPLOYER_EVENTS = (
+    DeploymentScheduled,
+    HubDeploying,
+    HubReady,
+    HubFailed,
+    CourseStarted,
+    CourseEnded,
+    HubDeleted,
+)
+ALL_EVENTS: tuple[type[Event], ...] = (
+    *REQUEST_EVENTS,
+    *GOVERNANCE_EVENTS,
+    *PARTICIPANT_EVENTS,
+    *DEPLOYER_EVENTS,
+)
+
+AnyEvent = (
+    RequestSubmitted
+    | RequestUpdated
+    | RequestWithdrawn
+    | RequestCancelled
+    | RequestApproved
+    | RequestRejected
+    | ChangesRequested
+    | ParticipantApplied
+    | ParticipantAccepted
+    | ParticipantRejected
+    | ParticipantRemoved
+    | ParticipantLeft
+    | RosterPurged
+    | DeploymentScheduled
+    | HubDeploying
+    | HubReady
+    | HubFailed
+    | CourseStarted
+    | CourseEnded
+    | HubDeleted
+)
+
+_decoder = msgspec.json.Decoder(AnyEvent)
+_encoder = msgspec.json.Encoder()
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> Event:
+    """Decode any known event by its ``type`` tag; raises msgspec errors otherwise."""
+    return _decoder.decode(data)

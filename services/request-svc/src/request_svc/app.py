@@ -1,0 +1,48 @@
+"""Composition root: the only place that builds request-svc's adapters."""
+
+from __future__ import annotations
+
+from jhaas_runtime.messaging import EventConsumer
+from jhaas_runtime.service import ServiceRuntime
+from jhaas_runtime.settings import RuntimeSettings
+from jhaas_schemas.events import ChangesRequested, RequestApproved, RequestRejected, decode_event
+from jhaas_schemas.rpc import (
+    CancelRequest,
+    GetRequest,
+    ListRequests,
+    RequestOps,
+    SubmitRequest,
+    UpdateRequest,
+    WithdrawRequest,
+)
+from jhaas_schemas.streams import GOVERNANCE_STREAM
+from request_svc.handlers import Clock, RequestHandlers, utcnow
+from request_svc.store import VERSIONS_DIR, messaging, metadata
+
+SERVICE = "request-svc"
+
+
+def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntime:
+    runtime = ServiceRuntime(
+        settings, metadata=metadata, tables=messaging, versions_dir=VERSIONS_DIR
+    )
+    handlers = RequestHandlers(runtime, clock)
+    runtime.rpc.route(RequestOps.SUBMIT, SubmitRequest, handlers.submit)
+    runtime.rpc.route(RequestOps.GET, GetRequest, handlers.get)
+    runtime.rpc.route(RequestOps.LIST, ListRequests, handlers.list)
+    runtime.rpc.route(RequestOps.UPDATE, UpdateRequest, handlers.update)
+    runtime.rpc.route(RequestOps.WITHDRAW, WithdrawRequest, handlers.withdraw)
+    runtime.rpc.route(RequestOps.CANCEL, CancelRequest, handlers.cancel)
+    runtime.add_consumer(
+        EventConsumer(
+            name="request-svc-governance",
+            stream=GOVERNANCE_STREAM.name,
+            handlers={
+                RequestApproved: handlers.on_review_decision,
+                RequestRejected: handlers.on_review_decision,
+                ChangesRequested: handlers.on_review_decision,
+            },
+            decode=decode_event,
+        )
+    )
+    return runtime

@@ -1,0 +1,255 @@
+"""Hub requests: what a course leader asks for and the status they see.
+
+Pure and synchronous: state + command or event -> new state + events. The
+clock, the new ids and the envelope of emitted events are passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from jhaas_schemas.errors import Conflict, Forbidden, InvalidInput, NotFound
+from jhaas_schemas.events import (
+    ChangesRequested,
+    RequestApproved,
+    RequestCancelled,
+    RequestRejected,
+    RequestSubmitted,
+    RequestUpdated,
+    RequestWithdrawn,
+)
+from jhaas_schemas.model import HubSpec, Principal, RequestStatus, Resources, Role
+from jhaas_schemas.quantities import byte_size, cpu_millicores, image_reference_problem
+from jhaas_schemas.rpc import HubRequest, HubSpecUpdate
+
+S = RequestStatus
+EDITABLE = frozenset({S.SUBMITTED, S.CHANGES_REQUESTED})
+CANCELLABLE = frozenset({S.APPROVED, S.DEPLOYING, S.RUNNING, S.FAILED})
+# A slug is free again once its request can no longer become a hub.
+RELEASES_SLUG = frozenset({S.REJECTED, S.WITHDRAWN, S.DELETED})
+
+MAX_COURSE_LENGTH = timedelta(days=366)
+MAX_ADVANCE = timedelta(days=2 * 366)
+RESERVED_SLUGS = frozenset({"admin", "api", "auth", "hub", "jhaas", "www", "static", "login"})
+LIMITS = {
+    "cpu": (100, 64_000),  # millicores
+    "memory": (256 * 2**20, 512 * 2**30),
+    "storage": (0, 10 * 2**40),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubRequestState:
+    request_id: str
+    leader_id: str
+    status: RequestStatus
+    revision: int
+    spec: HubSpec
+    created_at: datetime
+    updated_at: datetime
+    review_comment: str = ""
+    approved_revision: int | None = None
+    hub_url: str | None = None
+
+    @property
+    def active_slug(self) -> str | None:
+        return None if self.status in RELEASES_SLUG else self.spec.slug
+
+    def view(self) -> HubRequest:
+        return HubRequest(
+            request_id=self.request_id,
+            leader_id=self.leader_id,
+            status=self.status,
+            revision=self.revision,
+            spec=self.spec,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            review_comment=self.review_comment,
+            approved_revision=self.approved_revision,
+            hub_url=self.hub_url,
+        )
+
+
+def spec_problems(spec: HubSpec, now: datetime) -> dict[str, str]:
+    """Every rule the request breaks, by field; empty when it is acceptable."""
+    problems: dict[str, str] = {}
+    if spec.slug in RESERVED_SLUGS:
+        problems["spec.slug"] = f"{spec.slug!r} is reserved"
+    elif spec.slug.endswith("-") or "--" in spec.slug:
+        problems["spec.slug"] = "must not end with '-' or contain '--' (DNS label)"
+    for name in ("starts_at", "ends_at"):
+        if getattr(spec, name).tzinfo is None:
+            problems[f"spec.{name}"] = (
+                "must carry a timezone offset, e.g. 2027-04-12T09:00:00+02:00"
+            )
+    if not problems.keys() & {"spec.starts_at", "spec.ends_at"}:
+        if spec.starts_at <= now:
+            problems["spec.starts_at"] = "must be in the future"
+        elif spec.starts_at - now > MAX_ADVANCE:
+            problems["spec.starts_at"] = "must be at most two years ahead"
+        if spec.ends_at <= spec.starts_at:
+            problems["spec.ends_at"] = "must be after starts_at"
+        elif spec.ends_at - spec.starts_at > MAX_COURSE_LENGTH:
+            problems["spec.ends_at"] = "a course may last at most 366 days"
+    image_problem = image_reference_problem(spec.image)
+    if image_problem:
+        problems["spec.image"] = image_problem
+    problems.update(_resource_problems(spec.resources))
+    return problems
+
+
+def _resource_problems(resources: Resources) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    parsers = {"cpu": cpu_millicores, "memory": byte_size, "storage": byte_size}
+    for name, parse in parsers.items():
+        raw = getattr(resources, name)
+        try:
+            value = parse(raw)
+        except ValueError as exc:
+            problems[f"spec.resources.{name}"] = str(exc)
+            continue
+        low, high = LIMITS[name]
+        if not low <= value <= high:
+            problems[f"spec.resources.{name}"] = f"{raw} is outside the allowed range"
+    return problems
+
+
+def _check_spec(spec: HubSpec, now: datetime) -> None:
+    problems = spec_problems(spec, now)
+    if problems:
+        raise InvalidInput("the hub request is not valid", problems)
+
+
+def submit_request(
+    *, principal: Principal, spec: HubSpec, request_id: str, now: datetime, env: dict[str, Any]
+) -> tuple[HubRequestState, RequestSubmitted]:
+    if not principal.has(Role.LEADER, Role.ADMIN):
+        raise Forbidden("only course leaders can request a hub")
+    _check_spec(spec, now)
+    state = HubRequestState(
+        request_id=request_id,
+        leader_id=principal.user_id,
+        status=S.SUBMITTED,
+        revision=1,
+        spec=spec,
+        created_at=now,
+        updated_at=now,
+    )
+    event = RequestSubmitted(
+        **env, request_id=request_id, leader_id=state.leader_id, revision=1, spec=spec
+    )
+    return state, event
+
+
+def ensure_visible(
+    state: HubRequestState | None, principal: Principal, request_id: str
+) -> HubRequestState:
+    """The leader of a request, governance and admins see it; to others it does not exist."""
+    if state is None or not (
+        state.leader_id == principal.user_id or principal.has(Role.GOVERNANCE, Role.ADMIN)
+    ):
+        raise NotFound(f"no hub request {request_id}")
+    return state
+
+
+def _ensure_leader(state: HubRequestState, principal: Principal, action: str) -> None:
+    if state.leader_id != principal.user_id:
+        raise Forbidden(f"only the course leader can {action} this request")
+
+
+def apply_changes(spec: HubSpec, changes: HubSpecUpdate) -> HubSpec:
+    set_fields = {
+        k: v for k, v in msgspec.structs.asdict(changes).items() if v is not msgspec.UNSET
+    }
+    if "resources" in set_fields:
+        resource_changes = {
+            k: v
+            for k, v in msgspec.structs.asdict(set_fields["resources"]).items()
+            if v is not msgspec.UNSET
+        }
+        set_fields["resources"] = msgspec.structs.replace(spec.resources, **resource_changes)
+    return msgspec.structs.replace(spec, **set_fields)
+
+
+def update_request(
+    state: HubRequestState,
+    *,
+    principal: Principal,
+    changes: HubSpecUpdate,
+    expected_revision: int | None,
+    now: datetime,
+    env: dict[str, Any],
+) -> tuple[HubRequestState, RequestUpdated | None]:
+    _ensure_leader(state, principal, "edit")
+    if state.status not in EDITABLE:
+        raise Conflict(f"a request that is {state.status} can no longer be edited")
+    if expected_revision is not None and expected_revision != state.revision:
+        raise Conflict(
+            f"the request is at revision {state.revision}, not {expected_revision}; reload it"
+        )
+    spec = apply_changes(state.spec, changes)
+    if spec == state.spec:
+        return state, None
+    _check_spec(spec, now)
+    new = replace(state, spec=spec, revision=state.revision + 1, status=S.SUBMITTED, updated_at=now)
+    event = RequestUpdated(
+        **env, request_id=new.request_id, leader_id=new.leader_id, revision=new.revision, spec=spec
+    )
+    return new, event
+
+
+def withdraw_request(
+    state: HubRequestState, *, principal: Principal, now: datetime, env: dict[str, Any]
+) -> tuple[HubRequestState, RequestWithdrawn]:
+    _ensure_leader(state, principal, "withdraw")
+    if state.status not in EDITABLE:
+        raise Conflict(
+            f"a request that is {state.status} cannot be withdrawn; cancel it instead"
+            if state.status in CANCELLABLE
+            else f"a request that is {state.status} cannot be withdrawn"
+        )
+    new = replace(state, status=S.WITHDRAWN, updated_at=now)
+    return new, RequestWithdrawn(**env, request_id=new.request_id, leader_id=new.leader_id)
+
+
+def cancel_request(
+    state: HubRequestState,
+    *,
+    principal: Principal,
+    reason: str,
+    now: datetime,
+    env: dict[str, Any],
+) -> tuple[HubRequestState, RequestCancelled]:
+    if state.leader_id != principal.user_id and not principal.has(Role.ADMIN):
+        raise Forbidden("only the course leader or an admin can cancel this course")
+    if state.status not in CANCELLABLE:
+        raise Conflict(f"a request that is {state.status} cannot be cancelled")
+    new = replace(state, status=S.CANCELLED, updated_at=now)
+    return new, RequestCancelled(
+        **env, request_id=new.request_id, cancelled_by=principal.user_id, reason=reason
+    )
+
+
+def on_review_decision(
+    state: HubRequestState,
+    event: RequestApproved | RequestRejected | ChangesRequested,
+    now: datetime,
+) -> HubRequestState | None:
+    """The leader's view follows governance; None when the decision no longer applies."""
+    if state.status != S.SUBMITTED:
+        return None  # withdrawn meanwhile, or a decision seen before
+    if isinstance(event, RequestApproved):
+        return replace(
+            state,
+            status=S.APPROVED,
+            approved_revision=event.revision,
+            review_comment=event.comment,
+            updated_at=now,
+        )
+    if isinstance(event, RequestRejected):
+        return replace(state, status=S.REJECTED, review_comment=event.reason, updated_at=now)
+    return replace(state, status=S.CHANGES_REQUESTED, review_comment=event.comment, updated_at=now)

@@ -1,0 +1,145 @@
+"""Thin handlers: decode, load, call the domain, save with the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jhaas_runtime.rpc import CallContext
+from jhaas_runtime.service import ServiceRuntime
+from jhaas_schemas.envelope import Event, envelope
+from jhaas_schemas.errors import Forbidden
+from jhaas_schemas.events import ChangesRequested, RequestApproved, RequestRejected
+from jhaas_schemas.model import Role
+from jhaas_schemas.rpc import (
+    CancelRequest,
+    GetRequest,
+    HubRequest,
+    HubRequestList,
+    ListRequests,
+    SubmitRequest,
+    UpdateRequest,
+    WithdrawRequest,
+)
+from request_svc import domain
+from request_svc.store import HubRequestRepository
+
+SOURCE = "request-svc"
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RequestHandlers:
+    def __init__(self, runtime: ServiceRuntime, clock: Clock = utcnow) -> None:
+        self.runtime = runtime
+        self.clock = clock
+
+    def _env(self, ctx: CallContext, now: datetime) -> dict[str, Any]:
+        return envelope(source=SOURCE, correlation_id=ctx.correlation_id, now=now)
+
+    async def submit(self, ctx: CallContext, payload: SubmitRequest) -> HubRequest:
+        now = self.clock()
+        state, event = domain.submit_request(
+            principal=ctx.principal,
+            spec=payload.spec,
+            request_id=str(uuid.uuid4()),
+            now=now,
+            env=self._env(ctx, now),
+        )
+        async with self.runtime.unit_of_work() as uow:
+            await HubRequestRepository(uow.session).add(state)
+            uow.emit(event)
+        return state.view()
+
+    async def get(self, ctx: CallContext, payload: GetRequest) -> HubRequest:
+        async with self.runtime.db.reading() as session:
+            state = await HubRequestRepository(session).get(payload.request_id)
+        return domain.ensure_visible(state, ctx.principal, payload.request_id).view()
+
+    async def list(self, ctx: CallContext, payload: ListRequests) -> HubRequestList:
+        leader_id: str | None = ctx.principal.user_id
+        if payload.scope == "all":
+            if not ctx.principal.has(Role.GOVERNANCE, Role.ADMIN):
+                raise Forbidden("only governance and admins can list every request")
+            leader_id = None
+        async with self.runtime.db.reading() as session:
+            states = await HubRequestRepository(session).list(
+                leader_id=leader_id, status=payload.status
+            )
+        return HubRequestList(items=[s.view() for s in states])
+
+    async def update(self, ctx: CallContext, payload: UpdateRequest) -> HubRequest:
+        now = self.clock()
+        async with self.runtime.unit_of_work() as uow:
+            repo = HubRequestRepository(uow.session)
+            state = domain.ensure_visible(
+                await repo.get(payload.request_id, for_update=True),
+                ctx.principal,
+                payload.request_id,
+            )
+            new, event = domain.update_request(
+                state,
+                principal=ctx.principal,
+                changes=payload.changes,
+                expected_revision=payload.expected_revision,
+                now=now,
+                env=self._env(ctx, now),
+            )
+            if event is not None:
+                await repo.save(new)
+                uow.emit(event)
+        return new.view()
+
+    async def withdraw(self, ctx: CallContext, payload: WithdrawRequest) -> HubRequest:
+        now = self.clock()
+        async with self.runtime.unit_of_work() as uow:
+            repo = HubRequestRepository(uow.session)
+            state = domain.ensure_visible(
+                await repo.get(payload.request_id, for_update=True),
+                ctx.principal,
+                payload.request_id,
+            )
+            new, event = domain.withdraw_request(
+                state, principal=ctx.principal, now=now, env=self._env(ctx, now)
+            )
+            await repo.save(new)
+            uow.emit(event)
+        return new.view()
+
+    async def cancel(self, ctx: CallContext, payload: CancelRequest) -> HubRequest:
+        now = self.clock()
+        async with self.runtime.unit_of_work() as uow:
+            repo = HubRequestRepository(uow.session)
+            state = domain.ensure_visible(
+                await repo.get(payload.request_id, for_update=True),
+                ctx.principal,
+                payload.request_id,
+            )
+            new, event = domain.cancel_request(
+                state,
+                principal=ctx.principal,
+                reason=payload.reason,
+                now=now,
+                env=self._env(ctx, now),
+            )
+            await repo.save(new)
+            uow.emit(event)
+        return new.view()
+
+    async def on_review_decision(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+        assert isinstance(event, RequestApproved | RequestRejected | ChangesRequested)
+        repo = HubRequestRepository(session)
+        state = await repo.get(event.request_id, for_update=True)
+        if state is None:
+            return ()
+        new = domain.on_review_decision(state, event, self.clock())
+        if new is not None:
+            await repo.save(new)
+        return ()
