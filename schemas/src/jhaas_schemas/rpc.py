@@ -242,6 +242,7 @@ class ListDeployments(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     deployment_id: str
     request_id: str
+    leader_id: str
     state: DeploymentState
     deploy_at: datetime
     starts_at: datetime
