@@ -64,6 +64,7 @@ def settings_for(
             "stream_replicas": 1,
             "rpc_timeout_seconds": 5.0,
             "max_deliver": 3,
+            "ack_wait_seconds": 30.0,
             "log_level": "INFO",
             "log_format": "console",
         }

@@ -24,6 +24,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jhaas_runtime import failpoints
 from jhaas_runtime.db import Database
 from jhaas_runtime.inbox import first_delivery
 from jhaas_runtime.logs import correlation, get_logger
@@ -98,6 +99,7 @@ class EventConsumer:
     ack_wait_seconds: float = 30.0
     backoff_seconds: Sequence[float] = (0.5, 2.0, 10.0, 30.0)
     batch_size: int = 32
+    failpoints: frozenset[str] = frozenset()
     handled: int = field(default=0, init=False)
     dead_lettered: int = field(default=0, init=False)
 
@@ -177,6 +179,7 @@ class EventConsumer:
                     log.warning("handler failed; redelivering", delay=delay, exc_info=True)
                     await msg.nak(delay=delay)
                 return
+            failpoints.hit(self.failpoints, failpoints.CONSUMER_AFTER_COMMIT)
             await msg.ack()
             self.handled += 1
             if emitted:

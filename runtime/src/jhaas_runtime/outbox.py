@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jhaas_runtime import failpoints
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_schemas.envelope import Event, cloudevents_headers
@@ -55,7 +56,9 @@ class OutboxRelay:
         batch_size: int = 100,
         poll_interval: float = 1.0,
         keep_published: timedelta = timedelta(days=7),
+        failpoints: frozenset[str] = frozenset(),
     ) -> None:
+        self._failpoints = failpoints
         self._db = db
         self._outbox = outbox
         self._js = js
@@ -88,6 +91,7 @@ class OutboxRelay:
                 rows = (await session.execute(query)).all()
             await self._publish(rows)
             if rows:
+                failpoints.hit(self._failpoints, failpoints.AFTER_PUBLISH)
                 async with self._db.transaction() as session:
                     await self._mark_published(session, rows)
         else:
@@ -95,6 +99,8 @@ class OutboxRelay:
             async with self._db.transaction() as session:
                 rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
                 await self._publish(rows)
+                if rows:
+                    failpoints.hit(self._failpoints, failpoints.AFTER_PUBLISH)
                 await self._mark_published(session, rows)
         self.published += len(rows)
         return len(rows)

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jhaas_runtime import failpoints
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.messaging import EventConsumer, connect, ensure_streams, run_forever
@@ -95,6 +96,8 @@ class ServiceRuntime:
 
     def add_consumer(self, consumer: EventConsumer) -> None:
         consumer.max_deliver = self.settings.max_deliver
+        consumer.ack_wait_seconds = self.settings.ack_wait_seconds
+        consumer.failpoints = self.settings.failpoints
         self.consumers.append(consumer)
 
     def add_background(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
@@ -106,6 +109,8 @@ class ServiceRuntime:
             uow = UnitOfWork(session)
             yield uow
             await record_events(session, self.tables.outbox, *uow.events)
+        if uow.events:
+            failpoints.hit(self.settings.failpoints, failpoints.AFTER_COMMIT)
         if uow.events and self._relay is not None:
             self._relay.notify()
 
@@ -114,7 +119,9 @@ class ServiceRuntime:
         self._nc = await connect(self.settings.nats_url, self.settings.service)
         self._js = self._nc.jetstream()
         await ensure_streams(self._js, self.settings.stream_replicas)
-        self._relay = OutboxRelay(self.db, self.tables.outbox, self._js)
+        self._relay = OutboxRelay(
+            self.db, self.tables.outbox, self._js, failpoints=self.settings.failpoints
+        )
         for consumer in self.consumers:
             await consumer.ensure(self._js)
         self._spawn("outbox-relay", self._relay.run)

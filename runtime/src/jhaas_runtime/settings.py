@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from jhaas_runtime import failpoints
+
 
 class SettingsError(ValueError):
     """An environment variable has a value the service cannot use."""
@@ -65,8 +67,10 @@ class RuntimeSettings:
     stream_replicas: int
     rpc_timeout_seconds: float
     max_deliver: int
+    ack_wait_seconds: float
     log_level: str
     log_format: str
+    failpoints: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -85,6 +89,15 @@ class RuntimeSettings:
             stream_replicas=env_int(env, "JHAAS_STREAM_REPLICAS", 1, minimum=1),
             rpc_timeout_seconds=env_float(env, "JHAAS_RPC_TIMEOUT", 5.0, minimum=0.1),
             max_deliver=env_int(env, "JHAAS_MAX_DELIVER", 5, minimum=1),
+            ack_wait_seconds=env_float(env, "JHAAS_ACK_WAIT_SECONDS", 30.0, minimum=0.5),
             log_level=env_str(env, "JHAAS_LOG_LEVEL", "INFO").upper(),
             log_format=log_format,
+            failpoints=_failpoints(env.get("JHAAS_FAILPOINTS", "")),
         )
+
+
+def _failpoints(raw: str) -> frozenset[str]:
+    try:
+        return failpoints.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"JHAAS_FAILPOINTS: {exc}") from None

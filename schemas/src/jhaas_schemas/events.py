@@ -18,6 +18,8 @@ from jhaas_schemas.model import DeletionRecord, HubSpec
 
 
 class RequestSubmitted(Event, frozen=True, tag=event_tag("request", "submitted")):
+    """A course leader asked for a hub."""
+
     request_id: str
     leader_id: str
     revision: int
@@ -25,6 +27,8 @@ class RequestSubmitted(Event, frozen=True, tag=event_tag("request", "submitted")
 
 
 class RequestUpdated(Event, frozen=True, tag=event_tag("request", "updated")):
+    """The leader edited a request that was not decided yet (new revision)."""
+
     request_id: str
     leader_id: str
     revision: int
@@ -32,11 +36,15 @@ class RequestUpdated(Event, frozen=True, tag=event_tag("request", "updated")):
 
 
 class RequestWithdrawn(Event, frozen=True, tag=event_tag("request", "withdrawn")):
+    """The leader withdrew an undecided request."""
+
     request_id: str
     leader_id: str
 
 
 class RequestCancelled(Event, frozen=True, tag=event_tag("request", "cancelled")):
+    """An approved or running course was cancelled; its hub must go."""
+
     request_id: str
     cancelled_by: str
     reason: str = ""
@@ -46,6 +54,8 @@ class RequestCancelled(Event, frozen=True, tag=event_tag("request", "cancelled")
 
 
 class RequestApproved(Event, frozen=True, tag=event_tag("governance", "approved")):
+    """Governance approved a request; carries the approved configuration."""
+
     request_id: str
     review_id: str
     leader_id: str
@@ -56,6 +66,8 @@ class RequestApproved(Event, frozen=True, tag=event_tag("governance", "approved"
 
 
 class RequestRejected(Event, frozen=True, tag=event_tag("governance", "rejected")):
+    """Governance rejected a request, with the reason."""
+
     request_id: str
     review_id: str
     decided_by: str
@@ -64,6 +76,8 @@ class RequestRejected(Event, frozen=True, tag=event_tag("governance", "rejected"
 
 
 class ChangesRequested(Event, frozen=True, tag=event_tag("governance", "changes_requested")):
+    """Governance asked the leader to change the request."""
+
     request_id: str
     review_id: str
     decided_by: str
@@ -75,12 +89,16 @@ class ChangesRequested(Event, frozen=True, tag=event_tag("governance", "changes_
 
 
 class ParticipantApplied(Event, frozen=True, tag=event_tag("participant", "applied")):
+    """A person applied to take part in a course."""
+
     participation_id: str
     request_id: str
     user_id: str
 
 
 class ParticipantAccepted(Event, frozen=True, tag=event_tag("participant", "accepted")):
+    """The leader accepted an application."""
+
     participation_id: str
     request_id: str
     user_id: str
@@ -88,6 +106,8 @@ class ParticipantAccepted(Event, frozen=True, tag=event_tag("participant", "acce
 
 
 class ParticipantRejected(Event, frozen=True, tag=event_tag("participant", "rejected")):
+    """The leader rejected an application."""
+
     participation_id: str
     request_id: str
     user_id: str
@@ -95,6 +115,8 @@ class ParticipantRejected(Event, frozen=True, tag=event_tag("participant", "reje
 
 
 class ParticipantRemoved(Event, frozen=True, tag=event_tag("participant", "removed")):
+    """The leader removed an accepted participant."""
+
     participation_id: str
     request_id: str
     user_id: str
@@ -102,12 +124,16 @@ class ParticipantRemoved(Event, frozen=True, tag=event_tag("participant", "remov
 
 
 class ParticipantLeft(Event, frozen=True, tag=event_tag("participant", "left")):
+    """A participant left the course."""
+
     participation_id: str
     request_id: str
     user_id: str
 
 
 class RosterPurged(Event, frozen=True, tag=event_tag("participant", "roster_purged")):
+    """Every participation of a deleted course was deleted."""
+
     request_id: str
     purged_participations: int
 
@@ -116,6 +142,8 @@ class RosterPurged(Event, frozen=True, tag=event_tag("participant", "roster_purg
 
 
 class DeploymentScheduled(Event, frozen=True, tag=event_tag("deployer", "deployment_scheduled")):
+    """A hub is scheduled: deployed at deploy_at, started and ended on the course dates."""
+
     deployment_id: str
     request_id: str
     deploy_at: datetime
@@ -124,18 +152,24 @@ class DeploymentScheduled(Event, frozen=True, tag=event_tag("deployer", "deploym
 
 
 class HubDeploying(Event, frozen=True, tag=event_tag("deployer", "hub_deploying")):
+    """The deployer began (or retried) building the course's hub."""
+
     deployment_id: str
     request_id: str
     attempt: int
 
 
 class HubReady(Event, frozen=True, tag=event_tag("deployer", "hub_ready")):
+    """The hub answers at its URL."""
+
     deployment_id: str
     request_id: str
     url: str
 
 
 class HubFailed(Event, frozen=True, tag=event_tag("deployer", "hub_failed")):
+    """Building the hub failed after bounded retries."""
+
     deployment_id: str
     request_id: str
     reason: str
@@ -143,16 +177,22 @@ class HubFailed(Event, frozen=True, tag=event_tag("deployer", "hub_failed")):
 
 
 class CourseStarted(Event, frozen=True, tag=event_tag("deployer", "course_started")):
+    """The course start time was reached with a ready hub."""
+
     deployment_id: str
     request_id: str
 
 
 class CourseEnded(Event, frozen=True, tag=event_tag("deployer", "course_ended")):
+    """The course end time was reached; teardown follows."""
+
     deployment_id: str
     request_id: str
 
 
 class HubDeleted(Event, frozen=True, tag=event_tag("deployer", "hub_deleted")):
+    """The hub and all its data are gone; carries the deletion record."""
+
     deployment_id: str
     request_id: str
     record: DeletionRecord

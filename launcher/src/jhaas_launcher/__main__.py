@@ -1,0 +1,95 @@
+"""`python -m jhaas_launcher up`: the whole product on this machine.
+
+Starts NATS (JetStream on disk under the data folder), every service and the
+gateway with embedded defaults, prints where to sign in, restarts a process
+that dies, and stops everything cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from jhaas_launcher.stack import ADMIN_USERNAME, GATEWAY, SERVICES, Stack, admin_password
+
+MAX_RESTARTS = 5
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+async def up(args: argparse.Namespace) -> int:
+    for port, what in ((args.port, "--port"), (args.nats_port, "--nats-port")):
+        if not _port_free(port):
+            print(f"port {port} is in use; choose another with {what}", file=sys.stderr)
+            return 2
+    data_dir = Path(args.data_dir).resolve()
+    stack = Stack(data_dir=data_dir, nats_port=args.nats_port, gateway_port=args.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"starting JHaaS in {data_dir} ...", flush=True)
+    try:
+        await stack.start()
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"could not start: {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
+    print(
+        "\nJHaaS is running.\n"
+        f"  Sign in:   {stack.gateway_url}/  (API docs: {stack.gateway_url}/schema/swagger)\n"
+        f"  Admin:     {ADMIN_USERNAME} / {admin_password(data_dir)}\n"
+        f"  NATS:      nats://127.0.0.1:{args.nats_port}\n"
+        f"  Data/logs: {data_dir} / {stack.log_dir}\n"
+        "Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+    restarts: dict[str, int] = {}
+    modules = dict((*SERVICES, GATEWAY))
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            for name in stack.dead():
+                restarts[name] = restarts.get(name, 0) + 1
+                code = stack.processes[name].process.returncode
+                if restarts[name] > MAX_RESTARTS:
+                    print(f"{name} keeps dying (exit {code}); stopping. See {stack.log_dir}",
+                          file=sys.stderr)
+                    return 1
+                print(f"{name} exited with {code}; restarting ({restarts[name]}/{MAX_RESTARTS})",
+                      file=sys.stderr, flush=True)
+                stack.processes.pop(name)
+                stack.start_process(name, modules[name])
+    finally:
+        print("stopping ...", flush=True)
+        stack.stop()
+        print("stopped.", flush=True)
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="jhaas", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("up", help="run the whole product on this machine")
+    run.add_argument("--data-dir", default="./data", help="where databases, JetStream and logs live")
+    run.add_argument("--port", type=int, default=8000, help="the gateway's HTTP port")
+    run.add_argument("--nats-port", type=int, default=4222, help="the NATS client port")
+    args = parser.parse_args()
+    sys.exit(asyncio.run(up(args)))
+
+
+if __name__ == "__main__":
+    main()

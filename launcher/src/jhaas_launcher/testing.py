@@ -1,0 +1,71 @@
+"""Helpers the test suites share: sample data, event publishing, and waiting
+for an observable condition with a deadline (never a blind sleep)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from nats.js import JetStreamContext
+
+from jhaas_schemas.envelope import Event, cloudevents_headers, envelope
+from jhaas_schemas.events import RequestSubmitted, encode_event
+from jhaas_schemas.model import HubSpec, Resources
+
+T = TypeVar("T")
+
+
+def sample_spec(**overrides: object) -> HubSpec:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
+    values: dict[str, object] = {
+        "title": "Data Science 101",
+        "slug": "ds101",
+        "description": "Introductory course",
+        "starts_at": start,
+        "ends_at": start + timedelta(days=90),
+        "image": "quay.io/jupyter/scipy-notebook:2024-12-02",
+        "default_interface": "lab",
+        "resources": Resources(cpu="1", memory="2Gi", storage="5Gi"),
+        "expected_participants": 30,
+    }
+    values.update(overrides)
+    return HubSpec(**values)  # type: ignore[arg-type]
+
+
+def sample_submitted(request_id: str = "r-1", **spec_overrides: object) -> RequestSubmitted:
+    return RequestSubmitted(
+        **envelope(source="test", correlation_id=f"corr-{request_id}"),  # type: ignore[arg-type]
+        request_id=request_id,
+        leader_id="u-leader",
+        revision=1,
+        spec=sample_spec(**spec_overrides),
+    )
+
+
+async def publish(js: JetStreamContext, event: Event, *, msg_id: str | None = None) -> None:
+    """Publish like a service's relay would; `msg_id` forces a copy JetStream cannot drop."""
+    headers = cloudevents_headers(event)
+    if msg_id is not None:
+        headers["Nats-Msg-Id"] = msg_id
+    await js.publish(event.subject, encode_event(event), headers=headers)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool] = bool,
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.05,
+) -> T:
+    """Poll `probe` until `accept(value)`; fail with the last value after `timeout`."""
+    deadline = time.monotonic() + timeout
+    value = await probe()
+    while not accept(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(interval)
+        value = await probe()
+    return value

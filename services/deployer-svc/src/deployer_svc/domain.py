@@ -1,0 +1,94 @@
+"""Deployments: one hub per approved course, on a schedule.
+
+Pure and synchronous: state + command or event -> new state + events. The
+clock, the new ids and the envelope of emitted events are passed in.
+
+This first step schedules a deployment when a request is approved; deploying,
+running and deleting hubs (the other `DeploymentState`s) come later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from jhaas_schemas.errors import Forbidden
+from jhaas_schemas.events import DeploymentScheduled, RequestApproved
+from jhaas_schemas.model import HubSpec, Principal, Role
+from jhaas_schemas.rpc import Deployment, DeploymentState
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentRecord:
+    deployment_id: str
+    request_id: str
+    leader_id: str
+    state: DeploymentState
+    configuration: HubSpec
+    # When the hub should be built; one already past is due at once.
+    deploy_at: datetime
+    starts_at: datetime
+    ends_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    hub_url: str | None = None
+
+    def view(self) -> Deployment:
+        return Deployment(
+            deployment_id=self.deployment_id,
+            request_id=self.request_id,
+            leader_id=self.leader_id,
+            state=self.state,
+            deploy_at=self.deploy_at,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            created_at=self.created_at,
+            configuration=self.configuration,
+            hub_url=self.hub_url,
+        )
+
+
+def schedule_deployment(
+    existing: DeploymentRecord | None,
+    approval: RequestApproved,
+    *,
+    deployment_id: str,
+    lead_time: timedelta,
+    now: datetime,
+    env: dict[str, Any],
+) -> tuple[DeploymentRecord, DeploymentScheduled] | None:
+    """An approved request gets one deployment; None when it has one already."""
+    if existing is not None:
+        return None
+    configuration = approval.configuration
+    record = DeploymentRecord(
+        deployment_id=deployment_id,
+        request_id=approval.request_id,
+        leader_id=approval.leader_id,
+        state=DeploymentState.SCHEDULED,
+        configuration=configuration,
+        deploy_at=configuration.starts_at - lead_time,
+        starts_at=configuration.starts_at,
+        ends_at=configuration.ends_at,
+        created_at=now,
+        updated_at=now,
+    )
+    event = DeploymentScheduled(
+        **env,
+        deployment_id=record.deployment_id,
+        request_id=record.request_id,
+        deploy_at=record.deploy_at,
+        starts_at=record.starts_at,
+        ends_at=record.ends_at,
+    )
+    return record, event
+
+
+def visible_leader(principal: Principal) -> str | None:
+    """Whose deployments `principal` may list: None for all, else a leader id."""
+    if principal.has(Role.ADMIN, Role.GOVERNANCE):
+        return None
+    if principal.has(Role.LEADER):
+        return principal.user_id
+    raise Forbidden("only course leaders, governance and admins can see deployments")

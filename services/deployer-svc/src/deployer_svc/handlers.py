@@ -1,0 +1,70 @@
+"""Thin handlers: decode, load, call the domain, save with the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deployer_svc import domain
+from deployer_svc.store import DeploymentRepository
+from jhaas_runtime.logs import get_logger
+from jhaas_runtime.rpc import CallContext
+from jhaas_runtime.service import ServiceRuntime
+from jhaas_schemas.envelope import Event, envelope
+from jhaas_schemas.events import RequestApproved
+from jhaas_schemas.rpc import DeploymentList, ListDeployments
+
+SOURCE = "deployer-svc"
+Clock = Callable[[], datetime]
+
+log = get_logger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeployerHandlers:
+    def __init__(
+        self, runtime: ServiceRuntime, *, lead_time: timedelta, clock: Clock = utcnow
+    ) -> None:
+        self.runtime = runtime
+        self.lead_time = lead_time
+        self.clock = clock
+
+    async def list_deployments(self, ctx: CallContext, payload: ListDeployments) -> DeploymentList:
+        leader_id = domain.visible_leader(ctx.principal)
+        async with self.runtime.db.reading() as session:
+            records = await DeploymentRepository(session).list_deployments(
+                leader_id=leader_id, request_id=payload.request_id
+            )
+        return DeploymentList(items=[r.view() for r in records])
+
+    async def on_request_approved(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+        assert isinstance(event, RequestApproved)
+        now = self.clock()
+        repo = DeploymentRepository(session)
+        scheduled = domain.schedule_deployment(
+            await repo.for_request(event.request_id, for_update=True),
+            event,
+            deployment_id=str(uuid.uuid4()),
+            lead_time=self.lead_time,
+            now=now,
+            env=envelope(
+                source=SOURCE,
+                correlation_id=event.correlation_id,
+                causation_id=event.event_id,
+                now=now,
+            ),
+        )
+        if scheduled is None:
+            log.info("request already has a deployment", request_id=event.request_id)
+            return ()
+        record, emitted = scheduled
+        if not await repo.add(record):
+            log.info("deployment scheduled by another replica", request_id=event.request_id)
+            return ()
+        return (emitted,)

@@ -1,0 +1,83 @@
+"""Scheduling rules and settings, without I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from deployer_svc import domain
+from deployer_svc.settings import DeployerSettings
+from jhaas_runtime.settings import SettingsError
+from jhaas_schemas.envelope import envelope
+from jhaas_schemas.errors import Forbidden
+from jhaas_schemas.events import RequestApproved
+from jhaas_schemas.model import HubSpec, Principal, Resources, Role
+from jhaas_schemas.rpc import DeploymentState
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+START = datetime(2027, 4, 12, 9, 0, tzinfo=UTC)
+
+
+def approval() -> RequestApproved:
+    return RequestApproved(
+        **envelope(source="governance-svc", correlation_id="c-1", now=NOW),
+        request_id="r-1",
+        review_id="rv-1",
+        leader_id="u-leader",
+        decided_by="u-gov",
+        revision=2,
+        configuration=HubSpec(
+            title="Data Science 101",
+            slug="ds101",
+            starts_at=START,
+            ends_at=START + timedelta(days=90),
+            image="quay.io/jupyter/scipy-notebook:2024-12-02",
+            resources=Resources(cpu="1", memory="2Gi", storage="5Gi"),
+            expected_participants=30,
+        ),
+    )
+
+
+def test_approval_schedules_a_deployment_before_the_start() -> None:
+    approved = approval()
+    env = envelope(
+        source="deployer-svc", correlation_id="c-1", causation_id=approved.event_id, now=NOW
+    )
+    scheduled = domain.schedule_deployment(
+        None, approved, deployment_id="d-1", lead_time=timedelta(minutes=45), now=NOW, env=env
+    )
+    assert scheduled is not None
+    record, event = scheduled
+    assert record.state == DeploymentState.SCHEDULED
+    assert (record.request_id, record.leader_id) == ("r-1", "u-leader")
+    assert record.configuration == approved.configuration
+    assert record.deploy_at == datetime(2027, 4, 12, 8, 15, tzinfo=UTC)
+    assert (event.deployment_id, event.deploy_at) == ("d-1", record.deploy_at)
+    assert (event.starts_at, event.ends_at) == (START, START + timedelta(days=90))
+    assert (event.causation_id, event.correlation_id) == (approved.event_id, "c-1")
+    again = domain.schedule_deployment(
+        record, approval(), deployment_id="d-2", lead_time=timedelta(0), now=NOW, env=env
+    )
+    assert again is None
+
+
+def test_who_sees_which_deployments() -> None:
+    assert domain.visible_leader(Principal(user_id="a", username="a", roles=(Role.ADMIN,))) is None
+    governance = Principal(user_id="g", username="g", roles=(Role.GOVERNANCE, Role.LEADER))
+    assert domain.visible_leader(governance) is None
+    leader = Principal(user_id="l", username="l", roles=(Role.LEADER,))
+    assert domain.visible_leader(leader) == "l"
+    with pytest.raises(Forbidden):
+        domain.visible_leader(Principal(user_id="p", username="p", roles=(Role.PARTICIPANT,)))
+
+
+def test_lead_time_comes_from_the_environment() -> None:
+    assert DeployerSettings.from_env({}).lead_time == timedelta(minutes=30)
+    settings = DeployerSettings.from_env({"JHAAS_DEPLOY_LEAD_MINUTES": "90"})
+    assert settings.lead_time == timedelta(minutes=90)
+    assert settings.runtime.service == "deployer-svc"
+    with pytest.raises(SettingsError, match="JHAAS_DEPLOY_LEAD_MINUTES"):
+        DeployerSettings.from_env({"JHAAS_DEPLOY_LEAD_MINUTES": "half an hour"})

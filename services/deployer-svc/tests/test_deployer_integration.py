@@ -1,0 +1,194 @@
+"""deployer-svc against a real NATS JetStream and a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import nats
+import pytest
+import sqlalchemy as sa
+from nats.aio.client import Client as NATS
+
+from deployer_svc.app import GOVERNANCE_CONSUMER, build_app
+from deployer_svc.settings import DeployerSettings
+from jhaas_runtime.rpc import RpcClient, RpcFailure
+from jhaas_runtime.service import ServiceRuntime
+from jhaas_runtime.settings import RuntimeSettings
+from jhaas_schemas.envelope import Event, cloudevents_headers, envelope
+from jhaas_schemas.events import DeploymentScheduled, RequestApproved, decode_event, encode_event
+from jhaas_schemas.model import HubSpec, Principal, Resources, Role
+from jhaas_schemas.rpc import (
+    DeployerOps,
+    DeploymentList,
+    DeploymentState,
+    ErrorCode,
+    ListDeployments,
+)
+from jhaas_schemas.streams import DEPLOYER_STREAM
+
+pytestmark = pytest.mark.integration
+
+LEADER = Principal(user_id="u-leader", username="lea", roles=(Role.LEADER,))
+OTHER_LEADER = Principal(user_id="u-other", username="otto", roles=(Role.LEADER,))
+REVIEWER = Principal(user_id="u-gov", username="gus", roles=(Role.GOVERNANCE,))
+PARTICIPANT = Principal(user_id="u-part", username="pat", roles=(Role.PARTICIPANT,))
+T = TypeVar("T")
+
+
+def approval(request_id: str, starts_at: datetime) -> RequestApproved:
+    return RequestApproved(
+        **envelope(source="governance-svc", correlation_id=f"c-{uuid.uuid4().hex[:8]}"),
+        request_id=request_id,
+        review_id=str(uuid.uuid4()),
+        leader_id=LEADER.user_id,
+        decided_by=REVIEWER.user_id,
+        revision=1,
+        configuration=HubSpec(
+            title="Data Science 101",
+            slug="ds101",
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(days=90),
+            image="quay.io/jupyter/scipy-notebook:2024-12-02",
+            resources=Resources(cpu="1", memory="2Gi", storage="5Gi"),
+            expected_participants=30,
+        ),
+    )
+
+
+async def publish(nc: NATS, event: Event, *, msg_id: str | None = None) -> None:
+    headers = cloudevents_headers(event)
+    if msg_id is not None:
+        # Another Nats-Msg-Id: JetStream keeps it, as it would a redelivery.
+        headers["Nats-Msg-Id"] = msg_id
+    ack = await nc.jetstream().publish(event.subject, encode_event(event), headers=headers)
+    assert not ack.duplicate
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 10.0) -> T:
+    """Ask `probe` until it answers something, or fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = await probe()
+        if answer is not None:
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing after {within}s")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def service(
+    settings_for: Callable[..., RuntimeSettings],
+) -> AsyncIterator[tuple[ServiceRuntime, NATS, RpcClient]]:
+    # The default lead time: 30 minutes.
+    runtime = build_app(DeployerSettings(runtime=settings_for("deployer-svc")))
+    await runtime.start()
+    nc = await nats.connect(runtime.settings.nats_url)
+    try:
+        yield runtime, nc, RpcClient(nc)
+    finally:
+        await nc.close()
+        await runtime.stop()
+
+
+async def deployments(
+    client: RpcClient, principal: Principal, request_id: str | None = None
+) -> DeploymentList:
+    return await client.call(
+        DeployerOps.LIST_DEPLOYMENTS,
+        ListDeployments(request_id=request_id),
+        DeploymentList,
+        principal=principal,
+        correlation_id="c-list",
+    )
+
+
+async def test_an_approval_schedules_exactly_one_deployment(
+    service: tuple[ServiceRuntime, NATS, RpcClient],
+) -> None:
+    runtime, nc, client = service
+    [consumer] = [c for c in runtime.consumers if c.name == GOVERNANCE_CONSUMER]
+    start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    approved = approval(str(uuid.uuid4()), start)
+    await publish(nc, approved)
+
+    async def scheduled() -> DeploymentList | None:
+        found = await deployments(client, REVIEWER)
+        return found if found.items else None
+
+    [deployment] = (await eventually(scheduled)).items
+    assert (deployment.request_id, deployment.leader_id) == (approved.request_id, LEADER.user_id)
+    assert deployment.state == DeploymentState.SCHEDULED
+    assert deployment.deploy_at == start - timedelta(minutes=30)
+    assert (deployment.starts_at, deployment.ends_at) == (start, start + timedelta(days=90))
+    assert deployment.configuration == approved.configuration
+    assert deployment.hub_url is None
+
+    sub = await nc.jetstream().pull_subscribe(
+        DEPLOYER_STREAM.subjects[0], durable="probe", stream=DEPLOYER_STREAM.name
+    )
+    [message] = await sub.fetch(10, timeout=5)
+    event = decode_event(message.data)
+    assert isinstance(event, DeploymentScheduled)
+    assert (event.deployment_id, event.request_id) == (
+        deployment.deployment_id,
+        approved.request_id,
+    )
+    assert event.deploy_at == start - timedelta(minutes=30)
+    assert (event.starts_at, event.ends_at) == (start, start + timedelta(days=90))
+    assert (event.source, event.causation_id, event.correlation_id) == (
+        "deployer-svc",
+        approved.event_id,
+        approved.correlation_id,
+    )
+    assert message.headers is not None
+    assert message.headers["ce-type"] == "jhaas.evt.deployer.deployment_scheduled.v1"
+
+    # The same event redelivered, and a second approval of the same request.
+    await publish(nc, approved, msg_id=f"{approved.event_id}-again")
+    await publish(nc, approval(approved.request_id, start + timedelta(days=1)))
+
+    async def all_handled() -> bool | None:
+        return True if consumer.handled >= 3 else None
+
+    await eventually(all_handled)
+    assert consumer.dead_lettered == 0
+    assert [d.deployment_id for d in (await deployments(client, REVIEWER)).items] == [
+        deployment.deployment_id
+    ]
+    # Nothing else was emitted: the outbox holds the one event, and so does the stream.
+    await runtime.relay.publish_pending()
+    async with runtime.db.reading() as session:
+        assert (
+            await session.scalar(sa.select(sa.func.count()).select_from(runtime.tables.outbox)) == 1
+        )
+    info = await nc.jetstream().stream_info(DEPLOYER_STREAM.name)
+    assert info.state.messages == 1
+
+
+async def test_who_sees_which_deployments(
+    service: tuple[ServiceRuntime, NATS, RpcClient],
+) -> None:
+    _runtime, nc, client = service
+    start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    first, second = approval(str(uuid.uuid4()), start), approval(str(uuid.uuid4()), start)
+    await publish(nc, first)
+    await publish(nc, second)
+
+    async def both() -> DeploymentList | None:
+        found = await deployments(client, REVIEWER)
+        return found if len(found.items) == 2 else None
+
+    await eventually(both)
+    only_first = await deployments(client, REVIEWER, request_id=first.request_id)
+    assert [d.request_id for d in only_first.items] == [first.request_id]
+    assert len((await deployments(client, LEADER)).items) == 2
+    assert (await deployments(client, OTHER_LEADER)).items == []
+    with pytest.raises(RpcFailure) as refused:
+        await deployments(client, PARTICIPANT)
+    assert refused.value.error.code == ErrorCode.FORBIDDEN

@@ -1,0 +1,107 @@
+"""The gateway's settings: read once from the environment and passed down."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from jhaas_runtime.settings import (
+    RuntimeSettings,
+    SettingsError,
+    env_bool,
+    env_int,
+    env_str,
+)
+
+SERVICE = "gateway"
+JWT_KEY_FILE = "gateway-jwt.key"
+INITIAL_ADMIN_PASSWORD_FILE = "initial-admin-password"
+# HS256 needs at least as many key bytes as the hash has (RFC 7518, 3.2).
+MIN_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewaySettings:
+    runtime: RuntimeSettings
+    host: str = "127.0.0.1"
+    port: int = 8000
+    jwt_secret: bytes
+    token_ttl_seconds: int = 900
+    session_ttl_seconds: int = 28800
+    cookie_secure: bool = True
+    admin_username: str = "admin"
+    admin_password: str | None = None
+    max_body_bytes: int = 65536
+    public_url: str = "http://127.0.0.1:8000"
+
+    def __post_init__(self) -> None:
+        if len(self.jwt_secret) < MIN_SECRET_BYTES:
+            raise SettingsError(f"JHAAS_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.runtime.data_dir
+
+    @property
+    def token_issuer(self) -> str:
+        return self.public_url.rstrip("/")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
+        env = os.environ if env is None else env
+        runtime = RuntimeSettings.from_env(SERVICE, env)
+        secret = env.get("JHAAS_JWT_SECRET", "").strip()
+        return cls(
+            runtime=runtime,
+            host=env_str(env, "JHAAS_GATEWAY_HOST", "127.0.0.1"),
+            port=env_int(env, "JHAAS_GATEWAY_PORT", 8000, minimum=1),
+            jwt_secret=secret.encode() if secret else load_or_create_jwt_key(runtime.data_dir),
+            token_ttl_seconds=env_int(env, "JHAAS_TOKEN_TTL_SECONDS", 900, minimum=30),
+            session_ttl_seconds=env_int(env, "JHAAS_SESSION_TTL_SECONDS", 28800, minimum=60),
+            cookie_secure=env_bool(env, "JHAAS_COOKIE_SECURE", True),
+            admin_username=env_str(env, "JHAAS_ADMIN_USERNAME", "admin"),
+            admin_password=env.get("JHAAS_ADMIN_PASSWORD") or None,
+            max_body_bytes=env_int(env, "JHAAS_MAX_BODY_BYTES", 65536, minimum=1024),
+            public_url=env_str(env, "JHAAS_PUBLIC_URL", "http://127.0.0.1:8000"),
+        )
+
+
+def write_private_file(path: Path, text: str) -> bool:
+    """Create `path` (mode 0600) holding `text`; False when it already exists.
+
+    The text goes to a private temporary file first and is then hard-linked
+    into place, so a second process starting at the same moment either wins
+    the link or reads the complete file, never a half-written one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def load_or_create_jwt_key(data_dir: Path) -> bytes:
+    """The signing key kept in the data dir: made once, then reused at every start.
+
+    The file holds 32 random bytes, hex-encoded; the key is that text, so the
+    same value can be copied into JHAAS_JWT_SECRET for other replicas.
+    """
+    path = data_dir / JWT_KEY_FILE
+    write_private_file(path, secrets.token_hex(32) + "\n")
+    key = path.read_text().strip().encode()
+    if len(key) < MIN_SECRET_BYTES:
+        raise SettingsError(f"{path} holds a key shorter than {MIN_SECRET_BYTES} bytes")
+    return key

@@ -1,0 +1,230 @@
+"""Accounts and sessions: the gateway's tables and their repository.
+
+A session keeps only the SHA-256 of its token: whoever reads the database
+cannot sign in with what they find there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from jhaas_runtime.types import UtcDateTime
+from jhaas_schemas.model import Role
+
+VERSIONS_DIR = Path(__file__).parent / "migrations" / "versions"
+
+metadata = sa.MetaData()
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", sa.String(36), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False, default=""),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+user_roles = sa.Table(
+    "user_roles",
+    metadata,
+    sa.Column(
+        "user_id",
+        sa.String(36),
+        sa.ForeignKey("users.user_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("role", sa.String(32), primary_key=True),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("session_id", sa.String(36), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column(
+        "user_id",
+        sa.String(36),
+        sa.ForeignKey("users.user_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
+)
+
+
+class UsernameTaken(Exception):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserRecord:
+    user_id: str
+    username: str
+    display_name: str
+    password_hash: str
+    roles: tuple[Role, ...]
+    disabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionRecord:
+    session_id: str
+    token_hash: str
+    user_id: str
+    created_at: datetime
+    expires_at: datetime
+
+
+def _ordered(roles: set[Role] | tuple[Role, ...] | list[Role]) -> tuple[Role, ...]:
+    return tuple(sorted(set(roles)))
+
+
+class AccountStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- users ---------------------------------------------------------------
+
+    async def add_user(self, user: UserRecord) -> None:
+        try:
+            async with self.session.begin_nested():
+                await self.session.execute(
+                    users.insert().values(
+                        user_id=user.user_id,
+                        username=user.username,
+                        display_name=user.display_name,
+                        password_hash=user.password_hash,
+                        disabled=user.disabled,
+                        created_at=user.created_at,
+                        updated_at=user.updated_at,
+                    )
+                )
+        except IntegrityError:
+            raise UsernameTaken(user.username) from None
+        await self._write_roles(user.user_id, user.roles)
+
+    async def save_user(self, user: UserRecord) -> None:
+        await self.session.execute(
+            users.update()
+            .where(users.c.user_id == user.user_id)
+            .values(
+                display_name=user.display_name,
+                password_hash=user.password_hash,
+                disabled=user.disabled,
+                updated_at=user.updated_at,
+            )
+        )
+        await self.session.execute(user_roles.delete().where(user_roles.c.user_id == user.user_id))
+        await self._write_roles(user.user_id, user.roles)
+
+    async def _write_roles(self, user_id: str, roles: tuple[Role, ...]) -> None:
+        if roles:
+            await self.session.execute(
+                user_roles.insert(), [{"user_id": user_id, "role": role.value} for role in roles]
+            )
+
+    async def get_user(self, user_id: str, *, for_update: bool = False) -> UserRecord | None:
+        return await self._one(users.c.user_id == user_id, for_update=for_update)
+
+    async def get_user_by_username(self, username: str) -> UserRecord | None:
+        return await self._one(users.c.username == username)
+
+    async def _one(
+        self, condition: sa.ColumnElement[bool], *, for_update: bool = False
+    ) -> UserRecord | None:
+        query = sa.select(users).where(condition)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).first()
+        if row is None:
+            return None
+        roles = await self._roles_of([row.user_id])
+        return _user(row, roles.get(row.user_id, ()))
+
+    async def list_users(self) -> list[UserRecord]:
+        rows = (await self.session.execute(sa.select(users).order_by(users.c.username))).all()
+        roles = await self._roles_of([row.user_id for row in rows])
+        return [_user(row, roles.get(row.user_id, ())) for row in rows]
+
+    async def _roles_of(self, user_ids: list[str]) -> dict[str, tuple[Role, ...]]:
+        if not user_ids:
+            return {}
+        found: dict[str, set[Role]] = {}
+        query = sa.select(user_roles).where(user_roles.c.user_id.in_(user_ids))
+        for row in (await self.session.execute(query)).all():
+            found.setdefault(row.user_id, set()).add(Role(row.role))
+        return {user_id: _ordered(roles) for user_id, roles in found.items()}
+
+    async def count_active_admins(self) -> int:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(users.join(user_roles, users.c.user_id == user_roles.c.user_id))
+            .where(user_roles.c.role == Role.ADMIN.value, users.c.disabled.is_(False))
+        )
+        return int(await self.session.scalar(query) or 0)
+
+    # --- sessions ------------------------------------------------------------
+
+    async def add_session(self, record: SessionRecord) -> None:
+        await self.session.execute(
+            sessions.insert().values(
+                session_id=record.session_id,
+                token_hash=record.token_hash,
+                user_id=record.user_id,
+                created_at=record.created_at,
+                expires_at=record.expires_at,
+            )
+        )
+
+    async def session_by_token_hash(self, token_hash: str) -> SessionRecord | None:
+        return await self._session(sessions.c.token_hash == token_hash)
+
+    async def session_by_id(self, session_id: str) -> SessionRecord | None:
+        return await self._session(sessions.c.session_id == session_id)
+
+    async def _session(self, condition: sa.ColumnElement[bool]) -> SessionRecord | None:
+        row = (await self.session.execute(sa.select(sessions).where(condition))).first()
+        if row is None:
+            return None
+        return SessionRecord(
+            session_id=row.session_id,
+            token_hash=row.token_hash,
+            user_id=row.user_id,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+        )
+
+    async def delete_session(self, session_id: str) -> None:
+        await self.session.execute(sessions.delete().where(sessions.c.session_id == session_id))
+
+    async def delete_sessions_of(self, user_id: str) -> None:
+        await self.session.execute(sessions.delete().where(sessions.c.user_id == user_id))
+
+    async def delete_expired_sessions(self, now: datetime) -> None:
+        await self.session.execute(sessions.delete().where(sessions.c.expires_at <= now))
+
+
+def _user(row: sa.Row[tuple[object, ...]], roles: tuple[Role, ...]) -> UserRecord:
+    m = row._mapping
+    return UserRecord(
+        user_id=m["user_id"],
+        username=m["username"],
+        display_name=m["display_name"],
+        password_hash=m["password_hash"],
+        roles=roles,
+        disabled=bool(m["disabled"]),
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )

@@ -1,0 +1,172 @@
+"""Thin handlers: decode, load, call the domain, save with the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from governance_svc import domain
+from governance_svc.store import ReviewRepository
+from jhaas_runtime.logs import get_logger
+from jhaas_runtime.rpc import CallContext
+from jhaas_runtime.service import ServiceRuntime
+from jhaas_schemas.envelope import Event, envelope
+from jhaas_schemas.events import (
+    RequestCancelled,
+    RequestSubmitted,
+    RequestUpdated,
+    RequestWithdrawn,
+)
+from jhaas_schemas.rpc import (
+    ApproveRequest,
+    GetReview,
+    ListReviews,
+    RejectRequest,
+    RequestChanges,
+    Review,
+    ReviewList,
+)
+
+SOURCE = "governance-svc"
+Clock = Callable[[], datetime]
+
+log = get_logger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class GovernanceHandlers:
+    def __init__(self, runtime: ServiceRuntime, clock: Clock = utcnow) -> None:
+        self.runtime = runtime
+        self.clock = clock
+
+    def _env(self, ctx: CallContext, now: datetime) -> dict[str, Any]:
+        # An RPC call starts a chain of events: nothing caused it but the caller.
+        return envelope(source=SOURCE, correlation_id=ctx.correlation_id, now=now)
+
+    # --- RPC ------------------------------------------------------------------
+
+    async def list_reviews(self, ctx: CallContext, payload: ListReviews) -> ReviewList:
+        domain.ensure_can_list(ctx.principal)
+        async with self.runtime.db.reading() as session:
+            records = await ReviewRepository(session).list_reviews(state=payload.state)
+        return ReviewList(items=[r.view() for r in records])
+
+    async def get_review(self, ctx: CallContext, payload: GetReview) -> Review:
+        async with self.runtime.db.reading() as session:
+            record = await ReviewRepository(session).get(payload.request_id)
+        return domain.ensure_visible(record, ctx.principal, payload.request_id).view()
+
+    async def approve(self, ctx: CallContext, payload: ApproveRequest) -> Review:
+        now = self.clock()
+        async with self.runtime.unit_of_work() as uow:
+            repo = ReviewRepository(uow.session)
+            record = await self._for_decision(repo, ctx, payload.request_id)
+            new, decision, event = domain.approve(
+                record,
+                principal=ctx.principal,
+                comment=payload.comment,
+                revision=payload.revision,
+                now=now,
+                env=self._env(ctx, now),
+            )
+            await repo.save(new)
+            await repo.record_decision(new.review_id, decision)
+            uow.emit(event)
+        return new.view()
+
+    async def reject(self, ctx: CallContext, payload: RejectRequest) -> Review:
+        now = self.clock()
+        async with self.runtime.unit_of_work() as uow:
+            repo = ReviewRepository(uow.session)
+            record = await self._for_decision(repo, ctx, payload.request_id)
+            new, decision, event = domain.reject(
+                record,
+                principal=ctx.principal,
+                reason=payload.reason,
+                revision=payload.revision,
+                now=now,
+                env=self._env(ctx, now),
+            )
+            await repo.save(new)
+            await repo.record_decision(new.review_id, decision)
+            uow.emit(event)
+        return new.view()
+
+    async def request_changes(self, ctx: CallContext, payload: RequestChanges) -> Review:
+        now = self.clock()
+        async with self.runtime.unit_of_work() as uow:
+            repo = ReviewRepository(uow.session)
+            record = await self._for_decision(repo, ctx, payload.request_id)
+            new, decision, event = domain.request_changes(
+                record,
+                principal=ctx.principal,
+                comment=payload.comment,
+                revision=payload.revision,
+                now=now,
+                env=self._env(ctx, now),
+            )
+            await repo.save(new)
+            await repo.record_decision(new.review_id, decision)
+            uow.emit(event)
+        return new.view()
+
+    async def _for_decision(
+        self, repo: ReviewRepository, ctx: CallContext, request_id: str
+    ) -> domain.ReviewRecord:
+        record = await repo.get(request_id, for_update=True)
+        return domain.ensure_visible(record, ctx.principal, request_id)
+
+    # --- request events -------------------------------------------------------
+
+    async def on_request_submitted(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+        assert isinstance(event, RequestSubmitted)
+        repo = ReviewRepository(session)
+        existing = await repo.get(event.request_id, for_update=True)
+        new = domain.on_request_submitted(
+            existing, event, review_id=str(uuid.uuid4()), now=self.clock()
+        )
+        if new is not None and not await repo.add(new):
+            log.info("review already opened by another replica", request_id=event.request_id)
+        return ()
+
+    async def on_request_updated(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+        assert isinstance(event, RequestUpdated)
+        repo = ReviewRepository(session)
+        existing = await repo.get(event.request_id, for_update=True)
+        new = domain.on_request_updated(
+            existing, event, review_id=str(uuid.uuid4()), now=self.clock()
+        )
+        if new is None:
+            log.info("request update no longer applies", request_id=event.request_id)
+        elif existing is None:
+            await repo.add(new)
+        else:
+            await repo.save(new)
+        return ()
+
+    async def on_request_withdrawn(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+        assert isinstance(event, RequestWithdrawn)
+        repo = ReviewRepository(session)
+        new = domain.on_request_withdrawn(
+            await repo.get(event.request_id, for_update=True), event, now=self.clock()
+        )
+        if new is not None:
+            await repo.save(new)
+        return ()
+
+    async def on_request_cancelled(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+        assert isinstance(event, RequestCancelled)
+        repo = ReviewRepository(session)
+        new = domain.on_request_cancelled(
+            await repo.get(event.request_id, for_update=True), event, now=self.clock()
+        )
+        if new is not None:
+            await repo.save(new)
+        return ()

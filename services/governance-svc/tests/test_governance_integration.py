@@ -1,0 +1,242 @@
+"""governance-svc against a real NATS JetStream and a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from governance_svc.app import REQUESTS_CONSUMER, build_app
+from jhaas_runtime.rpc import RpcClient, RpcFailure
+from jhaas_runtime.service import ServiceRuntime
+from jhaas_runtime.settings import RuntimeSettings
+from jhaas_schemas.envelope import Event, cloudevents_headers, envelope
+from jhaas_schemas.events import RequestApproved, RequestSubmitted, decode_event, encode_event
+from jhaas_schemas.model import HubSpec, Principal, Resources, Role
+from jhaas_schemas.rpc import (
+    ApproveRequest,
+    ErrorCode,
+    GetReview,
+    GovernanceOps,
+    ListReviews,
+    Review,
+    ReviewList,
+    ReviewState,
+)
+from jhaas_schemas.streams import GOVERNANCE_STREAM
+
+pytestmark = pytest.mark.integration
+
+LEADER = Principal(user_id="u-leader", username="lea", roles=(Role.LEADER,))
+REVIEWER = Principal(user_id="u-gov", username="gus", roles=(Role.GOVERNANCE,))
+T = TypeVar("T")
+
+
+def spec() -> HubSpec:
+    start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    return HubSpec(
+        title="Data Science 101",
+        slug="ds101",
+        starts_at=start,
+        ends_at=start + timedelta(days=90),
+        image="quay.io/jupyter/scipy-notebook:2024-12-02",
+        resources=Resources(cpu="1", memory="2Gi", storage="5Gi"),
+        expected_participants=30,
+    )
+
+
+def submission(request_id: str, correlation_id: str = "c-submit") -> RequestSubmitted:
+    return RequestSubmitted(
+        **envelope(source="request-svc", correlation_id=correlation_id),
+        request_id=request_id,
+        leader_id=LEADER.user_id,
+        revision=1,
+        spec=spec(),
+    )
+
+
+async def publish(nc: NATS, event: Event, *, msg_id: str | None = None) -> None:
+    headers = cloudevents_headers(event)
+    if msg_id is not None:
+        # Another Nats-Msg-Id: JetStream keeps it, as it would a redelivery.
+        headers["Nats-Msg-Id"] = msg_id
+    ack = await nc.jetstream().publish(event.subject, encode_event(event), headers=headers)
+    assert not ack.duplicate
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 10.0) -> T:
+    """Ask `probe` until it answers something, or fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = await probe()
+        if answer is not None:
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing after {within}s")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def service(
+    settings_for: Callable[..., RuntimeSettings],
+) -> AsyncIterator[tuple[ServiceRuntime, NATS, RpcClient]]:
+    runtime = build_app(settings_for("governance-svc"))
+    await runtime.start()
+    nc = await nats.connect(runtime.settings.nats_url)
+    try:
+        yield runtime, nc, RpcClient(nc)
+    finally:
+        await nc.close()
+        await runtime.stop()
+
+
+async def pending_reviews(client: RpcClient) -> ReviewList:
+    return await client.call(
+        GovernanceOps.LIST_REVIEWS,
+        ListReviews(),
+        ReviewList,
+        principal=REVIEWER,
+        correlation_id="c-list",
+    )
+
+
+async def test_submitted_request_is_reviewed_and_approved(
+    service: tuple[ServiceRuntime, NATS, RpcClient],
+) -> None:
+    _runtime, nc, client = service
+    submitted = submission(str(uuid.uuid4()))
+    await publish(nc, submitted)
+
+    async def review_shows_up() -> ReviewList | None:
+        found = await pending_reviews(client)
+        return found if found.items else None
+
+    queue = await eventually(review_shows_up)
+    [review] = queue.items
+    assert (review.request_id, review.leader_id, review.state) == (
+        submitted.request_id,
+        LEADER.user_id,
+        ReviewState.PENDING,
+    )
+    assert review.spec == submitted.spec
+    assert review.submitted_at == submitted.occurred_at
+
+    # The leader sees their own review but may not decide on it.
+    mine = await client.call(
+        GovernanceOps.GET_REVIEW,
+        GetReview(request_id=submitted.request_id),
+        Review,
+        principal=LEADER,
+        correlation_id="c-get",
+    )
+    assert mine.review_id == review.review_id
+    with pytest.raises(RpcFailure) as refused:
+        await client.call(
+            GovernanceOps.APPROVE,
+            ApproveRequest(request_id=submitted.request_id),
+            Review,
+            principal=LEADER,
+            correlation_id="c-self",
+        )
+    assert refused.value.error.code == ErrorCode.FORBIDDEN
+    with pytest.raises(RpcFailure) as stale:
+        await client.call(
+            GovernanceOps.APPROVE,
+            ApproveRequest(request_id=submitted.request_id, revision=2),
+            Review,
+            principal=REVIEWER,
+            correlation_id="c-stale",
+        )
+    assert stale.value.error.code == ErrorCode.CONFLICT
+    assert "it is at revision 1" in stale.value.error.message
+
+    approved = await client.call(
+        GovernanceOps.APPROVE,
+        ApproveRequest(request_id=submitted.request_id, comment="enjoy", revision=1),
+        Review,
+        principal=REVIEWER,
+        correlation_id="c-approve",
+    )
+    assert approved.state == ReviewState.APPROVED
+    [decision] = approved.decisions
+    assert (decision.state, decision.decided_by, decision.revision, decision.comment) == (
+        ReviewState.APPROVED,
+        REVIEWER.user_id,
+        1,
+        "enjoy",
+    )
+    assert (await pending_reviews(client)).items == []
+
+    with pytest.raises(RpcFailure) as twice:
+        await client.call(
+            GovernanceOps.APPROVE,
+            ApproveRequest(request_id=submitted.request_id),
+            Review,
+            principal=REVIEWER,
+            correlation_id="c-again",
+        )
+    assert twice.value.error.code == ErrorCode.CONFLICT
+    assert "approved" in twice.value.error.message
+
+    sub = await nc.jetstream().pull_subscribe(
+        GOVERNANCE_STREAM.subjects[0], durable="probe", stream=GOVERNANCE_STREAM.name
+    )
+    messages = await sub.fetch(10, timeout=5)
+    assert len(messages) == 1
+    event = decode_event(messages[0].data)
+    assert isinstance(event, RequestApproved)
+    assert event.configuration == submitted.spec
+    assert (event.request_id, event.review_id, event.leader_id) == (
+        submitted.request_id,
+        review.review_id,
+        LEADER.user_id,
+    )
+    assert (event.decided_by, event.revision, event.comment) == (REVIEWER.user_id, 1, "enjoy")
+    assert (event.source, event.correlation_id, event.causation_id) == (
+        "governance-svc",
+        "c-approve",
+        None,
+    )
+    assert messages[0].headers is not None
+    assert messages[0].headers["Nats-Msg-Id"] == event.event_id
+    assert messages[0].headers["ce-type"] == "jhaas.evt.governance.approved.v1"
+
+
+async def test_a_submission_seen_twice_opens_one_review(
+    service: tuple[ServiceRuntime, NATS, RpcClient],
+) -> None:
+    runtime, nc, client = service
+    [consumer] = [c for c in runtime.consumers if c.name == REQUESTS_CONSUMER]
+    submitted = submission(str(uuid.uuid4()))
+    await publish(nc, submitted, msg_id="first")
+    await publish(nc, submitted, msg_id="redelivered")
+    # The same request again under a new event id (request-svc republishing, say).
+    again = RequestSubmitted(
+        **envelope(source="request-svc", correlation_id="c-submit"),
+        request_id=submitted.request_id,
+        leader_id=submitted.leader_id,
+        revision=1,
+        spec=submitted.spec,
+    )
+    await publish(nc, again)
+
+    async def all_handled() -> bool | None:
+        return True if consumer.handled >= 3 else None
+
+    await eventually(all_handled)
+    queue = await client.call(
+        GovernanceOps.LIST_REVIEWS,
+        ListReviews(state=None),
+        ReviewList,
+        principal=REVIEWER,
+        correlation_id="c-list",
+    )
+    assert [r.request_id for r in queue.items] == [submitted.request_id]
+    assert consumer.dead_lettered == 0
