@@ -50,9 +50,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings_for(
-    nats_server: NatsServer, database_url: str, tmp_path: Path
-) -> Iterator[object]:
+def settings_for(nats_server: NatsServer, database_url: str, tmp_path: Path) -> Iterator[object]:
     """`settings_for("request-svc")`: settings pointing at this test's NATS and database."""
 
     def make(service: str, **overrides: object) -> RuntimeSettings:

@@ -50,12 +50,18 @@ async def count(session: AsyncSession, event: Event) -> Sequence[Event]:
 
 def build(settings: RuntimeSettings) -> ServiceRuntime:
     runtime = ServiceRuntime(
-        settings, metadata=metadata, tables=messaging,
+        settings,
+        metadata=metadata,
+        tables=messaging,
         versions_dir=Path(__file__).parent / "counter_migrations",
     )
     runtime.add_consumer(
-        EventConsumer(name=CONSUMER, stream=REQUEST_STREAM.name,
-                      handlers={RequestSubmitted: count}, decode=decode_event)
+        EventConsumer(
+            name=CONSUMER,
+            stream=REQUEST_STREAM.name,
+            handlers={RequestSubmitted: count},
+            decode=decode_event,
+        )
     )
     return runtime
 

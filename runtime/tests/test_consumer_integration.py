@@ -22,7 +22,7 @@ from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.streams import DEAD_LETTER_STREAM, REQUEST_STREAM
 
 sys.path.insert(0, str(Path(__file__).parent))
-import counter_service  # noqa: E402
+import counter_service
 
 pytestmark = pytest.mark.integration
 
@@ -74,11 +74,14 @@ async def test_undecodable_and_failing_events_go_to_dead_letter_and_consumer_goe
     counter: ServiceRuntime, nats_server: NatsServer
 ) -> None:
     nc, js = await jetstream(nats_server.url)
-    await js.publish("jhaas.evt.request.submitted.v1", b"{not json",
-                     headers={"Nats-Msg-Id": "garbage"})
-    await js.publish("jhaas.evt.request.submitted.v1",
-                     b'{"type": "jhaas.evt.request.submitted.v1", "request_id": 5}',
-                     headers={"Nats-Msg-Id": "wrong-shape"})
+    await js.publish(
+        "jhaas.evt.request.submitted.v1", b"{not json", headers={"Nats-Msg-Id": "garbage"}
+    )
+    await js.publish(
+        "jhaas.evt.request.submitted.v1",
+        b'{"type": "jhaas.evt.request.submitted.v1", "request_id": 5}',
+        headers={"Nats-Msg-Id": "wrong-shape"},
+    )
     await publish(js, sample_submitted("r-fails", title="fail always"))
     await publish(js, sample_submitted("r-after"))
 
@@ -105,8 +108,10 @@ async def test_undecodable_and_failing_events_go_to_dead_letter_and_consumer_goe
 
 def _run_counter(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(Path(counter_service.__file__))], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, str(Path(counter_service.__file__))],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -114,13 +119,15 @@ async def test_crash_after_commit_before_ack_redelivers_without_second_effect(
     nats_server: NatsServer, database_url: str, tmp_path: Path
 ) -> None:
     env = dict(os.environ)
-    env.update({
-        "JHAAS_NATS_URL": nats_server.url,
-        "JHAAS_DATA_DIR": str(tmp_path),
-        "JHAAS_COUNTER_SVC_DATABASE_URL": database_url,
-        "JHAAS_ACK_WAIT_SECONDS": "1",
-        "JHAAS_FAILPOINTS": "consumer-after-commit",
-    })
+    env.update(
+        {
+            "JHAAS_NATS_URL": nats_server.url,
+            "JHAAS_DATA_DIR": str(tmp_path),
+            "JHAAS_COUNTER_SVC_DATABASE_URL": database_url,
+            "JHAAS_ACK_WAIT_SECONDS": "1",
+            "JHAAS_FAILPOINTS": "consumer-after-commit",
+        }
+    )
     nc, js = await jetstream(nats_server.url)
     first = _run_counter(env)
     db = Database(database_url)

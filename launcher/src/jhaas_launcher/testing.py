@@ -37,7 +37,7 @@ def sample_spec(**overrides: object) -> HubSpec:
 
 def sample_submitted(request_id: str = "r-1", **spec_overrides: object) -> RequestSubmitted:
     return RequestSubmitted(
-        **envelope(source="test", correlation_id=f"corr-{request_id}"),  # type: ignore[arg-type]
+        **envelope(source="test", correlation_id=f"corr-{request_id}"),
         request_id=request_id,
         leader_id="u-leader",
         revision=1,

@@ -105,11 +105,11 @@ class OutboxRelay:
         self.published += len(rows)
         return len(rows)
 
-    async def _publish(self, rows: Sequence[sa.Row[Any]]) -> None:
+    async def _publish(self, rows: Sequence[Any]) -> None:
         for row in rows:
             await self._js.publish(row.subject, row.payload, headers=dict(row.headers))
 
-    async def _mark_published(self, session: AsyncSession, rows: Sequence[sa.Row[Any]]) -> None:
+    async def _mark_published(self, session: AsyncSession, rows: Sequence[Any]) -> None:
         if rows:
             await session.execute(
                 self._outbox.update()

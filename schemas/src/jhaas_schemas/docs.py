@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from jhaas_schemas import events as ev
-from jhaas_schemas.envelope import Event
+from jhaas_schemas.envelope import Envelope, Event
 from jhaas_schemas.model import DeletionRecord, HubSpec, Resources
 from jhaas_schemas.streams import ALL_STREAMS
 
@@ -70,7 +70,7 @@ _COMMON: dict[str, Any] = {
 def example(event_type: type[Event]) -> Event:
     """A deterministic example of an event type, filled from `_COMMON`."""
     fields = {f.name for f in msgspec.structs.fields(event_type)}
-    envelope = {
+    envelope: Envelope = {
         "event_id": "3f0e1c52-0000-4000-8000-00000000000a",
         "occurred_at": _T0 - timedelta(days=30),
         "correlation_id": "corr-0001",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, TypedDict
 
 import msgspec
 
@@ -52,6 +52,16 @@ def new_event_id() -> str:
     return str(uuid.uuid4())
 
 
+class Envelope(TypedDict):
+    """The envelope fields of a new event, to splat into its constructor."""
+
+    event_id: str
+    occurred_at: datetime
+    correlation_id: str
+    causation_id: str | None
+    source: str
+
+
 def envelope(
     *,
     source: str,
@@ -59,7 +69,7 @@ def envelope(
     causation_id: str | None = None,
     now: datetime | None = None,
     event_id: str | None = None,
-) -> dict[str, object]:
+) -> Envelope:
     """Keyword arguments that fill the envelope of a new event."""
     return {
         "event_id": event_id or new_event_id(),

@@ -257,4 +257,5 @@ def encode_event(event: Event) -> bytes:
 
 def decode_event(data: bytes) -> Event:
     """Decode any known event by its ``type`` tag; raises msgspec errors otherwise."""
-    return _decoder.decode(data)
+    event: Event = _decoder.decode(data)
+    return event

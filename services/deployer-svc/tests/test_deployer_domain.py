@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -17,13 +18,19 @@ from jhaas_schemas.rpc import DeploymentState
 
 pytestmark = pytest.mark.unit
 
+
+def env(source: str, correlation_id: str, **more: Any) -> dict[str, Any]:
+    """A new event's envelope, typed for `**` into an event's constructor."""
+    return envelope(source=source, correlation_id=correlation_id, **more)
+
+
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 START = datetime(2027, 4, 12, 9, 0, tzinfo=UTC)
 
 
 def approval() -> RequestApproved:
     return RequestApproved(
-        **envelope(source="governance-svc", correlation_id="c-1", now=NOW),
+        **env(source="governance-svc", correlation_id="c-1", now=NOW),
         request_id="r-1",
         review_id="rv-1",
         leader_id="u-leader",
@@ -43,11 +50,9 @@ def approval() -> RequestApproved:
 
 def test_approval_schedules_a_deployment_before_the_start() -> None:
     approved = approval()
-    env = envelope(
-        source="deployer-svc", correlation_id="c-1", causation_id=approved.event_id, now=NOW
-    )
+    caused = env("deployer-svc", "c-1", causation_id=approved.event_id, now=NOW)
     scheduled = domain.schedule_deployment(
-        None, approved, deployment_id="d-1", lead_time=timedelta(minutes=45), now=NOW, env=env
+        None, approved, deployment_id="d-1", lead_time=timedelta(minutes=45), now=NOW, env=caused
     )
     assert scheduled is not None
     record, event = scheduled
@@ -59,7 +64,7 @@ def test_approval_schedules_a_deployment_before_the_start() -> None:
     assert (event.starts_at, event.ends_at) == (START, START + timedelta(days=90))
     assert (event.causation_id, event.correlation_id) == (approved.event_id, "c-1")
     again = domain.schedule_deployment(
-        record, approval(), deployment_id="d-2", lead_time=timedelta(0), now=NOW, env=env
+        record, approval(), deployment_id="d-2", lead_time=timedelta(0), now=NOW, env=caused
     )
     assert again is None
 

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats
 import pytest
@@ -33,6 +33,12 @@ from jhaas_schemas.streams import DEPLOYER_STREAM
 
 pytestmark = pytest.mark.integration
 
+
+def env(source: str, correlation_id: str, **more: Any) -> dict[str, Any]:
+    """A new event's envelope, typed for `**` into an event's constructor."""
+    return envelope(source=source, correlation_id=correlation_id, **more)
+
+
 LEADER = Principal(user_id="u-leader", username="lea", roles=(Role.LEADER,))
 OTHER_LEADER = Principal(user_id="u-other", username="otto", roles=(Role.LEADER,))
 REVIEWER = Principal(user_id="u-gov", username="gus", roles=(Role.GOVERNANCE,))
@@ -42,7 +48,7 @@ T = TypeVar("T")
 
 def approval(request_id: str, starts_at: datetime) -> RequestApproved:
     return RequestApproved(
-        **envelope(source="governance-svc", correlation_id=f"c-{uuid.uuid4().hex[:8]}"),
+        **env(source="governance-svc", correlation_id=f"c-{uuid.uuid4().hex[:8]}"),
         request_id=request_id,
         review_id=str(uuid.uuid4()),
         leader_id=LEADER.user_id,

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats
 import pytest
@@ -34,6 +34,12 @@ from jhaas_schemas.streams import GOVERNANCE_STREAM
 
 pytestmark = pytest.mark.integration
 
+
+def env(source: str, correlation_id: str, **more: Any) -> dict[str, Any]:
+    """A new event's envelope, typed for `**` into an event's constructor."""
+    return envelope(source=source, correlation_id=correlation_id, **more)
+
+
 LEADER = Principal(user_id="u-leader", username="lea", roles=(Role.LEADER,))
 REVIEWER = Principal(user_id="u-gov", username="gus", roles=(Role.GOVERNANCE,))
 T = TypeVar("T")
@@ -54,7 +60,7 @@ def spec() -> HubSpec:
 
 def submission(request_id: str, correlation_id: str = "c-submit") -> RequestSubmitted:
     return RequestSubmitted(
-        **envelope(source="request-svc", correlation_id=correlation_id),
+        **env(source="request-svc", correlation_id=correlation_id),
         request_id=request_id,
         leader_id=LEADER.user_id,
         revision=1,
@@ -219,7 +225,7 @@ async def test_a_submission_seen_twice_opens_one_review(
     await publish(nc, submitted, msg_id="redelivered")
     # The same request again under a new event id (request-svc republishing, say).
     again = RequestSubmitted(
-        **envelope(source="request-svc", correlation_id="c-submit"),
+        **env(source="request-svc", correlation_id="c-submit"),
         request_id=submitted.request_id,
         leader_id=submitted.leader_id,
         revision=1,

@@ -35,14 +35,16 @@ def spec(**kw: object):  # type: ignore[no-untyped-def]
 
 
 def submitted() -> domain.HubRequestState:
-    state, _ = domain.submit_request(principal=LEADER, spec=spec(), request_id="r1", now=NOW,
-                                     env=env())
+    state, _ = domain.submit_request(
+        principal=LEADER, spec=spec(), request_id="r1", now=NOW, env=env()
+    )
     return state
 
 
 def test_submit_emits_event_with_spec() -> None:
-    state, event = domain.submit_request(principal=LEADER, spec=spec(), request_id="r1", now=NOW,
-                                         env=env())
+    state, event = domain.submit_request(
+        principal=LEADER, spec=spec(), request_id="r1", now=NOW, env=env()
+    )
     assert state.status == RequestStatus.SUBMITTED and state.revision == 1
     assert event.request_id == "r1" and event.spec == state.spec and event.leader_id == "lea"
 
@@ -52,22 +54,26 @@ def test_only_leaders_submit() -> None:
         domain.submit_request(principal=GOV, spec=spec(), request_id="r", now=NOW, env=env())
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"starts_at": NOW - timedelta(hours=1)}, "spec.starts_at"),
-    ({"ends_at": NOW + timedelta(days=7)}, "spec.ends_at"),
-    ({"starts_at": datetime(2027, 2, 1, 9, 0)}, "spec.starts_at"),
-    ({"ends_at": NOW + timedelta(days=800)}, "spec.ends_at"),
-    ({"image": "Ubuntu:latest:x"}, "spec.image"),
-    ({"slug": "admin"}, "spec.slug"),
-    ({"slug": "ab-"}, "spec.slug"),
-    ({"resources": Resources(cpu="lots", memory="2Gi", storage="1Gi")}, "spec.resources.cpu"),
-    ({"resources": Resources(cpu="1", memory="2TB", storage="1Gi")}, "spec.resources.memory"),
-    ({"resources": Resources(cpu="1", memory="1Mi", storage="1Gi")}, "spec.resources.memory"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"starts_at": NOW - timedelta(hours=1)}, "spec.starts_at"),
+        ({"ends_at": NOW + timedelta(days=7)}, "spec.ends_at"),
+        ({"starts_at": datetime(2027, 2, 1, 9, 0)}, "spec.starts_at"),
+        ({"ends_at": NOW + timedelta(days=800)}, "spec.ends_at"),
+        ({"image": "Ubuntu:latest:x"}, "spec.image"),
+        ({"slug": "admin"}, "spec.slug"),
+        ({"slug": "ab-"}, "spec.slug"),
+        ({"resources": Resources(cpu="lots", memory="2Gi", storage="1Gi")}, "spec.resources.cpu"),
+        ({"resources": Resources(cpu="1", memory="2TB", storage="1Gi")}, "spec.resources.memory"),
+        ({"resources": Resources(cpu="1", memory="1Mi", storage="1Gi")}, "spec.resources.memory"),
+    ],
+)
 def test_invalid_specs_name_the_field(overrides: dict[str, object], field: str) -> None:
     with pytest.raises(InvalidInput) as err:
-        domain.submit_request(principal=LEADER, spec=spec(**overrides), request_id="r", now=NOW,
-                              env=env())
+        domain.submit_request(
+            principal=LEADER, spec=spec(**overrides), request_id="r", now=NOW, env=env()
+        )
     assert field in err.value.fields
 
 
@@ -75,14 +81,22 @@ def test_timezone_offsets_are_kept() -> None:
     cet = timezone(timedelta(hours=1))
     start = datetime(2027, 2, 1, 9, 0, tzinfo=cet)
     state, _ = domain.submit_request(
-        principal=LEADER, spec=spec(starts_at=start, ends_at=start + timedelta(days=1)),
-        request_id="r", now=NOW, env=env())
+        principal=LEADER,
+        spec=spec(starts_at=start, ends_at=start + timedelta(days=1)),
+        request_id="r",
+        now=NOW,
+        env=env(),
+    )
     assert state.spec.starts_at == datetime(2027, 2, 1, 8, 0, tzinfo=UTC)
 
 
 def test_update_bumps_revision_and_partial_resources() -> None:
     new, event = domain.update_request(
-        submitted(), principal=LEADER, expected_revision=1, now=NOW, env=env(),
+        submitted(),
+        principal=LEADER,
+        expected_revision=1,
+        now=NOW,
+        env=env(),
         changes=HubSpecUpdate(title="New title", resources=ResourcesUpdate(memory="4Gi")),
     )
     assert event is not None and event.revision == 2 == new.revision
@@ -92,27 +106,58 @@ def test_update_bumps_revision_and_partial_resources() -> None:
 
 def test_update_without_change_emits_nothing() -> None:
     state = submitted()
-    new, event = domain.update_request(state, principal=LEADER, expected_revision=None, now=NOW,
-                                       env=env(), changes=HubSpecUpdate(title=state.spec.title))
+    new, event = domain.update_request(
+        state,
+        principal=LEADER,
+        expected_revision=None,
+        now=NOW,
+        env=env(),
+        changes=HubSpecUpdate(title=state.spec.title),
+    )
     assert event is None and new == state
 
 
 def test_update_rules() -> None:
     state = submitted()
     with pytest.raises(Forbidden):
-        domain.update_request(state, principal=OTHER, changes=HubSpecUpdate(title="xyz"),
-                              expected_revision=None, now=NOW, env=env())
+        domain.update_request(
+            state,
+            principal=OTHER,
+            changes=HubSpecUpdate(title="xyz"),
+            expected_revision=None,
+            now=NOW,
+            env=env(),
+        )
     with pytest.raises(Conflict, match="revision 1, not 3"):
-        domain.update_request(state, principal=LEADER, changes=HubSpecUpdate(title="xyz"),
-                              expected_revision=3, now=NOW, env=env())
+        domain.update_request(
+            state,
+            principal=LEADER,
+            changes=HubSpecUpdate(title="xyz"),
+            expected_revision=3,
+            now=NOW,
+            env=env(),
+        )
     with pytest.raises(InvalidInput):
-        domain.update_request(state, principal=LEADER, changes=HubSpecUpdate(image="BAD IMAGE"),
-                              expected_revision=None, now=NOW, env=env())
+        domain.update_request(
+            state,
+            principal=LEADER,
+            changes=HubSpecUpdate(image="BAD IMAGE"),
+            expected_revision=None,
+            now=NOW,
+            env=env(),
+        )
 
 
 def approve(state: domain.HubRequestState) -> domain.HubRequestState:
-    event = RequestApproved(**env(), request_id="r1", review_id="v", leader_id="lea",  # type: ignore[arg-type]
-                            decided_by="gov", revision=1, configuration=state.spec)
+    event = RequestApproved(
+        **env(),
+        request_id="r1",
+        review_id="v",
+        leader_id="lea",  # type: ignore[arg-type]
+        decided_by="gov",
+        revision=1,
+        configuration=state.spec,
+    )
     new = domain.on_review_decision(state, event, NOW)
     assert new is not None
     return new
@@ -122,35 +167,66 @@ def test_approval_then_no_more_edits_or_withdrawal_but_cancel() -> None:
     approved = approve(submitted())
     assert approved.status == RequestStatus.APPROVED and approved.approved_revision == 1
     with pytest.raises(Conflict):
-        domain.update_request(approved, principal=LEADER, changes=HubSpecUpdate(title="xyz"),
-                              expected_revision=None, now=NOW, env=env())
+        domain.update_request(
+            approved,
+            principal=LEADER,
+            changes=HubSpecUpdate(title="xyz"),
+            expected_revision=None,
+            now=NOW,
+            env=env(),
+        )
     with pytest.raises(Conflict, match="cancel it instead"):
         domain.withdraw_request(approved, principal=LEADER, now=NOW, env=env())
     with pytest.raises(Forbidden):
         domain.cancel_request(approved, principal=OTHER, reason="", now=NOW, env=env())
-    cancelled, event = domain.cancel_request(approved, principal=ADMIN, reason="x", now=NOW,
-                                             env=env())
+    cancelled, event = domain.cancel_request(
+        approved, principal=ADMIN, reason="x", now=NOW, env=env()
+    )
     assert cancelled.status == RequestStatus.CANCELLED and event.cancelled_by == "adm"
 
 
 def test_changes_requested_then_edit_resubmits() -> None:
-    event = ChangesRequested(**env(), request_id="r1", review_id="v", decided_by="gov",  # type: ignore[arg-type]
-                             revision=1, comment="smaller please")
+    event = ChangesRequested(
+        **env(),
+        request_id="r1",
+        review_id="v",
+        decided_by="gov",  # type: ignore[arg-type]
+        revision=1,
+        comment="smaller please",
+    )
     asked = domain.on_review_decision(submitted(), event, NOW)
     assert asked is not None and asked.status == RequestStatus.CHANGES_REQUESTED
     assert asked.review_comment == "smaller please"
-    new, _ = domain.update_request(asked, principal=LEADER, now=NOW, env=env(),
-                                   changes=HubSpecUpdate(expected_participants=10),
-                                   expected_revision=None)
+    new, _ = domain.update_request(
+        asked,
+        principal=LEADER,
+        now=NOW,
+        env=env(),
+        changes=HubSpecUpdate(expected_participants=10),
+        expected_revision=None,
+    )
     assert new.status == RequestStatus.SUBMITTED and new.revision == 2
 
 
 def test_decision_on_withdrawn_request_is_ignored() -> None:
     withdrawn, _ = domain.withdraw_request(submitted(), principal=LEADER, now=NOW, env=env())
     assert withdrawn.active_slug is None
-    assert domain.on_review_decision(withdrawn, RequestApproved(
-        **env(), request_id="r1", review_id="v", leader_id="lea", decided_by="gov",  # type: ignore[arg-type]
-        revision=1, configuration=withdrawn.spec), NOW) is None
+    assert (
+        domain.on_review_decision(
+            withdrawn,
+            RequestApproved(
+                **env(),
+                request_id="r1",
+                review_id="v",
+                leader_id="lea",
+                decided_by="gov",  # type: ignore[arg-type]
+                revision=1,
+                configuration=withdrawn.spec,
+            ),
+            NOW,
+        )
+        is None
+    )
 
 
 def test_visibility() -> None:

@@ -47,23 +47,30 @@ async def test_submit_stores_and_publishes(
         nc = await nats.connect(settings.nats_url)
         client = RpcClient(nc)
         created = await client.call(
-            RequestOps.SUBMIT, SubmitRequest(spec=spec()), HubRequest,
-            principal=LEADER, correlation_id="c-1",
+            RequestOps.SUBMIT,
+            SubmitRequest(spec=spec()),
+            HubRequest,
+            principal=LEADER,
+            correlation_id="c-1",
         )
         assert created.status == "submitted"
         assert created.leader_id == LEADER.user_id
 
         with pytest.raises(RpcFailure) as taken:
             await client.call(
-                RequestOps.SUBMIT, SubmitRequest(spec=spec()), HubRequest,
-                principal=LEADER, correlation_id="c-2",
+                RequestOps.SUBMIT,
+                SubmitRequest(spec=spec()),
+                HubRequest,
+                principal=LEADER,
+                correlation_id="c-2",
             )
         assert taken.value.error.code == ErrorCode.CONFLICT
         assert taken.value.error.fields == {"spec.slug": "is taken"}
 
         js = nc.jetstream()
-        sub = await js.pull_subscribe(f"{REQUEST_STREAM.subjects[0]}", durable="probe",
-                                      stream=REQUEST_STREAM.name)
+        sub = await js.pull_subscribe(
+            f"{REQUEST_STREAM.subjects[0]}", durable="probe", stream=REQUEST_STREAM.name
+        )
         msgs = await sub.fetch(10, timeout=5)
         assert len(msgs) == 1
         event = decode_event(msgs[0].data)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import msgspec
 
+from jhaas_schemas.envelope import Envelope
 from jhaas_schemas.errors import Conflict, Forbidden, InvalidInput, NotFound
 from jhaas_schemas.events import (
     ChangesRequested,
@@ -125,7 +125,7 @@ def _check_spec(spec: HubSpec, now: datetime) -> None:
 
 
 def submit_request(
-    *, principal: Principal, spec: HubSpec, request_id: str, now: datetime, env: dict[str, Any]
+    *, principal: Principal, spec: HubSpec, request_id: str, now: datetime, env: Envelope
 ) -> tuple[HubRequestState, RequestSubmitted]:
     if not principal.has(Role.LEADER, Role.ADMIN):
         raise Forbidden("only course leaders can request a hub")
@@ -182,7 +182,7 @@ def update_request(
     changes: HubSpecUpdate,
     expected_revision: int | None,
     now: datetime,
-    env: dict[str, Any],
+    env: Envelope,
 ) -> tuple[HubRequestState, RequestUpdated | None]:
     _ensure_leader(state, principal, "edit")
     if state.status not in EDITABLE:
@@ -203,7 +203,7 @@ def update_request(
 
 
 def withdraw_request(
-    state: HubRequestState, *, principal: Principal, now: datetime, env: dict[str, Any]
+    state: HubRequestState, *, principal: Principal, now: datetime, env: Envelope
 ) -> tuple[HubRequestState, RequestWithdrawn]:
     _ensure_leader(state, principal, "withdraw")
     if state.status not in EDITABLE:
@@ -222,7 +222,7 @@ def cancel_request(
     principal: Principal,
     reason: str,
     now: datetime,
-    env: dict[str, Any],
+    env: Envelope,
 ) -> tuple[HubRequestState, RequestCancelled]:
     if state.leader_id != principal.user_id and not principal.has(Role.ADMIN):
         raise Forbidden("only the course leader or an admin can cancel this course")

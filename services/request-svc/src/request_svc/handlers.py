@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jhaas_runtime.rpc import CallContext
 from jhaas_runtime.service import ServiceRuntime
-from jhaas_schemas.envelope import Event, envelope
+from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.errors import Forbidden
 from jhaas_schemas.events import ChangesRequested, RequestApproved, RequestRejected
 from jhaas_schemas.model import Role
@@ -41,7 +40,7 @@ class RequestHandlers:
         self.runtime = runtime
         self.clock = clock
 
-    def _env(self, ctx: CallContext, now: datetime) -> dict[str, Any]:
+    def _env(self, ctx: CallContext, now: datetime) -> Envelope:
         return envelope(source=SOURCE, correlation_id=ctx.correlation_id, now=now)
 
     async def submit(self, ctx: CallContext, payload: SubmitRequest) -> HubRequest:
