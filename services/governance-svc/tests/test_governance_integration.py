@@ -18,7 +18,13 @@ from jhaas_runtime.rpc import RpcClient, RpcFailure
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.envelope import Event, cloudevents_headers, envelope
-from jhaas_schemas.events import RequestApproved, RequestSubmitted, decode_event, encode_event
+from jhaas_schemas.events import (
+    RequestApproved,
+    RequestSubmitted,
+    RequestWithdrawn,
+    decode_event,
+    encode_event,
+)
 from jhaas_schemas.model import HubSpec, Principal, Resources, Role
 from jhaas_schemas.rpc import (
     ApproveRequest,
@@ -245,4 +251,37 @@ async def test_a_submission_seen_twice_opens_one_review(
         correlation_id="c-list",
     )
     assert [r.request_id for r in queue.items] == [submitted.request_id]
+    assert consumer.dead_lettered == 0
+
+
+async def test_a_withdrawal_that_overtakes_its_submission_still_closes_the_review(
+    service: tuple[ServiceRuntime, NATS, RpcClient],
+) -> None:
+    runtime, nc, client = service
+    [consumer] = [c for c in runtime.consumers if c.name == REQUESTS_CONSUMER]
+    consumer.backoff_seconds = (0.2, 0.2, 0.2)
+    request_id = str(uuid.uuid4())
+    withdrawn = RequestWithdrawn(
+        **env(source="request-svc", correlation_id="c-w"),
+        request_id=request_id,
+        leader_id=LEADER.user_id,
+    )
+    # The withdrawal arrives first, as when the submission's handling failed once.
+    await publish(nc, withdrawn)
+    await publish(nc, submission(request_id))
+
+    async def closed() -> Review | None:
+        try:
+            review = await client.call(
+                GovernanceOps.GET_REVIEW,
+                GetReview(request_id=request_id),
+                Review,
+                principal=REVIEWER,
+                correlation_id="c-get",
+            )
+        except RpcFailure:
+            return None  # not opened yet
+        return review if review.state == ReviewState.WITHDRAWN else None
+
+    await eventually(closed)
     assert consumer.dead_lettered == 0

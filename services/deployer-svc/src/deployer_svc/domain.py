@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from jhaas_schemas.envelope import Envelope
 from jhaas_schemas.errors import Forbidden
 from jhaas_schemas.events import DeploymentScheduled, RequestApproved
 from jhaas_schemas.model import HubSpec, Principal, Role
@@ -56,7 +56,7 @@ def schedule_deployment(
     deployment_id: str,
     lead_time: timedelta,
     now: datetime,
-    env: dict[str, Any],
+    env: Envelope,
 ) -> tuple[DeploymentRecord, DeploymentScheduled] | None:
     """An approved request gets one deployment; None when it has one already."""
     if existing is not None:

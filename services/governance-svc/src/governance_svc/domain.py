@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
+from jhaas_schemas.envelope import Envelope
 from jhaas_schemas.errors import Conflict, Forbidden, InvalidInput, NotFound
 from jhaas_schemas.events import (
     ChangesRequested,
@@ -148,7 +148,7 @@ def approve(
     comment: str,
     revision: int | None,
     now: datetime,
-    env: dict[str, Any],
+    env: Envelope,
 ) -> tuple[ReviewRecord, Decision, RequestApproved]:
     new, decision = _decide(review, principal, R.APPROVED, comment, revision, now)
     event = RequestApproved(
@@ -171,7 +171,7 @@ def reject(
     reason: str,
     revision: int | None,
     now: datetime,
-    env: dict[str, Any],
+    env: Envelope,
 ) -> tuple[ReviewRecord, Decision, RequestRejected]:
     _require_text(reason, "reason", "a rejection needs a reason the leader can act on")
     new, decision = _decide(review, principal, R.REJECTED, reason, revision, now)
@@ -193,7 +193,7 @@ def request_changes(
     comment: str,
     revision: int | None,
     now: datetime,
-    env: dict[str, Any],
+    env: Envelope,
 ) -> tuple[ReviewRecord, Decision, ChangesRequested]:
     _require_text(comment, "comment", "say which changes the leader should make")
     new, decision = _decide(review, principal, R.CHANGES_REQUESTED, comment, revision, now)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +13,7 @@ from governance_svc.store import ReviewRepository
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.rpc import CallContext
 from jhaas_runtime.service import ServiceRuntime
-from jhaas_schemas.envelope import Event, envelope
+from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.events import (
     RequestCancelled,
     RequestSubmitted,
@@ -37,6 +36,15 @@ Clock = Callable[[], datetime]
 log = get_logger(__name__)
 
 
+class SubmissionNotSeenYet(RuntimeError):
+    """A withdrawal or cancellation overtook its submission (the submission's
+    handling failed once and is being redelivered). Failing here makes the kit
+    redeliver this event too, after the submission, instead of losing it."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"no review for request {request_id} yet; retrying after its submission")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -46,7 +54,7 @@ class GovernanceHandlers:
         self.runtime = runtime
         self.clock = clock
 
-    def _env(self, ctx: CallContext, now: datetime) -> dict[str, Any]:
+    def _env(self, ctx: CallContext, now: datetime) -> Envelope:
         # An RPC call starts a chain of events: nothing caused it but the caller.
         return envelope(source=SOURCE, correlation_id=ctx.correlation_id, now=now)
 
@@ -154,9 +162,10 @@ class GovernanceHandlers:
     async def on_request_withdrawn(self, session: AsyncSession, event: Event) -> Sequence[Event]:
         assert isinstance(event, RequestWithdrawn)
         repo = ReviewRepository(session)
-        new = domain.on_request_withdrawn(
-            await repo.get(event.request_id, for_update=True), event, now=self.clock()
-        )
+        existing = await repo.get(event.request_id, for_update=True)
+        if existing is None:
+            raise SubmissionNotSeenYet(event.request_id)
+        new = domain.on_request_withdrawn(existing, event, now=self.clock())
         if new is not None:
             await repo.save(new)
         return ()
@@ -164,9 +173,10 @@ class GovernanceHandlers:
     async def on_request_cancelled(self, session: AsyncSession, event: Event) -> Sequence[Event]:
         assert isinstance(event, RequestCancelled)
         repo = ReviewRepository(session)
-        new = domain.on_request_cancelled(
-            await repo.get(event.request_id, for_update=True), event, now=self.clock()
-        )
+        existing = await repo.get(event.request_id, for_update=True)
+        if existing is None:
+            raise SubmissionNotSeenYet(event.request_id)
+        new = domain.on_request_cancelled(existing, event, now=self.clock())
         if new is not None:
             await repo.save(new)
         return ()
