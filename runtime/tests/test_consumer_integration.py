@@ -13,6 +13,7 @@ import nats
 import pytest
 import sqlalchemy as sa
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from jhaas_launcher.processes import NatsServer
 from jhaas_launcher.testing import eventually, publish, sample_submitted
@@ -160,3 +161,34 @@ async def _stream_exists(js: JetStreamContext) -> bool:
     except nats.js.errors.NotFoundError:
         return False
     return True
+
+
+async def test_consumer_settings_change_does_not_replay_the_stream(
+    counter: ServiceRuntime, nats_server: NatsServer
+) -> None:
+    nc, js = await jetstream(nats_server.url)
+    await publish(js, sample_submitted("r-before"))
+    await eventually(lambda: effect_count(counter.db, "r-before"), lambda n: n == 1)
+    await eventually(lambda: _acked(js), lambda n: n == 1)
+    consumer = counter.consumers[0]
+    consumer.ack_wait_seconds = 7.0  # editable: updated in place
+    await consumer.ensure(js)
+    info = await js.consumer_info(REQUEST_STREAM.name, consumer.name)
+    assert info.config.ack_wait == 7.0
+    assert info.ack_floor is not None
+    assert info.ack_floor.stream_seq == 1
+    consumer.consumer_config = _with_ack_policy_all(consumer.consumer_config)  # type: ignore[method-assign]
+    await consumer.ensure(js)  # not editable: recreated from the ack floor
+    info = await js.consumer_info(REQUEST_STREAM.name, consumer.name)
+    assert info.num_pending == 0
+    assert info.config.opt_start_seq == 2
+    await nc.close()
+
+
+def _with_ack_policy_all(make: Callable[[], ConsumerConfig]) -> Callable[[], ConsumerConfig]:
+    def changed() -> ConsumerConfig:
+        config = make()
+        config.ack_policy = AckPolicy.ALL
+        return config
+
+    return changed

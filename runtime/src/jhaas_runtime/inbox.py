@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -14,17 +15,15 @@ async def first_delivery(
 ) -> bool:
     """Claim an event for this consumer; False when it was handled before.
 
-    Two replicas racing on the same event both see "first"; the loser's
-    transaction then fails on the primary key and rolls back its effect.
+    One INSERT ... ON CONFLICT DO NOTHING: on PostgreSQL a replica claiming the
+    same event at the same moment waits for the first one's commit and then
+    sees the conflict, so exactly one of them applies the effect.
     """
-    seen = await session.scalar(
-        sa.select(sa.literal(1)).where(inbox.c.consumer == consumer, inbox.c.event_id == event_id)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    result = await session.execute(
+        insert(inbox)
+        .values(consumer=consumer, event_id=event_id, subject=subject, handled_at=datetime.now(UTC))
+        .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
     )
-    if seen is not None:
-        return False
-    await session.execute(
-        inbox.insert().values(
-            consumer=consumer, event_id=event_id, subject=subject, handled_at=datetime.now(UTC)
-        )
-    )
-    return True
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]  # CursorResult

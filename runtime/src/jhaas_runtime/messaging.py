@@ -10,18 +10,17 @@ dead-letter stream and terminated, so the consumer goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
 import nats
-import sqlalchemy as sa
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
-from sqlalchemy.exc import IntegrityError
+from nats.js.errors import BadRequestError, NotFoundError, ServerError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jhaas_runtime import failpoints
@@ -44,7 +43,8 @@ async def connect(url: str, name: str) -> NATS:
         log.warning("nats error", error=str(exc))
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected; reconnecting")
+        # Also called on a clean close; a reconnect is logged by the client when it happens.
+        log.info("nats disconnected")
 
     return await nats.connect(
         servers=[u.strip() for u in url.split(",")],
@@ -87,6 +87,20 @@ class _TypeOnly(msgspec.Struct):
     type: str = ""
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    emitted: bool = False
+    duplicate: bool = False
+    error: Exception | None = None
+
+
+_Work = tuple[Msg, "EventHandler", Event]
+
+
+def _deliveries(msg: Msg) -> int:
+    return msg.metadata.num_delivered or 1
+
+
 @dataclass
 class EventConsumer:
     """A durable pull consumer on one stream, for the event types it has handlers for."""
@@ -100,7 +114,8 @@ class EventConsumer:
     backoff_seconds: Sequence[float] = (0.5, 2.0, 10.0, 30.0)
     batch_size: int = 32
     failpoints: frozenset[str] = frozenset()
-    handled: int = field(default=0, init=False)
+    handled: int = field(default=0, init=False)  # events applied (duplicates not counted)
+    duplicates: int = field(default=0, init=False)  # redeliveries the inbox skipped
     dead_lettered: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -121,12 +136,23 @@ class EventConsumer:
         )
 
     async def ensure(self, js: JetStreamContext) -> None:
+        """Create the durable consumer, or update it in place (filter subjects,
+        ack wait and max deliveries are editable). A change the server cannot
+        apply in place recreates it from the old one's ack floor, so the stream
+        is not replayed from the start."""
         config = self.consumer_config()
         try:
             await js.add_consumer(self.stream, config)
-        except BadRequestError:
+        except (BadRequestError, ServerError):  # "... can not be updated"
+            old = await js.consumer_info(self.stream, self.name)
+            floor = old.ack_floor.stream_seq if old.ack_floor else 0
             await js.delete_consumer(self.stream, self.name)
+            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = (floor or 0) + 1
             await js.add_consumer(self.stream, config)
+            log.warning(
+                "consumer recreated", consumer=self.name, from_sequence=config.opt_start_seq
+            )
 
     async def run(
         self,
@@ -136,80 +162,119 @@ class EventConsumer:
         relay: OutboxRelay,
     ) -> None:
         sub = await js.pull_subscribe_bind(durable=self.name, stream=self.stream)
-        while True:
-            try:
-                messages = await sub.fetch(self.batch_size, timeout=1.0)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            except NotFoundError:
-                log.warning("consumer vanished; recreating", consumer=self.name)
-                await self.ensure(js)
-                sub = await js.pull_subscribe_bind(durable=self.name, stream=self.stream)
-                continue
-            for msg in messages:
-                await self.handle(msg, js, db, tables, relay)
+        try:
+            while True:
+                try:
+                    messages = await sub.fetch(self.batch_size, timeout=1.0)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue
+                except NotFoundError:
+                    log.warning("consumer vanished; recreating", consumer=self.name)
+                    await self.ensure(js)
+                    await sub.unsubscribe()
+                    sub = await js.pull_subscribe_bind(durable=self.name, stream=self.stream)
+                    continue
+                await self.handle_batch(messages, js, db, tables, relay)
+        finally:
+            # Without this, draining the connection at shutdown waits for the
+            # pull subscription's inbox until the drain timeout (30 s).
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
-    async def handle(
+    async def handle_batch(
         self,
-        msg: Msg,
+        messages: Sequence[Msg],
         js: JetStreamContext,
         db: Database,
         tables: MessagingTables,
         relay: OutboxRelay,
     ) -> None:
-        deliveries = msg.metadata.num_delivered or 1
+        """Apply a fetched batch in one transaction, one savepoint per event.
+
+        One commit per batch instead of per event; an event whose handler fails
+        rolls back only its own savepoint and is redelivered alone.
+        """
+        work = [item for msg in messages if (item := await self._decode(msg, js)) is not None]
+        if not work:
+            return
+        try:
+            outcomes = await self._apply_batch(work, db, tables)
+        except Exception:
+            # The commit itself failed (the database went away, a replica raced
+            # us): retry each event in its own transaction so a bad one stays alone.
+            log.warning("batch commit failed; applying events one by one", exc_info=True)
+            outcomes = [await self._apply_one(item, db, tables) for item in work]
+        failpoints.hit(self.failpoints, failpoints.CONSUMER_AFTER_COMMIT)
+        emitted = False
+        for (msg, _handler, event), outcome in zip(work, outcomes, strict=True):
+            with correlation(event.correlation_id, event_id=event.event_id, consumer=self.name):
+                emitted |= await self._settle(msg, js, outcome)
+        if emitted:
+            relay.notify()
+
+    async def _decode(self, msg: Msg, js: JetStreamContext) -> _Work | None:
+        """The handler and event of a message; None when it was settled here already."""
         try:
             handler = self._by_type.get(msgspec.json.decode(msg.data, type=_TypeOnly).type)
             if handler is None:
                 await msg.ack()  # a type this consumer does not handle (e.g. a newer version)
-                return
-            event = self.decode(msg.data)
+                return None
+            return msg, handler, self.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            await self._dead_letter(msg, js, f"undecodable: {exc}", deliveries)
-            return
+            await self._dead_letter(msg, js, f"undecodable: {exc}", _deliveries(msg))
+            return None
+
+    async def _effect(
+        self, session: AsyncSession, handler: EventHandler, event: Event, tables: MessagingTables
+    ) -> _Outcome:
+        if not await first_delivery(
+            session, tables.inbox, self.name, event.event_id, event.subject
+        ):
+            log.info("duplicate event skipped")
+            return _Outcome(duplicate=True)
+        emitted = await handler(session, event)
+        await record_events(session, tables.outbox, *emitted)
+        return _Outcome(emitted=bool(emitted))
+
+    async def _apply_batch(
+        self, work: Sequence[_Work], db: Database, tables: MessagingTables
+    ) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []
+        async with db.transaction() as session:
+            for _msg, handler, event in work:
+                with correlation(event.correlation_id, event_id=event.event_id, consumer=self.name):
+                    try:
+                        async with session.begin_nested():
+                            outcomes.append(await self._effect(session, handler, event, tables))
+                    except Exception as exc:
+                        outcomes.append(_Outcome(error=exc))
+        return outcomes
+
+    async def _apply_one(self, item: _Work, db: Database, tables: MessagingTables) -> _Outcome:
+        _msg, handler, event = item
         with correlation(event.correlation_id, event_id=event.event_id, consumer=self.name):
             try:
-                emitted = await self._apply(event, handler, db, tables)
+                async with db.transaction() as session:
+                    return await self._effect(session, handler, event, tables)
             except Exception as exc:
-                if deliveries >= self.max_deliver:
-                    log.error("handler failed for the last time", exc_info=True)
-                    await self._dead_letter(msg, js, f"handler failed: {exc!r}", deliveries)
-                else:
-                    delay = self.backoff_seconds[min(deliveries, len(self.backoff_seconds)) - 1]
-                    log.warning("handler failed; redelivering", delay=delay, exc_info=True)
-                    await msg.nak(delay=delay)
-                return
-            failpoints.hit(self.failpoints, failpoints.CONSUMER_AFTER_COMMIT)
-            await msg.ack()
-            self.handled += 1
-            if emitted:
-                relay.notify()
+                return _Outcome(error=exc)
 
-    async def _apply(
-        self, event: Event, handler: EventHandler, db: Database, tables: MessagingTables
-    ) -> bool:
-        try:
-            async with db.transaction() as session:
-                if not await first_delivery(
-                    session, tables.inbox, self.name, event.event_id, event.subject
-                ):
-                    log.info("duplicate event skipped")
-                    return False
-                emitted = await handler(session, event)
-                await record_events(session, tables.outbox, *emitted)
-                return bool(emitted)
-        except IntegrityError:
-            # Another replica handled the same event at the same moment.
-            async with db.reading() as session:
-                claimed = await session.scalar(
-                    sa.select(sa.func.count()).where(
-                        tables.inbox.c.consumer == self.name,
-                        tables.inbox.c.event_id == event.event_id,
-                    )
-                )
-            if claimed:
-                return False
-            raise
+    async def _settle(self, msg: Msg, js: JetStreamContext, outcome: _Outcome) -> bool:
+        """Ack, nak with backoff, or dead-letter; True when the event emitted events."""
+        if outcome.error is None:
+            await msg.ack()
+            self.handled += 0 if outcome.duplicate else 1
+            self.duplicates += 1 if outcome.duplicate else 0
+            return outcome.emitted
+        deliveries = _deliveries(msg)
+        if deliveries >= self.max_deliver:
+            log.error("handler failed for the last time", exc_info=outcome.error)
+            await self._dead_letter(msg, js, f"handler failed: {outcome.error!r}", deliveries)
+        else:
+            delay = self.backoff_seconds[min(deliveries, len(self.backoff_seconds)) - 1]
+            log.warning("handler failed; redelivering", delay=delay, exc_info=outcome.error)
+            await msg.nak(delay=delay)
+        return False
 
     async def _dead_letter(self, msg: Msg, js: JetStreamContext, reason: str, n: int) -> None:
         headers = dict(msg.headers or {})

@@ -6,6 +6,7 @@ duplicate by the stream."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -136,8 +137,6 @@ class OutboxRelay:
             except Exception:
                 # NATS or the database is away for a moment: the rows stay and are retried.
                 log.warning("outbox relay could not publish; will retry", exc_info=True)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
-            except TimeoutError:
-                pass
             self._wake.clear()

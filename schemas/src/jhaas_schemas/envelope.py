@@ -32,9 +32,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
     @classmethod
     def type_name(cls) -> str:
-        info = msgspec.inspect.type_info(cls)
-        assert isinstance(info, msgspec.inspect.StructType)
-        tag = info.tag
+        tag = cls.__struct_config__.tag
         assert isinstance(tag, str), f"{cls.__name__} has no string tag"
         return tag
 

@@ -1,0 +1,28 @@
+"""`python -m bench [events|reads|all]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from bench import events
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="jhaas bench")
+    parser.add_argument("which", nargs="?", default="all", choices=["all", "events", "reads"])
+    parser.add_argument("--events", type=int, default=2000, help="events to push through")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--requests", type=int, default=3000, help="HTTP reads per target")
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    if args.which in ("all", "events"):
+        asyncio.run(events.main(args.events, postgres=not args.no_postgres))
+    if args.which in ("all", "reads"):
+        from bench import reads
+
+        asyncio.run(reads.main(args.requests, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()

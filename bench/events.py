@@ -1,0 +1,95 @@
+"""Events handled per second through one consumer (deployer-svc's RequestApproved
+consumer: inbox row + deployment row + outbox row in one transaction, then the
+relay's publish of DeploymentScheduled), next to raw JetStream publishes with
+PubAck measured in the same run against the same server."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import nats
+
+from deployer_svc.app import GOVERNANCE_CONSUMER, build_app
+from deployer_svc.settings import DeployerSettings
+from jhaas_launcher.processes import NatsServer, PostgresServer
+from jhaas_launcher.testing import publish, sample_spec
+from jhaas_runtime.logs import configure_logging
+from jhaas_runtime.settings import RuntimeSettings
+from jhaas_schemas.envelope import envelope
+from jhaas_schemas.events import RequestApproved
+from jhaas_schemas.streams import DEPLOYER_STREAM
+
+
+def approval(i: int) -> RequestApproved:
+    start = datetime.now(UTC) + timedelta(days=10)
+    return RequestApproved(
+        **envelope(source="bench", correlation_id=f"bench-{i}"),
+        request_id=str(uuid.uuid4()), review_id=str(uuid.uuid4()), leader_id="u-bench",
+        decided_by="u-gov", revision=1,
+        configuration=sample_spec(slug=f"course-{i}", starts_at=start,
+                                  ends_at=start + timedelta(days=30)),
+    )
+
+
+async def run_once(database_url: str, root: Path, count: int) -> tuple[float, float]:
+    server = NatsServer(store_dir=root / "js").start()
+    try:
+        settings = DeployerSettings(runtime=RuntimeSettings(
+            service="deployer-svc", nats_url=server.url, database_url=database_url,
+            data_dir=root, stream_replicas=1, rpc_timeout_seconds=5, max_deliver=5,
+            ack_wait_seconds=30, log_level="WARNING", log_format="json"))
+        runtime = build_app(settings)
+        # Start once so streams and the consumer exist, then stop: the events
+        # wait in the stream and the measured run starts with a full backlog.
+        await runtime.start()
+        await runtime.stop()
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        events = [approval(i) for i in range(count)]
+        t0 = time.perf_counter()
+        for event in events:
+            await publish(js, event)
+        raw = count / (time.perf_counter() - t0)
+
+        runtime = build_app(settings)
+        t0 = time.perf_counter()
+        await runtime.start()
+        [consumer] = [c for c in runtime.consumers if c.name == GOVERNANCE_CONSUMER]
+        while True:
+            info = await js.stream_info(DEPLOYER_STREAM.name)
+            if consumer.handled >= count and info.state.messages >= count:
+                break
+            await asyncio.sleep(0.01)
+        handled = count / (time.perf_counter() - t0)
+        await runtime.stop()
+        await nc.close()
+        return raw, handled
+    finally:
+        server.stop()
+
+
+async def main(count: int, postgres: bool) -> None:
+    configure_logging("bench", level="WARNING")
+    with tempfile.TemporaryDirectory(prefix="jhaas-bench-") as tmp:
+        root = Path(tmp)
+        targets = [("sqlite", f"sqlite+aiosqlite:///{root / 'deployer.sqlite'}")]
+        pg = None
+        if postgres:
+            pg_root = Path(tempfile.mkdtemp(prefix="jhaas-bench-pg-"))
+            pg = PostgresServer(data_dir=pg_root / "data").start()
+            targets.append(("postgresql", pg.create_database("bench_deployer")))
+        try:
+            print(f"\n== events: {count} RequestApproved through deployer-svc's consumer ==")
+            for name, url in targets:
+                raw, handled = await run_once(url, root / name, count)
+                print(f"  {name:10s} raw JetStream publish (PubAck each): {raw:8.0f} msg/s")
+                print(f"  {name:10s} consumed + DB write + outbox publish: {handled:8.0f} events/s"
+                      f"  ({handled / raw:.0%} of raw)")
+        finally:
+            if pg:
+                pg.stop()
