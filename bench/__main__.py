@@ -13,7 +13,7 @@ def main() -> None:
     parser.add_argument("which", nargs="?", default="all", choices=["all", "events", "reads"])
     parser.add_argument("--events", type=int, default=2000, help="events to push through")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
-    parser.add_argument("--requests", type=int, default=3000, help="HTTP reads per target")
+    parser.add_argument("--seconds", type=int, default=10, help="load time per HTTP target")
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     if args.which in ("all", "events"):
@@ -21,7 +21,7 @@ def main() -> None:
     if args.which in ("all", "reads"):
         from bench import reads
 
-        asyncio.run(reads.main(args.requests, args.concurrency))
+        asyncio.run(reads.main(args.seconds, args.concurrency))
 
 
 if __name__ == "__main__":

@@ -29,20 +29,34 @@ def approval(i: int) -> RequestApproved:
     start = datetime.now(UTC) + timedelta(days=10)
     return RequestApproved(
         **envelope(source="bench", correlation_id=f"bench-{i}"),
-        request_id=str(uuid.uuid4()), review_id=str(uuid.uuid4()), leader_id="u-bench",
-        decided_by="u-gov", revision=1,
-        configuration=sample_spec(slug=f"course-{i}", starts_at=start,
-                                  ends_at=start + timedelta(days=30)),
+        request_id=str(uuid.uuid4()),
+        review_id=str(uuid.uuid4()),
+        leader_id="u-bench",
+        decided_by="u-gov",
+        revision=1,
+        configuration=sample_spec(
+            slug=f"course-{i}", starts_at=start, ends_at=start + timedelta(days=30)
+        ),
     )
 
 
 async def run_once(database_url: str, root: Path, count: int) -> tuple[float, float]:
     server = NatsServer(store_dir=root / "js").start()
     try:
-        settings = DeployerSettings(runtime=RuntimeSettings(
-            service="deployer-svc", nats_url=server.url, database_url=database_url,
-            data_dir=root, stream_replicas=1, rpc_timeout_seconds=5, max_deliver=5,
-            ack_wait_seconds=30, log_level="WARNING", log_format="json"))
+        settings = DeployerSettings(
+            runtime=RuntimeSettings(
+                service="deployer-svc",
+                nats_url=server.url,
+                database_url=database_url,
+                data_dir=root,
+                stream_replicas=1,
+                rpc_timeout_seconds=5,
+                max_deliver=5,
+                ack_wait_seconds=30,
+                log_level="WARNING",
+                log_format="json",
+            )
+        )
         runtime = build_app(settings)
         # Start once so streams and the consumer exist, then stop: the events
         # wait in the stream and the measured run starts with a full backlog.
@@ -88,8 +102,10 @@ async def main(count: int, postgres: bool) -> None:
             for name, url in targets:
                 raw, handled = await run_once(url, root / name, count)
                 print(f"  {name:10s} raw JetStream publish (PubAck each): {raw:8.0f} msg/s")
-                print(f"  {name:10s} consumed + DB write + outbox publish: {handled:8.0f} events/s"
-                      f"  ({handled / raw:.0%} of raw)")
+                print(
+                    f"  {name:10s} consumed + DB write + outbox publish: {handled:8.0f} events/s"
+                    f"  ({handled / raw:.0%} of raw)"
+                )
         finally:
             if pg:
                 pg.stop()

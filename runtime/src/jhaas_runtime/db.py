@@ -32,12 +32,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Any) -> None:
     # A writing transaction takes the write lock up front (BEGIN IMMEDIATE), so
-    # two writers never both read first and then fail to upgrade (SQLITE_BUSY);
-    # readers keep the deferred BEGIN and run beside the writer under WAL.
+    # two writers never both read first and then fail to upgrade (SQLITE_BUSY).
     if conn.get_execution_options().get("jhaas_write"):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
-        conn.exec_driver_sql("BEGIN")
+    # A read stays in SQLite's autocommit mode: each statement sees one
+    # consistent snapshot, and a round trip to the driver's thread is saved.
 
 
 class Database:
@@ -69,7 +68,8 @@ class Database:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A read-only transaction (rolled back at the end)."""
+        """A session for reading. On SQLite each statement is its own snapshot
+        (autocommit); on PostgreSQL it is one transaction, rolled back at the end."""
         async with self._read_sessions() as session, session.begin():
             yield session
 
