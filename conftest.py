@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,7 +50,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings_for(nats_server: NatsServer, database_url: str, tmp_path: Path) -> Iterator[object]:
+def settings_for(
+    nats_server: NatsServer, database_url: str, tmp_path: Path
+) -> Callable[..., RuntimeSettings]:
     """`settings_for("request-svc")`: settings pointing at this test's NATS and database."""
 
     def make(service: str, **overrides: object) -> RuntimeSettings:
@@ -69,4 +71,4 @@ def settings_for(nats_server: NatsServer, database_url: str, tmp_path: Path) -> 
         values.update(overrides)
         return RuntimeSettings(**values)  # type: ignore[arg-type]
 
-    yield make
+    return make

@@ -51,7 +51,7 @@ async def main(seconds: int, concurrency: int) -> None:
         try:
             await stack.start()
             env = stack.env()
-            bare = subprocess.Popen(
+            bare = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
                 [sys.executable, "-m", "bench.bare_app", str(bare_port)], env=env
             )
             wait_for_port(bare_port, process=bare, what="bare app")

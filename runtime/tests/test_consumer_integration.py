@@ -101,7 +101,8 @@ async def test_undecodable_and_failing_events_go_to_dead_letter_and_consumer_goe
         await msg.ack()
     assert any(r.startswith("undecodable") for r in reasons.values())
     failed = [r for r in reasons.values() if r.startswith("handler failed")]
-    assert len(failed) == 1 and "fails for titles" in failed[0]
+    assert len(failed) == 1
+    assert "fails for titles" in failed[0]
     assert counter.consumers[0].dead_lettered == 3
     assert await effect_count(counter.db, "r-fails") == 0
     await nc.close()

@@ -34,7 +34,7 @@ async def up(args: argparse.Namespace) -> int:
         if not _port_free(port):
             print(f"port {port} is in use; choose another with {what}", file=sys.stderr)
             return 2
-    data_dir = Path(args.data_dir).resolve()
+    data_dir: Path = args.data_dir
     stack = Stack(data_dir=data_dir, nats_port=args.nats_port, gateway_port=args.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -95,6 +95,7 @@ def main() -> None:
     run.add_argument("--port", type=int, default=8000, help="the gateway's HTTP port")
     run.add_argument("--nats-port", type=int, default=4222, help="the NATS client port")
     args = parser.parse_args()
+    args.data_dir = Path(args.data_dir).resolve()
     sys.exit(asyncio.run(up(args)))
 
 

@@ -198,7 +198,7 @@ class PostgresServer:
         # The data folder's parent holds the log too: both belong to the server's user.
         self._chown(self.data_dir.parent, user)
         if not (self.data_dir / "PG_VERSION").exists():
-            result = subprocess.run(  # noqa: S603 - fixed binary, our own arguments
+            result = subprocess.run(
                 [
                     str(bindir / "initdb"),
                     "-D",
@@ -243,7 +243,7 @@ class PostgresServer:
     def _wait_ready(self, bindir: Path) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            result = subprocess.run(  # noqa: S603
+            result = subprocess.run(
                 [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
                 capture_output=True,
                 check=False,
@@ -255,7 +255,7 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         bindir = postgres_bindir()
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             [
                 str(bindir / "createdb") if (bindir / "createdb").exists() else "createdb",
                 "-h",
