@@ -81,6 +81,9 @@ class RpcServer:
     async def start(self, nc: NATS) -> None:
         for subject in self._routes:
             self._subs.append(await nc.subscribe(subject, queue=self.service, cb=self._dispatch))
+        # Once start() returns, the server knows our subscriptions: a call made
+        # right after it is answered instead of finding no responders.
+        await nc.flush()
 
     async def stop(self) -> None:
         for sub in self._subs:
@@ -168,6 +171,10 @@ class RpcClient:
         except (nats.errors.TimeoutError, TimeoutError):
             raise RpcFailure(
                 RpcError(code=ErrorCode.UNAVAILABLE, message=f"{subject} did not answer in time")
+            ) from None
+        except nats.errors.Error as exc:  # connection closed or draining, reconnecting
+            raise RpcFailure(
+                RpcError(code=ErrorCode.UNAVAILABLE, message=f"message bus unavailable: {exc}")
             ) from None
         decoder = self._decoders.get(result_type)
         if decoder is None:

@@ -7,8 +7,12 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+import msgspec
+
+from gateway.schemas import UserCreate
 from jhaas_runtime.settings import (
     RuntimeSettings,
     SettingsError,
@@ -19,7 +23,7 @@ from jhaas_runtime.settings import (
 
 SERVICE = "gateway"
 JWT_KEY_FILE = "gateway-jwt.key"
-INITIAL_ADMIN_PASSWORD_FILE = "initial-admin-password"
+INITIAL_ADMIN_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 # HS256 needs at least as many key bytes as the hash has (RFC 7518, 3.2).
 MIN_SECRET_BYTES = 32
 
@@ -41,10 +45,21 @@ class GatewaySettings:
     def __post_init__(self) -> None:
         if len(self.jwt_secret) < MIN_SECRET_BYTES:
             raise SettingsError(f"JHAAS_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
+        # The first admin obeys the rules of every other account.
+        account = {"username": self.admin_username, "password": self.admin_password or "x" * 12}
+        try:
+            msgspec.convert(account, UserCreate)
+        except msgspec.ValidationError as exc:
+            variable = "JHAAS_ADMIN_PASSWORD" if "password" in str(exc) else "JHAAS_ADMIN_USERNAME"
+            raise SettingsError(f"{variable}: {exc}") from None
 
     @property
     def data_dir(self) -> Path:
         return self.runtime.data_dir
+
+    @property
+    def session_ttl(self) -> timedelta:
+        return timedelta(seconds=self.session_ttl_seconds)
 
     @property
     def token_issuer(self) -> str:
@@ -70,12 +85,12 @@ class GatewaySettings:
         )
 
 
-def write_private_file(path: Path, text: str) -> bool:
-    """Create `path` (mode 0600) holding `text`; False when it already exists.
+def write_private_file(path: Path, text: str, *, overwrite: bool = False) -> bool:
+    """Create `path` (mode 0600) holding `text`; False when it exists and is kept.
 
-    The text goes to a private temporary file first and is then hard-linked
-    into place, so a second process starting at the same moment either wins
-    the link or reads the complete file, never a half-written one.
+    The text goes to a private temporary file first and is then linked (or,
+    with `overwrite`, renamed) into place, so a second process starting at
+    the same moment never reads a half-written file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
@@ -83,6 +98,9 @@ def write_private_file(path: Path, text: str) -> bool:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        if overwrite:
+            os.replace(temp, path)
+            return True
         try:
             os.link(temp, path)
         except FileExistsError:

@@ -1,0 +1,265 @@
+"""Local accounts and sign-in sessions: the gateway's own small domain.
+
+Password hashing is slow on purpose, so it runs in a worker thread and the
+event loop keeps serving other requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gateway.auth import Passwords, TokenClaims, new_session_token, session_token_digest
+from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, write_private_file
+from gateway.store import AccountStore, SessionRecord, UsernameTaken, UserRecord
+from jhaas_runtime.db import Database
+from jhaas_runtime.logs import get_logger
+from jhaas_schemas.errors import Conflict, NotFound
+from jhaas_schemas.model import Principal, Role
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caller:
+    """The authenticated user of one HTTP request."""
+
+    user_id: str
+    username: str
+    roles: tuple[Role, ...]
+    session_id: str
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(user_id=self.user_id, username=self.username, roles=self.roles)
+
+    @property
+    def is_admin(self) -> bool:
+        return Role.ADMIN in self.roles
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignedIn:
+    user: UserRecord
+    session_id: str
+    session_token: str
+    expires_at: datetime
+
+
+class SignInRefused(Exception):
+    """Wrong credentials or a disabled account; the message is safe to show."""
+
+
+WRONG_CREDENTIALS = "wrong username or password"
+
+
+class Accounts:
+    def __init__(
+        self,
+        db: Database,
+        passwords: Passwords,
+        *,
+        session_ttl: timedelta,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.db = db
+        self.passwords = passwords
+        self.session_ttl = session_ttl
+        self.clock = clock
+
+    # --- sign-in -------------------------------------------------------------
+
+    async def sign_in(self, username: str, password: str) -> SignedIn:
+        async with self.db.reading() as session:
+            user = await AccountStore(session).get_user_by_username(username)
+        stored = user.password_hash if user else None
+        if not await asyncio.to_thread(self.passwords.verify, stored, password) or user is None:
+            raise SignInRefused(WRONG_CREDENTIALS)
+        if user.disabled:
+            raise SignInRefused("this account is disabled; ask an administrator")
+        rehashed = None
+        if self.passwords.needs_rehash(user.password_hash):
+            rehashed = await asyncio.to_thread(self.passwords.hash, password)
+        now = self.clock()
+        token = new_session_token()
+        record = SessionRecord(
+            session_id=str(uuid.uuid4()),
+            token_hash=session_token_digest(token),
+            user_id=user.user_id,
+            created_at=now,
+            expires_at=now + self.session_ttl,
+        )
+        async with self.db.transaction() as session:
+            store = AccountStore(session)
+            await store.delete_expired_sessions(now)
+            await store.add_session(record)
+            if rehashed is not None:
+                user = replace(user, password_hash=rehashed, updated_at=now)
+                await store.save_user(user)
+        return SignedIn(
+            user=user,
+            session_id=record.session_id,
+            session_token=token,
+            expires_at=record.expires_at,
+        )
+
+    async def caller_for_session_token(self, token: str) -> Caller | None:
+        async with self.db.reading() as session:
+            store = AccountStore(session)
+            record = await store.session_by_token_hash(session_token_digest(token))
+            return await self._caller(store, record, None)
+
+    async def caller_for_token(self, claims: TokenClaims) -> Caller | None:
+        """The caller of a verified bearer token while its session lives and its user is enabled."""
+        async with self.db.reading() as session:
+            store = AccountStore(session)
+            record = await store.session_by_id(claims.session_id)
+            return await self._caller(store, record, claims.user_id)
+
+    async def _caller(
+        self,
+        store: AccountStore,
+        record: SessionRecord | None,
+        user_id: str | None,
+    ) -> Caller | None:
+        if record is None or record.expires_at <= self.clock():
+            return None
+        if user_id is not None and record.user_id != user_id:
+            return None
+        user = await store.get_user(record.user_id)
+        if user is None or user.disabled:
+            return None
+        # Roles come from the account as it is now: a revoked role ends at once.
+        return Caller(
+            user_id=user.user_id,
+            username=user.username,
+            roles=user.roles,
+            session_id=record.session_id,
+        )
+
+    async def end_session(self, session_id: str) -> None:
+        async with self.db.transaction() as session:
+            await AccountStore(session).delete_session(session_id)
+
+    # --- users ---------------------------------------------------------------
+
+    async def get_user(self, user_id: str) -> UserRecord:
+        async with self.db.reading() as session:
+            user = await AccountStore(session).get_user(user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id!r}")
+        return user
+
+    async def list_users(self) -> list[UserRecord]:
+        async with self.db.reading() as session:
+            return await AccountStore(session).list_users()
+
+    async def create_user(
+        self,
+        *,
+        username: str,
+        password: str,
+        roles: tuple[Role, ...],
+        display_name: str = "",
+    ) -> UserRecord:
+        password_hash = await asyncio.to_thread(self.passwords.hash, password)
+        now = self.clock()
+        user = UserRecord(
+            user_id=str(uuid.uuid4()),
+            username=username,
+            display_name=display_name,
+            password_hash=password_hash,
+            roles=tuple(sorted(set(roles))),
+            disabled=False,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self.db.transaction() as session:
+                await AccountStore(session).add_user(user)
+        except UsernameTaken:
+            raise Conflict(
+                f"the username {username!r} is taken", {"username": "is taken"}
+            ) from None
+        return user
+
+    async def update_user(
+        self, user_id: str, *, roles: tuple[Role, ...] | None, disabled: bool | None
+    ) -> UserRecord:
+        async with self.db.transaction() as session:
+            store = AccountStore(session)
+            user = await store.get_user(user_id, for_update=True)
+            if user is None:
+                raise NotFound(f"no user {user_id!r}")
+            changed = replace(
+                user,
+                roles=user.roles if roles is None else tuple(sorted(set(roles))),
+                disabled=user.disabled if disabled is None else disabled,
+                updated_at=self.clock(),
+            )
+            await store.save_user(changed)
+            if await store.count_active_admins() == 0:
+                field = "disabled" if changed.disabled and not user.disabled else "roles"
+                raise Conflict(
+                    "this change would leave no active admin",
+                    {field: "would remove the last admin"},
+                )
+            if changed.disabled:
+                await store.delete_sessions_of(user_id)
+        return changed
+
+    async def ensure_first_admin(self, username: str, password: str | None, data_dir: Path) -> None:
+        """Create the first admin when there is none; a generated password goes to a 0600 file."""
+        async with self.db.reading() as session:
+            store = AccountStore(session)
+            if await store.count_active_admins() > 0:
+                return
+            existing = await store.get_user_by_username(username)
+        if existing is not None:
+            log.warning(
+                "no active admin, and the account named for the first admin exists; "
+                "left as it is: run `python -m gateway create-admin --username NAME`",
+                username=username,
+            )
+            return
+        secret = password or generate_password()
+        password_file = data_dir / INITIAL_ADMIN_PASSWORD_FILE
+        password_hash = await asyncio.to_thread(self.passwords.hash, secret)
+        now = self.clock()
+        user = UserRecord(
+            user_id=str(uuid.uuid4()),
+            username=username,
+            display_name="Administrator",
+            password_hash=password_hash,
+            roles=(Role.ADMIN,),
+            disabled=False,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self.db.transaction() as session:
+                await AccountStore(session).add_user(user)
+                if password is None:
+                    # Written before the commit: no admin exists whose password is lost.
+                    write_private_file(password_file, secret + "\n", overwrite=True)
+        except UsernameTaken:
+            return  # another replica created it at the same moment
+        if password is None:
+            log.info("first admin created", username=username, password_file=str(password_file))
+        else:
+            log.info("first admin created", username=username)

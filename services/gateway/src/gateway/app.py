@@ -1,0 +1,130 @@
+"""Composition root: the only place that builds the gateway's adapters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Server
+
+from gateway.accounts import Accounts, Clock, utcnow
+from gateway.auth import BearerTokens, Passwords
+from gateway.context import Gateway, send_correlation_header
+from gateway.controllers.auth import AuthController
+from gateway.controllers.deployments import DeploymentController
+from gateway.controllers.health import healthz, index, readyz
+from gateway.controllers.requests import RequestController
+from gateway.controllers.reviews import ReviewController
+from gateway.controllers.users import UserController
+from gateway.dependencies import DEPENDENCIES
+from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
+from gateway.guards import SESSION_COOKIE
+from gateway.settings import SERVICE, GatewaySettings
+from gateway.store import VERSIONS_DIR, metadata
+from jhaas_runtime.db import Database
+from jhaas_runtime.logs import get_logger
+from jhaas_runtime.messaging import connect
+from jhaas_runtime.migrate import upgrade_to_head
+from jhaas_runtime.rpc import RpcClient
+
+log = get_logger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def build_gateway(
+    settings: GatewaySettings, *, passwords: Passwords | None = None, clock: Clock = utcnow
+) -> Gateway:
+    db = Database(settings.runtime.database_url)
+    accounts = Accounts(
+        db,
+        passwords or Passwords(),
+        session_ttl=settings.session_ttl,
+        clock=clock,
+    )
+    tokens = BearerTokens(settings.jwt_secret, issuer=settings.token_issuer)
+    return Gateway(settings=settings, db=db, accounts=accounts, tokens=tokens)
+
+
+def openapi_config(settings: GatewaySettings) -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="JHaaS API",
+        version="1.0.0",
+        description=(
+            "JupyterHub as a Service: request a hub for a course, review it, follow its "
+            "deployment. Sign in at POST /api/v1/auth/login; send the token as "
+            "`Authorization: Bearer <token>`, or use the session cookie together with "
+            "the X-CSRF-Token header on unsafe methods."
+        ),
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin()],
+        servers=[Server(url=settings.public_url.rstrip("/"))],
+        components=Components(
+            security_schemes={
+                "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                "SessionCookie": SecurityScheme(
+                    type="apiKey", name=SESSION_COOKIE, security_scheme_in="cookie"
+                ),
+            }
+        ),
+        security=[{"BearerToken": []}, {"SessionCookie": []}],
+    )
+
+
+def create_app(
+    settings: GatewaySettings, *, passwords: Passwords | None = None, clock: Clock = utcnow
+) -> Litestar:
+    gateway = build_gateway(settings, passwords=passwords, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await upgrade_to_head(gateway.db, metadata, VERSIONS_DIR)
+        await gateway.accounts.ensure_first_admin(
+            settings.admin_username, settings.admin_password, settings.data_dir
+        )
+        gateway.nc = await connect(settings.runtime.nats_url, SERVICE)
+        gateway.rpc_client = RpcClient(gateway.nc, timeout=settings.runtime.rpc_timeout_seconds)
+        log.info(
+            "gateway started",
+            nats=settings.runtime.nats_url,
+            database=gateway.db.url.render_as_string(hide_password=True),
+            public_url=settings.public_url,
+        )
+        try:
+            yield
+        finally:
+            nc = gateway.nc
+            if nc is not None and not nc.is_closed:
+                # Drain finishes the calls in flight; a connection that is
+                # reconnecting has nothing to drain and is simply closed.
+                await (nc.drain() if nc.is_connected else nc.close())
+            gateway.rpc_client = None
+            await gateway.db.dispose()
+            log.info("gateway stopped")
+
+    api = Router(
+        API_PREFIX,
+        route_handlers=[
+            AuthController,
+            UserController,
+            RequestController,
+            ReviewController,
+            DeploymentController,
+        ],
+    )
+    return Litestar(
+        route_handlers=[api, healthz, readyz, index],
+        dependencies=DEPENDENCIES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        before_request=reject_invalid_body,
+        before_send=[send_correlation_header],
+        request_max_body_size=settings.max_body_bytes,
+        lifespan=[lifespan],
+        state=State({"gateway": gateway}),
+        openapi_config=openapi_config(settings),
+        logging_config=None,
+    )

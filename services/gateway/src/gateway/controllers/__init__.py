@@ -1,0 +1,1 @@
+"""Thin HTTP controllers: decode, call the account store or a service, answer."""

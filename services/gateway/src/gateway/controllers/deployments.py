@@ -1,0 +1,27 @@
+"""Deployments of approved hubs, served by deployer-svc."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromQuery
+
+from gateway.dependencies import ServiceCalls
+from gateway.errors import SERVICE_ERRORS, error_responses
+from gateway.guards import requires_authenticated
+from jhaas_schemas.rpc import DeployerOps, DeploymentList, ListDeployments
+
+ERRORS = error_responses(*SERVICE_ERRORS)
+
+
+class DeploymentController(Controller):
+    path = "/deployments"
+    tags = ["deployments"]
+    guards = [requires_authenticated]
+
+    @get("", responses=ERRORS)
+    async def list_deployments(
+        self, services: NamedDependency[ServiceCalls], request_id: FromQuery[str | None] = None
+    ) -> DeploymentList:
+        query = ListDeployments(request_id=request_id)
+        return await services(DeployerOps.LIST_DEPLOYMENTS, query, DeploymentList)

@@ -1,0 +1,64 @@
+"""Accounts, for admins."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import (
+    HTTP_403_FORBIDDEN,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+)
+
+from gateway.accounts import Accounts
+from gateway.errors import SERVICE_ERRORS, error_responses
+from gateway.guards import requires_admin, requires_authenticated
+from gateway.schemas import User, UserCreate, UserList, UserUpdate
+
+
+class UserController(Controller):
+    path = "/users"
+    tags = ["users"]
+    guards = [requires_authenticated, requires_admin]
+
+    @post(
+        "",
+        responses=error_responses(
+            HTTP_403_FORBIDDEN, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE_ENTITY
+        ),
+    )
+    async def create_user(
+        self, data: JSONBody[UserCreate], accounts: NamedDependency[Accounts]
+    ) -> User:
+        """Create a local account (201); 409 when the username is taken."""
+        record = await accounts.create_user(
+            username=data.username,
+            password=data.password,
+            roles=tuple(data.roles),
+            display_name=data.display_name,
+        )
+        return User.of(record)
+
+    @get("", responses=error_responses(HTTP_403_FORBIDDEN))
+    async def list_users(self, accounts: NamedDependency[Accounts]) -> UserList:
+        return UserList(items=[User.of(record) for record in await accounts.list_users()])
+
+    @patch(
+        "/{user_id:str}",
+        responses=error_responses(*SERVICE_ERRORS),
+    )
+    async def update_user(
+        self,
+        user_id: FromPath[str],
+        data: JSONBody[UserUpdate],
+        accounts: NamedDependency[Accounts],
+    ) -> User:
+        """Grant or revoke roles, disable or enable; disabling ends the user's sessions."""
+        record = await accounts.update_user(
+            user_id,
+            roles=None if data.roles is msgspec.UNSET else tuple(data.roles),
+            disabled=None if data.disabled is msgspec.UNSET else data.disabled,
+        )
+        return User.of(record)

@@ -1,0 +1,74 @@
+"""Dependency providers: what a controller method may ask for by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+import nats.errors
+from litestar import Request
+from litestar.di import Provide
+
+from gateway.accounts import Accounts, Caller
+from gateway.auth import BearerTokens
+from gateway.context import NotReady, caller_of, correlation_id_for, gateway_of
+from gateway.settings import GatewaySettings
+from jhaas_runtime.rpc import RpcClient
+from jhaas_schemas.model import Principal
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ServiceCalls:
+    """Calls a service on behalf of this request's caller, under its correlation id."""
+
+    rpc: RpcClient
+    principal: Principal
+    correlation_id: str
+
+    async def __call__(self, subject: str, payload: msgspec.Struct, result_type: type[R]) -> R:
+        try:
+            return await self.rpc.call(
+                subject,
+                payload,
+                result_type,
+                principal=self.principal,
+                correlation_id=self.correlation_id,
+            )
+        except nats.errors.ConnectionClosedError:
+            raise NotReady("the gateway lost its connection to the message bus") from None
+
+
+def provide_caller(request: Request[Any, Any, Any]) -> Caller:
+    return caller_of(request)
+
+
+def provide_accounts(request: Request[Any, Any, Any]) -> Accounts:
+    return gateway_of(request).accounts
+
+
+def provide_tokens(request: Request[Any, Any, Any]) -> BearerTokens:
+    return gateway_of(request).tokens
+
+
+def provide_settings(request: Request[Any, Any, Any]) -> GatewaySettings:
+    return gateway_of(request).settings
+
+
+def provide_services(request: Request[Any, Any, Any]) -> ServiceCalls:
+    return ServiceCalls(
+        rpc=gateway_of(request).rpc,
+        principal=caller_of(request).principal,
+        correlation_id=correlation_id_for(request.scope),
+    )
+
+
+DEPENDENCIES = {
+    "caller": Provide(provide_caller, sync_to_thread=False),
+    "accounts": Provide(provide_accounts, sync_to_thread=False),
+    "tokens": Provide(provide_tokens, sync_to_thread=False),
+    "settings": Provide(provide_settings, sync_to_thread=False),
+    "services": Provide(provide_services, sync_to_thread=False),
+}

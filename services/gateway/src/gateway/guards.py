@@ -1,0 +1,75 @@
+"""Guards: who may reach a route. Services check their own domain rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from gateway.accounts import Caller
+from gateway.auth import InvalidToken, csrf_token_for, same_secret
+from gateway.context import caller_of, gateway_of, set_caller
+from gateway.errors import Forbidden, Unauthorized
+
+SESSION_COOKIE = "jhaas_session"
+CSRF_COOKIE = "jhaas_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def requires_authenticated(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """A bearer token or the session cookie; cookie callers also prove it is them (CSRF)."""
+    set_caller(connection, await _authenticate(connection))
+
+
+def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if not caller_of(connection).is_admin:
+        raise Forbidden("only an admin can do this")
+
+
+async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
+    gateway = gateway_of(connection)
+    authorization = connection.headers.get("authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("the Authorization header must read 'Bearer <token>'")
+        try:
+            claims = gateway.tokens.verify(token.strip())
+        except InvalidToken as exc:
+            raise Unauthorized(str(exc)) from None
+        caller = await gateway.accounts.caller_for_token(claims)
+        if caller is None:
+            raise Unauthorized("the session of this token has ended; sign in again")
+        return caller
+
+    session_token = connection.cookies.get(SESSION_COOKIE)
+    if not session_token:
+        raise Unauthorized(
+            "sign in first: send 'Authorization: Bearer <token>' or the session cookie"
+        )
+    caller = await gateway.accounts.caller_for_session_token(session_token)
+    if caller is None:
+        raise Unauthorized("the session has expired or ended; sign in again")
+    if connection.scope.get("method", "GET") not in SAFE_METHODS:
+        _check_csrf(connection, gateway.settings.jwt_secret, session_token)
+    return caller
+
+
+def _check_csrf(
+    connection: ASGIConnection[Any, Any, Any, Any], secret: bytes, session_token: str
+) -> None:
+    """Double submit, bound to the session: header == cookie == the session's own token."""
+    sent = connection.headers.get(CSRF_HEADER)
+    if not sent:
+        raise Forbidden(
+            f"missing {CSRF_HEADER} header: a request signed in by cookie must repeat "
+            f"the {CSRF_COOKIE} cookie in it"
+        )
+    cookie = connection.cookies.get(CSRF_COOKIE, "")
+    expected = csrf_token_for(secret, session_token)
+    if not (same_secret(sent, cookie) and same_secret(sent, expected)):
+        raise Forbidden(f"the {CSRF_HEADER} header does not match this session's {CSRF_COOKIE}")

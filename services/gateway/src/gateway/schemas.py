@@ -1,0 +1,128 @@
+"""The HTTP API's own message types (the service payloads come from jhaas_schemas)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from gateway.store import UserRecord
+from jhaas_schemas.model import Role
+from jhaas_schemas.rpc import Comment, HubSpecUpdate, Reason, Revision
+
+Username = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="lower-case letters, digits, '.', '_' and '-'; starts with a letter or digit",
+    ),
+]
+Password = Annotated[str, msgspec.Meta(min_length=12, max_length=1024)]
+DisplayName = Annotated[str, msgspec.Meta(max_length=200)]
+# Sign-in takes whatever was typed: a wrong name is a wrong name, not a schema error.
+TypedUsername = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+TypedPassword = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+class LoginCredentials(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    username: TypedUsername
+    password: TypedPassword
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    username: str
+    display_name: str
+    roles: list[Role]
+    disabled: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, record: UserRecord) -> User:
+        return cls(
+            user_id=record.user_id,
+            username=record.username,
+            display_name=record.display_name,
+            roles=list(record.roles),
+            disabled=record.disabled,
+            created_at=record.created_at,
+        )
+
+
+class UserList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[User]
+
+
+class UserCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    username: Username
+    password: Password
+    roles: list[Role] = []
+    display_name: DisplayName = ""
+
+
+class UserUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    roles: list[Role] | msgspec.UnsetType = msgspec.UNSET
+    disabled: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class LoginResult(msgspec.Struct, frozen=True, kw_only=True):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token kind, not a secret
+    expires_in: int
+    user: User
+
+
+class RequestEdit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    changes: HubSpecUpdate
+    # The revision the edit is based on; a newer one on the server gives 409.
+    expected_revision: Revision | None = None
+
+
+class CancelBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    reason: Comment = ""
+
+
+class ApproveBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    comment: Comment = ""
+    revision: Revision | None = None
+
+
+class RejectBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    reason: Reason
+    revision: Revision | None = None
+
+
+class ChangesBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    comment: Reason
+    revision: Revision | None = None
+
+
+ErrorKind = Literal[
+    "invalid",
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "payload_too_large",
+    "unavailable",
+    "internal",
+]
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """Every error the API returns, whatever its cause."""
+
+    status: int
+    error: ErrorKind
+    message: str
+    fields: dict[str, str] = {}
+    correlation_id: str
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    status: str

@@ -1,0 +1,132 @@
+"""Helpers the gateway tests share: sign in, headers, a valid hub spec."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+from argon2 import PasswordHasher
+from litestar.testing import AsyncTestClient
+
+from gateway.app import create_app
+from gateway.auth import Passwords
+from gateway.settings import GatewaySettings
+
+ADMIN = ("root", "root password 123")
+BASE_URL = "https://testserver.local"
+
+Client = AsyncTestClient[Any]
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An event loop of its own in a thread, for the services behind the gateway.
+
+    AsyncTestClient runs the app through a blocking portal: while a request
+    is in flight the test's own event loop is blocked, so a service running
+    on that loop could never answer the gateway.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> LoopThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.loop))
+
+
+def fast_passwords() -> Passwords:
+    # The production parameters cost ~50 ms a hash; the tests hash dozens of times.
+    return Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+def make_client(settings: GatewaySettings) -> Client:
+    """A test client of the app; entering it runs the app's start-up, leaving its shutdown."""
+    return AsyncTestClient(app=create_app(settings, passwords=fast_passwords()), base_url=BASE_URL)
+
+
+async def login(client: Client, username: str, password: str) -> httpx.Response:
+    """Sign in; the client's cookie jar is emptied so each request says what it sends."""
+    response = await client.post(
+        "/api/v1/auth/login", json={"username": username, "password": password}
+    )
+    client.cookies.clear()
+    return response
+
+
+async def token_for(client: Client, username: str, password: str) -> str:
+    response = await login(client, username, password)
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def bearer(token: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **extra}
+
+
+async def create_user(
+    client: Client, admin_token: str, username: str, password: str, *roles: str
+) -> dict[str, Any]:
+    response = await client.post(
+        "/api/v1/users",
+        json={"username": username, "password": password, "roles": list(roles)},
+        headers=bearer(admin_token),
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def hub_spec(**overrides: Any) -> dict[str, Any]:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=14)
+    spec: dict[str, Any] = {
+        "title": "Data Science 101",
+        "slug": "ds101",
+        "description": "Introduction to data science",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(days=90)).isoformat(),
+        "image": "quay.io/jupyter/scipy-notebook:2024-12-02",
+        "resources": {"cpu": "1", "memory": "2Gi", "storage": "5Gi"},
+        "expected_participants": 30,
+    }
+    spec.update(overrides)
+    return spec
+
+
+LEADER = ("lea", "leader password 1")
+
+
+async def leader_token(client: Client) -> str:
+    """Create the leader as the first admin and sign the leader in."""
+    admin = await token_for(client, *ADMIN)
+    await create_user(client, admin, *LEADER, "leader")
+    return await token_for(client, *LEADER)
+
+
+ERROR_KEYS = {"status", "error", "message", "fields", "correlation_id"}
+
+
+def assert_error(response: httpx.Response, status: int, error: str) -> dict[str, Any]:
+    """The one error body, with its status, kind and the response's correlation id."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) == ERROR_KEYS, body
+    assert body["status"] == status
+    assert body["error"] == error
+    assert body["message"]
+    assert body["correlation_id"] == response.headers["x-correlation-id"]
+    return body
