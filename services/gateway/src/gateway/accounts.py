@@ -14,9 +14,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from gateway.auth import Passwords, TokenClaims, new_session_token, session_token_digest
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, write_private_file
-from gateway.store import AccountStore, SessionRecord, UsernameTaken, UserRecord
+from gateway.store import AccountStore, SessionRecord, UsernameTaken, UserRecord, sessions
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_schemas.errors import Conflict, NotFound
@@ -119,31 +121,19 @@ class Accounts:
         )
 
     async def caller_for_session_token(self, token: str) -> Caller | None:
-        async with self.db.reading() as session:
-            store = AccountStore(session)
-            record = await store.session_by_token_hash(session_token_digest(token))
-            return await self._caller(store, record, None)
+        return await self._live_caller(sessions.c.token_hash == session_token_digest(token))
 
     async def caller_for_token(self, claims: TokenClaims) -> Caller | None:
         """The caller of a verified bearer token while its session lives and its user is enabled."""
-        async with self.db.reading() as session:
-            store = AccountStore(session)
-            record = await store.session_by_id(claims.session_id)
-            return await self._caller(store, record, claims.user_id)
+        caller = await self._live_caller(sessions.c.session_id == claims.session_id)
+        return caller if caller is not None and caller.user_id == claims.user_id else None
 
-    async def _caller(
-        self,
-        store: AccountStore,
-        record: SessionRecord | None,
-        user_id: str | None,
-    ) -> Caller | None:
-        if record is None or record.expires_at <= self.clock():
+    async def _live_caller(self, condition: sa.ColumnElement[bool]) -> Caller | None:
+        async with self.db.reading() as session:
+            found = await AccountStore(session).live_caller(condition, self.clock())
+        if found is None:
             return None
-        if user_id is not None and record.user_id != user_id:
-            return None
-        user = await store.get_user(record.user_id)
-        if user is None or user.disabled:
-            return None
+        record, user = found
         # Roles come from the account as it is now: a revoked role ends at once.
         return Caller(
             user_id=user.user_id,

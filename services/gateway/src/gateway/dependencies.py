@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
-import nats.errors
 from litestar import Request
 from litestar.di import Provide
 
 from gateway.accounts import Accounts, Caller
 from gateway.auth import BearerTokens
-from gateway.context import NotReady, caller_of, correlation_id_for, gateway_of
+from gateway.context import caller_of, correlation_id_for, gateway_of
 from gateway.settings import GatewaySettings
 from jhaas_runtime.rpc import RpcClient
 from jhaas_schemas.model import Principal
@@ -29,16 +28,14 @@ class ServiceCalls:
     correlation_id: str
 
     async def __call__(self, subject: str, payload: msgspec.Struct, result_type: type[R]) -> R:
-        try:
-            return await self.rpc.call(
-                subject,
-                payload,
-                result_type,
-                principal=self.principal,
-                correlation_id=self.correlation_id,
-            )
-        except nats.errors.ConnectionClosedError:
-            raise NotReady("the gateway lost its connection to the message bus") from None
+        # RpcClient turns no responders, timeouts and a lost bus into `unavailable`.
+        return await self.rpc.call(
+            subject,
+            payload,
+            result_type,
+            principal=self.principal,
+            correlation_id=self.correlation_id,
+        )
 
 
 def provide_caller(request: Request[Any, Any, Any]) -> Caller:

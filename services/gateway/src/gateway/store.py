@@ -188,23 +188,30 @@ class AccountStore:
             )
         )
 
-    async def session_by_token_hash(self, token_hash: str) -> SessionRecord | None:
-        return await self._session(sessions.c.token_hash == token_hash)
-
-    async def session_by_id(self, session_id: str) -> SessionRecord | None:
-        return await self._session(sessions.c.session_id == session_id)
-
-    async def _session(self, condition: sa.ColumnElement[bool]) -> SessionRecord | None:
-        row = (await self.session.execute(sa.select(sessions).where(condition))).first()
-        if row is None:
-            return None
-        return SessionRecord(
-            session_id=row.session_id,
-            token_hash=row.token_hash,
-            user_id=row.user_id,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
+    async def live_caller(
+        self, condition: sa.ColumnElement[bool], now: datetime
+    ) -> tuple[SessionRecord, UserRecord] | None:
+        """The session matching `condition` and its enabled user, in one query
+        (it runs on every authenticated request); None when either is gone."""
+        query = (
+            sa.select(sessions, users, user_roles.c.role)
+            .join(users, users.c.user_id == sessions.c.user_id)
+            .outerjoin(user_roles, user_roles.c.user_id == users.c.user_id)
+            .where(condition, sessions.c.expires_at > now, users.c.disabled.is_(False))
         )
+        rows = (await self.session.execute(query)).all()
+        if not rows:
+            return None
+        first = rows[0]
+        record = SessionRecord(
+            session_id=first.session_id,
+            token_hash=first.token_hash,
+            user_id=first.user_id,
+            created_at=first.created_at,
+            expires_at=first.expires_at,
+        )
+        roles = _ordered([Role(row.role) for row in rows if row.role is not None])
+        return record, _user(first, roles)
 
     async def delete_session(self, session_id: str) -> None:
         await self.session.execute(sessions.delete().where(sessions.c.session_id == session_id))
