@@ -3,6 +3,7 @@ to sign in with the first admin's credentials, serves, and Ctrl-C stops it all."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -69,7 +70,13 @@ def test_up_prints_credentials_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path
         assert "stopped." in rest
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-        assert '"level": "error"' not in (tmp_path / "data" / "logs" / "gateway.log").read_text()
+        gateway_log = (tmp_path / "data" / "logs" / "gateway.log").read_text().splitlines()
+        lines = [json.loads(line) for line in gateway_log if line.startswith("{")]
+        assert not [line for line in lines if line["level"] == "error"]
+        login_lines = [line for line in lines if line.get("path") == "/api/v1/auth/login"]
+        assert len(login_lines) == 1
+        assert login_lines[0]["status"] == 200
+        assert login_lines[0]["correlation_id"] == login.headers["X-Correlation-ID"]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=settings.port,
         server_header=False,
         lifespan="on",
+        access_log=False,  # gateway.access_log writes JSON lines with the correlation id
+        log_config=None,
     )
     return 0
 

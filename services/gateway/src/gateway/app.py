@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
 
+from gateway.access_log import access_log
 from gateway.accounts import Accounts, Clock, utcnow
 from gateway.auth import BearerTokens, Passwords
 from gateway.context import Gateway, send_correlation_header
@@ -122,6 +123,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=reject_invalid_body,
         before_send=[send_correlation_header],
+        middleware=[access_log],
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         state=State({"gateway": gateway}),

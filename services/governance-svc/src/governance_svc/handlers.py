@@ -22,6 +22,7 @@ from jhaas_schemas.events import (
 )
 from jhaas_schemas.rpc import (
     ApproveRequest,
+    Decision,
     GetReview,
     ListReviews,
     RejectRequest,
@@ -32,6 +33,9 @@ from jhaas_schemas.rpc import (
 
 SOURCE = "governance-svc"
 Clock = Callable[[], datetime]
+Decide = Callable[
+    [domain.ReviewRecord, datetime, Envelope], tuple[domain.ReviewRecord, Decision, Event]
+]
 
 log = get_logger(__name__)
 
@@ -72,54 +76,55 @@ class GovernanceHandlers:
         return domain.ensure_visible(record, ctx.principal, payload.request_id).view()
 
     async def approve(self, ctx: CallContext, payload: ApproveRequest) -> Review:
-        now = self.clock()
-        async with self.runtime.unit_of_work() as uow:
-            repo = ReviewRepository(uow.session)
-            record = await self._for_decision(repo, ctx, payload.request_id)
-            new, decision, event = domain.approve(
+        return await self._decide(
+            ctx,
+            payload.request_id,
+            lambda record, now, env: domain.approve(
                 record,
                 principal=ctx.principal,
                 comment=payload.comment,
                 revision=payload.revision,
                 now=now,
-                env=self._env(ctx, now),
-            )
-            await repo.save(new)
-            await repo.record_decision(new.review_id, decision)
-            uow.emit(event)
-        return new.view()
+                env=env,
+            ),
+        )
 
     async def reject(self, ctx: CallContext, payload: RejectRequest) -> Review:
-        now = self.clock()
-        async with self.runtime.unit_of_work() as uow:
-            repo = ReviewRepository(uow.session)
-            record = await self._for_decision(repo, ctx, payload.request_id)
-            new, decision, event = domain.reject(
+        return await self._decide(
+            ctx,
+            payload.request_id,
+            lambda record, now, env: domain.reject(
                 record,
                 principal=ctx.principal,
                 reason=payload.reason,
                 revision=payload.revision,
                 now=now,
-                env=self._env(ctx, now),
-            )
-            await repo.save(new)
-            await repo.record_decision(new.review_id, decision)
-            uow.emit(event)
-        return new.view()
+                env=env,
+            ),
+        )
 
     async def request_changes(self, ctx: CallContext, payload: RequestChanges) -> Review:
-        now = self.clock()
-        async with self.runtime.unit_of_work() as uow:
-            repo = ReviewRepository(uow.session)
-            record = await self._for_decision(repo, ctx, payload.request_id)
-            new, decision, event = domain.request_changes(
+        return await self._decide(
+            ctx,
+            payload.request_id,
+            lambda record, now, env: domain.request_changes(
                 record,
                 principal=ctx.principal,
                 comment=payload.comment,
                 revision=payload.revision,
                 now=now,
-                env=self._env(ctx, now),
-            )
+                env=env,
+            ),
+        )
+
+    async def _decide(self, ctx: CallContext, request_id: str, decide: Decide) -> Review:
+        """Load the review under a lock, decide, keep the decision's audit row and
+        emit its event, all in one transaction."""
+        now = self.clock()
+        async with self.runtime.unit_of_work() as uow:
+            repo = ReviewRepository(uow.session)
+            record = await self._for_decision(repo, ctx, request_id)
+            new, decision, event = decide(record, now, self._env(ctx, now))
             await repo.save(new)
             await repo.record_decision(new.review_id, decision)
             uow.emit(event)

@@ -29,6 +29,9 @@ from request_svc.store import HubRequestRepository
 
 SOURCE = "request-svc"
 Clock = Callable[[], datetime]
+Change = Callable[
+    [domain.HubRequestState, datetime, Envelope], tuple[domain.HubRequestState, Event | None]
+]
 
 
 def utcnow() -> datetime:
@@ -75,61 +78,50 @@ class RequestHandlers:
         return HubRequestList(items=[s.view() for s in states])
 
     async def update(self, ctx: CallContext, payload: UpdateRequest) -> HubRequest:
-        now = self.clock()
-        async with self.runtime.unit_of_work() as uow:
-            repo = HubRequestRepository(uow.session)
-            state = domain.ensure_visible(
-                await repo.get(payload.request_id, for_update=True),
-                ctx.principal,
-                payload.request_id,
-            )
-            new, event = domain.update_request(
+        return await self._change(
+            ctx,
+            payload.request_id,
+            lambda state, now, env: domain.update_request(
                 state,
                 principal=ctx.principal,
                 changes=payload.changes,
                 expected_revision=payload.expected_revision,
                 now=now,
-                env=self._env(ctx, now),
+                env=env,
+            ),
+        )
+
+    async def withdraw(self, ctx: CallContext, payload: WithdrawRequest) -> HubRequest:
+        return await self._change(
+            ctx,
+            payload.request_id,
+            lambda state, now, env: domain.withdraw_request(
+                state, principal=ctx.principal, now=now, env=env
+            ),
+        )
+
+    async def cancel(self, ctx: CallContext, payload: CancelRequest) -> HubRequest:
+        return await self._change(
+            ctx,
+            payload.request_id,
+            lambda state, now, env: domain.cancel_request(
+                state, principal=ctx.principal, reason=payload.reason, now=now, env=env
+            ),
+        )
+
+    async def _change(self, ctx: CallContext, request_id: str, change: Change) -> HubRequest:
+        """Load the request under a lock, apply the domain change, save it and
+        emit its event in one transaction (nothing when the change is a no-op)."""
+        now = self.clock()
+        async with self.runtime.unit_of_work() as uow:
+            repo = HubRequestRepository(uow.session)
+            state = domain.ensure_visible(
+                await repo.get(request_id, for_update=True), ctx.principal, request_id
             )
+            new, event = change(state, now, self._env(ctx, now))
             if event is not None:
                 await repo.save(new)
                 uow.emit(event)
-        return new.view()
-
-    async def withdraw(self, ctx: CallContext, payload: WithdrawRequest) -> HubRequest:
-        now = self.clock()
-        async with self.runtime.unit_of_work() as uow:
-            repo = HubRequestRepository(uow.session)
-            state = domain.ensure_visible(
-                await repo.get(payload.request_id, for_update=True),
-                ctx.principal,
-                payload.request_id,
-            )
-            new, event = domain.withdraw_request(
-                state, principal=ctx.principal, now=now, env=self._env(ctx, now)
-            )
-            await repo.save(new)
-            uow.emit(event)
-        return new.view()
-
-    async def cancel(self, ctx: CallContext, payload: CancelRequest) -> HubRequest:
-        now = self.clock()
-        async with self.runtime.unit_of_work() as uow:
-            repo = HubRequestRepository(uow.session)
-            state = domain.ensure_visible(
-                await repo.get(payload.request_id, for_update=True),
-                ctx.principal,
-                payload.request_id,
-            )
-            new, event = domain.cancel_request(
-                state,
-                principal=ctx.principal,
-                reason=payload.reason,
-                now=now,
-                env=self._env(ctx, now),
-            )
-            await repo.save(new)
-            uow.emit(event)
         return new.view()
 
     async def on_review_decision(self, session: AsyncSession, event: Event) -> Sequence[Event]:
