@@ -218,3 +218,21 @@ async def test_logout_ends_cookie_and_token_of_that_session(client: Client) -> N
     # Another session of the same user is not affected.
     other = await token_for(client, *ADMIN)
     assert (await client.get("/api/v1/auth/me", headers=bearer(other))).status_code == 200
+
+
+async def test_repeated_failed_sign_ins_are_slowed_down(
+    gateway_settings: GatewaySettings,
+) -> None:
+    settings = replace(gateway_settings, login_max_failures=3)
+    async with make_client(settings) as client:
+        admin_token = await token_for(client, *ADMIN)
+        await create_user(client, admin_token, "lea", "lea-password-123", "leader")
+        for _ in range(3):
+            assert (await login(client, "lea", "wrong-password-1")).status_code == 401
+        # Now even the right password waits: the account is being guessed at.
+        throttled = await login(client, "LEA", "lea-password-123")
+        assert throttled.status_code == 429, throttled.text
+        assert throttled.json()["error"] == "too_many_requests"
+        assert 1 <= int(throttled.headers["Retry-After"]) <= settings.login_window_seconds
+        # Other accounts from elsewhere are not locked out by it.
+        assert (await login(client, *ADMIN)).status_code == 200

@@ -26,6 +26,7 @@ from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
 from gateway.guards import SESSION_COOKIE
 from gateway.settings import SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
+from gateway.throttle import LoginThrottle
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.messaging import connect
@@ -48,7 +49,10 @@ def build_gateway(
         clock=clock,
     )
     tokens = BearerTokens(settings.jwt_secret, issuer=settings.token_issuer)
-    return Gateway(settings=settings, db=db, accounts=accounts, tokens=tokens)
+    throttle = LoginThrottle(
+        max_failures=settings.login_max_failures, window_seconds=settings.login_window_seconds
+    )
+    return Gateway(settings=settings, db=db, accounts=accounts, tokens=tokens, throttle=throttle)
 
 
 def openapi_config(settings: GatewaySettings) -> OpenAPIConfig:

@@ -13,6 +13,7 @@ from gateway.accounts import Accounts, Caller
 from gateway.auth import BearerTokens
 from gateway.context import caller_of, correlation_id_for, gateway_of
 from gateway.settings import GatewaySettings
+from gateway.throttle import LoginThrottle
 from jhaas_runtime.rpc import RpcClient
 from jhaas_schemas.model import Principal
 
@@ -50,6 +51,10 @@ def provide_tokens(request: Request[Any, Any, Any]) -> BearerTokens:
     return gateway_of(request).tokens
 
 
+def provide_throttle(request: Request[Any, Any, Any]) -> LoginThrottle:
+    return gateway_of(request).throttle
+
+
 def provide_settings(request: Request[Any, Any, Any]) -> GatewaySettings:
     return gateway_of(request).settings
 
@@ -67,5 +72,6 @@ DEPENDENCIES = {
     "accounts": Provide(provide_accounts, sync_to_thread=False),
     "tokens": Provide(provide_tokens, sync_to_thread=False),
     "settings": Provide(provide_settings, sync_to_thread=False),
+    "throttle": Provide(provide_throttle, sync_to_thread=False),
     "services": Provide(provide_services, sync_to_thread=False),
 }

@@ -23,6 +23,7 @@ from litestar.status_codes import (
     HTTP_409_CONFLICT,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -54,6 +55,7 @@ KIND_OF_STATUS: dict[int, ErrorKind] = {
     HTTP_409_CONFLICT: "conflict",
     HTTP_413_REQUEST_ENTITY_TOO_LARGE: "payload_too_large",
     HTTP_422_UNPROCESSABLE_ENTITY: "invalid",
+    HTTP_429_TOO_MANY_REQUESTS: "too_many_requests",
     HTTP_503_SERVICE_UNAVAILABLE: "unavailable",
 }
 
@@ -66,6 +68,7 @@ _DESCRIPTIONS = {
     HTTP_409_CONFLICT: "Conflicts with the current state: a taken name, a stale revision",
     HTTP_413_REQUEST_ENTITY_TOO_LARGE: "The body is larger than the gateway accepts",
     HTTP_422_UNPROCESSABLE_ENTITY: "The input breaks the schema or a rule; `fields` names each",
+    HTTP_429_TOO_MANY_REQUESTS: "Too many failed sign-ins; wait Retry-After seconds",
     HTTP_503_SERVICE_UNAVAILABLE: "A service did not answer in time",
 }
 
@@ -117,6 +120,13 @@ class Unauthorized(ApiError):
 
 class Forbidden(ApiError):
     status = HTTP_403_FORBIDDEN
+
+
+class TooManyRequests(ApiError):
+    status = HTTP_429_TOO_MANY_REQUESTS
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
 
 
 class InvalidBody(ApiError):

@@ -109,6 +109,7 @@ ErrorKind = Literal[
     "method_not_allowed",
     "conflict",
     "payload_too_large",
+    "too_many_requests",
     "unavailable",
     "internal",
 ]

@@ -40,6 +40,8 @@ class GatewaySettings:
     admin_username: str = "admin"
     admin_password: str | None = None
     max_body_bytes: int = 65536
+    login_max_failures: int = 10
+    login_window_seconds: int = 900
     public_url: str = "http://127.0.0.1:8000"
 
     def __post_init__(self) -> None:
@@ -81,6 +83,8 @@ class GatewaySettings:
             admin_username=env_str(env, "JHAAS_ADMIN_USERNAME", "admin"),
             admin_password=env.get("JHAAS_ADMIN_PASSWORD") or None,
             max_body_bytes=env_int(env, "JHAAS_MAX_BODY_BYTES", 65536, minimum=1024),
+            login_max_failures=env_int(env, "JHAAS_LOGIN_MAX_FAILURES", 10, minimum=1),
+            login_window_seconds=env_int(env, "JHAAS_LOGIN_WINDOW_SECONDS", 900, minimum=1),
             public_url=env_str(env, "JHAAS_PUBLIC_URL", "http://127.0.0.1:8000"),
         )
 

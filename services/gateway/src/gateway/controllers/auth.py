@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from typing import Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -13,14 +15,16 @@ from litestar.status_codes import (
     HTTP_204_NO_CONTENT,
     HTTP_403_FORBIDDEN,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
 )
 
 from gateway.accounts import Accounts, Caller, SignInRefused
 from gateway.auth import BearerTokens, csrf_token_for
-from gateway.errors import Unauthorized, error_responses
+from gateway.errors import TooManyRequests, Unauthorized, error_responses
 from gateway.guards import CSRF_COOKIE, SESSION_COOKIE, requires_authenticated
 from gateway.schemas import LoginCredentials, LoginResult, User
 from gateway.settings import GatewaySettings
+from gateway.throttle import LoginThrottle, TooManyAttempts
 
 
 class AuthController(Controller):
@@ -31,7 +35,7 @@ class AuthController(Controller):
         "/login",
         status_code=HTTP_200_OK,
         security=[],
-        responses=error_responses(HTTP_422_UNPROCESSABLE_ENTITY),
+        responses=error_responses(HTTP_422_UNPROCESSABLE_ENTITY, HTTP_429_TOO_MANY_REQUESTS),
     )
     async def login(
         self,
@@ -39,12 +43,21 @@ class AuthController(Controller):
         accounts: NamedDependency[Accounts],
         tokens: NamedDependency[BearerTokens],
         settings: NamedDependency[GatewaySettings],
+        throttle: NamedDependency[LoginThrottle],
+        request: Request[Any, Any, Any],
     ) -> Response[LoginResult]:
         """Sign in: a bearer token for API clients, and session + CSRF cookies for browsers."""
+        address = request.client.host if request.client else "unknown"
+        try:
+            throttle.check(data.username, address, time.monotonic())
+        except TooManyAttempts as exc:
+            raise TooManyRequests(str(exc), exc.retry_after) from None
         try:
             signed_in = await accounts.sign_in(data.username, data.password)
         except SignInRefused as exc:
+            throttle.failed(data.username, address, time.monotonic())
             raise Unauthorized(str(exc)) from None
+        throttle.succeeded(data.username)
         now = accounts.clock()
         expires_at = min(signed_in.expires_at, now + _seconds(settings.token_ttl_seconds))
         user = signed_in.user
