@@ -116,6 +116,7 @@ class EventConsumer:
     failpoints: frozenset[str] = frozenset()
     handled: int = field(default=0, init=False)  # events applied (duplicates not counted)
     duplicates: int = field(default=0, init=False)  # redeliveries the inbox skipped
+    busy: bool = field(default=False, init=False)  # applying a batch (not waiting in fetch)
     dead_lettered: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -160,10 +161,14 @@ class EventConsumer:
         db: Database,
         tables: MessagingTables,
         relay: OutboxRelay,
+        stopping: asyncio.Event | None = None,
     ) -> None:
+        """Fetch and apply batches until `stopping` is set (checked between batches,
+        so a batch in hand is committed and acked before the loop ends)."""
+        stopping = stopping or asyncio.Event()
         sub = await js.pull_subscribe_bind(durable=self.name, stream=self.stream)
         try:
-            while True:
+            while not stopping.is_set():
                 try:
                     messages = await sub.fetch(self.batch_size, timeout=1.0)
                 except (nats.errors.TimeoutError, TimeoutError):
@@ -174,7 +179,11 @@ class EventConsumer:
                     await sub.unsubscribe()
                     sub = await js.pull_subscribe_bind(durable=self.name, stream=self.stream)
                     continue
-                await self.handle_batch(messages, js, db, tables, relay)
+                self.busy = True
+                try:
+                    await self.handle_batch(messages, js, db, tables, relay)
+                finally:
+                    self.busy = False
         finally:
             # Without this, draining the connection at shutdown waits for the
             # pull subscription's inbox until the drain timeout (30 s).
@@ -292,8 +301,11 @@ class EventConsumer:
         log.error("event sent to dead letter", reason=reason, subject=msg.subject)
 
 
-async def run_forever(coro: Callable[[], Awaitable[None]], name: str) -> None:
-    """Keep a background loop alive: log and restart it after an unexpected error."""
+async def run_forever(
+    coro: Callable[[], Awaitable[None]], name: str, stopping: asyncio.Event | None = None
+) -> None:
+    """Keep a background loop alive: log and restart it after an unexpected error,
+    until it returns while `stopping` is set."""
     while True:
         try:
             await coro()
@@ -302,3 +314,5 @@ async def run_forever(coro: Callable[[], Awaitable[None]], name: str) -> None:
         except Exception:
             log.exception("background loop crashed; restarting", loop=name)
             await asyncio.sleep(1.0)
+        if stopping is not None and stopping.is_set():
+            return

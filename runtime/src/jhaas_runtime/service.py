@@ -30,6 +30,8 @@ from jhaas_schemas.streams import rpc_subject
 
 log = get_logger(__name__)
 
+STOP_GRACE_SECONDS = 10.0
+
 
 @dataclass
 class UnitOfWork:
@@ -72,6 +74,8 @@ class ServiceRuntime:
         self._js: JetStreamContext | None = None
         self._relay: OutboxRelay | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._consumer_tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self.rpc.route(
             rpc_subject(settings.service.removesuffix("-svc"), "health"), HealthCheck, self._health
         )
@@ -126,7 +130,12 @@ class ServiceRuntime:
             await consumer.ensure(self._js)
         self._spawn("outbox-relay", self._relay.run)
         for consumer in self.consumers:
-            self._spawn(consumer.name, self._consumer_loop(consumer))
+            self._consumer_tasks.append(
+                asyncio.create_task(
+                    run_forever(self._consumer_loop(consumer), consumer.name, self._stopping),
+                    name=consumer.name,
+                )
+            )
         for name, loop in self.background:
             self._spawn(name, loop)
         await self.rpc.start(self._nc)
@@ -138,7 +147,7 @@ class ServiceRuntime:
 
     def _consumer_loop(self, consumer: EventConsumer) -> Callable[[], Awaitable[None]]:
         async def loop() -> None:
-            await consumer.run(self.js, self.db, self.tables, self.relay)
+            await consumer.run(self.js, self.db, self.tables, self.relay, self._stopping)
 
         return loop
 
@@ -147,6 +156,16 @@ class ServiceRuntime:
 
     async def stop(self) -> None:
         await self.rpc.stop()
+        # Consumers finish the batch in hand (commit + ack) instead of being cut
+        # off inside a database call; those still busy after the grace are cancelled.
+        self._stopping.set()
+        for consumer, task in zip(self.consumers, self._consumer_tasks, strict=True):
+            if not consumer.busy:
+                task.cancel()  # idle in fetch: nothing in hand to lose
+        if self._consumer_tasks:
+            await asyncio.wait(self._consumer_tasks, timeout=STOP_GRACE_SECONDS)
+        self._tasks.extend(self._consumer_tasks)
+        self._consumer_tasks.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
