@@ -60,6 +60,7 @@ def settings_for(
             "service": service,
             "nats_url": nats_server.url,
             "database_url": database_url,
+            "db_pool_size": 8,
             "data_dir": tmp_path,
             "stream_replicas": 1,
             "rpc_timeout_seconds": 5.0,

@@ -7,7 +7,6 @@ Run as `python counter_service.py` with the usual JHAAS_* environment.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jhaas_runtime.logs import configure_logging
 from jhaas_runtime.messaging import EventConsumer
-from jhaas_runtime.service import ServiceRuntime
+from jhaas_runtime.service import ServiceRuntime, run_service
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_runtime.tables import add_messaging_tables
 from jhaas_runtime.types import UtcDateTime
@@ -69,4 +68,4 @@ def build(settings: RuntimeSettings) -> ServiceRuntime:
 if __name__ == "__main__":
     settings = RuntimeSettings.from_env(SERVICE)
     configure_logging(SERVICE, level=settings.log_level, fmt="console")
-    asyncio.run(build(settings).serve())
+    run_service(build(settings))

@@ -42,15 +42,19 @@ def _sqlite_begin(conn: Any) -> None:
 class Database:
     """One engine and session factory per service."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 16, echo: bool = False) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"echo": echo}
+        # No overflow: an overflow connection is closed when returned, so under
+        # load every request would open one (for aiosqlite: a thread and a file
+        # open; for PostgreSQL: a TCP and auth handshake). Callers beyond the
+        # pool wait for a connection instead, and the database sees a fixed count.
+        kwargs: dict[str, Any] = {"echo": echo, "pool_size": pool_size, "max_overflow": 0}
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            kwargs.update(pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -63,7 +63,7 @@ class ServiceRuntime:
         versions_dir: Path,
     ) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, pool_size=settings.db_pool_size)
         self.metadata = metadata
         self.tables = tables
         self.versions_dir = versions_dir
@@ -192,3 +192,13 @@ class ServiceRuntime:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def run_service(runtime: ServiceRuntime) -> None:
+    """Run a service until SIGINT/SIGTERM, on uvloop where it is installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(runtime.serve())
+        return
+    uvloop.run(runtime.serve())

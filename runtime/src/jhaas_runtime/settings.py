@@ -63,6 +63,7 @@ class RuntimeSettings:
     service: str
     nats_url: str
     database_url: str
+    db_pool_size: int
     data_dir: Path
     stream_replicas: int
     rpc_timeout_seconds: float
@@ -85,6 +86,7 @@ class RuntimeSettings:
             service=service,
             nats_url=env_str(env, "JHAAS_NATS_URL", "nats://127.0.0.1:4222"),
             database_url=env_str(env, db_var, default_db),
+            db_pool_size=env_int(env, "JHAAS_DB_POOL_SIZE", 16, minimum=1),
             data_dir=data_dir,
             stream_replicas=env_int(env, "JHAAS_STREAM_REPLICAS", 1, minimum=1),
             rpc_timeout_seconds=env_float(env, "JHAAS_RPC_TIMEOUT", 5.0, minimum=0.1),

@@ -41,7 +41,7 @@ API_PREFIX = "/api/v1"
 def build_gateway(
     settings: GatewaySettings, *, passwords: Passwords | None = None, clock: Clock = utcnow
 ) -> Gateway:
-    db = Database(settings.runtime.database_url)
+    db = Database(settings.runtime.database_url, pool_size=settings.runtime.db_pool_size)
     accounts = Accounts(
         db,
         passwords or Passwords(),

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from governance_svc.app import SERVICE, build_app
 from jhaas_runtime.logs import configure_logging
+from jhaas_runtime.service import run_service
 from jhaas_runtime.settings import RuntimeSettings
 
 
 def main() -> None:
     settings = RuntimeSettings.from_env(SERVICE)
     configure_logging(SERVICE, level=settings.log_level, fmt=settings.log_format)
-    asyncio.run(build_app(settings).serve())
+    run_service(build_app(settings))
 
 
 if __name__ == "__main__":

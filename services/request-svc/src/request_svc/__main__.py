@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from jhaas_runtime.logs import configure_logging
+from jhaas_runtime.service import run_service
 from jhaas_runtime.settings import RuntimeSettings
 from request_svc.app import SERVICE, build_app
 
@@ -12,7 +11,7 @@ from request_svc.app import SERVICE, build_app
 def main() -> None:
     settings = RuntimeSettings.from_env(SERVICE)
     configure_logging(SERVICE, level=settings.log_level, fmt=settings.log_format)
-    asyncio.run(build_app(settings).serve())
+    run_service(build_app(settings))
 
 
 if __name__ == "__main__":
