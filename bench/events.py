@@ -6,6 +6,7 @@ PubAck measured in the same run against the same server."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 import time
 import uuid
@@ -109,3 +110,4 @@ async def main(count: int, postgres: bool) -> None:
         finally:
             if pg:
                 pg.stop()
+                shutil.rmtree(pg.data_dir.parent, ignore_errors=True)
