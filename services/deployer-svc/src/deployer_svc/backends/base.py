@@ -1,0 +1,98 @@
+"""The interface every hub backend implements, and the values it exchanges.
+
+The deployer's schedule calls these; a backend never touches the deployer's
+database or publishes events. Every call is idempotent: deploying a hub that
+already runs converges it to the spec, tearing down one that is gone returns
+a record of nothing left.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from jhaas_schemas.model import DeletionRecord, HubSpec
+
+
+class HubPhase(enum.StrEnum):
+    ABSENT = "absent"  # nothing of this hub exists
+    STARTING = "starting"  # objects/processes exist, the hub does not answer yet
+    READY = "ready"  # the hub's API answers
+    FAILED = "failed"  # it exists but cannot become ready without help
+
+
+@dataclass(frozen=True, kw_only=True)
+class OAuthClient:
+    """How the hub signs people in against the gateway (generic OAuth2/OIDC)."""
+
+    client_id: str
+    client_secret: str
+    authorize_url: str
+    token_url: str
+    userdata_url: str
+    # Users the hub lets in: the course leader and accepted participants.
+    allowed_users: frozenset[str] = frozenset()
+    admin_users: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubDeployment:
+    """Everything a backend needs to build one course's hub."""
+
+    deployment_id: str
+    request_id: str
+    slug: str  # DNS-safe; names the namespace / data folder and the URL
+    configuration: HubSpec  # the approved configuration
+    api_token: str  # the deployer's own token for the hub's REST API (a secret)
+    oauth: OAuthClient | None = None  # None: no sign-in yet (API token only)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubStatus:
+    phase: HubPhase
+    url: str | None = None  # where people reach the hub, once known
+    api_url: str | None = None  # the hub's REST API (…/hub/api)
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Roster:
+    """Who may use the hub now: usernames as the gateway's OAuth provider names them."""
+
+    leader: str
+    participants: frozenset[str] = field(default_factory=frozenset)
+
+
+class BackendError(Exception):
+    """A backend could not do what it was asked; `temporary` says whether a retry may help."""
+
+    def __init__(self, message: str, *, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+
+class HubBackend(Protocol):
+    name: str
+
+    async def deploy(self, hub: HubDeployment) -> HubStatus:
+        """Create or converge the hub; return once it answers (READY) or raise BackendError."""
+        ...
+
+    async def status(self, deployment_id: str) -> HubStatus: ...
+
+    async def sync_roster(self, deployment_id: str, roster: Roster) -> None:
+        """Let exactly these people in (and the leader as the hub's admin)."""
+        ...
+
+    async def teardown(self, deployment_id: str) -> DeletionRecord:
+        """Delete the hub and all its data; return once nothing of it is left."""
+        ...
+
+    async def list_managed(self) -> list[str]:
+        """The deployment ids of every hub this backend has (for reconciliation)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the backend's own resources (not the hubs)."""
+        ...
