@@ -223,6 +223,7 @@ class ReviewList(msgspec.Struct, frozen=True, kw_only=True):
 
 class DeployerOps:
     LIST_DEPLOYMENTS = rpc_subject("deployer", "list_deployments")
+    REDEPLOY = rpc_subject("deployer", "redeploy")
 
 
 class DeploymentState(enum.StrEnum):
@@ -239,6 +240,12 @@ class ListDeployments(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     request_id: RequestId | None = None
 
 
+class RedeployHub(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An admin asks for a failed hub to be built again."""
+
+    request_id: RequestId
+
+
 class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     deployment_id: str
     request_id: str
@@ -250,6 +257,9 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     configuration: HubSpec
     hub_url: str | None = None
+    teardown_at: datetime | None = None
+    attempts: int = 0
+    failure_reason: str = ""
 
 
 class DeploymentList(msgspec.Struct, frozen=True, kw_only=True):
@@ -276,6 +286,7 @@ __all__ = [
     "ListDeployments",
     "ListRequests",
     "ListReviews",
+    "RedeployHub",
     "RejectRequest",
     "RequestChanges",
     "RequestOps",

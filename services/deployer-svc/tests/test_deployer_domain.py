@@ -52,7 +52,13 @@ def test_approval_schedules_a_deployment_before_the_start() -> None:
     approved = approval()
     caused = env("deployer-svc", "c-1", causation_id=approved.event_id, now=NOW)
     scheduled = domain.schedule_deployment(
-        None, approved, deployment_id="d-1", lead_time=timedelta(minutes=45), now=NOW, env=caused
+        None,
+        approved,
+        deployment_id="d-1",
+        lead_time=timedelta(minutes=45),
+        grace=timedelta(hours=2),
+        now=NOW,
+        env=caused,
     )
     assert scheduled is not None
     record, event = scheduled
@@ -60,11 +66,18 @@ def test_approval_schedules_a_deployment_before_the_start() -> None:
     assert (record.request_id, record.leader_id) == ("r-1", "u-leader")
     assert record.configuration == approved.configuration
     assert record.deploy_at == datetime(2027, 4, 12, 8, 15, tzinfo=UTC)
+    assert record.teardown_at == START + timedelta(days=90, hours=2)
     assert (event.deployment_id, event.deploy_at) == ("d-1", record.deploy_at)
     assert (event.starts_at, event.ends_at) == (START, START + timedelta(days=90))
     assert (event.causation_id, event.correlation_id) == (approved.event_id, "c-1")
     again = domain.schedule_deployment(
-        record, approval(), deployment_id="d-2", lead_time=timedelta(0), now=NOW, env=caused
+        record,
+        approval(),
+        deployment_id="d-2",
+        lead_time=timedelta(0),
+        grace=timedelta(0),
+        now=NOW,
+        env=caused,
     )
     assert again is None
 

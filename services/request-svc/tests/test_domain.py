@@ -9,8 +9,16 @@ import pytest
 from jhaas_launcher.testing import sample_spec
 from jhaas_schemas.envelope import envelope
 from jhaas_schemas.errors import Conflict, Forbidden, InvalidInput, NotFound
-from jhaas_schemas.events import ChangesRequested, RequestApproved
-from jhaas_schemas.model import Principal, RequestStatus, Resources, Role
+from jhaas_schemas.events import (
+    ChangesRequested,
+    CourseEnded,
+    HubDeleted,
+    HubDeploying,
+    HubFailed,
+    HubReady,
+    RequestApproved,
+)
+from jhaas_schemas.model import DeletionRecord, Principal, RequestStatus, Resources, Role
 from jhaas_schemas.rpc import HubSpecUpdate, ResourcesUpdate
 from request_svc import domain
 
@@ -237,3 +245,42 @@ def test_visibility() -> None:
         domain.ensure_visible(state, OTHER, "r1")
     with pytest.raises(NotFound):
         domain.ensure_visible(None, LEADER, "r1")
+
+
+def deployer_event(kind: type, **extra: object):  # type: ignore[no-untyped-def]
+    base = {**env(), "deployment_id": "d1", "request_id": "r1"}
+    return kind(**base, **extra)
+
+
+def test_the_leader_sees_the_hub_come_and_go() -> None:
+    state = approve(submitted())
+    state = domain.on_deployment_event(state, deployer_event(HubDeploying, attempt=1), NOW)
+    assert state is not None and state.status == RequestStatus.DEPLOYING
+    failed = domain.on_deployment_event(
+        state, deployer_event(HubFailed, reason="pull", attempts=3), NOW
+    )
+    assert failed is not None and failed.status == RequestStatus.FAILED
+    again = domain.on_deployment_event(failed, deployer_event(HubDeploying, attempt=1), NOW)
+    assert again is not None and again.status == RequestStatus.DEPLOYING
+    running = domain.on_deployment_event(again, deployer_event(HubReady, url="http://h/"), NOW)
+    assert running is not None and (running.status, running.hub_url) == (
+        RequestStatus.RUNNING,
+        "http://h/",
+    )
+    ending = domain.on_deployment_event(running, deployer_event(CourseEnded), NOW)
+    assert ending is not None and ending.status == RequestStatus.ENDING
+    assert domain.on_deployment_event(ending, deployer_event(HubReady, url="x"), NOW) is None
+    record = DeletionRecord(backend="local", deleted_at=NOW)
+    deleted = domain.on_deployment_event(ending, deployer_event(HubDeleted, record=record), NOW)
+    assert deleted is not None and deleted.status == RequestStatus.DELETED
+    assert deleted.hub_url is None and deleted.active_slug is None
+
+
+def test_a_cancelled_course_only_waits_for_deletion() -> None:
+    cancelled, _ = domain.cancel_request(
+        approve(submitted()), principal=LEADER, reason="", now=NOW, env=env()
+    )
+    assert domain.on_deployment_event(cancelled, deployer_event(CourseEnded), NOW) is None
+    record = DeletionRecord(backend="none", deleted_at=NOW)
+    deleted = domain.on_deployment_event(cancelled, deployer_event(HubDeleted, record=record), NOW)
+    assert deleted is not None and deleted.status == RequestStatus.DELETED

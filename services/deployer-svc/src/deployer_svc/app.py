@@ -2,26 +2,51 @@
 
 from __future__ import annotations
 
+from deployer_svc.backends.base import HubBackend
 from deployer_svc.handlers import Clock, DeployerHandlers, utcnow
+from deployer_svc.scheduler import Scheduler
 from deployer_svc.settings import SERVICE, DeployerSettings
 from deployer_svc.store import VERSIONS_DIR, messaging, metadata
 from jhaas_runtime.messaging import EventConsumer
 from jhaas_runtime.service import ServiceRuntime
-from jhaas_schemas.events import RequestApproved, decode_event
-from jhaas_schemas.rpc import DeployerOps, ListDeployments
-from jhaas_schemas.streams import GOVERNANCE_STREAM
+from jhaas_runtime.settings import SettingsError
+from jhaas_schemas.events import RequestApproved, RequestCancelled, decode_event
+from jhaas_schemas.rpc import DeployerOps, ListDeployments, RedeployHub
+from jhaas_schemas.streams import GOVERNANCE_STREAM, REQUEST_STREAM
 
-__all__ = ["SERVICE", "build_app"]
+__all__ = ["SERVICE", "build_app", "build_backend"]
 
 GOVERNANCE_CONSUMER = "deployer-svc-governance"
+REQUESTS_CONSUMER = "deployer-svc-requests"
 
 
-def build_app(settings: DeployerSettings, clock: Clock = utcnow) -> ServiceRuntime:
+def build_backend(settings: DeployerSettings) -> HubBackend:
+    if settings.backend == "local":
+        from deployer_svc.backends.local import LocalBackend
+
+        return LocalBackend(settings.local_hubs_dir)
+    raise SettingsError(
+        "JHAAS_HUB_BACKEND=kubernetes: the Kubernetes backend's manifests exist but its API "
+        "client does not yet; use the local backend"
+    )
+
+
+def build_app(
+    settings: DeployerSettings, clock: Clock = utcnow, backend: HubBackend | None = None
+) -> ServiceRuntime:
     runtime = ServiceRuntime(
         settings.runtime, metadata=metadata, tables=messaging, versions_dir=VERSIONS_DIR
     )
-    handlers = DeployerHandlers(runtime, lead_time=settings.lead_time, clock=clock)
+    scheduler = Scheduler(runtime, backend or build_backend(settings), settings, clock=clock)
+    handlers = DeployerHandlers(
+        runtime,
+        lead_time=settings.lead_time,
+        grace=settings.grace,
+        clock=clock,
+        on_change=scheduler.notify,
+    )
     runtime.rpc.route(DeployerOps.LIST_DEPLOYMENTS, ListDeployments, handlers.list_deployments)
+    runtime.rpc.route(DeployerOps.REDEPLOY, RedeployHub, handlers.redeploy)
     runtime.add_consumer(
         EventConsumer(
             name=GOVERNANCE_CONSUMER,
@@ -30,4 +55,13 @@ def build_app(settings: DeployerSettings, clock: Clock = utcnow) -> ServiceRunti
             decode=decode_event,
         )
     )
+    runtime.add_consumer(
+        EventConsumer(
+            name=REQUESTS_CONSUMER,
+            stream=REQUEST_STREAM.name,
+            handlers={RequestCancelled: handlers.on_request_cancelled},
+            decode=decode_event,
+        )
+    )
+    runtime.add_background("schedule", scheduler.run)
     return runtime

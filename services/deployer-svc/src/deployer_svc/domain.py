@@ -3,8 +3,8 @@
 Pure and synchronous: state + command or event -> new state + events. The
 clock, the new ids and the envelope of emitted events are passed in.
 
-This first step schedules a deployment when a request is approved; deploying,
-running and deleting hubs (the other `DeploymentState`s) come later.
+A deployment is scheduled when its request is approved; `schedule.py` says
+what is due for it afterwards.
 """
 
 from __future__ import annotations
@@ -32,7 +32,15 @@ class DeploymentRecord:
     ends_at: datetime
     created_at: datetime
     updated_at: datetime
+    # The hub and its data are deleted at this time (ends_at + grace).
+    teardown_at: datetime
     hub_url: str | None = None
+    attempts: int = 0  # deploy attempts of the current round
+    next_attempt_at: datetime | None = None  # a failed attempt waits for this
+    lease_owner: str | None = None  # the worker doing a long action now
+    lease_until: datetime | None = None
+    course_started: bool = False
+    failure_reason: str = ""
 
     def view(self) -> Deployment:
         return Deployment(
@@ -46,6 +54,9 @@ class DeploymentRecord:
             created_at=self.created_at,
             configuration=self.configuration,
             hub_url=self.hub_url,
+            teardown_at=self.teardown_at,
+            attempts=self.attempts,
+            failure_reason=self.failure_reason,
         )
 
 
@@ -55,6 +66,7 @@ def schedule_deployment(
     *,
     deployment_id: str,
     lead_time: timedelta,
+    grace: timedelta,
     now: datetime,
     env: Envelope,
 ) -> tuple[DeploymentRecord, DeploymentScheduled] | None:
@@ -71,6 +83,7 @@ def schedule_deployment(
         deploy_at=configuration.starts_at - lead_time,
         starts_at=configuration.starts_at,
         ends_at=configuration.ends_at,
+        teardown_at=configuration.ends_at + grace,
         created_at=now,
         updated_at=now,
     )

@@ -8,14 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deployer_svc import domain
+from deployer_svc import domain, schedule
 from deployer_svc.store import DeploymentRepository
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.rpc import CallContext
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.envelope import Event, envelope
-from jhaas_schemas.events import RequestApproved
-from jhaas_schemas.rpc import DeploymentList, ListDeployments
+from jhaas_schemas.errors import NotFound
+from jhaas_schemas.events import RequestApproved, RequestCancelled
+from jhaas_schemas.rpc import Deployment, DeploymentList, ListDeployments, RedeployHub
 
 SOURCE = "deployer-svc"
 Clock = Callable[[], datetime]
@@ -29,10 +30,19 @@ def utcnow() -> datetime:
 
 class DeployerHandlers:
     def __init__(
-        self, runtime: ServiceRuntime, *, lead_time: timedelta, clock: Clock = utcnow
+        self,
+        runtime: ServiceRuntime,
+        *,
+        lead_time: timedelta,
+        grace: timedelta = timedelta(0),
+        clock: Clock = utcnow,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.runtime = runtime
         self.lead_time = lead_time
+        self.grace = grace
+        # Tells the scheduler to look again (it would anyway within a second).
+        self.on_change = on_change
         self.clock = clock
 
     async def list_deployments(self, ctx: CallContext, payload: ListDeployments) -> DeploymentList:
@@ -52,6 +62,7 @@ class DeployerHandlers:
             event,
             deployment_id=str(uuid.uuid4()),
             lead_time=self.lead_time,
+            grace=self.grace,
             now=now,
             env=envelope(
                 source=SOURCE,
@@ -67,4 +78,39 @@ class DeployerHandlers:
         if not await repo.add(record):
             log.info("deployment scheduled by another replica", request_id=event.request_id)
             return ()
+        self.on_change()
         return (emitted,)
+
+    async def on_request_cancelled(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+        """Unschedule a course that has no hub yet; tear down one that has (or may have)."""
+        assert isinstance(event, RequestCancelled)
+        repo = DeploymentRepository(session)
+        record = await repo.for_request(event.request_id, for_update=True)
+        if record is None:
+            return ()  # cancelled before approval reached us: nothing scheduled
+        now = self.clock()
+        new, deleted = schedule.cancel(
+            record,
+            now,
+            envelope(
+                source=SOURCE,
+                correlation_id=event.correlation_id,
+                causation_id=event.event_id,
+                now=now,
+            ),
+        )
+        await repo.save(new)
+        self.on_change()
+        return (deleted,) if deleted is not None else ()
+
+    async def redeploy(self, ctx: CallContext, payload: RedeployHub) -> Deployment:
+        now = self.clock()
+        async with self.runtime.unit_of_work() as uow:
+            repo = DeploymentRepository(uow.session)
+            record = await repo.for_request(payload.request_id, for_update=True)
+            if record is None:
+                raise NotFound(f"no deployment for request {payload.request_id}")
+            new = schedule.redeploy(record, ctx.principal, now)
+            await repo.save(new)
+        self.on_change()
+        return new.view()

@@ -1,4 +1,4 @@
-"""deployer-svc's settings: the runtime's, plus when to deploy before a course starts."""
+"""deployer-svc's settings: the runtime's, plus the schedule and the hub backend."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
-from jhaas_runtime.settings import RuntimeSettings, env_int
+from jhaas_runtime.settings import RuntimeSettings, SettingsError, env_int, env_str
 
 SERVICE = "deployer-svc"
 DEFAULT_LEAD_MINUTES = 30
+BACKENDS = ("local", "kubernetes")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,11 +20,36 @@ class DeployerSettings:
     runtime: RuntimeSettings
     # A hub is deployed this long before its course starts.
     lead_time: timedelta = timedelta(minutes=DEFAULT_LEAD_MINUTES)
+    # Hub and data are deleted this long after the course ends.
+    grace: timedelta = timedelta(0)
+    backend: str = "local"
+    hubs_dir: Path | None = None  # local backend: one folder per hub (default <data>/hubs)
+    deploy_attempts: int = 3
+    retry_backoff: timedelta = timedelta(seconds=30)
+    lease: timedelta = timedelta(minutes=10)  # a deploy or teardown longer than this is retried
+    max_sleep: timedelta = timedelta(seconds=1)  # the scheduler looks at least this often
+
+    @property
+    def local_hubs_dir(self) -> Path:
+        return self.hubs_dir or self.runtime.data_dir / "hubs"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DeployerSettings:
         env = os.environ if env is None else env
-        minutes = env_int(env, "JHAAS_DEPLOY_LEAD_MINUTES", DEFAULT_LEAD_MINUTES, minimum=0)
+        backend = env_str(env, "JHAAS_HUB_BACKEND", "local")
+        if backend not in BACKENDS:
+            raise SettingsError(f"JHAAS_HUB_BACKEND must be one of {BACKENDS}, got {backend!r}")
+        hubs_dir = env.get("JHAAS_LOCAL_HUBS_DIR")
         return cls(
-            runtime=RuntimeSettings.from_env(SERVICE, env), lead_time=timedelta(minutes=minutes)
+            runtime=RuntimeSettings.from_env(SERVICE, env),
+            lead_time=timedelta(
+                minutes=env_int(env, "JHAAS_DEPLOY_LEAD_MINUTES", DEFAULT_LEAD_MINUTES, minimum=0)
+            ),
+            grace=timedelta(minutes=env_int(env, "JHAAS_TEARDOWN_GRACE_MINUTES", 0, minimum=0)),
+            backend=backend,
+            hubs_dir=Path(hubs_dir).resolve() if hubs_dir else None,
+            deploy_attempts=env_int(env, "JHAAS_DEPLOY_ATTEMPTS", 3, minimum=1),
+            retry_backoff=timedelta(
+                seconds=env_int(env, "JHAAS_DEPLOY_RETRY_SECONDS", 30, minimum=1)
+            ),
         )

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deployer_svc.domain import DeploymentRecord
+from deployer_svc.schedule import ACTIVE
 from jhaas_runtime.tables import add_messaging_tables
 from jhaas_runtime.types import UtcDateTime
 from jhaas_schemas.model import HubSpec
@@ -35,6 +36,32 @@ deployments = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("hub_url", sa.String(500), nullable=True),
+    sa.Column("teardown_at", UtcDateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UtcDateTime(), nullable=True),
+    sa.Column("lease_owner", sa.String(100), nullable=True),
+    sa.Column("lease_until", UtcDateTime(), nullable=True),
+    sa.Column("course_started", sa.Boolean, nullable=False, default=False),
+    sa.Column("failure_reason", sa.Text, nullable=False, default=""),
+)
+
+# The deployer's own credential for each hub's REST API. Kept apart from the
+# deployment rows (which are listed to users) and deleted with the hub.
+hub_credentials = sa.Table(
+    "hub_credentials",
+    metadata,
+    sa.Column("deployment_id", sa.String(36), primary_key=True),
+    sa.Column("api_token", sa.String(200), nullable=False),
+)
+
+_SCHEDULE_FIELDS = (
+    "teardown_at",
+    "attempts",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_until",
+    "course_started",
+    "failure_reason",
 )
 
 _spec_decoder = msgspec.json.Decoder(HubSpec)
@@ -53,6 +80,7 @@ def _row(record: DeploymentRecord) -> dict[str, object]:
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "hub_url": record.hub_url,
+        **{name: getattr(record, name) for name in _SCHEDULE_FIELDS},
     }
 
 
@@ -70,6 +98,7 @@ def _record(row: sa.Row[tuple[object, ...]]) -> DeploymentRecord:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         hub_url=m["hub_url"],
+        **{name: m[name] for name in _SCHEDULE_FIELDS},
     )
 
 
@@ -97,6 +126,51 @@ class DeploymentRepository:
         if request_id is not None:
             query = query.where(deployments.c.request_id == request_id)
         return [_record(r) for r in (await self.session.execute(query)).all()]
+
+    async def get(self, deployment_id: str, *, for_update: bool = False) -> DeploymentRecord | None:
+        query = sa.select(deployments).where(deployments.c.deployment_id == deployment_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).first()
+        return _record(row) if row else None
+
+    async def active(self, *, lock: bool) -> list[DeploymentRecord]:
+        """Deployments the schedule may have to act on; with `lock`, rows another
+        replica holds are skipped (PostgreSQL) rather than waited for."""
+        query = (
+            sa.select(deployments)
+            .where(deployments.c.state.in_([s.value for s in ACTIVE]))
+            .order_by(deployments.c.deploy_at)
+        )
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        return [_record(r) for r in (await self.session.execute(query)).all()]
+
+    async def save(self, record: DeploymentRecord) -> None:
+        await self.session.execute(
+            deployments.update()
+            .where(deployments.c.deployment_id == record.deployment_id)
+            .values(**_row(record))
+        )
+
+    async def api_token(self, deployment_id: str, new_token: str) -> str:
+        """The hub's API token, made (from `new_token`) the first time it is asked for."""
+        found = await self.session.scalar(
+            sa.select(hub_credentials.c.api_token).where(
+                hub_credentials.c.deployment_id == deployment_id
+            )
+        )
+        if found is not None:
+            return str(found)
+        await self.session.execute(
+            hub_credentials.insert().values(deployment_id=deployment_id, api_token=new_token)
+        )
+        return new_token
+
+    async def forget_credentials(self, deployment_id: str) -> None:
+        await self.session.execute(
+            hub_credentials.delete().where(hub_credentials.c.deployment_id == deployment_id)
+        )
 
     async def add(self, record: DeploymentRecord) -> bool:
         """Store a new deployment; False when its request has one already (a race lost)."""

@@ -5,7 +5,17 @@ from __future__ import annotations
 from jhaas_runtime.messaging import EventConsumer
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
-from jhaas_schemas.events import ChangesRequested, RequestApproved, RequestRejected, decode_event
+from jhaas_schemas.events import (
+    ChangesRequested,
+    CourseEnded,
+    HubDeleted,
+    HubDeploying,
+    HubFailed,
+    HubReady,
+    RequestApproved,
+    RequestRejected,
+    decode_event,
+)
 from jhaas_schemas.rpc import (
     CancelRequest,
     GetRequest,
@@ -15,7 +25,7 @@ from jhaas_schemas.rpc import (
     UpdateRequest,
     WithdrawRequest,
 )
-from jhaas_schemas.streams import GOVERNANCE_STREAM
+from jhaas_schemas.streams import DEPLOYER_STREAM, GOVERNANCE_STREAM
 from request_svc.handlers import Clock, RequestHandlers, utcnow
 from request_svc.store import VERSIONS_DIR, messaging, metadata
 
@@ -41,6 +51,20 @@ def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntim
                 RequestApproved: handlers.on_review_decision,
                 RequestRejected: handlers.on_review_decision,
                 ChangesRequested: handlers.on_review_decision,
+            },
+            decode=decode_event,
+        )
+    )
+    runtime.add_consumer(
+        EventConsumer(
+            name="request-svc-deployer",
+            stream=DEPLOYER_STREAM.name,
+            handlers={
+                HubDeploying: handlers.on_deployment_event,
+                HubReady: handlers.on_deployment_event,
+                HubFailed: handlers.on_deployment_event,
+                CourseEnded: handlers.on_deployment_event,
+                HubDeleted: handlers.on_deployment_event,
             },
             decode=decode_event,
         )

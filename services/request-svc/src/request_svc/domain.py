@@ -15,6 +15,11 @@ from jhaas_schemas.envelope import Envelope
 from jhaas_schemas.errors import Conflict, Forbidden, InvalidInput, NotFound
 from jhaas_schemas.events import (
     ChangesRequested,
+    CourseEnded,
+    HubDeleted,
+    HubDeploying,
+    HubFailed,
+    HubReady,
     RequestApproved,
     RequestCancelled,
     RequestRejected,
@@ -253,3 +258,31 @@ def on_review_decision(
     if isinstance(event, RequestRejected):
         return replace(state, status=S.REJECTED, review_comment=event.reason, updated_at=now)
     return replace(state, status=S.CHANGES_REQUESTED, review_comment=event.comment, updated_at=now)
+
+
+def on_deployment_event(
+    state: HubRequestState,
+    event: HubDeploying | HubReady | HubFailed | CourseEnded | HubDeleted,
+    now: datetime,
+) -> HubRequestState | None:
+    """The leader's view follows the deployer; None when the event changes nothing."""
+    if isinstance(event, HubDeleted):
+        return (
+            None
+            if state.status == S.DELETED
+            else replace(state, status=S.DELETED, hub_url=None, updated_at=now)
+        )
+    if state.status in (S.CANCELLED, S.DELETED):
+        return None  # a cancelled course only waits for its deletion
+    if isinstance(event, HubDeploying):
+        allowed, new_status = {S.APPROVED, S.FAILED, S.DEPLOYING}, S.DEPLOYING
+    elif isinstance(event, HubReady):
+        allowed, new_status = {S.DEPLOYING, S.APPROVED}, S.RUNNING
+    elif isinstance(event, HubFailed):
+        allowed, new_status = {S.DEPLOYING, S.APPROVED}, S.FAILED
+    else:
+        allowed, new_status = {S.APPROVED, S.DEPLOYING, S.RUNNING, S.FAILED}, S.ENDING
+    if state.status not in allowed:
+        return None
+    hub_url = event.url if isinstance(event, HubReady) else state.hub_url
+    return replace(state, status=new_status, hub_url=hub_url, updated_at=now)

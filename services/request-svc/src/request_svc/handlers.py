@@ -12,7 +12,16 @@ from jhaas_runtime.rpc import CallContext
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.errors import Forbidden
-from jhaas_schemas.events import ChangesRequested, RequestApproved, RequestRejected
+from jhaas_schemas.events import (
+    ChangesRequested,
+    CourseEnded,
+    HubDeleted,
+    HubDeploying,
+    HubFailed,
+    HubReady,
+    RequestApproved,
+    RequestRejected,
+)
 from jhaas_schemas.model import Role
 from jhaas_schemas.rpc import (
     CancelRequest,
@@ -131,6 +140,17 @@ class RequestHandlers:
         if state is None:
             return ()
         new = domain.on_review_decision(state, event, self.clock())
+        if new is not None:
+            await repo.save(new)
+        return ()
+
+    async def on_deployment_event(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+        assert isinstance(event, HubDeploying | HubReady | HubFailed | CourseEnded | HubDeleted)
+        repo = HubRequestRepository(session)
+        state = await repo.get(event.request_id, for_update=True)
+        if state is None:
+            return ()
+        new = domain.on_deployment_event(state, event, self.clock())
         if new is not None:
             await repo.save(new)
         return ()

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get
+from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromQuery
+from litestar.params import FromPath, FromQuery
+from litestar.status_codes import HTTP_200_OK
 
 from gateway.dependencies import ServiceCalls
 from gateway.errors import SERVICE_ERRORS, error_responses
 from gateway.guards import requires_authenticated
-from jhaas_schemas.rpc import DeployerOps, DeploymentList, ListDeployments
+from jhaas_schemas.rpc import (
+    DeployerOps,
+    Deployment,
+    DeploymentList,
+    ListDeployments,
+    RedeployHub,
+)
 
 ERRORS = error_responses(*SERVICE_ERRORS)
 
@@ -25,3 +32,10 @@ class DeploymentController(Controller):
     ) -> DeploymentList:
         query = ListDeployments(request_id=request_id)
         return await services(DeployerOps.LIST_DEPLOYMENTS, query, DeploymentList)
+
+    @post("/{request_id:str}/redeploy", status_code=HTTP_200_OK, responses=ERRORS)
+    async def redeploy(
+        self, services: NamedDependency[ServiceCalls], request_id: FromPath[str]
+    ) -> Deployment:
+        """Admins: build a failed hub again (its deploy attempts start over)."""
+        return await services(DeployerOps.REDEPLOY, RedeployHub(request_id=request_id), Deployment)

@@ -1,0 +1,565 @@
+"""The `local` backend: a real JupyterHub per course as child processes on this machine.
+
+Each hub lives in `root/<deployment_id>/`: its generated `jupyterhub_config.py`,
+sqlite database, secrets (mode 0600), `state.json` and log. The hub runs in
+its own session, so it outlives the deployer; everything needed to find it
+again (pid, ports) is in `state.json`.
+
+JupyterHub starts its proxy, managed services and single-user servers in
+sessions of their own, so teardown stops the hub's process group first (the
+hub then stops what it started) and afterwards kills any process whose
+working directory or command line is still inside the hub's folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from deployer_svc.backends.base import (
+    BackendError,
+    HubDeployment,
+    HubPhase,
+    HubStatus,
+    Roster,
+)
+from deployer_svc.backends.local_config import HubLayout, Ports, render_config
+from jhaas_launcher.processes import free_port, spawn
+from jhaas_schemas.model import DeletionRecord
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 15.0
+LOG_TAIL_LINES = 40
+PAGE = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubState:
+    deployment_id: str
+    request_id: str
+    slug: str
+    ports: Ports
+    pid: int
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "deployment_id": self.deployment_id,
+                "request_id": self.request_id,
+                "slug": self.slug,
+                "ports": {
+                    "public": self.ports.public,
+                    "hub": self.ports.hub,
+                    "proxy_api": self.ports.proxy_api,
+                },
+                "pid": self.pid,
+            },
+            indent=2,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> HubState:
+        data = json.loads(text)
+        ports = data["ports"]
+        return cls(
+            deployment_id=str(data["deployment_id"]),
+            request_id=str(data["request_id"]),
+            slug=str(data["slug"]),
+            ports=Ports(
+                public=int(ports["public"]),
+                hub=int(ports["hub"]),
+                proxy_api=int(ports["proxy_api"]),
+            ),
+            pid=int(data["pid"]),
+        )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600 from the start, not chmod after)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+def _port_free(port: int) -> bool:
+    """Whether a server could listen on the port now (servers set SO_REUSEADDR, so
+    connections of a previous run in TIME_WAIT do not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _distinct_free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _proc_state(pid: int) -> str | None:
+    """The process's state letter from /proc (None when it does not exist)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ')'.
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the process is our own child (no zombie left)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def hub_alive(pid: int, config: Path) -> bool:
+    """Whether `pid` is a live (non-zombie) JupyterHub started with this config."""
+    _reap(pid)
+    state = _proc_state(pid)
+    if state is None or state in ("Z", "X"):
+        return False
+    return str(config) in _cmdline(pid)
+
+
+def processes_under(folder: Path) -> list[int]:
+    """Every process (not this one) whose cwd or command line lies inside `folder`."""
+    found: list[int] = []
+    prefix = str(folder)
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid == me or _proc_state(pid) in (None, "Z", "X"):
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        inside = cwd == prefix or cwd.startswith(prefix + "/")
+        if not inside:
+            # The folder itself or a path inside it (not a sibling such as `<folder>0/`).
+            inside = any(
+                arg == prefix or (prefix + "/") in arg or arg.endswith("=" + prefix)
+                for arg in _cmdline(pid)
+            )
+        if inside:
+            found.append(pid)
+    return found
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class LocalBackend:
+    """`HubBackend` running each hub as JupyterHub child processes under `root`."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        public_host: str = "127.0.0.1",
+        python: str = sys.executable,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.public_host = public_host
+        self.python = python
+        self.bin_dir = Path(python).parent
+        self.start_timeout = start_timeout
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _layout(self, deployment_id: str) -> HubLayout:
+        if not deployment_id or "/" in deployment_id or deployment_id.startswith("."):
+            raise BackendError(f"invalid deployment id {deployment_id!r}", temporary=False)
+        return HubLayout(self.root / deployment_id)
+
+    def _lock(self, deployment_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(deployment_id, asyncio.Lock())
+
+    def _read_state(self, layout: HubLayout) -> HubState | None:
+        try:
+            return HubState.from_json(layout.state.read_text())
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _status_for(self, state: HubState, phase: HubPhase, detail: str = "") -> HubStatus:
+        return HubStatus(
+            phase=phase,
+            url=f"http://{self.public_host}:{state.ports.public}/",
+            api_url=f"http://127.0.0.1:{state.ports.public}/hub/api",
+            detail=detail,
+        )
+
+    async def _api_answers(self, state: HubState, token: str) -> bool:
+        base = f"http://127.0.0.1:{state.ports.public}/hub/api"
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                root = await client.get(f"{base}/")
+                if root.status_code != 200:
+                    return False
+                users = await client.get(
+                    f"{base}/users", headers={"Authorization": f"token {token}"}
+                )
+                return users.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _token(self, layout: HubLayout) -> str:
+        try:
+            return layout.api_token.read_text().strip()
+        except OSError as exc:
+            raise BackendError(
+                f"hub {layout.folder.name} has no API token file", temporary=False
+            ) from exc
+
+    def _pick_ports(self, previous: HubState | None) -> Ports:
+        if previous is not None:
+            old = previous.ports
+            if all(_port_free(p) for p in (old.public, old.hub, old.proxy_api)):
+                return old  # keep the hub's URL stable across restarts
+        public, hub, api = _distinct_free_ports(3)
+        return Ports(public=public, hub=hub, proxy_api=api)
+
+    def _write_files(self, hub: HubDeployment, layout: HubLayout, ports: Ports) -> None:
+        layout.folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(layout.folder, 0o700)
+        layout.homes.mkdir(exist_ok=True)
+        if not layout.cookie_secret.exists():
+            _write_private(layout.cookie_secret, secrets.token_hex(32))
+        # A fresh proxy token on every start: the proxy is restarted with the hub.
+        _write_private(layout.proxy_token, secrets.token_hex(32))
+        _write_private(layout.api_token, hub.api_token)
+        if hub.oauth is not None:
+            _write_private(layout.oauth_secret, hub.oauth.client_secret)
+        layout.config.write_text(self._render(hub, layout, ports))
+
+    def _render(self, hub: HubDeployment, layout: HubLayout, ports: Ports) -> str:
+        return render_config(
+            hub,
+            layout,
+            ports,
+            bin_dir=self.bin_dir,
+            python=self.python,
+            public_host=self.public_host,
+            as_root=os.geteuid() == 0,
+        )
+
+    def _changed(self, hub: HubDeployment, layout: HubLayout, ports: Ports) -> bool:
+        """Whether the running hub's config or secrets differ from what `hub` asks for."""
+
+        def read(path: Path) -> str | None:
+            try:
+                return path.read_text()
+            except OSError:
+                return None
+
+        wanted_secret = hub.oauth.client_secret if hub.oauth else None
+        return (
+            read(layout.config) != self._render(hub, layout, ports)
+            or read(layout.api_token) != hub.api_token
+            or (wanted_secret is not None and read(layout.oauth_secret) != wanted_secret)
+        )
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join([str(self.bin_dir), env.get("PATH", "")])
+        # Never hand our own secrets-bearing settings to the hub by accident.
+        for key in list(env):
+            if key.startswith("JHAAS_") and ("SECRET" in key or "TOKEN" in key):
+                del env[key]
+        return env
+
+    # -- HubBackend ------------------------------------------------------------
+
+    async def deploy(self, hub: HubDeployment) -> HubStatus:
+        layout = self._layout(hub.deployment_id)
+        async with self._lock(hub.deployment_id):
+            previous = self._read_state(layout)
+            if previous is not None and hub_alive(previous.pid, layout.config):
+                if self._changed(hub, layout, previous.ports):
+                    # Converge: restart the hub with the new config on the same ports
+                    # (user servers keep running: cleanup_servers is off).
+                    log.info("configuration of hub %s changed: restarting it", hub.deployment_id)
+                    await asyncio.to_thread(self._stop_group, previous.pid)
+                else:
+                    if await self._wait_ready(previous, layout, hub.api_token, process=None):
+                        return self._status_for(previous, HubPhase.READY)
+                    await asyncio.to_thread(self._stop_group, previous.pid)
+                    raise BackendError(
+                        f"hub {hub.deployment_id} (pid {previous.pid}) ran but did not answer "
+                        f"within {self.start_timeout:.0f}s; stopped it. "
+                        f"Log tail:\n{_tail(layout.log)}",
+                        temporary=True,
+                    )
+            elif layout.folder.exists():
+                # A dead hub may have left its proxy or servers behind (or a hub started
+                # by a deployer that died before it wrote state.json).
+                await asyncio.to_thread(self._kill_leftovers, layout.folder)
+            ports = self._pick_ports(previous)
+            await asyncio.to_thread(self._write_files, hub, layout, ports)
+            argv = [self.python, "-m", "jupyterhub", "-f", str(layout.config)]
+            handle = spawn(
+                f"jupyterhub-{hub.deployment_id}",
+                argv,
+                env=self._env(),
+                log_path=layout.log,
+                cwd=layout.folder,
+            )
+            state = HubState(
+                deployment_id=hub.deployment_id,
+                request_id=hub.request_id,
+                slug=hub.slug,
+                ports=ports,
+                pid=handle.process.pid,
+            )
+            tmp = layout.state.with_suffix(".json.tmp")
+            tmp.write_text(state.to_json())
+            tmp.replace(layout.state)
+            log.info(
+                "started hub %s (pid %d) on port %d",
+                hub.deployment_id,
+                state.pid,
+                ports.public,
+            )
+            if await self._wait_ready(state, layout, hub.api_token, process=handle.process):
+                return self._status_for(state, HubPhase.READY)
+            code = handle.process.poll()
+            await asyncio.to_thread(self._stop_group, state.pid)
+            await asyncio.to_thread(self._kill_leftovers, layout.folder)
+            with contextlib.suppress(Exception):
+                handle.process.wait(1)
+            why = (
+                f"exited with code {code}"
+                if code is not None
+                else f"did not answer within {self.start_timeout:.0f}s"
+            )
+            raise BackendError(
+                f"hub {hub.deployment_id} {why}. Log tail:\n{_tail(layout.log)}",
+                temporary=True,
+            )
+
+    async def _wait_ready(
+        self,
+        state: HubState,
+        layout: HubLayout,
+        token: str,
+        *,
+        process: subprocess.Popen[bytes] | None,
+    ) -> bool:
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if await self._api_answers(state, token):
+                return True
+            if process is not None:
+                if process.poll() is not None:
+                    return False
+            elif not hub_alive(state.pid, layout.config):
+                return False
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.2)
+
+    async def status(self, deployment_id: str) -> HubStatus:
+        layout = self._layout(deployment_id)
+        if not layout.folder.exists():
+            return HubStatus(phase=HubPhase.ABSENT)
+        state = self._read_state(layout)
+        if state is None:
+            return HubStatus(phase=HubPhase.FAILED, detail="folder without state.json")
+        if not hub_alive(state.pid, layout.config):
+            return self._status_for(
+                state, HubPhase.FAILED, f"hub process {state.pid} is not running"
+            )
+        try:
+            token = self._token(layout)
+        except BackendError as exc:
+            return self._status_for(state, HubPhase.FAILED, str(exc))
+        if await self._api_answers(state, token):
+            return self._status_for(state, HubPhase.READY)
+        return self._status_for(state, HubPhase.STARTING, "hub process runs, API does not answer")
+
+    async def sync_roster(self, deployment_id: str, roster: Roster) -> None:
+        layout = self._layout(deployment_id)
+        state = self._read_state(layout)
+        if state is None or not hub_alive(state.pid, layout.config):
+            raise BackendError(f"hub {deployment_id} is not running", temporary=True)
+        token = self._token(layout)
+        base = f"http://127.0.0.1:{state.ports.public}/hub/api"
+        wanted = {roster.leader, *roster.participants}
+        try:
+            async with httpx.AsyncClient(
+                base_url=base, headers={"Authorization": f"token {token}"}, timeout=30.0
+            ) as client:
+                existing = await self._list_users(client)
+                missing = sorted(wanted - set(existing))
+                if missing:
+                    created = await client.post("/users", json={"usernames": missing})
+                    # 409: someone created them meanwhile, which is what we want.
+                    if created.status_code not in (201, 409):
+                        self._raise_for(created, "create users")
+                for name in sorted(set(existing) - wanted):
+                    gone = await client.delete(f"/users/{name}")
+                    if gone.status_code not in (204, 404):
+                        self._raise_for(gone, f"delete user {name}")
+                if not existing.get(roster.leader, False):
+                    admin = await client.patch(f"/users/{roster.leader}", json={"admin": True})
+                    if admin.status_code != 200:
+                        self._raise_for(admin, f"make {roster.leader} admin")
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"hub {deployment_id} API unreachable: {type(exc).__name__}", temporary=True
+            ) from exc
+
+    async def _list_users(self, client: httpx.AsyncClient) -> dict[str, bool]:
+        """Every user of the hub and whether they are admin (paging through the API)."""
+        users: dict[str, bool] = {}
+        offset = 0
+        while True:
+            page = await client.get("/users", params={"offset": offset, "limit": PAGE})
+            if page.status_code != 200:
+                self._raise_for(page, "list users")
+            items: list[dict[str, Any]] = page.json()
+            for item in items:
+                users[str(item["name"])] = bool(item.get("admin", False))
+            if len(items) < PAGE:
+                return users
+            offset += len(items)
+
+    @staticmethod
+    def _raise_for(response: httpx.Response, what: str) -> None:
+        temporary = response.status_code >= 500 or response.status_code == 429
+        raise BackendError(
+            f"hub API could not {what}: HTTP {response.status_code} {response.text[:200]}",
+            temporary=temporary,
+        )
+
+    async def teardown(self, deployment_id: str) -> DeletionRecord:
+        layout = self._layout(deployment_id)
+        async with self._lock(deployment_id):
+            objects = await asyncio.to_thread(self._teardown_sync, layout)
+        self._locks.pop(deployment_id, None)
+        return DeletionRecord(backend=self.name, deleted_at=datetime.now(UTC), objects=objects)
+
+    def _teardown_sync(self, layout: HubLayout) -> tuple[str, ...]:
+        objects: list[str] = []
+        if not layout.folder.exists():
+            return ()
+        state = self._read_state(layout)
+        if state is not None and hub_alive(state.pid, layout.config):
+            self._stop_group(state.pid)
+            objects.append(f"process-group/{state.pid}")
+        objects += [f"process/{pid}" for pid in self._kill_leftovers(layout.folder)]
+        shutil.rmtree(layout.folder)
+        objects.append(f"directory/{layout.folder}")
+        log.info("tore down hub %s: %s", layout.folder.name, ", ".join(objects))
+        return tuple(objects)
+
+    def _stop_group(self, pid: int) -> None:
+        """SIGTERM the hub's process group, wait up to STOP_TIMEOUT, then SIGKILL it.
+
+        The hub leads its own session (start_new_session), so its pgid is its pid; if it
+        is not (it was started some other way) only the hub itself is signalled: another
+        group is not ours to kill.
+        """
+        try:
+            own_group = os.getpgid(pid) == pid
+        except ProcessLookupError:
+            return
+
+        def send(sig: signal.Signals) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                if own_group:
+                    os.killpg(pid, sig)
+                else:
+                    os.kill(pid, sig)
+
+        send(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if _proc_state(pid) in (None, "Z", "X"):
+                break
+            time.sleep(0.1)
+        # SIGKILL the hub if it did not stop in time, and any straggler of its group.
+        send(signal.SIGKILL)
+        _reap(pid)
+
+    def _kill_leftovers(self, folder: Path) -> list[int]:
+        """Stop whatever still runs inside the folder (proxy, culler, user servers)."""
+        pids = processes_under(folder)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        remaining = list(pids)
+        while remaining and time.monotonic() < deadline:
+            for pid in remaining:
+                _reap(pid)
+            remaining = [pid for pid in remaining if _proc_state(pid) not in (None, "Z", "X")]
+            if remaining:
+                time.sleep(0.1)
+        for pid in remaining:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in remaining:
+            _reap(pid)
+        # Anything started in the meantime (e.g. a kernel) gets the same treatment once.
+        late = [pid for pid in processes_under(folder) if pid not in pids]
+        for pid in late:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return pids + late
+
+    async def list_managed(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(
+            entry.name
+            for entry in self.root.iterdir()
+            if entry.is_dir() and (entry / "state.json").exists()
+        )
+
+    async def close(self) -> None:
+        """Nothing to release: hubs keep running by design."""

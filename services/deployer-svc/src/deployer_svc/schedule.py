@@ -1,0 +1,225 @@
+"""The course schedule: what is due for a deployment, and what doing it changes.
+
+Pure and synchronous. A deployment moves
+
+    scheduled --deploy_at--> deploying --hub ready--> running --starts_at--> (CourseStarted)
+    running --ends_at--> ending --teardown_at--> deleted
+    deploying --retries exhausted--> failed --admin redeploy--> scheduled
+    any active --cancel--> ending (hub up or being built) | deleted (nothing built yet)
+
+Long actions (deploy, teardown) are first *claimed* with a lease in one
+transaction, done outside it, and their outcome recorded in another; a
+replica that dies mid-action leaves a lease that expires, and the action is
+claimed again. Instant actions (course started/ended) change the row and
+emit their event in the claiming transaction, so they happen exactly once.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from deployer_svc.domain import DeploymentRecord
+from jhaas_schemas.envelope import Envelope
+from jhaas_schemas.errors import Conflict, Forbidden
+from jhaas_schemas.events import (
+    CourseEnded,
+    CourseStarted,
+    HubDeleted,
+    HubDeploying,
+    HubFailed,
+    HubReady,
+)
+from jhaas_schemas.model import DeletionRecord, Principal, Role
+from jhaas_schemas.rpc import DeploymentState
+
+S = DeploymentState
+ACTIVE = frozenset({S.SCHEDULED, S.DEPLOYING, S.RUNNING, S.FAILED, S.ENDING})
+
+
+class Action(enum.StrEnum):
+    DEPLOY = "deploy"
+    START_COURSE = "start_course"
+    END_COURSE = "end_course"
+    TEARDOWN = "teardown"
+
+
+LONG_ACTIONS = frozenset({Action.DEPLOY, Action.TEARDOWN})
+
+
+def _leased(record: DeploymentRecord, now: datetime) -> bool:
+    return record.lease_until is not None and record.lease_until > now
+
+
+def due_action(record: DeploymentRecord, now: datetime) -> Action | None:
+    """The one action due now, or None (also while another worker holds the lease)."""
+    if _leased(record, now) or record.state not in ACTIVE:
+        return None
+    if record.state in (S.SCHEDULED, S.DEPLOYING, S.FAILED) and now >= record.ends_at:
+        return Action.END_COURSE  # the course is over before its hub ever ran
+    if record.state == S.FAILED:
+        return None  # waits for an admin's redeploy
+    if record.state in (S.SCHEDULED, S.DEPLOYING):
+        waiting = record.next_attempt_at is not None and record.next_attempt_at > now
+        return None if waiting or now < record.deploy_at else Action.DEPLOY
+    if record.state == S.RUNNING:
+        if now >= record.ends_at:
+            return Action.END_COURSE
+        if not record.course_started and now >= record.starts_at:
+            return Action.START_COURSE
+        return None
+    return Action.TEARDOWN if now >= record.teardown_at else None  # ENDING
+
+
+def next_due(record: DeploymentRecord) -> datetime | None:
+    """When something will next be due for this deployment (for the scheduler's sleep)."""
+    if record.state not in ACTIVE:
+        return None
+    times: list[datetime] = [record.ends_at]
+    if record.lease_until is not None:
+        times.append(record.lease_until)
+    if record.state in (S.SCHEDULED, S.DEPLOYING):
+        times.append(max(record.deploy_at, record.next_attempt_at or record.deploy_at))
+    elif record.state == S.RUNNING and not record.course_started:
+        times.append(record.starts_at)
+    elif record.state == S.ENDING:
+        times.append(record.teardown_at)
+    return min(times)
+
+
+def claim(
+    record: DeploymentRecord, now: datetime, owner: str, lease: timedelta
+) -> DeploymentRecord:
+    return replace(record, lease_owner=owner, lease_until=now + lease, updated_at=now)
+
+
+def begin_deploy(
+    record: DeploymentRecord, now: datetime, owner: str, lease: timedelta, env: Envelope
+) -> tuple[DeploymentRecord, HubDeploying]:
+    attempt = record.attempts + 1
+    new = replace(claim(record, now, owner, lease), state=S.DEPLOYING, attempts=attempt)
+    event = HubDeploying(
+        **env, deployment_id=record.deployment_id, request_id=record.request_id, attempt=attempt
+    )
+    return new, event
+
+
+def deploy_succeeded(
+    record: DeploymentRecord, now: datetime, url: str, env: Envelope
+) -> tuple[DeploymentRecord, HubReady]:
+    new = replace(
+        record,
+        state=S.RUNNING,
+        hub_url=url,
+        lease_owner=None,
+        lease_until=None,
+        next_attempt_at=None,
+        failure_reason="",
+        updated_at=now,
+    )
+    return new, HubReady(
+        **env, deployment_id=record.deployment_id, request_id=record.request_id, url=url
+    )
+
+
+def deploy_failed(
+    record: DeploymentRecord,
+    now: datetime,
+    reason: str,
+    *,
+    temporary: bool,
+    max_attempts: int,
+    backoff: timedelta,
+    env: Envelope,
+) -> tuple[DeploymentRecord, HubFailed | None]:
+    """Retry later with growing backoff, or fail for good (then the leader is told)."""
+    released = replace(
+        record, lease_owner=None, lease_until=None, failure_reason=reason, updated_at=now
+    )
+    if temporary and record.attempts < max_attempts:
+        delay = backoff * (2 ** (record.attempts - 1))
+        return replace(released, next_attempt_at=now + delay), None
+    failed = replace(released, state=S.FAILED, next_attempt_at=None)
+    return failed, HubFailed(
+        **env,
+        deployment_id=record.deployment_id,
+        request_id=record.request_id,
+        reason=reason,
+        attempts=record.attempts,
+    )
+
+
+def start_course(
+    record: DeploymentRecord, now: datetime, env: Envelope
+) -> tuple[DeploymentRecord, CourseStarted]:
+    new = replace(record, course_started=True, updated_at=now)
+    return new, CourseStarted(
+        **env, deployment_id=record.deployment_id, request_id=record.request_id
+    )
+
+
+def end_course(
+    record: DeploymentRecord, now: datetime, env: Envelope
+) -> tuple[DeploymentRecord, CourseEnded]:
+    new = replace(record, state=S.ENDING, lease_owner=None, lease_until=None, updated_at=now)
+    return new, CourseEnded(**env, deployment_id=record.deployment_id, request_id=record.request_id)
+
+
+def teardown_done(
+    record: DeploymentRecord, now: datetime, deletion: DeletionRecord, env: Envelope
+) -> tuple[DeploymentRecord, HubDeleted]:
+    new = replace(record, state=S.DELETED, lease_owner=None, lease_until=None, updated_at=now)
+    return new, HubDeleted(
+        **env, deployment_id=record.deployment_id, request_id=record.request_id, record=deletion
+    )
+
+
+def teardown_failed(
+    record: DeploymentRecord, now: datetime, backoff: timedelta
+) -> DeploymentRecord:
+    """Deleting must not be given up: release and try again after `backoff`."""
+    return replace(
+        record,
+        lease_owner=None,
+        lease_until=None,
+        updated_at=now,
+        teardown_at=max(record.teardown_at, now + backoff),
+    )
+
+
+def cancel(
+    record: DeploymentRecord, now: datetime, env: Envelope
+) -> tuple[DeploymentRecord, HubDeleted | None]:
+    """A cancelled course: nothing built yet -> deleted at once; else torn down now."""
+    if record.state not in ACTIVE:
+        return record, None
+    if record.state == S.ENDING:
+        return replace(record, teardown_at=min(record.teardown_at, now), updated_at=now), None
+    if record.state == S.SCHEDULED and record.attempts == 0:
+        nothing = DeletionRecord(backend="none", deleted_at=now)
+        new = replace(record, state=S.DELETED, updated_at=now)
+        return new, HubDeleted(
+            **env,
+            deployment_id=record.deployment_id,
+            request_id=record.request_id,
+            record=nothing,
+        )
+    # The hub is up or may be half-built: tear down whatever exists, now.
+    return replace(record, state=S.ENDING, teardown_at=now, updated_at=now), None
+
+
+def redeploy(record: DeploymentRecord, principal: Principal, now: datetime) -> DeploymentRecord:
+    if not principal.has(Role.ADMIN):
+        raise Forbidden("only an admin can redeploy a hub")
+    if record.state != S.FAILED:
+        raise Conflict(f"only a failed hub can be redeployed; this one is {record.state}")
+    return replace(
+        record,
+        state=S.SCHEDULED,
+        attempts=0,
+        next_attempt_at=None,
+        deploy_at=min(record.deploy_at, now),
+        failure_reason="",
+        updated_at=now,
+    )

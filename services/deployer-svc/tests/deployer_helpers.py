@@ -1,0 +1,34 @@
+"""Shared by the deployer's schedule tests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import nats
+
+from jhaas_launcher.testing import sample_spec
+from jhaas_schemas.envelope import Event, envelope
+from jhaas_schemas.events import RequestApproved, decode_event
+from jhaas_schemas.streams import DEPLOYER_STREAM
+
+
+def approval(starts_at: datetime, ends_at: datetime) -> RequestApproved:
+    return RequestApproved(
+        **envelope(source="governance-svc", correlation_id="c-course"),
+        request_id=str(uuid.uuid4()),
+        review_id=str(uuid.uuid4()),
+        leader_id="u-leader",
+        decided_by="u-gov",
+        revision=1,
+        configuration=sample_spec(slug="soon-1", starts_at=starts_at, ends_at=ends_at),
+    )
+
+
+async def deployer_events(js: nats.js.JetStreamContext) -> list[Event]:
+    info = await js.stream_info(DEPLOYER_STREAM.name)
+    events: list[Event] = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        if info.state.messages:
+            events.append(decode_event((await js.get_msg(DEPLOYER_STREAM.name, seq)).data or b""))
+    return events

@@ -1,0 +1,193 @@
+"""The `local` backend's generated jupyterhub_config.py, loaded by the real traitlets loader."""
+
+from __future__ import annotations
+
+import logging
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from traitlets.config.loader import PyFileConfigLoader
+
+from deployer_svc.backends.base import HubDeployment, HubPhase, OAuthClient
+from deployer_svc.backends.local import HubState, LocalBackend
+from deployer_svc.backends.local_config import (
+    CULLER_SCOPES,
+    DEPLOYER_SCOPES,
+    HubLayout,
+    Ports,
+    cpu_cores,
+    memory_bytes,
+    render_config,
+)
+from jhaas_launcher.testing import sample_spec
+
+pytestmark = pytest.mark.unit
+
+API_TOKEN = "deployer-api-token-0123456789abcdef"
+CLIENT_SECRET = "oauth-client-secret-fedcba9876543210"
+PORTS = Ports(public=18000, hub=18001, proxy_api=18002)
+
+
+def deployment(*, oauth: OAuthClient | None = None, **spec: object) -> HubDeployment:
+    return HubDeployment(
+        deployment_id="dep-1",
+        request_id="req-1",
+        slug="ds101",
+        configuration=sample_spec(**spec),
+        api_token=API_TOKEN,
+        oauth=oauth,
+    )
+
+
+OAUTH = OAuthClient(
+    client_id="hub-ds101",
+    client_secret=CLIENT_SECRET,
+    authorize_url="https://gw.example/oauth/authorize",
+    token_url="https://gw.example/oauth/token",
+    userdata_url="https://gw.example/oauth/userinfo",
+    allowed_users=frozenset({"lea", "alice", "bob"}),
+    admin_users=frozenset({"lea"}),
+)
+
+
+def load(hub: HubDeployment, folder: Path, *, as_root: bool = False) -> Any:
+    """Write the secret files and the config as the backend does, then load it for real."""
+    layout = HubLayout(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    layout.api_token.write_text(hub.api_token)
+    layout.proxy_token.write_text("proxy-token")
+    if hub.oauth:
+        layout.oauth_secret.write_text(hub.oauth.client_secret)
+    text = render_config(
+        hub, layout, PORTS, bin_dir=Path("/venv/bin"), python="/venv/bin/python", as_root=as_root
+    )
+    layout.config.write_text(text)
+    loader = PyFileConfigLoader(layout.config.name, path=str(folder))
+    return loader.load_config(), text
+
+
+def test_config_loads_with_the_expected_values(tmp_path: Path) -> None:
+    config, text = load(deployment(default_interface="notebook"), tmp_path / "dep-1")
+    folder = tmp_path / "dep-1"
+    assert API_TOKEN not in text  # secrets are read from files, never written into the config
+    hub = config.JupyterHub
+    assert hub.bind_url == "http://127.0.0.1:18000/"
+    assert hub.hub_bind_url == "http://127.0.0.1:18001"
+    assert hub.db_url == f"sqlite:///{folder}/jupyterhub.sqlite"
+    assert hub.cookie_secret_file == str(folder / "cookie_secret")
+    assert hub.spawner_class == "simple"
+    assert hub.active_server_limit == 30
+    assert hub.cleanup_servers is False and hub.cleanup_proxy is True
+    assert hub.authenticator_class == "jupyterhub.auth.NullAuthenticator"
+    proxy = config.ConfigurableHTTPProxy
+    assert proxy.command == ["/venv/bin/configurable-http-proxy"]
+    assert proxy.api_url == "http://127.0.0.1:18002"
+    assert proxy.auth_token == "proxy-token"
+    assert config.Spawner.default_url == "/tree"
+    assert config.Spawner.args == []
+    assert config.Spawner.mem_limit == 2 * 1024**3
+    assert config.Spawner.cpu_limit == 1.0
+    assert config.SimpleLocalProcessSpawner.home_dir_template == f"{folder}/home/{{username}}"
+
+    services = {s["name"]: s for s in hub.services}
+    assert services["jhaas-deployer"] == {"name": "jhaas-deployer", "api_token": API_TOKEN}
+    culler = services["idle-culler"]
+    assert culler["command"] == [
+        "/venv/bin/python",
+        "-m",
+        "jupyterhub_idle_culler",
+        "--timeout=3600",
+        "--cull-every=600",
+    ]
+    roles = {r["name"]: r for r in hub.load_roles}
+    assert roles["jhaas-deployer"]["scopes"] == list(DEPLOYER_SCOPES)
+    assert roles["jhaas-deployer"]["services"] == ["jhaas-deployer"]
+    assert roles["admin"]["services"] == ["jhaas-deployer"]
+    assert roles["idle-culler"]["scopes"] == list(CULLER_SCOPES)
+    assert roles["idle-culler"]["services"] == ["idle-culler"]
+
+
+def test_lab_interface_and_root_flag(tmp_path: Path) -> None:
+    config, _ = load(deployment(), tmp_path / "dep-1", as_root=True)
+    assert config.Spawner.default_url == "/lab"
+    assert config.Spawner.args == ["--allow-root"]
+
+
+def test_oauth_configures_the_generic_authenticator(tmp_path: Path) -> None:
+    config, text = load(deployment(oauth=OAUTH), tmp_path / "dep-1")
+    assert CLIENT_SECRET not in text
+    assert config.JupyterHub.authenticator_class == "oauthenticator.generic.GenericOAuthenticator"
+    oauth = config.GenericOAuthenticator
+    assert oauth.client_id == "hub-ds101"
+    assert oauth.client_secret == CLIENT_SECRET
+    assert oauth.authorize_url == OAUTH.authorize_url
+    assert oauth.token_url == OAUTH.token_url
+    assert oauth.userdata_url == OAUTH.userdata_url
+    assert oauth.username_claim == "preferred_username"
+    assert oauth.oauth_callback_url == "http://127.0.0.1:18000/hub/oauth_callback"
+    assert config.Authenticator.allowed_users == {"lea", "alice", "bob"}
+    assert config.Authenticator.admin_users == {"lea"}
+    assert config.Authenticator.allow_existing_users is True
+    assert config.Authenticator.allow_all is False
+
+
+def test_oauth_with_no_users_lets_nobody_in(tmp_path: Path) -> None:
+    empty = OAuthClient(
+        client_id="c",
+        client_secret="s",
+        authorize_url="https://a",
+        token_url="https://t",
+        userdata_url="https://u",
+    )
+    config, _ = load(deployment(oauth=empty), tmp_path / "dep-1")
+    assert config.Authenticator.allowed_users == set()
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [("2Gi", 2 * 1024**3), ("512Mi", 512 * 1024**2), ("1G", 10**9), ("1000", 1000)],
+)
+def test_memory_quantities(quantity: str, expected: int) -> None:
+    assert memory_bytes(quantity) == expected
+
+
+def test_bad_memory_quantity() -> None:
+    with pytest.raises(ValueError, match="unknown memory unit"):
+        memory_bytes("2Qi")
+
+
+@pytest.mark.parametrize(("quantity", "expected"), [("500m", 0.5), ("2", 2.0), ("1.5", 1.5)])
+def test_cpu_quantities(quantity: str, expected: float) -> None:
+    assert cpu_cores(quantity) == expected
+
+
+def test_state_round_trips() -> None:
+    state = HubState(deployment_id="d", request_id="r", slug="ds101", ports=PORTS, pid=42)
+    assert HubState.from_json(state.to_json()) == state
+
+
+async def test_written_files_are_private_and_secrets_never_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    backend = LocalBackend(tmp_path)
+    hub = deployment(oauth=OAUTH)
+    layout = HubLayout(tmp_path / hub.deployment_id)
+    backend._write_files(hub, layout, PORTS)
+    for path in (layout.cookie_secret, layout.proxy_token, layout.api_token, layout.oauth_secret):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert layout.api_token.read_text() == API_TOKEN
+    # A folder with a config but no running hub is FAILED until deployed; no state: listed never.
+    assert await backend.list_managed() == []
+    assert (await backend.status(hub.deployment_id)).phase is HubPhase.FAILED
+    assert (await backend.status("nope")).phase is HubPhase.ABSENT
+    secrets_ = [API_TOKEN, CLIENT_SECRET, layout.cookie_secret.read_text()]
+    for record in caplog.records:
+        assert not any(secret in record.getMessage() for secret in secrets_)
+
+
+async def test_absent_teardown_is_empty(tmp_path: Path) -> None:
+    record = await LocalBackend(tmp_path).teardown("never-deployed")
+    assert record.backend == "local" and record.objects == ()
