@@ -1,4 +1,4 @@
-"""`python -m bench [events|reads|all]`."""
+"""`python -m bench [events|reads|deployer|all]`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from bench import events
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="jhaas bench")
-    parser.add_argument("which", nargs="?", default="all", choices=["all", "events", "reads"])
+    parser.add_argument(
+        "which", nargs="?", default="all", choices=["all", "events", "reads", "deployer"]
+    )
     parser.add_argument("--events", type=int, default=2000, help="events to push through")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--seconds", type=int, default=10, help="load time per HTTP target")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--courses", type=int, default=3, help="hubs deployed one after another")
+    parser.add_argument("--triggers", type=int, default=300, help="course starts for lateness")
+    parser.add_argument("--spread", type=float, default=20.0, help="seconds the starts span")
     args = parser.parse_args()
     if args.which in ("all", "events"):
         asyncio.run(events.main(args.events, postgres=not args.no_postgres))
@@ -22,6 +27,10 @@ def main() -> None:
         from bench import reads
 
         asyncio.run(reads.main(args.seconds, args.concurrency))
+    if args.which in ("all", "deployer"):
+        from bench import deployer
+
+        asyncio.run(deployer.main(args.courses, args.triggers, args.spread))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from jhaas_schemas.events import RequestApproved, decode_event
 from jhaas_schemas.streams import DEPLOYER_STREAM
 
 
-def approval(starts_at: datetime, ends_at: datetime) -> RequestApproved:
+def approval(starts_at: datetime, ends_at: datetime, slug: str = "soon-1") -> RequestApproved:
     return RequestApproved(
         **envelope(source="governance-svc", correlation_id="c-course"),
         request_id=str(uuid.uuid4()),
@@ -21,7 +21,7 @@ def approval(starts_at: datetime, ends_at: datetime) -> RequestApproved:
         leader_id="u-leader",
         decided_by="u-gov",
         revision=1,
-        configuration=sample_spec(slug="soon-1", starts_at=starts_at, ends_at=ends_at),
+        configuration=sample_spec(slug=slug, starts_at=starts_at, ends_at=ends_at),
     )
 
 

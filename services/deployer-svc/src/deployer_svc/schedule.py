@@ -223,3 +223,19 @@ def redeploy(record: DeploymentRecord, principal: Principal, now: datetime) -> D
         failure_reason="",
         updated_at=now,
     )
+
+
+def hub_missing(record: DeploymentRecord, now: datetime) -> DeploymentRecord | None:
+    """Reconciliation found a running course without a working hub: build it again
+    (the course's start is not announced twice). None when nothing is to be done."""
+    if record.state != S.RUNNING or _leased(record, now) or now >= record.ends_at:
+        return None
+    return replace(
+        record,
+        state=S.SCHEDULED,
+        attempts=0,
+        next_attempt_at=None,
+        lease_owner=None,
+        lease_until=None,
+        updated_at=now,
+    )

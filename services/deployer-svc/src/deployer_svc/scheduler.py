@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from deployer_svc import schedule
-from deployer_svc.backends.base import BackendError, HubBackend, HubDeployment
+from deployer_svc.backends.base import BackendError, HubBackend, HubDeployment, HubPhase
 from deployer_svc.domain import DeploymentRecord
 from deployer_svc.schedule import Action
 from deployer_svc.settings import DeployerSettings
@@ -28,6 +28,7 @@ from deployer_svc.store import DeploymentRepository
 from jhaas_runtime.logs import correlation, get_logger
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.envelope import Envelope, envelope
+from jhaas_schemas.rpc import DeploymentState as S
 
 log = get_logger(__name__)
 
@@ -58,7 +59,15 @@ class Scheduler:
         self._wake.set()
 
     async def run(self) -> None:
+        last_reconcile: datetime | None = None
         while True:
+            now = self.clock()
+            if last_reconcile is None or now - last_reconcile >= self.settings.reconcile_every:
+                last_reconcile = now
+                try:
+                    await self.reconcile()
+                except Exception:
+                    log.exception("reconciliation failed; will try again")
             next_at = await self.tick()
             delay = self.settings.max_sleep.total_seconds()
             if next_at is not None:
@@ -75,6 +84,50 @@ class Scheduler:
             upcoming = await DeploymentRepository(session).active(lock=False)
         times = [t for r in upcoming if (t := schedule.next_due(r)) is not None]
         return min(times) if times else None
+
+    async def reconcile(self) -> tuple[list[str], list[str]]:
+        """Compare what the database says should exist with what the backend has:
+        rebuild missing hubs of running courses, remove hubs of no known course.
+        Returns (rebuilt deployment ids, removed deployment ids)."""
+        managed = set(await self.backend.list_managed())
+        async with self.runtime.db.reading() as session:
+            known = {
+                r.deployment_id: r for r in await DeploymentRepository(session).list_deployments()
+            }
+        removed = []
+        for deployment_id in sorted(managed):
+            record = known.get(deployment_id)
+            if record is None or record.state not in schedule.ACTIVE:
+                log.warning("removing a hub of no active course", deployment_id=deployment_id)
+                try:
+                    await self.backend.teardown(deployment_id)
+                except BackendError:
+                    log.warning("could not remove it yet", exc_info=True)
+                    continue
+                removed.append(deployment_id)
+        rebuilt = []
+        for record in known.values():
+            if record.state != S.RUNNING:
+                continue
+            status = await self.backend.status(record.deployment_id)
+            if status.phase == HubPhase.READY:
+                continue
+            now = self.clock()
+            async with self.runtime.db.transaction() as session:
+                repo = DeploymentRepository(session)
+                current = await repo.get(record.deployment_id, for_update=True)
+                again = schedule.hub_missing(current, now) if current is not None else None
+                if again is not None:
+                    await repo.save(again)
+                    rebuilt.append(record.deployment_id)
+                    log.warning(
+                        "hub of a running course is missing; rebuilding",
+                        deployment_id=record.deployment_id,
+                        phase=status.phase.value,
+                    )
+        if rebuilt:
+            self.notify()
+        return rebuilt, removed
 
     def _env(self, record: DeploymentRecord, now: datetime) -> Envelope:
         # One correlation id per deployment ties its whole life together.

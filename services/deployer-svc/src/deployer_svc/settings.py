@@ -28,6 +28,8 @@ class DeployerSettings:
     retry_backoff: timedelta = timedelta(seconds=30)
     lease: timedelta = timedelta(minutes=10)  # a deploy or teardown longer than this is retried
     max_sleep: timedelta = timedelta(seconds=1)  # the scheduler looks at least this often
+    # How often what should exist is compared with what the backend has.
+    reconcile_every: timedelta = timedelta(minutes=5)
 
     @property
     def local_hubs_dir(self) -> Path:
@@ -51,5 +53,8 @@ class DeployerSettings:
             deploy_attempts=env_int(env, "JHAAS_DEPLOY_ATTEMPTS", 3, minimum=1),
             retry_backoff=timedelta(
                 seconds=env_int(env, "JHAAS_DEPLOY_RETRY_SECONDS", 30, minimum=1)
+            ),
+            reconcile_every=timedelta(
+                seconds=env_int(env, "JHAAS_RECONCILE_SECONDS", 300, minimum=5)
             ),
         )
