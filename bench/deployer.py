@@ -31,6 +31,7 @@ import httpx
 import nats
 
 from deployer_svc.app import build_app
+from deployer_svc.backends.base import BackendError, HubDeployment, HubPhase, HubStatus, Roster
 from deployer_svc.backends.local import processes_under
 from deployer_svc.domain import DeploymentRecord
 from deployer_svc.schedule import Action
@@ -44,6 +45,7 @@ from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.envelope import envelope
 from jhaas_schemas.events import HubDeploying, HubFailed, HubReady, RequestApproved, decode_event
+from jhaas_schemas.model import DeletionRecord
 from jhaas_schemas.rpc import DeploymentState
 from jhaas_schemas.streams import DEPLOYER_STREAM
 
@@ -58,6 +60,7 @@ def settings_for(server: NatsServer, root: Path) -> DeployerSettings:
             service="deployer-svc",
             nats_url=server.url,
             database_url=f"sqlite+aiosqlite:///{root / 'deployer.sqlite'}",
+            db_pool_size=16,
             data_dir=root,
             stream_replicas=1,
             rpc_timeout_seconds=5,
@@ -207,7 +210,8 @@ async def deploy_figure(server: NatsServer, root: Path, courses: int) -> None:
         # Warm-up, not counted: the first JupyterHub start reads its modules from disk.
         await bare_hub_start(root, sys.executable)
         for i in range(courses):
-            # Alternate, so both see the same machine at about the same time.
+            # Alternate, so both see the same machine at about the same time (and the
+            # same number of deployed hubs idling next to them).
             bare.append(await bare_hub_start(root, sys.executable))
             event = approval(i)
             published = datetime.now(UTC)
@@ -226,11 +230,11 @@ async def deploy_figure(server: NatsServer, root: Path, courses: int) -> None:
                     assert deploying is not None
                     deploys.append((got.occurred_at - deploying.occurred_at).total_seconds())
                     approved_to_fired.append((deploying.occurred_at - published).total_seconds())
-                    await backend.teardown(got.deployment_id)
                     break
     finally:
         await sub.unsubscribe()
         await nc.close()
+        # Stop the service before removing its hubs, so nothing rebuilds them meanwhile.
         await runtime.stop()
         hubs = settings.local_hubs_dir
         if hubs.exists():
@@ -256,6 +260,32 @@ async def deploy_figure(server: NatsServer, root: Path, courses: int) -> None:
 
 
 # -- 2. trigger lateness -------------------------------------------------------
+
+
+class HubsUp:
+    """A backend whose every hub is up and which builds nothing: the lateness run only
+    fires instant actions, and a reconciliation pass must not rebuild 300 hubs that
+    the rows below merely say are running."""
+
+    name = "bench"
+
+    async def deploy(self, hub: HubDeployment) -> HubStatus:
+        raise BackendError("the lateness benchmark builds no hubs", temporary=False)
+
+    async def status(self, deployment_id: str) -> HubStatus:
+        return HubStatus(phase=HubPhase.READY)
+
+    async def sync_roster(self, deployment_id: str, roster: Roster) -> None:
+        return None
+
+    async def teardown(self, deployment_id: str) -> DeletionRecord:
+        return DeletionRecord(backend=self.name, deleted_at=datetime.now(UTC))
+
+    async def list_managed(self) -> list[str]:
+        return []
+
+    async def close(self) -> None:
+        return None
 
 
 def running(now: datetime, starts_at: datetime, i: int) -> DeploymentRecord:
@@ -295,7 +325,7 @@ async def lateness_figure(server: NatsServer, root: Path, count: int, spread: fl
     baseline = sorted(await sleep_lateness(planned_times(count, spread, lead=1.0)))
 
     settings = settings_for(server, root / "lateness")
-    runtime = build_app(settings)
+    runtime = build_app(settings, backend=HubsUp())
     scheduler = scheduler_of(runtime)
     await runtime.start()
     try:

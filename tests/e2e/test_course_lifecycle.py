@@ -215,6 +215,7 @@ async def test_a_course_gets_a_hub_before_it_starts_and_loses_it_after_it_ends(
     assert live.hub_answered_at is not None and live.hub_answered_at < starts_at, (
         f"the hub answered at {live.hub_answered_at}, the course starts at {starts_at}"
     )
+    print("STATUSES", live, starts_at)
     # The leader may still see `submitted` until request-svc hears of the approval.
     seen = [s for s in live.statuses if s != "submitted"]
     assert is_subsequence(seen, LIFECYCLE), live.statuses
