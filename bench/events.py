@@ -49,6 +49,7 @@ async def run_once(database_url: str, root: Path, count: int) -> tuple[float, fl
                 service="deployer-svc",
                 nats_url=server.url,
                 database_url=database_url,
+                db_pool_size=8,
                 data_dir=root,
                 stream_replicas=1,
                 rpc_timeout_seconds=5,
@@ -56,7 +57,8 @@ async def run_once(database_url: str, root: Path, count: int) -> tuple[float, fl
                 ack_wait_seconds=30,
                 log_level="WARNING",
                 log_format="json",
-            )
+            ),
+            hubs_dir=root / "hubs",
         )
         runtime = build_app(settings)
         # Start once so streams and the consumer exist, then stop: the events

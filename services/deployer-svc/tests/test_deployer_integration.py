@@ -16,11 +16,19 @@ from nats.aio.client import Client as NATS
 
 from deployer_svc.app import GOVERNANCE_CONSUMER, build_app
 from deployer_svc.settings import DeployerSettings
+from deployer_svc.store import DeploymentRepository
 from jhaas_runtime.rpc import RpcClient, RpcFailure
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.envelope import Event, cloudevents_headers, envelope
-from jhaas_schemas.events import DeploymentScheduled, RequestApproved, decode_event, encode_event
+from jhaas_schemas.events import (
+    DeploymentScheduled,
+    HubDeleted,
+    RequestApproved,
+    RequestCancelled,
+    decode_event,
+    encode_event,
+)
 from jhaas_schemas.model import HubSpec, Principal, Resources, Role
 from jhaas_schemas.rpc import (
     DeployerOps,
@@ -198,3 +206,38 @@ async def test_who_sees_which_deployments(
     with pytest.raises(RpcFailure) as refused:
         await deployments(client, PARTICIPANT)
     assert refused.value.error.code == ErrorCode.FORBIDDEN
+
+
+async def test_a_cancellation_that_overtakes_the_approval_never_builds_a_hub(
+    service: tuple[ServiceRuntime, NATS, RpcClient],
+) -> None:
+    runtime, nc, client = service
+    start = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    approved = approval(str(uuid.uuid4()), start)  # due for deployment at once
+    cancelled = RequestCancelled(
+        **env("request-svc", "c-cancel"), request_id=approved.request_id, cancelled_by="u"
+    )
+    # They travel on different streams; here the cancellation is handled first.
+    await publish(nc, cancelled)
+
+    async def remembered() -> bool | None:
+        async with runtime.db.reading() as session:
+            repo = DeploymentRepository(session)
+            return True if await repo.cancelled_before_approval(approved.request_id) else None
+
+    await eventually(remembered)
+    await publish(nc, approved)
+
+    async def closed() -> DeploymentList | None:
+        found = await deployments(client, REVIEWER, approved.request_id)
+        return found if found.items else None
+
+    [deployment] = (await eventually(closed)).items
+    assert deployment.state == DeploymentState.DELETED
+    js = nc.jetstream()
+    info = await js.stream_info(DEPLOYER_STREAM.name)
+    assert info.state.messages == 1  # no DeploymentScheduled, no HubDeploying: only HubDeleted
+    only = decode_event((await js.get_msg(DEPLOYER_STREAM.name, info.state.last_seq)).data or b"")
+    assert isinstance(only, HubDeleted)
+    assert only.request_id == approved.request_id
+    assert only.record.objects == ()

@@ -13,7 +13,7 @@ from deployer_svc.store import DeploymentRepository
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.rpc import CallContext
 from jhaas_runtime.service import ServiceRuntime
-from jhaas_schemas.envelope import Event, envelope
+from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.errors import NotFound
 from jhaas_schemas.events import RequestApproved, RequestCancelled
 from jhaas_schemas.rpc import Deployment, DeploymentList, ListDeployments, RedeployHub
@@ -64,22 +64,28 @@ class DeployerHandlers:
             lead_time=self.lead_time,
             grace=self.grace,
             now=now,
-            env=envelope(
-                source=SOURCE,
-                correlation_id=event.correlation_id,
-                causation_id=event.event_id,
-                now=now,
-            ),
+            env=self._caused_by(event, now),
         )
         if scheduled is None:
             log.info("request already has a deployment", request_id=event.request_id)
             return ()
-        record, emitted = scheduled
+        record, scheduled_event = scheduled
+        emitted: Event | None = scheduled_event
+        if await repo.cancelled_before_approval(event.request_id):
+            # The cancellation overtook the approval (they travel on different
+            # streams): never build this hub; close the request at once.
+            record, emitted = schedule.cancel(record, now, self._caused_by(event, now))
+            log.info("approval of an already cancelled request", request_id=event.request_id)
         if not await repo.add(record):
             log.info("deployment scheduled by another replica", request_id=event.request_id)
             return ()
         self.on_change()
-        return (emitted,)
+        return (emitted,) if emitted is not None else ()
+
+    def _caused_by(self, event: Event, now: datetime) -> Envelope:
+        return envelope(
+            source=SOURCE, correlation_id=event.correlation_id, causation_id=event.event_id, now=now
+        )
 
     async def on_request_cancelled(self, session: AsyncSession, event: Event) -> Sequence[Event]:
         """Unschedule a course that has no hub yet; tear down one that has (or may have)."""
@@ -87,18 +93,12 @@ class DeployerHandlers:
         repo = DeploymentRepository(session)
         record = await repo.for_request(event.request_id, for_update=True)
         if record is None:
-            return ()  # cancelled before approval reached us: nothing scheduled
+            # The approval has not reached us yet (or never will): remember, so
+            # that it does not schedule a hub when it comes.
+            await repo.remember_cancellation(event.request_id, self.clock())
+            return ()
         now = self.clock()
-        new, deleted = schedule.cancel(
-            record,
-            now,
-            envelope(
-                source=SOURCE,
-                correlation_id=event.correlation_id,
-                causation_id=event.event_id,
-                now=now,
-            ),
-        )
+        new, deleted = schedule.cancel(record, now, self._caused_by(event, now))
         await repo.save(new)
         self.on_change()
         return (deleted,) if deleted is not None else ()

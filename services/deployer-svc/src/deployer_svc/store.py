@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -52,6 +53,14 @@ hub_credentials = sa.Table(
     metadata,
     sa.Column("deployment_id", sa.String(36), primary_key=True),
     sa.Column("api_token", sa.String(200), nullable=False),
+)
+
+# Cancellations that arrived before their approval (another stream, no order).
+early_cancellations = sa.Table(
+    "early_cancellations",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("cancelled_at", UtcDateTime(), nullable=False),
 )
 
 _SCHEDULE_FIELDS = (
@@ -171,6 +180,21 @@ class DeploymentRepository:
         await self.session.execute(
             hub_credentials.delete().where(hub_credentials.c.deployment_id == deployment_id)
         )
+
+    async def remember_cancellation(self, request_id: str, now: datetime) -> None:
+        exists = await self.cancelled_before_approval(request_id)
+        if not exists:
+            await self.session.execute(
+                early_cancellations.insert().values(request_id=request_id, cancelled_at=now)
+            )
+
+    async def cancelled_before_approval(self, request_id: str) -> bool:
+        found = await self.session.scalar(
+            sa.select(early_cancellations.c.request_id).where(
+                early_cancellations.c.request_id == request_id
+            )
+        )
+        return found is not None
 
     async def add(self, record: DeploymentRecord) -> bool:
         """Store a new deployment; False when its request has one already (a race lost)."""

@@ -254,6 +254,20 @@ class LocalBackend:
                 f"hub {layout.folder.name} has no API token file", temporary=False
             ) from exc
 
+    async def _reuse_ports(self, previous: HubState | None, wait: float = 5.0) -> Ports:
+        """The hub's previous ports once the processes just stopped have let go of
+        them (a few seconds at most), so its URL stays the same; else new ones."""
+        deadline = asyncio.get_running_loop().time() + wait
+        ports = self._pick_ports(previous)
+        while (
+            previous is not None
+            and ports != previous.ports
+            and asyncio.get_running_loop().time() < deadline
+        ):
+            await asyncio.sleep(0.1)
+            ports = self._pick_ports(previous)
+        return ports
+
     def _pick_ports(self, previous: HubState | None) -> Ports:
         if previous is not None:
             old = previous.ports
@@ -337,7 +351,7 @@ class LocalBackend:
                 # A dead hub may have left its proxy or servers behind (or a hub started
                 # by a deployer that died before it wrote state.json).
                 await asyncio.to_thread(self._kill_leftovers, layout.folder)
-            ports = self._pick_ports(previous)
+            ports = await self._reuse_ports(previous)
             await asyncio.to_thread(self._write_files, hub, layout, ports)
             argv = [self.python, "-m", "jupyterhub", "-f", str(layout.config)]
             handle = spawn(
