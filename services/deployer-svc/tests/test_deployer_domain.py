@@ -99,3 +99,20 @@ def test_lead_time_comes_from_the_environment() -> None:
     assert settings.runtime.service == "deployer-svc"
     with pytest.raises(SettingsError, match="JHAAS_DEPLOY_LEAD_MINUTES"):
         DeployerSettings.from_env({"JHAAS_DEPLOY_LEAD_MINUTES": "half an hour"})
+
+
+def test_the_kubernetes_backend_needs_a_domain_and_the_cluster() -> None:
+    from deployer_svc.app import build_backend
+    from jhaas_runtime.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="JHAAS_HUB_DOMAIN is required"):
+        DeployerSettings.from_env({"JHAAS_HUB_BACKEND": "kubernetes"})
+    with pytest.raises(SettingsError, match="must be one of"):
+        DeployerSettings.from_env({"JHAAS_HUB_BACKEND": "docker"})
+    settings = DeployerSettings.from_env(
+        {"JHAAS_HUB_BACKEND": "kubernetes", "JHAAS_HUB_DOMAIN": "hubs.example.org"}
+    )
+    assert settings.hub_domain == "hubs.example.org"
+    # Outside a cluster (as here) it refuses to start, saying why.
+    with pytest.raises(SettingsError, match="inside the cluster"):
+        build_backend(settings)

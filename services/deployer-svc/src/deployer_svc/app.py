@@ -25,10 +25,20 @@ def build_backend(settings: DeployerSettings) -> HubBackend:
         from deployer_svc.backends.local import LocalBackend
 
         return LocalBackend(settings.local_hubs_dir)
-    raise SettingsError(
-        "JHAAS_HUB_BACKEND=kubernetes: the Kubernetes backend's manifests exist but its API "
-        "client does not yet; use the local backend"
-    )
+    from kubernetes_asyncio import client, config
+
+    from deployer_svc.backends.k8s_manifests import K8sSettings
+    from deployer_svc.backends.kubernetes import KubernetesBackend
+
+    try:
+        # The deployer runs in the cluster under its ServiceAccount
+        # (deploy/kubernetes/deployer-rbac.yaml).
+        config.load_incluster_config()  # type: ignore[no-untyped-call]  # untyped library
+    except config.ConfigException as exc:
+        raise SettingsError(
+            f"JHAAS_HUB_BACKEND=kubernetes needs to run inside the cluster: {exc}"
+        ) from None
+    return KubernetesBackend(K8sSettings(domain=settings.hub_domain), client.ApiClient())
 
 
 def build_app(

@@ -27,6 +27,8 @@ class DeployerSettings:
     deploy_attempts: int = 3
     retry_backoff: timedelta = timedelta(seconds=30)
     lease: timedelta = timedelta(minutes=10)  # a deploy or teardown longer than this is retried
+    # kubernetes backend: hubs at https://<slug>.<hub_domain>/
+    hub_domain: str = ""
     max_sleep: timedelta = timedelta(seconds=1)  # the scheduler looks at least this often
     # How often what should exist is compared with what the backend has.
     reconcile_every: timedelta = timedelta(minutes=5)
@@ -42,6 +44,12 @@ class DeployerSettings:
         if backend not in BACKENDS:
             raise SettingsError(f"JHAAS_HUB_BACKEND must be one of {BACKENDS}, got {backend!r}")
         hubs_dir = env.get("JHAAS_LOCAL_HUBS_DIR")
+        hub_domain = env_str(env, "JHAAS_HUB_DOMAIN", "")
+        if backend == "kubernetes" and not hub_domain:
+            raise SettingsError(
+                "JHAAS_HUB_DOMAIN is required with JHAAS_HUB_BACKEND=kubernetes "
+                "(hubs are served at https://<slug>.<domain>/)"
+            )
         return cls(
             runtime=RuntimeSettings.from_env(SERVICE, env),
             lead_time=timedelta(
@@ -50,6 +58,7 @@ class DeployerSettings:
             grace=timedelta(minutes=env_int(env, "JHAAS_TEARDOWN_GRACE_MINUTES", 0, minimum=0)),
             backend=backend,
             hubs_dir=Path(hubs_dir).resolve() if hubs_dir else None,
+            hub_domain=hub_domain,
             deploy_attempts=env_int(env, "JHAAS_DEPLOY_ATTEMPTS", 3, minimum=1),
             retry_backoff=timedelta(
                 seconds=env_int(env, "JHAAS_DEPLOY_RETRY_SECONDS", 30, minimum=1)

@@ -1,0 +1,481 @@
+"""The `kubernetes` backend: one namespace per course, applied with server-side apply.
+
+Every object comes from `k8s_manifests.make_hub_objects` (pure functions) and is
+applied in `server_side_apply_order` with ONE field manager (`jhaas-deployer`) and
+`force=true`, so a redeploy converges the namespace to the spec. The random values
+of a hub (`HubSecrets`) are read back from the `hub-secrets` Secret on redeploy, so
+the hub and proxy keep their tokens and nobody is signed out.
+
+The API is spoken through kubernetes-asyncio's `ApiClient.call_api` (raw REST paths
+from a small kind -> path table) rather than the typed per-group APIs: the manifests
+are plain dicts and server-side apply is a PATCH with
+`Content-Type: application/apply-patch+yaml` (JSON is valid YAML).
+
+Errors: 5xx, 429, 409 (a racing create; apply is idempotent) and connection errors
+are retried with backoff and end as `BackendError(temporary=True)`; other 4xx (422:
+invalid object, 403: forbidden) end as `BackendError(temporary=False)` naming the
+object and the API's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import httpx
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from deployer_svc.backends import k8s_manifests as km
+from deployer_svc.backends.base import (
+    BackendError,
+    HubDeployment,
+    HubPhase,
+    HubStatus,
+    Roster,
+)
+from jhaas_schemas.model import DeletionRecord
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "jhaas-deployer"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=jhaas-deployer"
+DEPLOYMENT_ID_LABEL = "jhaas.io/deployment-id"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+READY_DEPLOYMENTS = ("hub", "proxy")
+HUB_API_PAGE = 200
+
+Obj = dict[str, Any]
+
+# kind -> (API prefix, plural, namespaced): every kind `make_hub_objects` produces,
+# plus Pod (listed for the deletion record: KubeSpawner's user pods).
+RESOURCES: dict[str, tuple[str, str, bool]] = {
+    "Namespace": ("/api/v1", "namespaces", False),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "Secret": ("/api/v1", "secrets", True),
+    "ConfigMap": ("/api/v1", "configmaps", True),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims", True),
+    "ResourceQuota": ("/api/v1", "resourcequotas", True),
+    "LimitRange": ("/api/v1", "limitranges", True),
+    "Service": ("/api/v1", "services", True),
+    "Pod": ("/api/v1", "pods", True),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
+    "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True),
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
+}
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+def collection_path(kind: str, namespace: str | None = None) -> str:
+    try:
+        prefix, plural, namespaced = RESOURCES[kind]
+    except KeyError:
+        raise BackendError(f"no REST path known for kind {kind}", temporary=False) from None
+    if namespaced:
+        if namespace is None:
+            raise BackendError(f"{kind} is namespaced: a namespace is needed", temporary=False)
+        return f"{prefix}/namespaces/{_q(namespace)}/{plural}"
+    return f"{prefix}/{plural}"
+
+
+def object_path(kind: str, name: str, namespace: str | None = None) -> str:
+    return f"{collection_path(kind, namespace)}/{_q(name)}"
+
+
+def path_of(obj: Mapping[str, Any]) -> str:
+    meta = obj["metadata"]
+    return object_path(str(obj["kind"]), str(meta["name"]), meta.get("namespace"))
+
+
+def describe(obj: Mapping[str, Any]) -> str:
+    meta = obj["metadata"]
+    where = f" in namespace {meta['namespace']}" if meta.get("namespace") else ""
+    return f"{obj['kind']} {meta['name']}{where}"
+
+
+def _api_message(exc: ApiException) -> str:
+    raw: object = exc.body
+    body = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    if isinstance(body, str) and body:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return body[:300]
+        if isinstance(parsed, dict) and parsed.get("message"):
+            return str(parsed["message"])
+        return body[:300]
+    return str(exc.reason or "")
+
+
+class _NotFound(Exception):
+    pass
+
+
+class KubernetesBackend:
+    """`HubBackend` applying each course's hub into its own namespace."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        settings: km.K8sSettings,
+        api: ApiClient,
+        *,
+        ready_timeout: float = 600.0,
+        teardown_timeout: float = 600.0,
+        poll_interval: float = 1.0,
+        attempts: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 10.0,
+        request_timeout: float = 30.0,
+        hub_api_url: str | None = None,
+    ) -> None:
+        """`hub_api_url`: where `sync_roster` reaches a hub's REST API, a format string
+        with `{slug}`, `{namespace}` and `{domain}`; default: the public URL."""
+        self.settings = settings
+        self.api = api
+        self.ready_timeout = ready_timeout
+        self.teardown_timeout = teardown_timeout
+        self.poll_interval = poll_interval
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.request_timeout = request_timeout
+        self.hub_api_url = hub_api_url or "https://{slug}.{domain}/hub/api"
+
+    # -- the REST layer ----------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Obj:
+        """One API call with bounded retries; raises `_NotFound` on 404."""
+        headers = {"Accept": "application/json"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        delay = self.backoff
+        last = ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                result = await self.api.call_api(
+                    path,
+                    method,
+                    query_params=list(query or []),
+                    header_params=dict(headers),
+                    body=body,
+                    response_types_map={200: "object", 201: "object", 202: "object"},
+                    auth_settings=["BearerToken"],
+                    _return_http_data_only=True,
+                    _preload_content=True,
+                    _request_timeout=self.request_timeout,
+                )
+            except ApiException as exc:
+                status = int(exc.status or 0)
+                message = _api_message(exc)
+                if status == 404:
+                    raise _NotFound(message) from exc
+                terminating = status == 403 and "being terminated" in message
+                if status in (0, 409, 429) or status >= 500 or terminating:
+                    last = f"HTTP {status}: {message}"
+                else:
+                    raise BackendError(
+                        f"Kubernetes API refused to {what}: HTTP {status}: {message}",
+                        temporary=False,
+                    ) from exc
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                return dict(result) if isinstance(result, dict) else {}
+            if attempt < self.attempts:
+                log.warning("could not %s (attempt %d): %s; retrying", what, attempt, last)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+        raise BackendError(
+            f"Kubernetes API: could not {what} after {self.attempts} attempts: {last}",
+            temporary=True,
+        )
+
+    async def _get(self, path: str, what: str) -> Obj | None:
+        try:
+            return await self._call("GET", path, what=what)
+        except _NotFound:
+            return None
+
+    async def _list(self, path: str, what: str, label_selector: str | None = None) -> list[Obj]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        items: list[Obj] = []
+        token = ""
+        while True:
+            page_query = [*query, ("limit", "500")]
+            if token:
+                page_query.append(("continue", token))
+            try:
+                page = await self._call("GET", path, what=what, query=page_query)
+            except _NotFound:
+                return items
+            items += [item for item in page.get("items") or [] if isinstance(item, dict)]
+            token = str((page.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return items
+
+    async def apply(self, obj: Obj) -> Obj:
+        """Server-side apply one object (create or converge)."""
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        what = f"apply {describe(obj)}"
+        try:
+            return await self._call(
+                "PATCH", path_of(obj), what=what, query=query, body=obj,
+                content_type=APPLY_CONTENT_TYPE,
+            )  # fmt: skip
+        except _NotFound as exc:
+            # The namespace vanished under us (a racing teardown): worth a retry later.
+            raise BackendError(f"could not {what}: not found: {exc}", temporary=True) from exc
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _namespace(self, slug: str) -> str:
+        return f"{self.settings.namespace_prefix}{slug}"
+
+    def _url(self, slug: str) -> str:
+        return f"https://{slug}.{self.settings.domain}/"
+
+    async def _find_namespace(self, deployment_id: str) -> Obj | None:
+        found = await self._list(
+            collection_path("Namespace"),
+            f"find the namespace of deployment {deployment_id}",
+            f"{DEPLOYMENT_ID_LABEL}={deployment_id}",
+        )
+        return found[0] if found else None
+
+    async def _existing_secrets(self, namespace: str) -> km.HubSecrets | None:
+        secret = await self._get(
+            object_path("Secret", km.SECRET_NAME, namespace),
+            f"read Secret {km.SECRET_NAME} in namespace {namespace}",
+        )
+        if secret is None:
+            return None
+        data = secret.get("data") or {}
+        try:
+            proxy = base64.b64decode(data[km.KEY_PROXY_TOKEN], validate=True).decode()
+            cookie = base64.b64decode(data[km.KEY_COOKIE_SECRET], validate=True).decode()
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            log.warning("Secret %s in %s is incomplete: new values", km.SECRET_NAME, namespace)
+            return None
+        if not proxy or not cookie:
+            return None
+        return km.HubSecrets(proxy_auth_token=proxy, cookie_secret_hex=cookie)
+
+    @staticmethod
+    def _available(deployment: Obj | None) -> bool:
+        if deployment is None:
+            return False
+        status = deployment.get("status") or {}
+        generation = (deployment.get("metadata") or {}).get("generation")
+        observed = status.get("observedGeneration")
+        if generation is not None and observed is not None and observed < generation:
+            return False  # the controller has not seen the latest spec yet
+        return int(status.get("availableReplicas") or 0) >= 1
+
+    async def _not_ready(self, namespace: str) -> list[str]:
+        waiting = []
+        for name in READY_DEPLOYMENTS:
+            deployment = await self._get(
+                object_path("Deployment", name, namespace),
+                f"read Deployment {name} in namespace {namespace}",
+            )
+            if not self._available(deployment):
+                waiting.append(name)
+        return waiting
+
+    # -- HubBackend ------------------------------------------------------------------
+
+    async def deploy(self, hub: HubDeployment) -> HubStatus:
+        namespace = self._namespace(hub.slug)
+        hub_secrets = await self._existing_secrets(namespace)
+        if hub_secrets is None:
+            hub_secrets = km.HubSecrets(
+                proxy_auth_token=secrets.token_hex(32), cookie_secret_hex=secrets.token_hex(32)
+            )
+        objects = km.server_side_apply_order(km.make_hub_objects(hub, self.settings, hub_secrets))
+        for obj in objects:
+            await self.apply(obj)
+        log.info("applied %d objects of hub %s to %s", len(objects), hub.deployment_id, namespace)
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            waiting = await self._not_ready(namespace)
+            if not waiting:
+                url = self._url(hub.slug)
+                return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api")
+            if time.monotonic() >= deadline:
+                raise BackendError(
+                    f"hub {hub.deployment_id}: Deployment(s) {', '.join(waiting)} in namespace "
+                    f"{namespace} not available within {self.ready_timeout:.0f}s",
+                    temporary=True,
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    async def status(self, deployment_id: str) -> HubStatus:
+        ns = await self._find_namespace(deployment_id)
+        if ns is None:
+            return HubStatus(phase=HubPhase.ABSENT)
+        meta = ns.get("metadata") or {}
+        name = str(meta.get("name"))
+        slug = (meta.get("labels") or {}).get(INSTANCE_LABEL)
+        url = self._url(str(slug)) if slug else None
+        api_url = f"{url}hub/api" if url else None
+        if meta.get("deletionTimestamp"):
+            detail = f"namespace {name} is being deleted"
+            return HubStatus(phase=HubPhase.STARTING, url=url, api_url=api_url, detail=detail)
+        waiting = await self._not_ready(name)
+        if not waiting:
+            return HubStatus(phase=HubPhase.READY, url=url, api_url=api_url)
+        detail = f"Deployment(s) {', '.join(waiting)} in {name} not available"
+        return HubStatus(phase=HubPhase.STARTING, url=url, api_url=api_url, detail=detail)
+
+    async def _contents(self, namespace: str) -> list[str]:
+        """`kind/name` of everything in the namespace we know how to list."""
+        found: list[str] = []
+        for kind, (_, _, namespaced) in RESOURCES.items():
+            if not namespaced:
+                continue
+            items = await self._list(
+                collection_path(kind, namespace), f"list {kind}s in namespace {namespace}"
+            )
+            names = sorted(str((item.get("metadata") or {}).get("name")) for item in items)
+            found += [f"{kind.lower()}/{name}" for name in names]
+        return found
+
+    async def teardown(self, deployment_id: str) -> DeletionRecord:
+        ns = await self._find_namespace(deployment_id)
+        if ns is None:
+            return DeletionRecord(backend=self.name, deleted_at=datetime.now(UTC), objects=())
+        name = str(ns["metadata"]["name"])
+        contents = await self._contents(name)
+        path = object_path("Namespace", name)
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground"}
+        with contextlib.suppress(_NotFound):  # gone already: fine
+            await self._call(
+                "DELETE", path, what=f"delete namespace {name}", body=body,
+                query=[("propagationPolicy", "Foreground")],
+            )  # fmt: skip
+        deadline = time.monotonic() + self.teardown_timeout
+        while await self._get(path, f"read namespace {name}") is not None:
+            if time.monotonic() >= deadline:
+                raise BackendError(
+                    f"namespace {name} still exists {self.teardown_timeout:.0f}s after deletion",
+                    temporary=True,
+                )
+            await asyncio.sleep(self.poll_interval)
+        log.info("deleted namespace %s of deployment %s", name, deployment_id)
+        return DeletionRecord(
+            backend=self.name,
+            deleted_at=datetime.now(UTC),
+            objects=(f"namespace/{name}", *contents),
+        )
+
+    async def list_managed(self) -> list[str]:
+        namespaces = await self._list(
+            collection_path("Namespace"), "list managed namespaces", MANAGED_BY_SELECTOR
+        )
+        ids = {
+            str(labels[DEPLOYMENT_ID_LABEL])
+            for ns in namespaces
+            if DEPLOYMENT_ID_LABEL in (labels := (ns.get("metadata") or {}).get("labels") or {})
+        }
+        return sorted(ids)
+
+    async def sync_roster(self, deployment_id: str, roster: Roster) -> None:
+        ns = await self._find_namespace(deployment_id)
+        if ns is None:
+            raise BackendError(f"hub {deployment_id} does not exist", temporary=True)
+        namespace = str(ns["metadata"]["name"])
+        slug = str((ns["metadata"].get("labels") or {}).get(INSTANCE_LABEL, ""))
+        secret = await self._get(
+            object_path("Secret", km.SECRET_NAME, namespace),
+            f"read Secret {km.SECRET_NAME} in namespace {namespace}",
+        )
+        try:
+            raw = (secret or {})["data"][km.KEY_DEPLOYER_TOKEN]
+            token = base64.b64decode(raw, validate=True).decode()
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise BackendError(
+                f"hub {deployment_id} has no deployer API token in its Secret", temporary=True
+            ) from exc
+        base = self.hub_api_url.format(
+            slug=slug, namespace=namespace, domain=self.settings.domain
+        ).rstrip("/")
+        wanted = {roster.leader, *roster.participants}
+        try:
+            async with httpx.AsyncClient(
+                base_url=base, headers={"Authorization": f"token {token}"}, timeout=30.0
+            ) as client:
+                existing = await self._hub_users(client)
+                missing = sorted(wanted - set(existing))
+                if missing:
+                    created = await client.post("/users", json={"usernames": missing})
+                    if created.status_code not in (201, 409):
+                        _hub_error(created, "create users")
+                for user in sorted(set(existing) - wanted):
+                    gone = await client.delete(f"/users/{quote(user, safe='')}")
+                    if gone.status_code not in (204, 404):
+                        _hub_error(gone, f"delete user {user}")
+                if not existing.get(roster.leader, False):
+                    admin = await client.patch(
+                        f"/users/{quote(roster.leader, safe='')}", json={"admin": True}
+                    )
+                    if admin.status_code != 200:
+                        _hub_error(admin, f"make {roster.leader} admin")
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"hub {deployment_id} API unreachable: {type(exc).__name__}", temporary=True
+            ) from exc
+
+    @staticmethod
+    async def _hub_users(client: httpx.AsyncClient) -> dict[str, bool]:
+        users: dict[str, bool] = {}
+        offset = 0
+        while True:
+            page = await client.get("/users", params={"offset": offset, "limit": HUB_API_PAGE})
+            if page.status_code != 200:
+                _hub_error(page, "list users")
+            items: list[dict[str, Any]] = page.json()
+            for item in items:
+                users[str(item["name"])] = bool(item.get("admin", False))
+            if len(items) < HUB_API_PAGE:
+                return users
+            offset += len(items)
+
+    async def close(self) -> None:
+        await self.api.close()
+
+
+def _hub_error(response: httpx.Response, what: str) -> None:
+    temporary = response.status_code >= 500 or response.status_code == 429
+    raise BackendError(
+        f"hub API could not {what}: HTTP {response.status_code} {response.text[:200]}",
+        temporary=temporary,
+    )

@@ -1,0 +1,310 @@
+"""A TEST DOUBLE of the Kubernetes API server, for the `kubernetes` backend's tests.
+
+No Kubernetes API server can run on the machines this project is built on, so the
+backend's API calls are tested against this small aiohttp server on 127.0.0.1. It
+is not Kubernetes: it keeps objects in memory by REST path and implements only what
+the backend uses:
+
+- PATCH with `Content-Type: application/apply-patch+yaml` (server-side apply):
+  creates the object or replaces it (keeping uid, creationTimestamp and status),
+  bumps `metadata.generation` when the spec changes, records the `fieldManager`;
+  namespaced objects need their namespace (404) and a terminating one refuses (403);
+- GET of an object, GET of a collection with `labelSelector` (equality only);
+- DELETE of a namespace: marks it terminating; after `namespace_gone_after_gets`
+  further GETs of it, it and all its namespaced objects are gone;
+- Deployments get `status.availableReplicas` (and `observedGeneration`) after
+  `ready_after_gets` GETs since their last apply (simulated readiness);
+- failure injection: `fail(method, path, status, times, message)`.
+
+Every request is recorded in `requests`, every apply in `applied`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+from kubernetes_asyncio.client import Configuration
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class Applied:
+    path: str
+    kind: str
+    name: str
+    namespace: str | None
+    field_manager: str | None
+    force: bool
+    body: Obj
+
+
+@dataclass
+class Failure:
+    method: str | None
+    path: str
+    status: int
+    remaining: int
+    message: str
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    content_type: str
+
+
+@dataclass
+class K8sDouble:
+    ready_after_gets: int = 2
+    namespace_gone_after_gets: int = 2
+    objects: dict[str, Obj] = field(default_factory=dict)
+    applied: list[Applied] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    deletes: list[tuple[str, Obj]] = field(default_factory=list)
+    _failures: list[Failure] = field(default_factory=list)
+    _gets: dict[str, int] = field(default_factory=dict)
+    _runner: web.AppRunner | None = None
+    url: str = ""
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> K8sDouble:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def configuration(self) -> Configuration:
+        return Configuration(host=self.url)
+
+    # -- test controls -------------------------------------------------------------
+
+    def fail(
+        self, method: str | None, path: str, status: int, times: int = 1, message: str = ""
+    ) -> None:
+        """The next `times` requests (of `method`, None: any) to `path` answer `status`."""
+        self._failures.append(
+            Failure(method, path, status, times, message or f"injected HTTP {status}")
+        )
+
+    def put(self, path: str, obj: Obj) -> None:
+        """Store an object directly (as if another client had created it)."""
+        self.objects[path] = obj
+
+    # -- helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def _status(code: int, reason: str, message: str) -> web.Response:
+        body = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code,
+        }
+        return web.json_response(body, status=code)
+
+    @staticmethod
+    def _parse(path: str) -> tuple[str | None, bool, str | None]:
+        """(namespace the path lies in, whether it names one object, its name)."""
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        skip = 2 if parts[:1] == ["api"] else 3
+        rest = parts[skip:]
+        # ["namespaces"] | ["namespaces", ns] | ["namespaces", ns, plural] | [..., name]
+        if rest == ["namespaces"]:
+            return None, False, None
+        if len(rest) == 2 and rest[0] == "namespaces":
+            return None, True, rest[1]
+        if len(rest) == 3 and rest[0] == "namespaces":
+            return rest[1], False, None
+        if len(rest) == 4 and rest[0] == "namespaces":
+            return rest[1], True, rest[3]
+        if len(rest) == 1:
+            return None, False, None
+        return None, True, rest[-1]
+
+    @staticmethod
+    def _ns_path(namespace: str) -> str:
+        return f"/api/v1/namespaces/{namespace}"
+
+    @staticmethod
+    def _matches(obj: Obj, selector: str) -> bool:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        for term in filter(None, (t.strip() for t in selector.split(","))):
+            key, _, value = term.replace("==", "=").partition("=")
+            if labels.get(key.strip()) != value.strip():
+                return False
+        return True
+
+    def _tick(self, path: str) -> None:
+        """Advance the simulated controllers on a GET of `path`."""
+        obj = self.objects.get(path)
+        if obj is None:
+            return
+        count = self._gets.get(path, 0) + 1
+        self._gets[path] = count
+        meta = obj["metadata"]
+        if obj.get("kind") == "Namespace" and meta.get("deletionTimestamp"):
+            if count >= self.namespace_gone_after_gets:
+                name = meta["name"]
+                for key in list(self.objects):
+                    if key == path or self._parse(key)[0] == name:
+                        del self.objects[key]
+                        self._gets.pop(key, None)
+            return
+        if obj.get("kind") == "Deployment" and count >= self.ready_after_gets:
+            replicas = int((obj.get("spec") or {}).get("replicas", 1))
+            obj["status"] = {
+                "observedGeneration": meta.get("generation", 1),
+                "replicas": replicas,
+                "readyReplicas": replicas,
+                "availableReplicas": replicas,
+            }
+
+    # -- the API -------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        path = request.path
+        query = dict(request.query)
+        self.requests.append(
+            Request(request.method, path, query, request.headers.get("Content-Type", ""))
+        )
+        for failure in self._failures:
+            if (
+                failure.remaining > 0
+                and failure.path == path
+                and failure.method in (None, request.method)
+            ):
+                failure.remaining -= 1
+                reason = {422: "Invalid", 409: "Conflict", 429: "TooManyRequests"}.get(
+                    failure.status, "InternalError"
+                )
+                return self._status(failure.status, reason, failure.message)
+        namespace, single, name = self._parse(path)
+        if request.method == "GET":
+            if single:
+                self._tick(path)
+                obj = self.objects.get(path)
+                if obj is None:
+                    return self._status(404, "NotFound", f"{path} not found")
+                return web.json_response(obj)
+            selector = query.get("labelSelector", "")
+            depth = path.rstrip("/").count("/") + 1
+            items = [
+                obj
+                for key, obj in sorted(self.objects.items())
+                if key.startswith(path.rstrip("/") + "/")
+                and key.count("/") == depth
+                and self._matches(obj, selector)
+            ]
+            return web.json_response({"kind": "List", "metadata": {}, "items": items})
+        if request.method == "PATCH" and single and name is not None:
+            return await self._apply(request, path, namespace, name, query)
+        if request.method == "DELETE" and single:
+            return await self._delete(request, path, namespace)
+        return self._status(405, "MethodNotAllowed", f"{request.method} {path} not supported")
+
+    async def _apply(
+        self,
+        request: web.Request,
+        path: str,
+        namespace: str | None,
+        name: str,
+        query: dict[str, str],
+    ) -> web.Response:
+        if request.headers.get("Content-Type") != "application/apply-patch+yaml":
+            return self._status(415, "UnsupportedMediaType", "only server-side apply")
+        body = json.loads(await request.text())  # JSON is valid YAML; we only get JSON
+        meta = body.get("metadata") or {}
+        if meta.get("name") != name or meta.get("namespace") != namespace:
+            return self._status(400, "BadRequest", "name/namespace of body and path differ")
+        if namespace is not None:
+            ns = self.objects.get(self._ns_path(namespace))
+            if ns is None:
+                return self._status(404, "NotFound", f'namespaces "{namespace}" not found')
+            if ns["metadata"].get("deletionTimestamp"):
+                return self._status(
+                    403, "Forbidden", f"namespace {namespace} because it is being terminated"
+                )
+        self.applied.append(
+            Applied(
+                path=path,
+                kind=str(body.get("kind")),
+                name=name,
+                namespace=namespace,
+                field_manager=query.get("fieldManager"),
+                force=query.get("force") == "true",
+                body=body,
+            )
+        )
+        old = self.objects.get(path)
+        new = json.loads(json.dumps(body))
+        new_meta = new.setdefault("metadata", {})
+        new_meta["managedFields"] = [{"manager": query.get("fieldManager"), "operation": "Apply"}]
+        if old is None:
+            new_meta.update(uid=str(uuid.uuid4()), generation=1, resourceVersion="1")
+            if new.get("kind") == "Namespace":
+                new["status"] = {"phase": "Active"}
+            self.objects[path] = new
+            return web.json_response(new, status=201)
+        old_meta = old["metadata"]
+        generation = int(old_meta.get("generation", 1))
+        if old.get("spec") != new.get("spec"):
+            generation += 1
+        new_meta.update(
+            uid=old_meta["uid"],
+            generation=generation,
+            resourceVersion=str(int(old_meta.get("resourceVersion", "1")) + 1),
+        )
+        if "status" in old:
+            new["status"] = old["status"]
+        self.objects[path] = new
+        self._gets[path] = 0  # readiness starts over after a change
+        return web.json_response(new)
+
+    async def _delete(self, request: web.Request, path: str, namespace: str | None) -> web.Response:
+        obj = self.objects.get(path)
+        if obj is None:
+            return self._status(404, "NotFound", f"{path} not found")
+        text = await request.text()
+        self.deletes.append((path, json.loads(text) if text else {}))
+        if obj.get("kind") == "Namespace":
+            obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+            obj["status"] = {"phase": "Terminating"}
+            self._gets[path] = 0
+            return web.json_response(obj)
+        del self.objects[path]
+        return web.json_response(obj)

@@ -1,0 +1,378 @@
+"""The `kubernetes` backend against an HTTP double of the Kubernetes API (`k8s_double`:
+no API server can run on the build machines), and against a real cluster when
+KUBECONFIG names one."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from deployer_svc.backends import k8s_manifests as km
+from deployer_svc.backends.base import BackendError, HubDeployment, HubPhase, Roster
+from deployer_svc.backends.kubernetes import KubernetesBackend, object_path
+from jhaas_launcher.testing import sample_spec
+
+sys.path.insert(0, str(Path(__file__).parent))
+from k8s_double import K8sDouble
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = km.K8sSettings(domain="hubs.example.org")
+
+
+def make_hub(slug: str = "ds101", deployment_id: str = "dep-1") -> HubDeployment:
+    return HubDeployment(
+        deployment_id=deployment_id,
+        request_id="req-1",
+        slug=slug,
+        configuration=sample_spec(slug=slug),
+        api_token="deployer-token-" + uuid.uuid4().hex,
+    )
+
+
+@pytest.fixture
+async def double() -> AsyncIterator[K8sDouble]:
+    async with K8sDouble() as server:
+        yield server
+
+
+@pytest.fixture
+async def backend(double: K8sDouble) -> AsyncIterator[KubernetesBackend]:
+    b = KubernetesBackend(
+        SETTINGS,
+        ApiClient(double.configuration()),
+        ready_timeout=5.0,
+        teardown_timeout=5.0,
+        poll_interval=0.01,
+        attempts=3,
+        backoff=0.01,
+    )
+    yield b
+    await b.close()
+
+
+def secret_data(double: K8sDouble, namespace: str = "jhaas-ds101") -> dict[str, str]:
+    data = double.objects[object_path("Secret", km.SECRET_NAME, namespace)]["data"]
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+async def test_deploy_applies_every_object_in_order_and_waits_until_ready(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    hub = make_hub()
+    status = await backend.deploy(hub)
+
+    assert status.phase is HubPhase.READY
+    assert status.url == "https://ds101.hubs.example.org/"
+    # Every object of make_hub_objects, in server-side-apply order, one field manager, forced.
+    secrets = km.HubSecrets(
+        proxy_auth_token=secret_data(double)[km.KEY_PROXY_TOKEN],
+        cookie_secret_hex=secret_data(double)[km.KEY_COOKIE_SECRET],
+    )
+    expected = km.server_side_apply_order(km.make_hub_objects(hub, SETTINGS, secrets))
+    assert [(a.kind, a.name) for a in double.applied] == [
+        (o["kind"], o["metadata"]["name"]) for o in expected
+    ]
+    assert [a.body for a in double.applied] == expected
+    assert {a.field_manager for a in double.applied} == {"jhaas-deployer"}
+    assert all(a.force for a in double.applied)
+    applies = [r for r in double.requests if r.method == "PATCH"]
+    assert {r.content_type for r in applies} == {"application/apply-patch+yaml"}
+    assert double.applied[0].path == "/api/v1/namespaces/jhaas-ds101"
+    paths = {a.path for a in double.applied}
+    assert "/apis/apps/v1/namespaces/jhaas-ds101/deployments/hub" in paths
+    assert "/apis/networking.k8s.io/v1/namespaces/jhaas-ds101/ingresses/hub" in paths
+    assert "/apis/rbac.authorization.k8s.io/v1/namespaces/jhaas-ds101/roles/hub" in paths
+    # It waited: both Deployments were read until the double reported them available.
+    for name in ("hub", "proxy"):
+        dep = double.objects[object_path("Deployment", name, "jhaas-ds101")]
+        assert dep["status"]["availableReplicas"] >= 1
+    assert secret_data(double)[km.KEY_DEPLOYER_TOKEN] == hub.api_token
+
+
+async def test_redeploy_keeps_the_secret_values(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    hub = make_hub()
+    await backend.deploy(hub)
+    first = secret_data(double)
+    applied_before = len(double.applied)
+
+    status = await backend.deploy(hub)
+
+    assert status.phase is HubPhase.READY
+    assert len(double.applied) == 2 * applied_before
+    second = secret_data(double)
+    assert second == first
+    assert len(first[km.KEY_COOKIE_SECRET]) == 64
+
+
+async def test_transient_server_error_is_retried(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    path = object_path("ConfigMap", km.CONFIG_NAME, "jhaas-ds101")
+    double.fail("PATCH", path, 500, times=2)
+    status = await backend.deploy(make_hub())
+    assert status.phase is HubPhase.READY
+    assert sum(1 for r in double.requests if r.method == "PATCH" and r.path == path) == 3
+    assert path in double.objects
+
+
+async def test_conflict_and_throttling_are_retried(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    double.fail("PATCH", object_path("Secret", km.SECRET_NAME, "jhaas-ds101"), 409)
+    double.fail("PATCH", object_path("Service", "hub", "jhaas-ds101"), 429)
+    assert (await backend.deploy(make_hub())).phase is HubPhase.READY
+
+
+async def test_persistent_server_error_is_temporary(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    double.fail(None, object_path("Service", "hub", "jhaas-ds101"), 503, times=10)
+    with pytest.raises(BackendError) as caught:
+        await backend.deploy(make_hub())
+    assert caught.value.temporary
+    assert "Service hub" in str(caught.value)
+
+
+async def test_invalid_object_fails_permanently_naming_it(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    path = object_path("Deployment", "proxy", "jhaas-ds101")
+    message = 'Deployment.apps "proxy" is invalid: spec.template.spec.containers[0].image: Required'
+    double.fail("PATCH", path, 422, times=1, message=message)
+    with pytest.raises(BackendError) as caught:
+        await backend.deploy(make_hub())
+    assert not caught.value.temporary
+    assert "Deployment proxy" in str(caught.value)
+    assert "is invalid" in str(caught.value)
+    # Not retried: a 422 will not go away by asking again.
+    assert sum(1 for r in double.requests if r.path == path) == 1
+
+
+async def test_not_ready_within_the_deadline_is_temporary(double: K8sDouble) -> None:
+    double.ready_after_gets = 10**6
+    b = KubernetesBackend(
+        SETTINGS, ApiClient(double.configuration()), ready_timeout=0.2, poll_interval=0.01
+    )
+    try:
+        with pytest.raises(BackendError) as caught:
+            await b.deploy(make_hub())
+    finally:
+        await b.close()
+    assert caught.value.temporary
+    assert "hub, proxy" in str(caught.value)
+
+
+async def test_status_list_managed_and_teardown(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    assert (await backend.status("dep-1")).phase is HubPhase.ABSENT
+    assert await backend.list_managed() == []
+
+    double.ready_after_gets = 10**6  # apply, but never become available
+    with pytest.raises(BackendError):
+        await KubernetesBackend(
+            SETTINGS, backend.api, ready_timeout=0.05, poll_interval=0.01
+        ).deploy(make_hub())
+    starting = await backend.status("dep-1")
+    assert starting.phase is HubPhase.STARTING
+    assert starting.url == "https://ds101.hubs.example.org/"
+
+    double.ready_after_gets = 1
+    ready = await backend.status("dep-1")
+    assert ready.phase is HubPhase.READY
+    assert ready.url == "https://ds101.hubs.example.org/"
+    assert (await backend.status("other")).phase is HubPhase.ABSENT
+
+    # A namespace without our label is not ours.
+    double.put("/api/v1/namespaces/default", {"kind": "Namespace", "metadata": {"name": "default"}})
+    assert await backend.list_managed() == ["dep-1"]
+
+    record = await backend.teardown("dep-1")
+
+    assert record.backend == "kubernetes"
+    assert record.objects[0] == "namespace/jhaas-ds101"
+    assert {"deployment/hub", "deployment/proxy", "secret/hub-secrets", "ingress/hub"} <= set(
+        record.objects
+    )
+    assert "/api/v1/namespaces/jhaas-ds101" not in double.objects
+    assert not [key for key in double.objects if "/namespaces/jhaas-ds101/" in key]
+    assert double.deletes[0][0] == "/api/v1/namespaces/jhaas-ds101"
+    assert double.deletes[0][1]["propagationPolicy"] == "Foreground"
+    # It waited until the namespace was gone: GETs of it after the DELETE.
+    gets_after = [r for r in double.requests if r.path == "/api/v1/namespaces/jhaas-ds101"]
+    assert gets_after[-1].method == "GET"
+    assert (await backend.status("dep-1")).phase is HubPhase.ABSENT
+    assert await backend.list_managed() == []
+
+
+async def test_teardown_of_an_absent_hub_returns_an_empty_record(
+    backend: KubernetesBackend,
+) -> None:
+    record = await backend.teardown("never-deployed")
+    assert record.backend == "kubernetes"
+    assert record.objects == ()
+
+
+async def test_teardown_that_never_finishes_is_temporary(double: K8sDouble) -> None:
+    b = KubernetesBackend(
+        SETTINGS,
+        ApiClient(double.configuration()),
+        ready_timeout=5.0,
+        teardown_timeout=0.2,
+        poll_interval=0.01,
+    )
+    try:
+        await b.deploy(make_hub())
+        double.namespace_gone_after_gets = 10**6
+        with pytest.raises(BackendError) as caught:
+            await b.teardown("dep-1")
+        assert caught.value.temporary
+        assert "jhaas-ds101" in str(caught.value)
+    finally:
+        await b.close()
+
+
+async def test_connection_refused_is_temporary() -> None:
+    b = KubernetesBackend(
+        SETTINGS,
+        ApiClient(Configuration(host="http://127.0.0.1:9")),
+        attempts=2,
+        backoff=0.01,
+    )
+    try:
+        with pytest.raises(BackendError) as caught:
+            await b.status("dep-1")
+    finally:
+        await b.close()
+    assert caught.value.temporary
+
+
+class FakeHubApi:
+    """The few JupyterHub REST API calls `sync_roster` makes, checking the token."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.users: dict[str, bool] = {"old-participant": False}
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    def _authorized(self, request: web.Request) -> None:
+        if request.headers.get("Authorization") != f"token {self.token}":
+            raise web.HTTPForbidden()
+
+    async def list_users(self, request: web.Request) -> web.Response:
+        self._authorized(request)
+        items = [{"name": n, "admin": a} for n, a in sorted(self.users.items())]
+        offset = int(request.query.get("offset", "0"))
+        limit = int(request.query.get("limit", "200"))
+        return web.json_response(items[offset : offset + limit])
+
+    async def create_users(self, request: web.Request) -> web.Response:
+        self._authorized(request)
+        for name in (await request.json())["usernames"]:
+            self.users[name] = False
+        return web.json_response([], status=201)
+
+    async def delete_user(self, request: web.Request) -> web.Response:
+        self._authorized(request)
+        self.users.pop(request.match_info["name"], None)
+        return web.Response(status=204)
+
+    async def patch_user(self, request: web.Request) -> web.Response:
+        self._authorized(request)
+        self.users[request.match_info["name"]] = bool((await request.json())["admin"])
+        return web.json_response({})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/hub/api/users", self.list_users)
+        app.router.add_post("/hub/api/users", self.create_users)
+        app.router.add_delete("/hub/api/users/{name}", self.delete_user)
+        app.router.add_patch("/hub/api/users/{name}", self.patch_user)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        assert site._server is not None
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def test_sync_roster_through_the_hub_api(double: K8sDouble) -> None:
+    hub = make_hub()
+    fake = FakeHubApi(hub.api_token)
+    await fake.start()
+    b = KubernetesBackend(
+        SETTINGS,
+        ApiClient(double.configuration()),
+        poll_interval=0.01,
+        hub_api_url=fake.url + "/hub/api",
+    )
+    try:
+        await b.deploy(hub)
+        await b.sync_roster(
+            hub.deployment_id, Roster(leader="lea", participants=frozenset({"pat"}))
+        )
+        assert fake.users == {"lea": True, "pat": False}
+        with pytest.raises(BackendError) as caught:
+            await b.sync_roster("never-deployed", Roster(leader="lea"))
+        assert caught.value.temporary
+    finally:
+        await b.close()
+        await fake.stop()
+
+
+# --- a real cluster ------------------------------------------------------------------
+
+
+def _real_kubeconfig() -> str | None:
+    path = os.environ.get("KUBECONFIG", "")
+    first = path.split(os.pathsep)[0] if path else ""
+    return first if first and Path(first).is_file() else None
+
+
+@pytest.mark.skipif(
+    _real_kubeconfig() is None,
+    reason="no real cluster: set KUBECONFIG to a kubeconfig file to run this test "
+    "(no Kubernetes API server can run on the build machines)",
+)
+async def test_deploy_and_teardown_on_a_real_cluster() -> None:
+    configuration = Configuration()
+    await k8s_config.load_kube_config(
+        config_file=_real_kubeconfig(), client_configuration=configuration
+    )
+    settings = km.K8sSettings(domain=os.environ.get("JHAAS_TEST_K8S_DOMAIN", "hubs.example.org"))
+    slug = f"it-{uuid.uuid4().hex[:8]}"
+    backend = KubernetesBackend(settings, ApiClient(configuration), ready_timeout=900.0)
+    hub = make_hub(slug=slug, deployment_id=f"dep-{slug}")
+    try:
+        status = await backend.deploy(hub)
+        assert status.phase is HubPhase.READY
+        assert hub.deployment_id in await backend.list_managed()
+        assert (await backend.status(hub.deployment_id)).phase is HubPhase.READY
+    finally:
+        record = await backend.teardown(hub.deployment_id)
+        await backend.close()
+    assert record.objects[:1] == (f"namespace/jhaas-{slug}",)
+    # A fresh client: teardown closed the first one.
+    check = KubernetesBackend(settings, ApiClient(configuration))
+    try:
+        assert (await check.status(hub.deployment_id)).phase is HubPhase.ABSENT
+    finally:
+        await check.close()
