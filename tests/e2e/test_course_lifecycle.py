@@ -27,10 +27,11 @@ pytestmark = pytest.mark.e2e
 # The first admin's password conftest's `make_user` logs in with.
 ADMIN_PASSWORD = "e2e-admin-password-0123"
 # The order in which a leader may see a course that is approved, runs and ends;
-# the leader looks every 50 ms, so short-lived statuses may pass unseen
-# (`approved` lasts only until the deployer, already due, starts building).
+# the leader looks every 50 ms. `submitted` and `approved` may pass unseen
+# (approval lasts only until the deployer, already due, starts building); every
+# status of the hub's own life lasts seconds and must be seen.
 LIFECYCLE = ("submitted", "approved", "deploying", "running", "ending", "deleted")
-REQUIRED = frozenset({"running", "deleted"})
+REQUIRED = frozenset({"deploying", "running", "ending", "deleted"})
 
 MakeUser = Callable[..., Awaitable[dict[str, str]]]
 Login = Callable[[str, str], Awaitable[dict[str, str]]]
