@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -32,10 +33,12 @@ from jhaas_schemas.events import (
 from jhaas_schemas.model import HubSpec, Principal, Resources, Role
 from jhaas_schemas.rpc import (
     DeployerOps,
+    Deployment,
     DeploymentList,
     DeploymentState,
     ErrorCode,
     ListDeployments,
+    RedeployHub,
 )
 from jhaas_schemas.streams import DEPLOYER_STREAM
 
@@ -241,3 +244,55 @@ async def test_a_cancellation_that_overtakes_the_approval_never_builds_a_hub(
     assert isinstance(only, HubDeleted)
     assert only.request_id == approved.request_id
     assert only.record.objects == ()
+
+
+async def test_an_admin_redeploys_a_failed_hub(
+    service: tuple[ServiceRuntime, NATS, RpcClient],
+) -> None:
+    runtime, nc, client = service
+    start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    approved = approval(str(uuid.uuid4()), start)
+    await publish(nc, approved)
+
+    async def scheduled() -> DeploymentList | None:
+        found = await deployments(client, REVIEWER, approved.request_id)
+        return found if found.items else None
+
+    [deployment] = (await eventually(scheduled)).items
+    admin = Principal(user_id="u-admin", username="ada", roles=(Role.ADMIN,))
+
+    async def redeploy(principal: Principal) -> Deployment:
+        return await client.call(
+            DeployerOps.REDEPLOY,
+            RedeployHub(request_id=approved.request_id),
+            Deployment,
+            principal=principal,
+            correlation_id="c-redeploy",
+        )
+
+    with pytest.raises(RpcFailure) as not_failed:
+        await redeploy(admin)
+    assert not_failed.value.error.code == ErrorCode.CONFLICT
+    async with runtime.db.transaction() as session:
+        repo = DeploymentRepository(session)
+        record = await repo.get(deployment.deployment_id, for_update=True)
+        assert record is not None
+        await repo.save(
+            replace(
+                record, state=DeploymentState.FAILED, attempts=3, failure_reason="image pull failed"
+            )
+        )
+    with pytest.raises(RpcFailure) as leader:
+        await redeploy(LEADER)
+    assert leader.value.error.code == ErrorCode.FORBIDDEN
+    again = await redeploy(admin)
+    assert (again.state, again.attempts, again.failure_reason) == (DeploymentState.SCHEDULED, 0, "")
+    with pytest.raises(RpcFailure) as unknown:
+        await client.call(
+            DeployerOps.REDEPLOY,
+            RedeployHub(request_id="nope"),
+            Deployment,
+            principal=admin,
+            correlation_id="c-x",
+        )
+    assert unknown.value.error.code == ErrorCode.NOT_FOUND
