@@ -27,6 +27,7 @@ from jhaas_schemas.rpc import (
     GovernanceOps,
     ListDeployments,
     ListReviews,
+    RedeployHub,
     RejectRequest,
     RequestChanges,
     Review,
@@ -67,6 +68,7 @@ class StandIns:
         self.governance.route(GovernanceOps.REJECT, RejectRequest, self.reject)
         self.governance.route(GovernanceOps.REQUEST_CHANGES, RequestChanges, self.request_changes)
         self.deployer.route(DeployerOps.LIST_DEPLOYMENTS, ListDeployments, self.list_deployments)
+        self.deployer.route(DeployerOps.REDEPLOY, RedeployHub, self.redeploy)
 
     async def list_reviews(self, ctx: CallContext, payload: ListReviews) -> ReviewList:
         self.calls.append(("list_reviews", ctx, payload))
@@ -106,6 +108,10 @@ class StandIns:
             configuration=sample_spec(),
         )
         return DeploymentList(items=[deployment])
+
+    async def redeploy(self, ctx: CallContext, payload: RedeployHub) -> Deployment:
+        self.calls.append(("redeploy", ctx, payload))
+        raise Conflict("only a failed hub can be redeployed; this one is running")
 
 
 @pytest.fixture
@@ -185,6 +191,10 @@ async def test_service_refusals_become_http_statuses(client: Client, stand_ins: 
     )
     assert changes.status_code == 200, changes.text
     assert changes.json()["state"] == "changes_requested"
+
+    running = await client.post("/api/v1/deployments/r-9/redeploy", headers=bearer(token))
+    assert "failed hub" in assert_error(running, 409, "conflict")["message"]
+    assert stand_ins.calls[-1][2] == RedeployHub(request_id="r-9")
 
 
 async def test_bad_review_input_is_refused_before_any_service_sees_it(
