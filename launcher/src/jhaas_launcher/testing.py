@@ -46,11 +46,13 @@ def sample_submitted(request_id: str = "r-1", **spec_overrides: object) -> Reque
 
 
 async def publish(js: JetStreamContext, event: Event, *, msg_id: str | None = None) -> None:
-    """Publish like a service's relay would; `msg_id` forces a copy JetStream cannot drop."""
+    """Publish like a service's relay would; `msg_id` forces a copy JetStream cannot drop
+    (as a redelivery after a publisher crash outside the duplicate window would be)."""
     headers = cloudevents_headers(event)
     if msg_id is not None:
         headers["Nats-Msg-Id"] = msg_id
-    await js.publish(event.subject, encode_event(event), headers=headers)
+    ack = await js.publish(event.subject, encode_event(event), headers=headers)
+    assert not ack.duplicate, f"JetStream dropped {event.subject} as a duplicate"
 
 
 async def eventually(

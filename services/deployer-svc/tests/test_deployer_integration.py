@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import nats
 import pytest
@@ -18,17 +16,17 @@ from nats.aio.client import Client as NATS
 from deployer_svc.app import GOVERNANCE_CONSUMER, build_app
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository
+from jhaas_launcher.testing import eventually, publish
 from jhaas_runtime.rpc import RpcClient, RpcFailure
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
-from jhaas_schemas.envelope import Event, cloudevents_headers, envelope
+from jhaas_schemas.envelope import envelope
 from jhaas_schemas.events import (
     DeploymentScheduled,
     HubDeleted,
     RequestApproved,
     RequestCancelled,
     decode_event,
-    encode_event,
 )
 from jhaas_schemas.model import HubSpec, Principal, Resources, Role
 from jhaas_schemas.rpc import (
@@ -54,7 +52,6 @@ LEADER = Principal(user_id="u-leader", username="lea", roles=(Role.LEADER,))
 OTHER_LEADER = Principal(user_id="u-other", username="otto", roles=(Role.LEADER,))
 REVIEWER = Principal(user_id="u-gov", username="gus", roles=(Role.GOVERNANCE,))
 PARTICIPANT = Principal(user_id="u-part", username="pat", roles=(Role.PARTICIPANT,))
-T = TypeVar("T")
 
 
 def approval(request_id: str, starts_at: datetime) -> RequestApproved:
@@ -75,27 +72,6 @@ def approval(request_id: str, starts_at: datetime) -> RequestApproved:
             expected_participants=30,
         ),
     )
-
-
-async def publish(nc: NATS, event: Event, *, msg_id: str | None = None) -> None:
-    headers = cloudevents_headers(event)
-    if msg_id is not None:
-        # Another Nats-Msg-Id: JetStream keeps it, as it would a redelivery.
-        headers["Nats-Msg-Id"] = msg_id
-    ack = await nc.jetstream().publish(event.subject, encode_event(event), headers=headers)
-    assert not ack.duplicate
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 10.0) -> T:
-    """Ask `probe` until it answers something, or fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        answer = await probe()
-        if answer is not None:
-            return answer
-        if time.monotonic() > deadline:
-            raise AssertionError(f"nothing after {within}s")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -132,7 +108,7 @@ async def test_an_approval_schedules_exactly_one_deployment(
     [consumer] = [c for c in runtime.consumers if c.name == GOVERNANCE_CONSUMER]
     start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
     approved = approval(str(uuid.uuid4()), start)
-    await publish(nc, approved)
+    await publish(nc.jetstream(), approved)
 
     async def scheduled() -> DeploymentList | None:
         found = await deployments(client, REVIEWER)
@@ -167,8 +143,8 @@ async def test_an_approval_schedules_exactly_one_deployment(
     assert message.headers["ce-type"] == "jhaas.evt.deployer.deployment_scheduled.v1"
 
     # The same event redelivered, and a second approval of the same request.
-    await publish(nc, approved, msg_id=f"{approved.event_id}-again")
-    await publish(nc, approval(approved.request_id, start + timedelta(days=1)))
+    await publish(nc.jetstream(), approved, msg_id=f"{approved.event_id}-again")
+    await publish(nc.jetstream(), approval(approved.request_id, start + timedelta(days=1)))
 
     async def all_handled() -> bool | None:
         return True if consumer.handled + consumer.duplicates >= 3 else None
@@ -194,8 +170,8 @@ async def test_who_sees_which_deployments(
     _runtime, nc, client = service
     start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
     first, second = approval(str(uuid.uuid4()), start), approval(str(uuid.uuid4()), start)
-    await publish(nc, first)
-    await publish(nc, second)
+    await publish(nc.jetstream(), first)
+    await publish(nc.jetstream(), second)
 
     async def both() -> DeploymentList | None:
         found = await deployments(client, REVIEWER)
@@ -221,7 +197,7 @@ async def test_a_cancellation_that_overtakes_the_approval_never_builds_a_hub(
         **env("request-svc", "c-cancel"), request_id=approved.request_id, cancelled_by="u"
     )
     # They travel on different streams; here the cancellation is handled first.
-    await publish(nc, cancelled)
+    await publish(nc.jetstream(), cancelled)
 
     async def remembered() -> bool | None:
         async with runtime.db.reading() as session:
@@ -229,7 +205,7 @@ async def test_a_cancellation_that_overtakes_the_approval_never_builds_a_hub(
             return True if await repo.cancelled_before_approval(approved.request_id) else None
 
     await eventually(remembered)
-    await publish(nc, approved)
+    await publish(nc.jetstream(), approved)
 
     async def closed() -> DeploymentList | None:
         found = await deployments(client, REVIEWER, approved.request_id)
@@ -252,7 +228,7 @@ async def test_an_admin_redeploys_a_failed_hub(
     runtime, nc, client = service
     start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
     approved = approval(str(uuid.uuid4()), start)
-    await publish(nc, approved)
+    await publish(nc.jetstream(), approved)
 
     async def scheduled() -> DeploymentList | None:
         found = await deployments(client, REVIEWER, approved.request_id)

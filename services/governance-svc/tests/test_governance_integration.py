@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 
 from governance_svc.app import REQUESTS_CONSUMER, build_app
+from jhaas_launcher.testing import eventually, publish
 from jhaas_runtime.rpc import RpcClient, RpcFailure
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
-from jhaas_schemas.envelope import Event, cloudevents_headers, envelope
+from jhaas_schemas.envelope import envelope
 from jhaas_schemas.events import (
     RequestApproved,
     RequestSubmitted,
     RequestWithdrawn,
     decode_event,
-    encode_event,
 )
 from jhaas_schemas.model import HubSpec, Principal, Resources, Role
 from jhaas_schemas.rpc import (
@@ -48,7 +46,6 @@ def env(source: str, correlation_id: str, **more: Any) -> dict[str, Any]:
 
 LEADER = Principal(user_id="u-leader", username="lea", roles=(Role.LEADER,))
 REVIEWER = Principal(user_id="u-gov", username="gus", roles=(Role.GOVERNANCE,))
-T = TypeVar("T")
 
 
 def spec() -> HubSpec:
@@ -72,27 +69,6 @@ def submission(request_id: str, correlation_id: str = "c-submit") -> RequestSubm
         revision=1,
         spec=spec(),
     )
-
-
-async def publish(nc: NATS, event: Event, *, msg_id: str | None = None) -> None:
-    headers = cloudevents_headers(event)
-    if msg_id is not None:
-        # Another Nats-Msg-Id: JetStream keeps it, as it would a redelivery.
-        headers["Nats-Msg-Id"] = msg_id
-    ack = await nc.jetstream().publish(event.subject, encode_event(event), headers=headers)
-    assert not ack.duplicate
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 10.0) -> T:
-    """Ask `probe` until it answers something, or fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        answer = await probe()
-        if answer is not None:
-            return answer
-        if time.monotonic() > deadline:
-            raise AssertionError(f"nothing after {within}s")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -124,7 +100,7 @@ async def test_submitted_request_is_reviewed_and_approved(
 ) -> None:
     _runtime, nc, client = service
     submitted = submission(str(uuid.uuid4()))
-    await publish(nc, submitted)
+    await publish(nc.jetstream(), submitted)
 
     async def review_shows_up() -> ReviewList | None:
         found = await pending_reviews(client)
@@ -227,8 +203,8 @@ async def test_a_submission_seen_twice_opens_one_review(
     runtime, nc, client = service
     [consumer] = [c for c in runtime.consumers if c.name == REQUESTS_CONSUMER]
     submitted = submission(str(uuid.uuid4()))
-    await publish(nc, submitted, msg_id="first")
-    await publish(nc, submitted, msg_id="redelivered")
+    await publish(nc.jetstream(), submitted, msg_id="first")
+    await publish(nc.jetstream(), submitted, msg_id="redelivered")
     # The same request again under a new event id (request-svc republishing, say).
     again = RequestSubmitted(
         **env(source="request-svc", correlation_id="c-submit"),
@@ -237,7 +213,7 @@ async def test_a_submission_seen_twice_opens_one_review(
         revision=1,
         spec=submitted.spec,
     )
-    await publish(nc, again)
+    await publish(nc.jetstream(), again)
 
     async def all_handled() -> bool | None:
         return True if consumer.handled + consumer.duplicates >= 3 else None
@@ -267,8 +243,8 @@ async def test_a_withdrawal_that_overtakes_its_submission_still_closes_the_revie
         leader_id=LEADER.user_id,
     )
     # The withdrawal arrives first, as when the submission's handling failed once.
-    await publish(nc, withdrawn)
-    await publish(nc, submission(request_id))
+    await publish(nc.jetstream(), withdrawn)
+    await publish(nc.jetstream(), submission(request_id))
 
     async def closed() -> Review | None:
         try:
