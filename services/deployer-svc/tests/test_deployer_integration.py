@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from nats.aio.client import Client as NATS
 
 from deployer_svc.app import GOVERNANCE_CONSUMER, build_app
+from deployer_svc.backends.local import LocalBackend
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository
 from jhaas_launcher.testing import eventually, publish
@@ -79,7 +80,8 @@ async def service(
     settings_for: Callable[..., RuntimeSettings],
 ) -> AsyncIterator[tuple[ServiceRuntime, NATS, RpcClient]]:
     # The default lead time: 30 minutes.
-    runtime = build_app(DeployerSettings(runtime=settings_for("deployer-svc")))
+    settings = DeployerSettings(runtime=settings_for("deployer-svc"))
+    runtime = build_app(settings)
     await runtime.start()
     nc = await nats.connect(runtime.settings.nats_url)
     try:
@@ -87,6 +89,11 @@ async def service(
     finally:
         await nc.close()
         await runtime.stop()
+        # Hubs outlive the deployer by design; a test (e.g. a redeploy, due at
+        # once) must not leave one running on the machine.
+        hubs = LocalBackend(settings.local_hubs_dir)
+        for deployment_id in await hubs.list_managed():
+            await hubs.teardown(deployment_id)
 
 
 async def deployments(
