@@ -78,12 +78,12 @@ class Scheduler:
 
     async def tick(self) -> datetime | None:
         """Do everything due now; return when something is next due."""
-        claimed, next_at = await self._claim_due()
+        claimed = await self._claim_due()
         await asyncio.gather(*(self._perform(record, action) for record, action in claimed))
-        # A long action that changes what is due next wakes the loop (notify);
-        # anything else is bounded by max_sleep, so the rows read while claiming
-        # are enough: no second query per tick.
-        return next_at
+        async with self.runtime.db.reading() as session:
+            upcoming = await DeploymentRepository(session).active(lock=False)
+        times = [t for r in upcoming if (t := schedule.next_due(r)) is not None]
+        return min(times) if times else None
 
     async def reconcile(self) -> tuple[list[str], list[str]]:
         """Compare what the database says should exist with what the backend has:
@@ -133,19 +133,15 @@ class Scheduler:
         # One correlation id per deployment ties its whole life together.
         return envelope(source=SOURCE, correlation_id=f"deployment-{record.deployment_id}", now=now)
 
-    async def _claim_due(self) -> tuple[list[tuple[DeploymentRecord, Action]], datetime | None]:
-        """In one transaction: do the instant actions, lease the long ones; also
-        say when something is next due."""
+    async def _claim_due(self) -> list[tuple[DeploymentRecord, Action]]:
+        """In one transaction: do the instant actions, lease the long ones."""
         long_actions: list[tuple[DeploymentRecord, Action]] = []
-        next_times: list[datetime] = []
         now = self.clock()
         async with self.runtime.unit_of_work() as uow:
             repo = DeploymentRepository(uow.session)
             for record in await repo.active(lock=not self.runtime.db.is_sqlite):
                 action = schedule.due_action(record, now)
                 if action is None:
-                    if (due := schedule.next_due(record)) is not None:
-                        next_times.append(due)
                     continue
                 self._record_lateness(record, action, now)
                 env = self._env(record, now)
@@ -165,9 +161,7 @@ class Scheduler:
                     new = schedule.claim(record, now, self.owner, self.settings.lease)
                     long_actions.append((new, action))
                 await repo.save(new)
-                if (due := schedule.next_due(new)) is not None:
-                    next_times.append(due)
-        return long_actions, min(next_times) if next_times else None
+        return long_actions
 
     def _record_lateness(self, record: DeploymentRecord, action: Action, now: datetime) -> None:
         planned = {
