@@ -226,7 +226,8 @@ async def deploy_figure(server: NatsServer, root: Path, courses: int) -> None:
             deploying: HubDeploying | None = None
             deadline = time.monotonic() + HUB_TIMEOUT
             while True:
-                got = await asyncio.wait_for(seen.get(), max(0.1, deadline - time.monotonic()))
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    got = await seen.get()
                 if getattr(got, "request_id", None) != event.request_id:
                     continue
                 if isinstance(got, HubDeploying):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import socket
 import sys
 from pathlib import Path
 
 from jhaas_launcher.stack import ADMIN_USERNAME, GATEWAY, SERVICES, Stack, admin_password
+from jhaas_runtime.aio import wait_event
 
 MAX_RESTARTS = 5
 
@@ -60,8 +60,7 @@ async def up(args: argparse.Namespace) -> int:
     modules = dict((*SERVICES, GATEWAY))
     try:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            await wait_event(stop, 1.0)
             for name in stack.dead():
                 restarts[name] = restarts.get(name, 0) + 1
                 code = stack.processes[name].process.returncode

@@ -313,6 +313,8 @@ async def run_forever(
             raise
         except Exception:
             log.exception("background loop crashed; restarting", loop=name)
-            await asyncio.sleep(1.0)
         if stopping is not None and stopping.is_set():
             return
+        # Also after a loop that returned by itself: restarting it at once could
+        # spin without ever yielding (and so never see its cancellation).
+        await asyncio.sleep(1.0)

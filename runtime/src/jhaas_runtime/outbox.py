@@ -6,7 +6,6 @@ duplicate by the stream."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jhaas_runtime import failpoints
+from jhaas_runtime.aio import wait_event
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_schemas.envelope import Event, cloudevents_headers
@@ -137,6 +137,5 @@ class OutboxRelay:
             except Exception:
                 # NATS or the database is away for a moment: the rows stay and are retried.
                 log.warning("outbox relay could not publish; will retry", exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
+            await wait_event(self._wake, self._poll_interval)
             self._wake.clear()

@@ -7,6 +7,7 @@ service, so any number of replicas share the calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from jhaas_runtime.aio import cancel_and_wait
 from jhaas_runtime.logs import correlation, get_logger
 from jhaas_schemas.errors import DomainError
 from jhaas_schemas.model import Principal
@@ -85,12 +87,17 @@ class RpcServer:
         # right after it is answered instead of finding no responders.
         await nc.flush()
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> list[str]:
+        """Take no new calls and let the ones in hand answer for up to `grace`
+        seconds; cancel the rest. Returns the names of calls that would not end."""
         for sub in self._subs:
-            await sub.unsubscribe()
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
         self._subs.clear()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        return await cancel_and_wait(tasks, grace)
 
     async def _dispatch(self, msg: Msg) -> None:
         # nats-py runs one callback at a time per subscription: hand each call

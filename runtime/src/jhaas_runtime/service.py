@@ -17,6 +17,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jhaas_runtime import failpoints
+from jhaas_runtime.aio import cancel_and_wait
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.messaging import EventConsumer, connect, ensure_streams, run_forever
@@ -76,6 +77,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._consumer_tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self.stop_grace_seconds = STOP_GRACE_SECONDS
         self.rpc.route(
             rpc_subject(settings.service.removesuffix("-svc"), "health"), HealthCheck, self._health
         )
@@ -155,7 +157,10 @@ class ServiceRuntime:
         self._tasks.append(asyncio.create_task(run_forever(loop, name), name=name))
 
     async def stop(self) -> None:
-        await self.rpc.stop()
+        """Stop in order, every step bounded: a task that ignores its
+        cancellation is logged and left behind, it never hangs the shutdown."""
+        grace = self.stop_grace_seconds
+        stuck = await self.rpc.stop(grace)
         # Consumers finish the batch in hand (commit + ack) instead of being cut
         # off inside a database call; those still busy after the grace are cancelled.
         self._stopping.set()
@@ -163,21 +168,25 @@ class ServiceRuntime:
             if not consumer.busy:
                 task.cancel()  # idle in fetch: nothing in hand to lose
         if self._consumer_tasks:
-            await asyncio.wait(self._consumer_tasks, timeout=STOP_GRACE_SECONDS)
-        self._tasks.extend(self._consumer_tasks)
+            await asyncio.wait(self._consumer_tasks, timeout=grace)
+        stuck += await cancel_and_wait([*self._consumer_tasks, *self._tasks], grace)
         self._consumer_tasks.clear()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
         self._tasks.clear()
+        if stuck:
+            log.error("tasks did not stop when cancelled; left behind", tasks=stuck)
         if self._relay is not None:
             # Publish what was committed before we were asked to stop.
             with suppress(Exception):
-                await self._relay.publish_pending()
+                async with asyncio.timeout(grace):
+                    await self._relay.publish_pending()
         if self._nc is not None and not self._nc.is_closed:
-            await self._nc.drain()
+            try:
+                async with asyncio.timeout(grace):
+                    await self._nc.drain()
+            except Exception:
+                log.warning("nats did not drain in time; closing", exc_info=True)
+                with suppress(Exception):
+                    await self._nc.close()
         await self.db.dispose()
         log.info("service stopped")
 

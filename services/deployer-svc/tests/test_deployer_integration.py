@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -15,6 +17,7 @@ from nats.aio.client import Client as NATS
 
 from deployer_svc.app import GOVERNANCE_CONSUMER, build_app
 from deployer_svc.backends.local import LocalBackend
+from deployer_svc.scheduler import Scheduler
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository
 from jhaas_launcher.testing import eventually, publish
@@ -279,3 +282,20 @@ async def test_an_admin_redeploys_a_failed_hub(
             correlation_id="c-x",
         )
     assert unknown.value.error.code == ErrorCode.NOT_FOUND
+
+
+async def test_the_scheduler_stops_when_cancelled_as_it_is_woken(
+    service: tuple[ServiceRuntime, NATS, RpcClient], tmp_path: Path
+) -> None:
+    # A redeploy or a new approval wakes the scheduler; a shutdown arriving in the
+    # same loop iteration once got swallowed and the service never stopped.
+    runtime, _nc, _client = service
+    settings = DeployerSettings(runtime=runtime.settings, hubs_dir=tmp_path / "other-hubs")
+    scheduler = Scheduler(runtime, LocalBackend(settings.local_hubs_dir), settings)
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.5)  # its first look done: asleep until woken
+    scheduler.notify()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=60)  # a hang guard, not a timing claim
+    assert done == {task}
+    assert task.cancelled()

@@ -11,7 +11,6 @@ has one owner at a time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import socket
 import uuid
@@ -25,6 +24,7 @@ from deployer_svc.domain import DeploymentRecord
 from deployer_svc.schedule import Action
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository
+from jhaas_runtime.aio import wait_event
 from jhaas_runtime.logs import correlation, get_logger
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.envelope import Envelope, envelope
@@ -72,8 +72,7 @@ class Scheduler:
             delay = self.settings.max_sleep.total_seconds()
             if next_at is not None:
                 delay = min(delay, max(0.0, (next_at - self.clock()).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            await wait_event(self._wake, delay)
             self._wake.clear()
 
     async def tick(self) -> datetime | None:
