@@ -9,11 +9,18 @@ the backend uses:
   creates the object or replaces it (keeping uid, creationTimestamp and status),
   bumps `metadata.generation` when the spec changes, records the `fieldManager`;
   namespaced objects need their namespace (404) and a terminating one refuses (403);
-- GET of an object, GET of a collection with `labelSelector` (equality only);
+- GET of an object, GET of a collection with `labelSelector` (equality only) and
+  the collection's `resourceVersion`;
+- watch (`?watch=true&resourceVersion=N&timeoutSeconds=T`): a JSON line per
+  change after N to objects of the collection, until T seconds pass; after
+  `expire_history()` the next watch gets the 410 ERROR event the real server
+  sends for a compacted version; `end_watches()` ends open streams as the
+  server's own timeout would;
 - DELETE of a namespace: marks it terminating; after `namespace_gone_after_gets`
   further GETs of it, it and all its namespaced objects are gone;
-- Deployments get `status.availableReplicas` (and `observedGeneration`) after
-  `ready_after_gets` GETs since their last apply (simulated readiness);
+- Deployments get `status.availableReplicas` (and `observedGeneration`)
+  `ready_after` seconds after their last change (a simulated controller; None:
+  never), announced to watchers as a MODIFIED event;
 - failure injection: `fail(method, path, status, times, message)`.
 
 Every request is recorded in `requests`, every apply in `applied`.
@@ -21,6 +28,7 @@ Every request is recorded in `requests`, every apply in `applied`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -64,7 +72,7 @@ class Request:
 
 @dataclass
 class K8sDouble:
-    ready_after_gets: int = 2
+    ready_after: float | None = 0.05
     namespace_gone_after_gets: int = 2
     objects: dict[str, Obj] = field(default_factory=dict)
     applied: list[Applied] = field(default_factory=list)
@@ -73,6 +81,13 @@ class K8sDouble:
     _failures: list[Failure] = field(default_factory=list)
     _gets: dict[str, int] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
+    _version: int = 1
+    _history: list[tuple[int, str, str, Obj]] = field(default_factory=list)
+    _expire_next: bool = False
+    gone_sent: int = 0
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _end_watches: asyncio.Event = field(default_factory=asyncio.Event)
+    _controllers: set[asyncio.TimerHandle] = field(default_factory=set)
     url: str = ""
 
     # -- lifecycle ---------------------------------------------------------------
@@ -90,6 +105,9 @@ class K8sDouble:
         self.url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        for handle in self._controllers:
+            handle.cancel()
+        self._end_watches.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -121,6 +139,60 @@ class K8sDouble:
     def put(self, path: str, obj: Obj) -> None:
         """Store an object directly (as if another client had created it)."""
         self.objects[path] = obj
+        self._record("ADDED", path, obj)
+
+    def expire_history(self) -> None:
+        """The next watch is answered as one from a compacted version: 410 Gone."""
+        self._expire_next = True
+
+    def end_watches(self) -> None:
+        """End every open watch stream now (as the server's own timeout would)."""
+        self._end_watches.set()
+
+    def watches(self) -> list[Request]:
+        return [r for r in self.requests if r.query.get("watch") in ("true", "1")]
+
+    # -- changes and the simulated controller ------------------------------------------
+
+    def _record(self, kind: str, path: str, obj: Obj) -> None:
+        """A change: the object gets the next resourceVersion, watchers hear of it."""
+        self._version += 1
+        obj.setdefault("metadata", {})["resourceVersion"] = str(self._version)
+        self._history.append((self._version, kind, path, json.loads(json.dumps(obj))))
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if kind != "DELETED" and obj.get("kind") == "Deployment":
+            self._schedule_ready(path)
+
+    def _schedule_ready(self, path: str) -> None:
+        obj = self.objects.get(path)
+        if self.ready_after is None or obj is None:
+            return
+        generation = obj["metadata"].get("generation", 1)
+        if (obj.get("status") or {}).get("observedGeneration") == generation:
+            return  # rolled out already (this change was the controller's own)
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(self.ready_after, self._become_ready, path, generation)
+        self._controllers.add(handle)
+
+    def _become_ready(self, path: str, generation: int) -> None:
+        obj = self.objects.get(path)
+        if obj is None or obj["metadata"].get("generation", 1) != generation:
+            return  # changed or gone since: the later change has its own timer
+        replicas = int((obj.get("spec") or {}).get("replicas", 1))
+        obj["status"] = {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+        }
+        self._record("MODIFIED", path, obj)
+
+    def make_ready(self) -> None:
+        """Every Deployment becomes available now (for `ready_after=None` tests)."""
+        for path, obj in list(self.objects.items()):
+            if obj.get("kind") == "Deployment":
+                self._become_ready(path, obj["metadata"].get("generation", 1))
 
     # -- helpers -------------------------------------------------------------------
 
@@ -182,17 +254,9 @@ class K8sDouble:
                 name = meta["name"]
                 for key in list(self.objects):
                     if key == path or self._parse(key)[0] == name:
-                        del self.objects[key]
+                        self._record("DELETED", key, self.objects.pop(key))
                         self._gets.pop(key, None)
             return
-        if obj.get("kind") == "Deployment" and count >= self.ready_after_gets:
-            replicas = int((obj.get("spec") or {}).get("replicas", 1))
-            obj["status"] = {
-                "observedGeneration": meta.get("generation", 1),
-                "replicas": replicas,
-                "readyReplicas": replicas,
-                "availableReplicas": replicas,
-            }
 
     # -- the API -------------------------------------------------------------------
 
@@ -222,20 +286,64 @@ class K8sDouble:
                     return self._status(404, "NotFound", f"{path} not found")
                 return web.json_response(obj)
             selector = query.get("labelSelector", "")
-            depth = path.rstrip("/").count("/") + 1
+            if query.get("watch") in ("true", "1"):
+                return await self._watch(request, path, selector, query)
             items = [
                 obj
                 for key, obj in sorted(self.objects.items())
-                if key.startswith(path.rstrip("/") + "/")
-                and key.count("/") == depth
-                and self._matches(obj, selector)
+                if self._in_collection(key, path) and self._matches(obj, selector)
             ]
-            return web.json_response({"kind": "List", "metadata": {}, "items": items})
+            listing = {"resourceVersion": str(self._version)}
+            return web.json_response({"kind": "List", "metadata": listing, "items": items})
         if request.method == "PATCH" and single and name is not None:
             return await self._apply(request, path, namespace, name, query)
         if request.method == "DELETE" and single:
             return await self._delete(request, path, namespace)
         return self._status(405, "MethodNotAllowed", f"{request.method} {path} not supported")
+
+    @staticmethod
+    def _in_collection(key: str, collection: str) -> bool:
+        prefix = collection.rstrip("/") + "/"
+        return key.startswith(prefix) and key.count("/") == prefix.count("/")
+
+    async def _watch(
+        self, request: web.Request, path: str, selector: str, query: dict[str, str]
+    ) -> web.StreamResponse:
+        since = int(query.get("resourceVersion") or self._version)
+        deadline = asyncio.get_running_loop().time() + float(query.get("timeoutSeconds", 1800))
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        if self._expire_next:
+            self._expire_next = False
+            self.gone_sent += 1
+            gone = {
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
+                "reason": "Expired", "message": f"too old resource version: {since}",
+            }  # fmt: skip
+            await response.write(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
+            return response
+        ended = self._end_watches
+        while not ended.is_set():
+            for version, kind, key, obj in self._history:
+                if (
+                    version > since
+                    and self._in_collection(key, path)
+                    and self._matches(obj, selector)
+                ):
+                    await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                    since = version
+            since = max(since, self._version)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            changed = asyncio.ensure_future(self._changed.wait())
+            stop = asyncio.ensure_future(ended.wait())
+            await asyncio.wait([changed, stop], timeout=remaining, return_when="FIRST_COMPLETED")
+            changed.cancel()
+            stop.cancel()
+        if ended.is_set() and self._end_watches is ended:
+            self._end_watches = asyncio.Event()  # later watches run normally
+        return response
 
     async def _apply(
         self,
@@ -275,10 +383,11 @@ class K8sDouble:
         new_meta = new.setdefault("metadata", {})
         new_meta["managedFields"] = [{"manager": query.get("fieldManager"), "operation": "Apply"}]
         if old is None:
-            new_meta.update(uid=str(uuid.uuid4()), generation=1, resourceVersion="1")
+            new_meta.update(uid=str(uuid.uuid4()), generation=1)
             if new.get("kind") == "Namespace":
                 new["status"] = {"phase": "Active"}
             self.objects[path] = new
+            self._record("ADDED", path, new)
             return web.json_response(new, status=201)
         old_meta = old["metadata"]
         generation = int(old_meta.get("generation", 1))
@@ -287,12 +396,11 @@ class K8sDouble:
         new_meta.update(
             uid=old_meta["uid"],
             generation=generation,
-            resourceVersion=str(int(old_meta.get("resourceVersion", "1")) + 1),
         )
         if "status" in old:
-            new["status"] = old["status"]
+            new["status"] = old["status"]  # observedGeneration says whether it is current
         self.objects[path] = new
-        self._gets[path] = 0  # readiness starts over after a change
+        self._record("MODIFIED", path, new)
         return web.json_response(new)
 
     async def _delete(self, request: web.Request, path: str, namespace: str | None) -> web.Response:
@@ -305,6 +413,8 @@ class K8sDouble:
             obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
             obj["status"] = {"phase": "Terminating"}
             self._gets[path] = 0
+            self._record("MODIFIED", path, obj)
             return web.json_response(obj)
         del self.objects[path]
+        self._record("DELETED", path, obj)
         return web.json_response(obj)

@@ -4,6 +4,7 @@ KUBECONFIG names one."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import sys
@@ -19,7 +20,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from deployer_svc.backends import k8s_manifests as km
 from deployer_svc.backends.base import BackendError, HubDeployment, HubPhase, Roster
 from deployer_svc.backends.kubernetes import KubernetesBackend, object_path
-from jhaas_launcher.testing import sample_spec
+from jhaas_launcher.testing import eventually, sample_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from k8s_double import K8sDouble
@@ -92,11 +93,48 @@ async def test_deploy_applies_every_object_in_order_and_waits_until_ready(
     assert "/apis/apps/v1/namespaces/jhaas-ds101/deployments/hub" in paths
     assert "/apis/networking.k8s.io/v1/namespaces/jhaas-ds101/ingresses/hub" in paths
     assert "/apis/rbac.authorization.k8s.io/v1/namespaces/jhaas-ds101/roles/hub" in paths
-    # It waited: both Deployments were read until the double reported them available.
+    # It waited: both Deployments are available, which it learnt from a watch
+    # of the namespace's Deployments (one list, then the watch), not by polling.
     for name in ("hub", "proxy"):
         dep = double.objects[object_path("Deployment", name, "jhaas-ds101")]
         assert dep["status"]["availableReplicas"] >= 1
+    deployments = "/apis/apps/v1/namespaces/jhaas-ds101/deployments"
+    watches = double.watches()
+    assert [w.path for w in watches] == [deployments]
+    assert int(watches[0].query["resourceVersion"]) > 0
+    reads = [r for r in double.requests if r.method == "GET" and r.path.startswith(deployments)]
+    assert len(reads) == 2  # the list and the watch
     assert secret_data(double)[km.KEY_DEPLOYER_TOKEN] == hub.api_token
+
+
+async def test_a_watch_that_ends_or_expires_is_resumed_from_a_fresh_list(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    double.ready_after = None
+
+    async def watches_reach(count: int) -> None:
+        async def enough() -> bool:
+            return len(double.watches()) >= count
+
+        await eventually(enough, timeout=5)
+
+    deploying = asyncio.create_task(backend.deploy(make_hub()))
+    await watches_reach(1)
+    # The server ends the stream (its own timeout): the backend lists and watches again.
+    double.end_watches()
+    await watches_reach(2)
+    # The next watch is told its version is too old (410 Gone): list and watch again.
+    double.expire_history()
+    double.end_watches()
+    await watches_reach(4)
+    assert double.gone_sent == 1
+    assert not deploying.done()
+    double.make_ready()
+    status = await deploying
+    assert status.phase is HubPhase.READY
+    # Each watch started from the version of the list just before it.
+    versions = [int(w.query["resourceVersion"]) for w in double.watches()]
+    assert versions == sorted(versions)
 
 
 async def test_redeploy_keeps_the_secret_values(
@@ -161,7 +199,7 @@ async def test_invalid_object_fails_permanently_naming_it(
 
 
 async def test_not_ready_within_the_deadline_is_temporary(double: K8sDouble) -> None:
-    double.ready_after_gets = 10**6
+    double.ready_after = None  # the controller never makes them available
     b = KubernetesBackend(
         SETTINGS, ApiClient(double.configuration()), ready_timeout=0.2, poll_interval=0.01
     )
@@ -180,7 +218,7 @@ async def test_status_list_managed_and_teardown(
     assert (await backend.status("dep-1")).phase is HubPhase.ABSENT
     assert await backend.list_managed() == []
 
-    double.ready_after_gets = 10**6  # apply, but never become available
+    double.ready_after = None  # apply, but never become available
     with pytest.raises(BackendError):
         await KubernetesBackend(
             SETTINGS, backend.api, ready_timeout=0.05, poll_interval=0.01
@@ -189,7 +227,7 @@ async def test_status_list_managed_and_teardown(
     assert starting.phase is HubPhase.STARTING
     assert starting.url == "https://ds101.hubs.example.org/"
 
-    double.ready_after_gets = 1
+    double.make_ready()
     ready = await backend.status("dep-1")
     assert ready.phase is HubPhase.READY
     assert ready.url == "https://ds101.hubs.example.org/"

@@ -56,6 +56,7 @@ DEPLOYMENT_ID_LABEL = "jhaas.io/deployment-id"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 READY_DEPLOYMENTS = ("hub", "proxy")
 HUB_API_PAGE = 200
+WATCH_SECONDS = 300  # one watch request at most this long; then list and watch again
 
 Obj = dict[str, Any]
 
@@ -301,15 +302,99 @@ class KubernetesBackend:
         return int(status.get("availableReplicas") or 0) >= 1
 
     async def _not_ready(self, namespace: str) -> list[str]:
-        waiting = []
-        for name in READY_DEPLOYMENTS:
-            deployment = await self._get(
-                object_path("Deployment", name, namespace),
-                f"read Deployment {name} in namespace {namespace}",
-            )
-            if not self._available(deployment):
-                waiting.append(name)
-        return waiting
+        waiting, _ = await self._list_readiness(namespace)
+        return [name for name, ready in waiting.items() if not ready]
+
+    async def _list_readiness(self, namespace: str) -> tuple[dict[str, bool], str]:
+        """Which of the hub's Deployments are available, and the list's resourceVersion
+        (where a watch picks up without missing a change)."""
+        path = collection_path("Deployment", namespace)
+        try:
+            page = await self._call("GET", path, what=f"list Deployments in namespace {namespace}")
+        except _NotFound:
+            page = {}
+        found = {
+            str((item.get("metadata") or {}).get("name")): item
+            for item in page.get("items") or []
+            if isinstance(item, dict)
+        }
+        ready = {name: self._available(found.get(name)) for name in READY_DEPLOYMENTS}
+        return ready, str((page.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def _wait_available(self, namespace: str, what: str) -> None:
+        """Wait until the hub's Deployments are available: list once, then watch
+        from the list's resourceVersion, so every change arrives as it happens
+        instead of at the next poll. A watch that ends (the server's timeout, a
+        dropped connection) or whose version expired (410 Gone) starts over with
+        a fresh list; nothing is missed in between."""
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            ready, version = await self._list_readiness(namespace)
+            if all(ready.values()):
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                waiting = ", ".join(name for name, ok in ready.items() if not ok)
+                raise BackendError(
+                    f"{what}: Deployment(s) {waiting} in namespace {namespace} "
+                    f"not available within {self.ready_timeout:.0f}s",
+                    temporary=True,
+                )
+            try:
+                async with asyncio.timeout(remaining):
+                    if await self._watch_until_available(namespace, version, ready, remaining):
+                        return
+            except TimeoutError:
+                continue  # the deadline: one last list decides
+            except (aiohttp.ClientError, OSError, ValueError, BackendError) as exc:
+                log.warning("watch in %s broke off: %s; listing again", namespace, exc)
+                await asyncio.sleep(min(self.poll_interval, max(0.0, remaining)))
+
+    async def _watch_until_available(
+        self, namespace: str, version: str, ready: dict[str, bool], remaining: float
+    ) -> bool:
+        """Follow one watch stream; True once every Deployment is available, False
+        when the stream ends first (the caller lists again)."""
+        query = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(max(1, min(int(remaining) + 1, WATCH_SECONDS)))),
+        ]
+        if version:
+            query.append(("resourceVersion", version))
+        response = await self.api.call_api(
+            collection_path("Deployment", namespace),
+            "GET",
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=WATCH_SECONDS + self.request_timeout,
+        )
+        try:
+            if not 200 <= response.status < 300:
+                text = (await response.text())[:500]
+                raise BackendError(
+                    f"watch Deployments in {namespace}: HTTP {response.status}: {text}",
+                    temporary=True,
+                )
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":  # 410 Gone: the version is too old; list again
+                    log.info("watch in %s ended: %s", namespace, obj.get("message"))
+                    return False
+                name = str((obj.get("metadata") or {}).get("name"))
+                if name not in ready:
+                    continue  # a BOOKMARK, or a Deployment that is not the hub's
+                ready[name] = kind != "DELETED" and self._available(obj)
+                if all(ready.values()):
+                    return True
+            return False
+        finally:
+            response.release()
 
     # -- HubBackend ------------------------------------------------------------------
 
@@ -324,19 +409,9 @@ class KubernetesBackend:
         for obj in objects:
             await self.apply(obj)
         log.info("applied %d objects of hub %s to %s", len(objects), hub.deployment_id, namespace)
-        deadline = time.monotonic() + self.ready_timeout
-        while True:
-            waiting = await self._not_ready(namespace)
-            if not waiting:
-                url = self._url(hub.slug)
-                return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api")
-            if time.monotonic() >= deadline:
-                raise BackendError(
-                    f"hub {hub.deployment_id}: Deployment(s) {', '.join(waiting)} in namespace "
-                    f"{namespace} not available within {self.ready_timeout:.0f}s",
-                    temporary=True,
-                )
-            await asyncio.sleep(self.poll_interval)
+        await self._wait_available(namespace, f"hub {hub.deployment_id}")
+        url = self._url(hub.slug)
+        return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api")
 
     async def status(self, deployment_id: str) -> HubStatus:
         ns = await self._find_namespace(deployment_id)
