@@ -265,6 +265,7 @@ def interpolate_tree(node: Any, env: Mapping[str, str]) -> Any:
 REQUIRED_COMPOSE_ENV = {
     "JHAAS_JWT_SECRET": "test-jwt-secret-0123456789abcdef",
     "JHAAS_ADMIN_PASSWORD": "test-admin-password",
+    "JHAAS_DEPLOYER_SECRET_KEYS": "test-deployer-secret-0123456789abcdef",
 }
 
 
@@ -821,8 +822,18 @@ def test_compose_requires_the_secrets_and_commits_none() -> None:
             compose({**REQUIRED_COMPOSE_ENV, name: ""})
     _, gateway = compose_service_for("gateway")
     env = environment_of(gateway)
-    for name, value in REQUIRED_COMPOSE_ENV.items():
-        assert env[name] == value
+    for name in GATEWAY_ONLY_SECRETS:
+        assert env[name] == REQUIRED_COMPOSE_ENV[name]
+    # The deployer's key: required the same way, and only the deployer gets it.
+    name = "JHAAS_DEPLOYER_SECRET_KEYS"
+    raw_deployer = environment_of(compose_raw()["services"]["deployer-svc"])
+    assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", raw_deployer[name]), raw_deployer[name]
+    with pytest.raises(MissingVariableError, match=name):
+        compose({k: v for k, v in REQUIRED_COMPOSE_ENV.items() if k != name})
+    assert name not in env
+    _, deployer_service = compose_service_for("deployer_svc")
+    deployer = DeployerSettings.from_env(environment_of(deployer_service))
+    assert deployer.secret_keys == (REQUIRED_COMPOSE_ENV[name],)
     settings = GatewaySettings.from_env(env)
     assert settings.jwt_secret == REQUIRED_COMPOSE_ENV["JHAAS_JWT_SECRET"].encode()
     assert settings.admin_password == REQUIRED_COMPOSE_ENV["JHAAS_ADMIN_PASSWORD"]

@@ -110,7 +110,11 @@ def test_the_kubernetes_backend_needs_a_domain_and_the_cluster() -> None:
     with pytest.raises(SettingsError, match="must be one of"):
         DeployerSettings.from_env({"JHAAS_HUB_BACKEND": "docker"})
     settings = DeployerSettings.from_env(
-        {"JHAAS_HUB_BACKEND": "kubernetes", "JHAAS_HUB_DOMAIN": "hubs.example.org"}
+        {
+            "JHAAS_HUB_BACKEND": "kubernetes",
+            "JHAAS_HUB_DOMAIN": "hubs.example.org",
+            "JHAAS_DEPLOYER_SECRET_KEYS": "k" * 32,
+        }
     )
     assert settings.hub_domain == "hubs.example.org"
     # Outside a cluster (as here) it refuses to start, saying why.

@@ -17,9 +17,10 @@ from nats.aio.client import Client as NATS
 
 from deployer_svc.app import GOVERNANCE_CONSUMER, build_app
 from deployer_svc.backends.local import LocalBackend
+from deployer_svc.credentials import SEALED_PREFIX, CredentialBox
 from deployer_svc.scheduler import Scheduler
 from deployer_svc.settings import DeployerSettings
-from deployer_svc.store import DeploymentRepository
+from deployer_svc.store import DeploymentRepository, hub_credentials
 from jhaas_launcher.testing import eventually, publish
 from jhaas_runtime.rpc import RpcClient, RpcFailure
 from jhaas_runtime.service import ServiceRuntime
@@ -291,7 +292,12 @@ async def test_the_scheduler_stops_when_cancelled_as_it_is_woken(
     # same loop iteration once got swallowed and the service never stopped.
     runtime, _nc, _client = service
     settings = DeployerSettings(runtime=runtime.settings, hubs_dir=tmp_path / "other-hubs")
-    scheduler = Scheduler(runtime, LocalBackend(settings.local_hubs_dir), settings)
+    scheduler = Scheduler(
+        runtime,
+        LocalBackend(settings.local_hubs_dir),
+        settings,
+        credentials=CredentialBox.from_key_file(tmp_path),
+    )
     task = asyncio.create_task(scheduler.run())
     await asyncio.sleep(0.5)  # its first look done: asleep until woken
     scheduler.notify()
@@ -299,3 +305,31 @@ async def test_the_scheduler_stops_when_cancelled_as_it_is_woken(
     done, _ = await asyncio.wait([task], timeout=60)  # a hang guard, not a timing claim
     assert done == {task}
     assert task.cancelled()
+
+
+async def test_hub_credentials_are_sealed_and_a_clear_one_is_sealed_when_read(
+    service: tuple[ServiceRuntime, NATS, RpcClient], tmp_path: Path
+) -> None:
+    runtime, _nc, _client = service
+    box = CredentialBox.from_key_file(tmp_path)
+    clear = "c" * 64
+    async with runtime.db.transaction() as session:
+        repo = DeploymentRepository(session)
+        made = await repo.api_token("dep-new", "n" * 64, box)
+        # A row as a version before encryption left it.
+        await session.execute(
+            hub_credentials.insert().values(deployment_id="dep-old", api_token=clear)
+        )
+    async with runtime.db.transaction() as session:
+        repo = DeploymentRepository(session)
+        assert made == "n" * 64
+        assert await repo.api_token("dep-new", "other", box) == made  # made once
+        assert await repo.api_token("dep-old", "other", box) == clear
+    async with runtime.db.reading() as session:
+        stored = {
+            row.deployment_id: row.api_token
+            for row in await session.execute(sa.select(hub_credentials))
+        }
+    assert all(value.startswith(SEALED_PREFIX) for value in stored.values())
+    assert box.open(stored["dep-new"]) == made
+    assert box.open(stored["dep-old"]) == clear

@@ -13,9 +13,12 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+import sqlalchemy as sa
 
-from deployer_svc.app import build_app
+from deployer_svc.app import build_app, credential_box
+from deployer_svc.credentials import SEALED_PREFIX
 from deployer_svc.settings import DeployerSettings
+from deployer_svc.store import hub_credentials
 from jhaas_launcher.testing import eventually, publish
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.events import (
@@ -62,6 +65,21 @@ async def test_a_course_gets_a_hub_before_it_starts_and_loses_it_after_it_ends(
         async with httpx.AsyncClient() as client:
             answer = await client.get(f"{hub.url.rstrip('/')}/hub/api/")
         assert answer.status_code == 200
+        # The deployer's credential for the hub is stored encrypted, and what it
+        # decrypts to is the token the hub accepts.
+        async with runtime.db.reading() as session:
+            [sealed] = (await session.execute(sa.select(hub_credentials.c.api_token))).scalars()
+        assert sealed.startswith(SEALED_PREFIX)
+        token = credential_box(settings).open(sealed)
+        async with httpx.AsyncClient() as client:
+            users = await client.get(
+                f"{hub.url.rstrip('/')}/hub/api/users", headers={"Authorization": f"token {token}"}
+            )
+            refused = await client.get(
+                f"{hub.url.rstrip('/')}/hub/api/users", headers={"Authorization": f"token {sealed}"}
+            )
+        assert users.status_code == 200, users.text
+        assert refused.status_code == 403
         [folder] = list((tmp_path / "hubs").iterdir())
 
         async def deleted() -> list[object]:

@@ -33,6 +33,8 @@ async def test_two_replicas_deploy_each_course_once(
             "JHAAS_NATS_URL": nats_server.url,
             "JHAAS_DATA_DIR": str(tmp_path),
             "JHAAS_DEPLOYER_SVC_DATABASE_URL": database_url,
+            # Every replica (and a restarted one) must read what another sealed.
+            "JHAAS_DEPLOYER_SECRET_KEYS": "test-deployer-secret-0123456789abcdef",
             "JHAAS_LOCAL_HUBS_DIR": str(tmp_path / "hubs"),
             "JHAAS_DEPLOY_LEAD_MINUTES": "0",
             "JHAAS_LOG_FORMAT": "console",

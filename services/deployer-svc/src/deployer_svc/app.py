@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deployer_svc.backends.base import HubBackend
+from deployer_svc.credentials import CredentialBox
 from deployer_svc.handlers import Clock, DeployerHandlers, utcnow
 from deployer_svc.scheduler import Scheduler
 from deployer_svc.settings import SERVICE, DeployerSettings
@@ -41,13 +42,25 @@ def build_backend(settings: DeployerSettings) -> HubBackend:
     return KubernetesBackend(K8sSettings(domain=settings.hub_domain), client.ApiClient())
 
 
+def credential_box(settings: DeployerSettings) -> CredentialBox:
+    if settings.secret_keys:
+        return CredentialBox(settings.secret_keys)
+    return CredentialBox.from_key_file(settings.runtime.data_dir)
+
+
 def build_app(
     settings: DeployerSettings, clock: Clock = utcnow, backend: HubBackend | None = None
 ) -> ServiceRuntime:
     runtime = ServiceRuntime(
         settings.runtime, metadata=metadata, tables=messaging, versions_dir=VERSIONS_DIR
     )
-    scheduler = Scheduler(runtime, backend or build_backend(settings), settings, clock=clock)
+    scheduler = Scheduler(
+        runtime,
+        backend or build_backend(settings),
+        settings,
+        credentials=credential_box(settings),
+        clock=clock,
+    )
     handlers = DeployerHandlers(
         runtime,
         lead_time=settings.lead_time,

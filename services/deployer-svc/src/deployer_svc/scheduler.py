@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from deployer_svc import schedule
 from deployer_svc.backends.base import BackendError, HubBackend, HubDeployment, HubPhase
+from deployer_svc.credentials import CredentialBox
 from deployer_svc.domain import DeploymentRecord
 from deployer_svc.schedule import Action
 from deployer_svc.settings import DeployerSettings
@@ -49,6 +50,7 @@ class Scheduler:
     runtime: ServiceRuntime
     backend: HubBackend
     settings: DeployerSettings
+    credentials: CredentialBox
     clock: Clock = utcnow
     owner: str = field(default_factory=worker_id)
     fired: list[tuple[Action, datetime, datetime]] = field(default_factory=list, init=False)
@@ -186,7 +188,7 @@ class Scheduler:
     async def _deploy(self, record: DeploymentRecord) -> None:
         async with self.runtime.db.transaction() as session:
             token = await DeploymentRepository(session).api_token(
-                record.deployment_id, secrets.token_hex(32)
+                record.deployment_id, secrets.token_hex(32), self.credentials
             )
         hub = HubDeployment(
             deployment_id=record.deployment_id,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from deployer_svc.credentials import MIN_SECRET_LENGTH
 from jhaas_runtime.settings import RuntimeSettings, SettingsError, env_int, env_str
 
 SERVICE = "deployer-svc"
@@ -32,6 +33,9 @@ class DeployerSettings:
     max_sleep: timedelta = timedelta(seconds=1)  # the scheduler looks at least this often
     # How often what should exist is compared with what the backend has.
     reconcile_every: timedelta = timedelta(minutes=5)
+    # Secrets the hub credentials are encrypted under (first encrypts, all decrypt);
+    # none: a key file made in the data folder (single machine only).
+    secret_keys: tuple[str, ...] = ()
 
     @property
     def local_hubs_dir(self) -> Path:
@@ -50,8 +54,27 @@ class DeployerSettings:
                 "JHAAS_HUB_DOMAIN is required with JHAAS_HUB_BACKEND=kubernetes "
                 "(hubs are served at https://<slug>.<domain>/)"
             )
+        runtime = RuntimeSettings.from_env(SERVICE, env)
+        secret_keys = tuple(
+            key.strip()
+            for key in env.get("JHAAS_DEPLOYER_SECRET_KEYS", "").split(",")
+            if key.strip()
+        )
+        for key in secret_keys:
+            if len(key) < MIN_SECRET_LENGTH:
+                raise SettingsError(
+                    f"JHAAS_DEPLOYER_SECRET_KEYS: each key must be at least {MIN_SECRET_LENGTH} "
+                    f"characters (e.g. `openssl rand -hex 32`); one has {len(key)}"
+                )
+        shared = backend == "kubernetes" or not runtime.database_url.startswith("sqlite")
+        if shared and not secret_keys:
+            raise SettingsError(
+                "JHAAS_DEPLOYER_SECRET_KEYS is required with a shared database or the "
+                "kubernetes backend: every replica must encrypt hub credentials under the "
+                "same key (e.g. `openssl rand -hex 32`)"
+            )
         return cls(
-            runtime=RuntimeSettings.from_env(SERVICE, env),
+            runtime=runtime,
             lead_time=timedelta(
                 minutes=env_int(env, "JHAAS_DEPLOY_LEAD_MINUTES", DEFAULT_LEAD_MINUTES, minimum=0)
             ),
@@ -66,4 +89,5 @@ class DeployerSettings:
             reconcile_every=timedelta(
                 seconds=env_int(env, "JHAAS_RECONCILE_SECONDS", 300, minimum=5)
             ),
+            secret_keys=secret_keys,
         )

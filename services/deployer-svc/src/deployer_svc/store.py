@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deployer_svc.credentials import SEALED_PREFIX, CredentialBox
 from deployer_svc.domain import DeploymentRecord
 from deployer_svc.schedule import ACTIVE
 from jhaas_runtime.tables import add_messaging_tables
@@ -47,7 +48,8 @@ deployments = sa.Table(
 )
 
 # The deployer's own credential for each hub's REST API. Kept apart from the
-# deployment rows (which are listed to users) and deleted with the hub.
+# deployment rows (which are listed to users), encrypted (credentials.py) and
+# deleted with the hub.
 hub_credentials = sa.Table(
     "hub_credentials",
     metadata,
@@ -162,19 +164,25 @@ class DeploymentRepository:
             .values(**_row(record))
         )
 
-    async def api_token(self, deployment_id: str, new_token: str) -> str:
-        """The hub's API token, made (from `new_token`) the first time it is asked for."""
-        found = await self.session.scalar(
-            sa.select(hub_credentials.c.api_token).where(
-                hub_credentials.c.deployment_id == deployment_id
+    async def api_token(self, deployment_id: str, new_token: str, box: CredentialBox) -> str:
+        """The hub's API token, made (from `new_token`) the first time it is asked
+        for; stored encrypted with `box`."""
+        where = hub_credentials.c.deployment_id == deployment_id
+        found = await self.session.scalar(sa.select(hub_credentials.c.api_token).where(where))
+        if found is None:
+            await self.session.execute(
+                hub_credentials.insert().values(
+                    deployment_id=deployment_id, api_token=box.seal(new_token)
+                )
             )
-        )
-        if found is not None:
+            return new_token
+        if not str(found).startswith(SEALED_PREFIX):
+            # Stored in the clear by a version before encryption: seal it now.
+            await self.session.execute(
+                hub_credentials.update().where(where).values(api_token=box.seal(str(found)))
+            )
             return str(found)
-        await self.session.execute(
-            hub_credentials.insert().values(deployment_id=deployment_id, api_token=new_token)
-        )
-        return new_token
+        return box.open(str(found))
 
     async def forget_credentials(self, deployment_id: str) -> None:
         await self.session.execute(
