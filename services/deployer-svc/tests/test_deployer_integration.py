@@ -29,6 +29,7 @@ from jhaas_schemas.envelope import envelope
 from jhaas_schemas.events import (
     DeploymentScheduled,
     HubDeleted,
+    HubFailed,
     RequestApproved,
     RequestCancelled,
     decode_event,
@@ -333,3 +334,47 @@ async def test_hub_credentials_are_sealed_and_a_clear_one_is_sealed_when_read(
     assert all(value.startswith(SEALED_PREFIX) for value in stored.values())
     assert box.open(stored["dep-new"]) == made
     assert box.open(stored["dep-old"]) == clear
+
+
+async def test_a_credential_no_key_opens_fails_the_deploy_naming_the_setting(
+    service: tuple[ServiceRuntime, NATS, RpcClient],
+) -> None:
+    runtime, nc, client = service
+    start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    approved = approval(str(uuid.uuid4()), start)
+    await publish(nc.jetstream(), approved)
+
+    async def scheduled() -> DeploymentList | None:
+        found = await deployments(client, REVIEWER, approved.request_id)
+        return found if found.items else None
+
+    [deployment] = (await eventually(scheduled)).items
+    # A credential sealed under a key this deployer does not have (the keys were
+    # changed without keeping the old one); then the deploy falls due.
+    foreign = CredentialBox(["f" * 40]).seal("t" * 64)
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            hub_credentials.insert().values(
+                deployment_id=deployment.deployment_id, api_token=foreign
+            )
+        )
+        repo = DeploymentRepository(session)
+        record = await repo.get(deployment.deployment_id, for_update=True)
+        assert record is not None
+        await repo.save(replace(record, deploy_at=datetime.now(UTC)))
+
+    async def failed() -> list[HubFailed]:
+        js = nc.jetstream()
+        info = await js.stream_info(DEPLOYER_STREAM.name)
+        events = [
+            decode_event((await js.get_msg(DEPLOYER_STREAM.name, seq)).data or b"")
+            for seq in range(info.state.first_seq, info.state.last_seq + 1)
+        ]
+        return [e for e in events if isinstance(e, HubFailed)]
+
+    [event] = await eventually(failed, timeout=30)
+    assert event.request_id == approved.request_id
+    assert "JHAAS_DEPLOYER_SECRET_KEYS" in event.reason
+    assert (await deployments(client, REVIEWER, approved.request_id)).items[
+        0
+    ].state == DeploymentState.FAILED

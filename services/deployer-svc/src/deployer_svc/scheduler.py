@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from deployer_svc import schedule
 from deployer_svc.backends.base import BackendError, HubBackend, HubDeployment, HubPhase
-from deployer_svc.credentials import CredentialBox
+from deployer_svc.credentials import CredentialBox, CredentialError
 from deployer_svc.domain import DeploymentRecord
 from deployer_svc.schedule import Action
 from deployer_svc.settings import DeployerSettings
@@ -186,22 +186,28 @@ class Scheduler:
                 log.exception("scheduled action failed unexpectedly")
 
     async def _deploy(self, record: DeploymentRecord) -> None:
-        async with self.runtime.db.transaction() as session:
-            token = await DeploymentRepository(session).api_token(
-                record.deployment_id, secrets.token_hex(32), self.credentials
-            )
-        hub = HubDeployment(
-            deployment_id=record.deployment_id,
-            request_id=record.request_id,
-            slug=record.configuration.slug,
-            configuration=record.configuration,
-            api_token=token,
-        )
+        outcome: tuple[str | None, BackendError | None]
         try:
-            status = await self.backend.deploy(hub)
-            outcome: tuple[str | None, BackendError | None] = (status.url or "", None)
-        except BackendError as exc:
-            outcome = (None, exc)
+            async with self.runtime.db.transaction() as session:
+                token = await DeploymentRepository(session).api_token(
+                    record.deployment_id, secrets.token_hex(32), self.credentials
+                )
+        except CredentialError as exc:
+            # Retrying cannot help until an operator restores the key: fail, saying so.
+            outcome = (None, BackendError(str(exc), temporary=False))
+        else:
+            hub = HubDeployment(
+                deployment_id=record.deployment_id,
+                request_id=record.request_id,
+                slug=record.configuration.slug,
+                configuration=record.configuration,
+                api_token=token,
+            )
+            try:
+                status = await self.backend.deploy(hub)
+                outcome = (status.url or "", None)
+            except BackendError as exc:
+                outcome = (None, exc)
         now = self.clock()
         async with self.runtime.unit_of_work() as uow:
             repo = DeploymentRepository(uow.session)
