@@ -23,7 +23,8 @@ the backend uses:
   never), announced to watchers as a MODIFIED event;
 - failure injection: `fail(method, path, status, times, message)`.
 
-Every request is recorded in `requests`, every apply in `applied`.
+Every request is recorded in `requests` (its Authorization header in
+`authorizations`), every apply in `applied`.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class K8sDouble:
     objects: dict[str, Obj] = field(default_factory=dict)
     applied: list[Applied] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
     deletes: list[tuple[str, Obj]] = field(default_factory=list)
     _failures: list[Failure] = field(default_factory=list)
     _gets: dict[str, int] = field(default_factory=dict)
@@ -266,6 +268,7 @@ class K8sDouble:
         self.requests.append(
             Request(request.method, path, query, request.headers.get("Content-Type", ""))
         )
+        self.authorizations.append(request.headers.get("Authorization", ""))
         for failure in self._failures:
             if (
                 failure.remaining > 0

@@ -414,3 +414,54 @@ async def test_deploy_and_teardown_on_a_real_cluster() -> None:
         assert (await check.status(hub.deployment_id)).phase is HubPhase.ABSENT
     finally:
         await check.close()
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+        f"clusters:\n- name: test\n  cluster:\n    server: {server}\n"
+        "users:\n- name: deployer\n  user:\n    token: deployer-sa-token\n"
+        "contexts:\n- name: test\n  context:\n    cluster: test\n    user: deployer\n"
+    )
+    return path
+
+
+async def test_outside_the_cluster_it_uses_the_configured_kubeconfig(
+    double: K8sDouble, tmp_path: Path
+) -> None:
+    from deployer_svc.app import build_backend
+    from deployer_svc.settings import DeployerSettings
+    from jhaas_runtime.settings import SettingsError
+
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", double.url)
+    env = {
+        "JHAAS_HUB_BACKEND": "kubernetes",
+        "JHAAS_HUB_DOMAIN": "hubs.example.org",
+        "JHAAS_DEPLOYER_SECRET_KEYS": "k" * 32,
+        "JHAAS_DATA_DIR": str(tmp_path),
+    }
+    with pytest.raises(SettingsError, match="JHAAS_KUBECONFIG: no such file"):
+        DeployerSettings.from_env({**env, "JHAAS_KUBECONFIG": str(tmp_path / "missing")})
+    backend = build_backend(DeployerSettings.from_env({**env, "JHAAS_KUBECONFIG": str(kubeconfig)}))
+    assert isinstance(backend, KubernetesBackend)
+    try:
+        status = await backend.deploy(make_hub())
+    finally:
+        await backend.close()
+    assert status.phase is HubPhase.READY
+    assert status.url == "https://ds101.hubs.example.org/"
+    assert double.applied[0].path == "/api/v1/namespaces/jhaas-ds101"
+    assert double.authorizations[-1] == "Bearer deployer-sa-token"
+
+
+async def test_an_unusable_kubeconfig_fails_permanently_naming_it(tmp_path: Path) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
+    backend = KubernetesBackend(SETTINGS, kubeconfig=broken)
+    try:
+        with pytest.raises(BackendError) as caught:
+            await backend.deploy(make_hub())
+    finally:
+        await backend.close()
+    assert not caught.value.temporary
+    assert str(broken) in str(caught.value)

@@ -31,15 +31,20 @@ def build_backend(settings: DeployerSettings) -> HubBackend:
     from deployer_svc.backends.k8s_manifests import K8sSettings
     from deployer_svc.backends.kubernetes import KubernetesBackend
 
+    k8s = K8sSettings(domain=settings.hub_domain)
+    if settings.kubeconfig is not None:
+        # Outside the cluster: the kubeconfig is read (credentials, exec plugins)
+        # at the first API call.
+        return KubernetesBackend(k8s, kubeconfig=settings.kubeconfig)
     try:
-        # The deployer runs in the cluster under its ServiceAccount
-        # (deploy/kubernetes/deployer-rbac.yaml).
+        # In the cluster, under its ServiceAccount (deploy/kubernetes/deployer-rbac.yaml).
         config.load_incluster_config()  # type: ignore[no-untyped-call]  # untyped library
     except config.ConfigException as exc:
         raise SettingsError(
-            f"JHAAS_HUB_BACKEND=kubernetes needs to run inside the cluster: {exc}"
+            "JHAAS_HUB_BACKEND=kubernetes runs inside the cluster, or outside it with "
+            f"JHAAS_KUBECONFIG set to a kubeconfig file: {exc}"
         ) from None
-    return KubernetesBackend(K8sSettings(domain=settings.hub_domain), client.ApiClient())
+    return KubernetesBackend(k8s, client.ApiClient())
 
 
 def credential_box(settings: DeployerSettings) -> CredentialBox:

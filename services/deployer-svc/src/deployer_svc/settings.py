@@ -36,6 +36,8 @@ class DeployerSettings:
     # Secrets the hub credentials are encrypted under (first encrypts, all decrypt);
     # none: a key file made in the data folder (single machine only).
     secret_keys: tuple[str, ...] = ()
+    # kubernetes backend outside the cluster: this kubeconfig; None: in-cluster config.
+    kubeconfig: Path | None = None
 
     @property
     def local_hubs_dir(self) -> Path:
@@ -66,6 +68,9 @@ class DeployerSettings:
                     f"JHAAS_DEPLOYER_SECRET_KEYS: each key must be at least {MIN_SECRET_LENGTH} "
                     f"characters (e.g. `openssl rand -hex 32`); one has {len(key)}"
                 )
+        kubeconfig = env_str(env, "JHAAS_KUBECONFIG", "")
+        if kubeconfig and not Path(kubeconfig).is_file():
+            raise SettingsError(f"JHAAS_KUBECONFIG: no such file: {kubeconfig}")
         shared = backend == "kubernetes" or not runtime.database_url.startswith("sqlite")
         if shared and not secret_keys:
             raise SettingsError(
@@ -90,4 +95,5 @@ class DeployerSettings:
                 seconds=env_int(env, "JHAAS_RECONCILE_SECONDS", 300, minimum=5)
             ),
             secret_keys=secret_keys,
+            kubeconfig=Path(kubeconfig).resolve() if kubeconfig else None,
         )

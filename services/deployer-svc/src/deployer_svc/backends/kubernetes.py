@@ -29,12 +29,14 @@ import secrets
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import httpx
-from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from deployer_svc.backends import k8s_manifests as km
@@ -138,8 +140,9 @@ class KubernetesBackend:
     def __init__(
         self,
         settings: km.K8sSettings,
-        api: ApiClient,
+        api: ApiClient | None = None,
         *,
+        kubeconfig: Path | None = None,
         ready_timeout: float = 600.0,
         teardown_timeout: float = 600.0,
         poll_interval: float = 1.0,
@@ -149,10 +152,16 @@ class KubernetesBackend:
         request_timeout: float = 30.0,
         hub_api_url: str | None = None,
     ) -> None:
-        """`hub_api_url`: where `sync_roster` reaches a hub's REST API, a format string
+        """`api`: a client for the cluster (in-cluster config), or `kubeconfig`: a
+        kubeconfig file read at the first call (running outside the cluster).
+        `hub_api_url`: where `sync_roster` reaches a hub's REST API, a format string
         with `{slug}`, `{namespace}` and `{domain}`; default: the public URL."""
+        if api is None and kubeconfig is None:
+            raise ValueError("KubernetesBackend needs an ApiClient or a kubeconfig file")
         self.settings = settings
         self.api = api
+        self.kubeconfig = kubeconfig
+        self._api_lock = asyncio.Lock()
         self.ready_timeout = ready_timeout
         self.teardown_timeout = teardown_timeout
         self.poll_interval = poll_interval
@@ -163,6 +172,24 @@ class KubernetesBackend:
         self.hub_api_url = hub_api_url or "https://{slug}.{domain}/hub/api"
 
     # -- the REST layer ----------------------------------------------------------
+
+    async def _client(self) -> ApiClient:
+        if self.api is not None:
+            return self.api
+        async with self._api_lock:
+            if self.api is None:
+                assert self.kubeconfig is not None
+                configuration = Configuration()
+                try:
+                    await k8s_config.load_kube_config(
+                        config_file=str(self.kubeconfig), client_configuration=configuration
+                    )
+                except (k8s_config.ConfigException, OSError, ValueError) as exc:
+                    raise BackendError(
+                        f"cannot use the kubeconfig {self.kubeconfig}: {exc}", temporary=False
+                    ) from None
+                self.api = ApiClient(configuration)
+            return self.api
 
     async def _call(
         self,
@@ -182,7 +209,7 @@ class KubernetesBackend:
         last = ""
         for attempt in range(1, self.attempts + 1):
             try:
-                result = await self.api.call_api(
+                result = await (await self._client()).call_api(
                     path,
                     method,
                     query_params=list(query or []),
@@ -362,7 +389,7 @@ class KubernetesBackend:
         ]
         if version:
             query.append(("resourceVersion", version))
-        response = await self.api.call_api(
+        response = await (await self._client()).call_api(
             collection_path("Deployment", namespace),
             "GET",
             query_params=query,
@@ -545,7 +572,8 @@ class KubernetesBackend:
             offset += len(items)
 
     async def close(self) -> None:
-        await self.api.close()
+        if self.api is not None:
+            await self.api.close()
 
 
 def _hub_error(response: httpx.Response, what: str) -> None:
