@@ -82,9 +82,7 @@ class Scheduler:
         claimed = await self._claim_due()
         await asyncio.gather(*(self._perform(record, action) for record, action in claimed))
         async with self.runtime.db.reading() as session:
-            upcoming = await DeploymentRepository(session).active(lock=False)
-        times = [t for r in upcoming if (t := schedule.next_due(r)) is not None]
-        return min(times) if times else None
+            return await DeploymentRepository(session).next_due()
 
     async def reconcile(self) -> tuple[list[str], list[str]]:
         """Compare what the database says should exist with what the backend has:
@@ -140,7 +138,7 @@ class Scheduler:
         now = self.clock()
         async with self.runtime.unit_of_work() as uow:
             repo = DeploymentRepository(uow.session)
-            for record in await repo.active(lock=not self.runtime.db.is_sqlite):
+            for record in await repo.due(now, lock=not self.runtime.db.is_sqlite):
                 action = schedule.due_action(record, now)
                 if action is None:
                     continue

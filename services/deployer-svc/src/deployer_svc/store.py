@@ -145,17 +145,72 @@ class DeploymentRepository:
         row = (await self.session.execute(query)).first()
         return _record(row) if row else None
 
-    async def active(self, *, lock: bool) -> list[DeploymentRecord]:
-        """Deployments the schedule may have to act on; with `lock`, rows another
-        replica holds are skipped (PostgreSQL) rather than waited for."""
+    async def due(self, now: datetime, *, lock: bool) -> list[DeploymentRecord]:
+        """Deployments with an action due at `now` (the SQL form of
+        `schedule.due_action`, which still decides on each row). Only these are
+        read and locked: a tick costs what is due, not what is scheduled."""
+        c = deployments.c
+        state = c.state
+        pre_hub = [DeploymentState.SCHEDULED.value, DeploymentState.DEPLOYING.value]
         query = (
             sa.select(deployments)
-            .where(deployments.c.state.in_([s.value for s in ACTIVE]))
-            .order_by(deployments.c.deploy_at)
+            .where(sa.or_(c.lease_until.is_(None), c.lease_until <= now))
+            .where(
+                sa.or_(
+                    sa.and_(state.in_([*pre_hub, DeploymentState.FAILED.value]), c.ends_at <= now),
+                    sa.and_(
+                        state.in_(pre_hub),
+                        c.deploy_at <= now,
+                        sa.or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now),
+                    ),
+                    sa.and_(
+                        state == DeploymentState.RUNNING.value,
+                        sa.or_(
+                            c.ends_at <= now,
+                            sa.and_(c.course_started.is_(False), c.starts_at <= now),
+                        ),
+                    ),
+                    sa.and_(state == DeploymentState.ENDING.value, c.teardown_at <= now),
+                )
+            )
+            .order_by(c.deploy_at)
         )
         if lock:
             query = query.with_for_update(skip_locked=True)
         return [_record(r) for r in (await self.session.execute(query)).all()]
+
+    async def next_due(self) -> datetime | None:
+        """When something is next due (the SQL form of `min(schedule.next_due(r))`
+        over the active deployments), computed by the database in one row."""
+        c = deployments.c
+        state = c.state
+        pre_hub = state.in_([DeploymentState.SCHEDULED.value, DeploymentState.DEPLOYING.value])
+        later_of = sa.case(
+            (
+                sa.and_(c.next_attempt_at.is_not(None), c.next_attempt_at > c.deploy_at),
+                c.next_attempt_at,
+            ),
+            else_=c.deploy_at,
+        )
+        candidates = (
+            c.ends_at,
+            c.lease_until,
+            sa.case((pre_hub, later_of), else_=None),
+            sa.case(
+                (
+                    sa.and_(state == DeploymentState.RUNNING.value, c.course_started.is_(False)),
+                    c.starts_at,
+                ),
+                else_=None,
+            ),
+            sa.case((state == DeploymentState.ENDING.value, c.teardown_at), else_=None),
+        )
+        query = sa.select(*(sa.func.min(t, type_=UtcDateTime()) for t in candidates)).where(
+            state.in_([s.value for s in ACTIVE])
+        )
+        row = (await self.session.execute(query)).one()
+        times = [t for t in row if t is not None]
+        return min(times) if times else None
 
     async def save(self, record: DeploymentRecord) -> None:
         await self.session.execute(
