@@ -329,8 +329,8 @@ class KubernetesBackend:
         return int(status.get("availableReplicas") or 0) >= 1
 
     async def _not_ready(self, namespace: str) -> list[str]:
-        waiting, _ = await self._list_readiness(namespace)
-        return [name for name, ready in waiting.items() if not ready]
+        ready, _ = await self._list_readiness(namespace)
+        return [name for name, available in ready.items() if not available]
 
     async def _list_readiness(self, namespace: str) -> tuple[dict[str, bool], str]:
         """Which of the hub's Deployments are available, and the list's resourceVersion
