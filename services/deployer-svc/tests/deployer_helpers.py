@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import nats
 
@@ -32,3 +34,19 @@ async def deployer_events(js: nats.js.JetStreamContext) -> list[Event]:
         if info.state.messages:
             events.append(decode_event((await js.get_msg(DEPLOYER_STREAM.name, seq)).data or b""))
     return events
+
+
+def deployer_env(nats_url: str, database_url: str, data_dir: Path) -> dict[str, str]:
+    """The environment of a `python -m deployer_svc` process under test: deploys at
+    once (no lead time), hubs under `data_dir/hubs`."""
+    return {
+        **os.environ,
+        "JHAAS_NATS_URL": nats_url,
+        "JHAAS_DATA_DIR": str(data_dir),
+        "JHAAS_DEPLOYER_SVC_DATABASE_URL": database_url,
+        # Every replica (and a restarted one) must read what another sealed.
+        "JHAAS_DEPLOYER_SECRET_KEYS": "test-deployer-secret-0123456789abcdef",
+        "JHAAS_LOCAL_HUBS_DIR": str(data_dir / "hubs"),
+        "JHAAS_DEPLOY_LEAD_MINUTES": "0",
+        "JHAAS_LOG_FORMAT": "console",
+    }

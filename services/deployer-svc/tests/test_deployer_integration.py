@@ -234,10 +234,8 @@ async def test_a_cancellation_that_overtakes_the_approval_never_builds_a_hub(
     assert only.record.objects == ()
 
 
-async def test_an_admin_redeploys_a_failed_hub(
-    service: tuple[ServiceRuntime, NATS, RpcClient],
-) -> None:
-    runtime, nc, client = service
+async def scheduled_a_week_ahead(nc: NATS, client: RpcClient) -> tuple[RequestApproved, Deployment]:
+    """Approve a course starting in a week; return the approval and its deployment."""
     start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
     approved = approval(str(uuid.uuid4()), start)
     await publish(nc.jetstream(), approved)
@@ -247,6 +245,14 @@ async def test_an_admin_redeploys_a_failed_hub(
         return found if found.items else None
 
     [deployment] = (await eventually(scheduled)).items
+    return approved, deployment
+
+
+async def test_an_admin_redeploys_a_failed_hub(
+    service: tuple[ServiceRuntime, NATS, RpcClient],
+) -> None:
+    runtime, nc, client = service
+    approved, deployment = await scheduled_a_week_ahead(nc, client)
     admin = Principal(user_id="u-admin", username="ada", roles=(Role.ADMIN,))
 
     async def redeploy(principal: Principal) -> Deployment:
@@ -340,15 +346,7 @@ async def test_a_credential_no_key_opens_fails_the_deploy_naming_the_setting(
     service: tuple[ServiceRuntime, NATS, RpcClient],
 ) -> None:
     runtime, nc, client = service
-    start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
-    approved = approval(str(uuid.uuid4()), start)
-    await publish(nc.jetstream(), approved)
-
-    async def scheduled() -> DeploymentList | None:
-        found = await deployments(client, REVIEWER, approved.request_id)
-        return found if found.items else None
-
-    [deployment] = (await eventually(scheduled)).items
+    approved, deployment = await scheduled_a_week_ahead(nc, client)
     # A credential sealed under a key this deployer does not have (the keys were
     # changed without keeping the old one); then the deploy falls due.
     foreign = CredentialBox(["f" * 40]).seal("t" * 64)

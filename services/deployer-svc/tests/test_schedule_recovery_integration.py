@@ -6,7 +6,6 @@ deployer-svc (`python -m deployer_svc`), NATS, the database, JupyterHub."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from jhaas_schemas.events import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from deployer_helpers import approval, deployer_events
+from deployer_helpers import approval, deployer_env, deployer_events
 
 pytestmark = pytest.mark.integration
 
@@ -47,19 +46,7 @@ async def until(moment: datetime) -> None:
 async def test_killed_deployer_still_deploys_and_tears_down_after_restart(
     nats_server: NatsServer, database_url: str, tmp_path: Path
 ) -> None:
-    env = dict(os.environ)
-    env.update(
-        {
-            "JHAAS_NATS_URL": nats_server.url,
-            "JHAAS_DATA_DIR": str(tmp_path),
-            "JHAAS_DEPLOYER_SVC_DATABASE_URL": database_url,
-            # Every replica (and a restarted one) must read what another sealed.
-            "JHAAS_DEPLOYER_SECRET_KEYS": "test-deployer-secret-0123456789abcdef",
-            "JHAAS_LOCAL_HUBS_DIR": str(tmp_path / "hubs"),
-            "JHAAS_DEPLOY_LEAD_MINUTES": "0",
-            "JHAAS_LOG_FORMAT": "console",
-        }
-    )
+    env = deployer_env(nats_server.url, database_url, tmp_path)
     log = tmp_path / "deployer.log"
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()

@@ -3,7 +3,6 @@ each course gets one hub, deployed once, started once, announced once."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from jhaas_launcher.testing import eventually, publish
 from jhaas_schemas.events import CourseStarted, DeploymentScheduled, HubDeploying, HubReady
 
 sys.path.insert(0, str(Path(__file__).parent))
-from deployer_helpers import approval, deployer_events
+from deployer_helpers import approval, deployer_env, deployer_events
 from test_schedule_recovery_integration import _stream_ready, start_deployer
 
 pytestmark = pytest.mark.integration
@@ -27,19 +26,7 @@ pytestmark = pytest.mark.integration
 async def test_two_replicas_deploy_each_course_once(
     nats_server: NatsServer, database_url: str, tmp_path: Path
 ) -> None:
-    env = dict(os.environ)
-    env.update(
-        {
-            "JHAAS_NATS_URL": nats_server.url,
-            "JHAAS_DATA_DIR": str(tmp_path),
-            "JHAAS_DEPLOYER_SVC_DATABASE_URL": database_url,
-            # Every replica (and a restarted one) must read what another sealed.
-            "JHAAS_DEPLOYER_SECRET_KEYS": "test-deployer-secret-0123456789abcdef",
-            "JHAAS_LOCAL_HUBS_DIR": str(tmp_path / "hubs"),
-            "JHAAS_DEPLOY_LEAD_MINUTES": "0",
-            "JHAAS_LOG_FORMAT": "console",
-        }
-    )
+    env = deployer_env(nats_server.url, database_url, tmp_path)
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     first = start_deployer(env, tmp_path / "deployer-1.log")
