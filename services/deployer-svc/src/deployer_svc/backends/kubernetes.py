@@ -34,7 +34,6 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import httpx
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -47,6 +46,7 @@ from deployer_svc.backends.base import (
     HubStatus,
     Roster,
 )
+from deployer_svc.backends.hub_api import sync_hub_users
 from jhaas_schemas.model import DeletionRecord
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=jhaas-deployer"
 DEPLOYMENT_ID_LABEL = "jhaas.io/deployment-id"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 READY_DEPLOYMENTS = ("hub", "proxy")
-HUB_API_PAGE = 200
 WATCH_SECONDS = 300  # one watch request at most this long; then list and watch again
 
 Obj = dict[str, Any]
@@ -527,58 +526,9 @@ class KubernetesBackend:
             raise BackendError(
                 f"hub {deployment_id} has no deployer API token in its Secret", temporary=True
             ) from exc
-        base = self.hub_api_url.format(
-            slug=slug, namespace=namespace, domain=self.settings.domain
-        ).rstrip("/")
-        wanted = {roster.leader, *roster.participants}
-        try:
-            async with httpx.AsyncClient(
-                base_url=base, headers={"Authorization": f"token {token}"}, timeout=30.0
-            ) as client:
-                existing = await self._hub_users(client)
-                missing = sorted(wanted - set(existing))
-                if missing:
-                    created = await client.post("/users", json={"usernames": missing})
-                    if created.status_code not in (201, 409):
-                        _hub_error(created, "create users")
-                for user in sorted(set(existing) - wanted):
-                    gone = await client.delete(f"/users/{quote(user, safe='')}")
-                    if gone.status_code not in (204, 404):
-                        _hub_error(gone, f"delete user {user}")
-                if not existing.get(roster.leader, False):
-                    admin = await client.patch(
-                        f"/users/{quote(roster.leader, safe='')}", json={"admin": True}
-                    )
-                    if admin.status_code != 200:
-                        _hub_error(admin, f"make {roster.leader} admin")
-        except httpx.HTTPError as exc:
-            raise BackendError(
-                f"hub {deployment_id} API unreachable: {type(exc).__name__}", temporary=True
-            ) from exc
-
-    @staticmethod
-    async def _hub_users(client: httpx.AsyncClient) -> dict[str, bool]:
-        users: dict[str, bool] = {}
-        offset = 0
-        while True:
-            page = await client.get("/users", params={"offset": offset, "limit": HUB_API_PAGE})
-            if page.status_code != 200:
-                _hub_error(page, "list users")
-            items: list[dict[str, Any]] = page.json()
-            for item in items:
-                users[str(item["name"])] = bool(item.get("admin", False))
-            if len(items) < HUB_API_PAGE:
-                return users
-            offset += len(items)
+        base = self.hub_api_url.format(slug=slug, namespace=namespace, domain=self.settings.domain)
+        await sync_hub_users(deployment_id, base, token, roster)
 
     async def close(self) -> None:
         if self.api is not None:
             await self.api.close()
-
-
-def _hub_error(response: httpx.Response, what: str) -> None:
-    temporary = response.status_code >= 500 or response.status_code == 429
-    raise BackendError(
-        f"hub API could not {what}: HTTP {response.status_code} {response.text[:200]}",
-        temporary=temporary,
-    )

@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -39,6 +38,7 @@ from deployer_svc.backends.base import (
     HubStatus,
     Roster,
 )
+from deployer_svc.backends.hub_api import sync_hub_users
 from deployer_svc.backends.local_config import HubLayout, Ports, render_config
 from jhaas_launcher.processes import free_port, spawn
 from jhaas_schemas.model import DeletionRecord
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 15.0
 LOG_TAIL_LINES = 40
-PAGE = 200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -441,53 +440,7 @@ class LocalBackend:
             raise BackendError(f"hub {deployment_id} is not running", temporary=True)
         token = self._token(layout)
         base = f"http://127.0.0.1:{state.ports.public}/hub/api"
-        wanted = {roster.leader, *roster.participants}
-        try:
-            async with httpx.AsyncClient(
-                base_url=base, headers={"Authorization": f"token {token}"}, timeout=30.0
-            ) as client:
-                existing = await self._list_users(client)
-                missing = sorted(wanted - set(existing))
-                if missing:
-                    created = await client.post("/users", json={"usernames": missing})
-                    # 409: someone created them meanwhile, which is what we want.
-                    if created.status_code not in (201, 409):
-                        self._raise_for(created, "create users")
-                for name in sorted(set(existing) - wanted):
-                    gone = await client.delete(f"/users/{name}")
-                    if gone.status_code not in (204, 404):
-                        self._raise_for(gone, f"delete user {name}")
-                if not existing.get(roster.leader, False):
-                    admin = await client.patch(f"/users/{roster.leader}", json={"admin": True})
-                    if admin.status_code != 200:
-                        self._raise_for(admin, f"make {roster.leader} admin")
-        except httpx.HTTPError as exc:
-            raise BackendError(
-                f"hub {deployment_id} API unreachable: {type(exc).__name__}", temporary=True
-            ) from exc
-
-    async def _list_users(self, client: httpx.AsyncClient) -> dict[str, bool]:
-        """Every user of the hub and whether they are admin (paging through the API)."""
-        users: dict[str, bool] = {}
-        offset = 0
-        while True:
-            page = await client.get("/users", params={"offset": offset, "limit": PAGE})
-            if page.status_code != 200:
-                self._raise_for(page, "list users")
-            items: list[dict[str, Any]] = page.json()
-            for item in items:
-                users[str(item["name"])] = bool(item.get("admin", False))
-            if len(items) < PAGE:
-                return users
-            offset += len(items)
-
-    @staticmethod
-    def _raise_for(response: httpx.Response, what: str) -> None:
-        temporary = response.status_code >= 500 or response.status_code == 429
-        raise BackendError(
-            f"hub API could not {what}: HTTP {response.status_code} {response.text[:200]}",
-            temporary=temporary,
-        )
+        await sync_hub_users(deployment_id, base, token, roster)
 
     async def teardown(self, deployment_id: str) -> DeletionRecord:
         layout = self._layout(deployment_id)
