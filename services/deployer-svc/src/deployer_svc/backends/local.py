@@ -40,7 +40,7 @@ from deployer_svc.backends.base import (
 )
 from deployer_svc.backends.hub_api import sync_hub_users
 from deployer_svc.backends.local_config import HubLayout, Ports, render_config
-from jhaas_launcher.processes import free_port, spawn
+from deployer_svc.backends.processes import free_port, start_detached
 from jhaas_schemas.model import DeletionRecord
 
 log = logging.getLogger(__name__)
@@ -353,19 +353,13 @@ class LocalBackend:
             ports = await self._reuse_ports(previous)
             await asyncio.to_thread(self._write_files, hub, layout, ports)
             argv = [self.python, "-m", "jupyterhub", "-f", str(layout.config)]
-            handle = spawn(
-                f"jupyterhub-{hub.deployment_id}",
-                argv,
-                env=self._env(),
-                log_path=layout.log,
-                cwd=layout.folder,
-            )
+            process = start_detached(argv, env=self._env(), log_path=layout.log, cwd=layout.folder)
             state = HubState(
                 deployment_id=hub.deployment_id,
                 request_id=hub.request_id,
                 slug=hub.slug,
                 ports=ports,
-                pid=handle.process.pid,
+                pid=process.pid,
             )
             tmp = layout.state.with_suffix(".json.tmp")
             tmp.write_text(state.to_json())
@@ -376,13 +370,13 @@ class LocalBackend:
                 state.pid,
                 ports.public,
             )
-            if await self._wait_ready(state, layout, hub.api_token, process=handle.process):
+            if await self._wait_ready(state, layout, hub.api_token, process=process):
                 return self._status_for(state, HubPhase.READY)
-            code = handle.process.poll()
+            code = process.poll()
             await asyncio.to_thread(self._stop_group, state.pid)
             await asyncio.to_thread(self._kill_leftovers, layout.folder)
             with contextlib.suppress(Exception):
-                handle.process.wait(1)
+                process.wait(1)
             why = (
                 f"exited with code {code}"
                 if code is not None
