@@ -9,7 +9,9 @@ from pathlib import Path
 
 import nats
 
+from deployer_svc.scheduler import Scheduler
 from jhaas_launcher.testing import sample_spec
+from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.envelope import Event, envelope
 from jhaas_schemas.events import RequestApproved, decode_event
 from jhaas_schemas.streams import DEPLOYER_STREAM
@@ -46,7 +48,17 @@ def deployer_env(nats_url: str, database_url: str, data_dir: Path) -> dict[str, 
         "JHAAS_DEPLOYER_SVC_DATABASE_URL": database_url,
         # Every replica (and a restarted one) must read what another sealed.
         "JHAAS_DEPLOYER_SECRET_KEYS": "test-deployer-secret-0123456789abcdef",
+        # ... and name the hubs alike.
+        "JHAAS_INSTALLATION_ID": "test",
         "JHAAS_LOCAL_HUBS_DIR": str(data_dir / "hubs"),
         "JHAAS_DEPLOY_LEAD_MINUTES": "0",
         "JHAAS_LOG_FORMAT": "console",
     }
+
+
+def scheduler_of(runtime: ServiceRuntime) -> Scheduler:
+    """The Scheduler build_app wired in (its `run` is the "schedule" background loop)."""
+    [run] = [loop for name, loop in runtime.background if name == "schedule"]
+    scheduler = getattr(run, "__self__", None)
+    assert isinstance(scheduler, Scheduler)
+    return scheduler

@@ -52,12 +52,17 @@ def test_the_embedded_key_file_is_made_once_and_private(tmp_path: Path) -> None:
     assert again.open(first.seal(TOKEN)) == TOKEN
 
 
-def test_settings_require_shared_keys_where_replicas_share_a_database() -> None:
-    assert DeployerSettings.from_env({}).secret_keys == ()  # SQLite: the key file
-    pg = {"JHAAS_DEPLOYER_SVC_DATABASE_URL": "postgresql+asyncpg://u:p@db/deployer"}
+def test_settings_require_shared_keys_where_replicas_share_a_database(tmp_path: Path) -> None:
+    local = {"JHAAS_DATA_DIR": str(tmp_path)}
+    assert DeployerSettings.from_env(local).secret_keys == ()  # SQLite: the key file
+    pg = {
+        **local,
+        "JHAAS_DEPLOYER_SVC_DATABASE_URL": "postgresql+asyncpg://u:p@db/deployer",
+        "JHAAS_INSTALLATION_ID": "uni-test",
+    }
     with pytest.raises(SettingsError, match="JHAAS_DEPLOYER_SECRET_KEYS is required"):
         DeployerSettings.from_env(pg)
-    k8s = {"JHAAS_HUB_BACKEND": "kubernetes", "JHAAS_HUB_DOMAIN": "hubs.example.org"}
+    k8s = {**pg, "JHAAS_HUB_BACKEND": "kubernetes", "JHAAS_HUB_DOMAIN": "hubs.example.org"}
     with pytest.raises(SettingsError, match="JHAAS_DEPLOYER_SECRET_KEYS is required"):
         DeployerSettings.from_env(k8s)
     with pytest.raises(SettingsError, match="at least 32 characters"):

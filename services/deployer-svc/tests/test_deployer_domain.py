@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,13 +93,14 @@ def test_who_sees_which_deployments() -> None:
         domain.visible_leader(Principal(user_id="p", username="p", roles=(Role.PARTICIPANT,)))
 
 
-def test_lead_time_comes_from_the_environment() -> None:
-    assert DeployerSettings.from_env({}).lead_time == timedelta(minutes=30)
-    settings = DeployerSettings.from_env({"JHAAS_DEPLOY_LEAD_MINUTES": "90"})
+def test_lead_time_comes_from_the_environment(tmp_path: Path) -> None:
+    local = {"JHAAS_DATA_DIR": str(tmp_path)}
+    assert DeployerSettings.from_env(local).lead_time == timedelta(minutes=30)
+    settings = DeployerSettings.from_env({**local, "JHAAS_DEPLOY_LEAD_MINUTES": "90"})
     assert settings.lead_time == timedelta(minutes=90)
     assert settings.runtime.service == "deployer-svc"
     with pytest.raises(SettingsError, match="JHAAS_DEPLOY_LEAD_MINUTES"):
-        DeployerSettings.from_env({"JHAAS_DEPLOY_LEAD_MINUTES": "half an hour"})
+        DeployerSettings.from_env({**local, "JHAAS_DEPLOY_LEAD_MINUTES": "half an hour"})
 
 
 def test_the_kubernetes_backend_needs_a_domain_and_the_cluster() -> None:
@@ -114,6 +116,7 @@ def test_the_kubernetes_backend_needs_a_domain_and_the_cluster() -> None:
             "JHAAS_HUB_BACKEND": "kubernetes",
             "JHAAS_HUB_DOMAIN": "hubs.example.org",
             "JHAAS_DEPLOYER_SECRET_KEYS": "k" * 32,
+            "JHAAS_INSTALLATION_ID": "uni-test",
         }
     )
     assert settings.hub_domain == "hubs.example.org"

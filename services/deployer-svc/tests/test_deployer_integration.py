@@ -226,7 +226,10 @@ async def test_a_cancellation_that_overtakes_the_approval_never_builds_a_hub(
     [deployment] = (await eventually(closed)).items
     assert deployment.state == DeploymentState.DELETED
     js = nc.jetstream()
-    info = await js.stream_info(DEPLOYER_STREAM.name)
+    # The relay publishes what the consumer committed a moment later.
+    info = await eventually(
+        lambda: js.stream_info(DEPLOYER_STREAM.name), lambda i: i.state.messages > 0
+    )
     assert info.state.messages == 1  # no DeploymentScheduled, no HubDeploying: only HubDeleted
     only = decode_event((await js.get_msg(DEPLOYER_STREAM.name, info.state.last_seq)).data or b"")
     assert isinstance(only, HubDeleted)

@@ -61,7 +61,7 @@ async def backend(double: K8sDouble) -> AsyncIterator[KubernetesBackend]:
     await b.close()
 
 
-def secret_data(double: K8sDouble, namespace: str = "jhaas-ds101") -> dict[str, str]:
+def secret_data(double: K8sDouble, namespace: str = "jhaas-local-ds101") -> dict[str, str]:
     data = double.objects[object_path("Secret", km.SECRET_NAME, namespace)]["data"]
     return {key: base64.b64decode(value).decode() for key, value in data.items()}
 
@@ -88,17 +88,17 @@ async def test_deploy_applies_every_object_in_order_and_waits_until_ready(
     assert all(a.force for a in double.applied)
     applies = [r for r in double.requests if r.method == "PATCH"]
     assert {r.content_type for r in applies} == {"application/apply-patch+yaml"}
-    assert double.applied[0].path == "/api/v1/namespaces/jhaas-ds101"
+    assert double.applied[0].path == "/api/v1/namespaces/jhaas-local-ds101"
     paths = {a.path for a in double.applied}
-    assert "/apis/apps/v1/namespaces/jhaas-ds101/deployments/hub" in paths
-    assert "/apis/networking.k8s.io/v1/namespaces/jhaas-ds101/ingresses/hub" in paths
-    assert "/apis/rbac.authorization.k8s.io/v1/namespaces/jhaas-ds101/roles/hub" in paths
+    assert "/apis/apps/v1/namespaces/jhaas-local-ds101/deployments/hub" in paths
+    assert "/apis/networking.k8s.io/v1/namespaces/jhaas-local-ds101/ingresses/hub" in paths
+    assert "/apis/rbac.authorization.k8s.io/v1/namespaces/jhaas-local-ds101/roles/hub" in paths
     # It waited: both Deployments are available, which it learnt from a watch
     # of the namespace's Deployments (one list, then the watch), not by polling.
     for name in ("hub", "proxy"):
-        dep = double.objects[object_path("Deployment", name, "jhaas-ds101")]
+        dep = double.objects[object_path("Deployment", name, "jhaas-local-ds101")]
         assert dep["status"]["availableReplicas"] >= 1
-    deployments = "/apis/apps/v1/namespaces/jhaas-ds101/deployments"
+    deployments = "/apis/apps/v1/namespaces/jhaas-local-ds101/deployments"
     watches = double.watches()
     assert [w.path for w in watches] == [deployments]
     assert int(watches[0].query["resourceVersion"]) > 0
@@ -157,7 +157,7 @@ async def test_redeploy_keeps_the_secret_values(
 async def test_transient_server_error_is_retried(
     double: K8sDouble, backend: KubernetesBackend
 ) -> None:
-    path = object_path("ConfigMap", km.CONFIG_NAME, "jhaas-ds101")
+    path = object_path("ConfigMap", km.CONFIG_NAME, "jhaas-local-ds101")
     double.fail("PATCH", path, 500, times=2)
     status = await backend.deploy(make_hub())
     assert status.phase is HubPhase.READY
@@ -168,15 +168,15 @@ async def test_transient_server_error_is_retried(
 async def test_conflict_and_throttling_are_retried(
     double: K8sDouble, backend: KubernetesBackend
 ) -> None:
-    double.fail("PATCH", object_path("Secret", km.SECRET_NAME, "jhaas-ds101"), 409)
-    double.fail("PATCH", object_path("Service", "hub", "jhaas-ds101"), 429)
+    double.fail("PATCH", object_path("Secret", km.SECRET_NAME, "jhaas-local-ds101"), 409)
+    double.fail("PATCH", object_path("Service", "hub", "jhaas-local-ds101"), 429)
     assert (await backend.deploy(make_hub())).phase is HubPhase.READY
 
 
 async def test_persistent_server_error_is_temporary(
     double: K8sDouble, backend: KubernetesBackend
 ) -> None:
-    double.fail(None, object_path("Service", "hub", "jhaas-ds101"), 503, times=10)
+    double.fail(None, object_path("Service", "hub", "jhaas-local-ds101"), 503, times=10)
     with pytest.raises(BackendError) as caught:
         await backend.deploy(make_hub())
     assert caught.value.temporary
@@ -186,7 +186,7 @@ async def test_persistent_server_error_is_temporary(
 async def test_invalid_object_fails_permanently_naming_it(
     double: K8sDouble, backend: KubernetesBackend
 ) -> None:
-    path = object_path("Deployment", "proxy", "jhaas-ds101")
+    path = object_path("Deployment", "proxy", "jhaas-local-ds101")
     message = 'Deployment.apps "proxy" is invalid: spec.template.spec.containers[0].image: Required'
     double.fail("PATCH", path, 422, times=1, message=message)
     with pytest.raises(BackendError) as caught:
@@ -240,16 +240,16 @@ async def test_status_list_managed_and_teardown(
     record = await backend.teardown("dep-1")
 
     assert record.backend == "kubernetes"
-    assert record.objects[0] == "namespace/jhaas-ds101"
+    assert record.objects[0] == "namespace/jhaas-local-ds101"
     assert {"deployment/hub", "deployment/proxy", "secret/hub-secrets", "ingress/hub"} <= set(
         record.objects
     )
-    assert "/api/v1/namespaces/jhaas-ds101" not in double.objects
-    assert not [key for key in double.objects if "/namespaces/jhaas-ds101/" in key]
-    assert double.deletes[0][0] == "/api/v1/namespaces/jhaas-ds101"
+    assert "/api/v1/namespaces/jhaas-local-ds101" not in double.objects
+    assert not [key for key in double.objects if "/namespaces/jhaas-local-ds101/" in key]
+    assert double.deletes[0][0] == "/api/v1/namespaces/jhaas-local-ds101"
     assert double.deletes[0][1]["propagationPolicy"] == "Foreground"
     # It waited until the namespace was gone: GETs of it after the DELETE.
-    gets_after = [r for r in double.requests if r.path == "/api/v1/namespaces/jhaas-ds101"]
+    gets_after = [r for r in double.requests if r.path == "/api/v1/namespaces/jhaas-local-ds101"]
     assert gets_after[-1].method == "GET"
     assert (await backend.status("dep-1")).phase is HubPhase.ABSENT
     assert await backend.list_managed() == []
@@ -277,7 +277,7 @@ async def test_teardown_that_never_finishes_is_temporary(double: K8sDouble) -> N
         with pytest.raises(BackendError) as caught:
             await b.teardown("dep-1")
         assert caught.value.temporary
-        assert "jhaas-ds101" in str(caught.value)
+        assert "jhaas-local-ds101" in str(caught.value)
     finally:
         await b.close()
 
@@ -439,6 +439,7 @@ async def test_outside_the_cluster_it_uses_the_configured_kubeconfig(
         "JHAAS_HUB_DOMAIN": "hubs.example.org",
         "JHAAS_DEPLOYER_SECRET_KEYS": "k" * 32,
         "JHAAS_DATA_DIR": str(tmp_path),
+        "JHAAS_INSTALLATION_ID": "uni-prod",
     }
     with pytest.raises(SettingsError, match="JHAAS_KUBECONFIG: no such file"):
         DeployerSettings.from_env({**env, "JHAAS_KUBECONFIG": str(tmp_path / "missing")})
@@ -450,7 +451,7 @@ async def test_outside_the_cluster_it_uses_the_configured_kubeconfig(
         await backend.close()
     assert status.phase is HubPhase.READY
     assert status.url == "https://ds101.hubs.example.org/"
-    assert double.applied[0].path == "/api/v1/namespaces/jhaas-ds101"
+    assert double.applied[0].path == "/api/v1/namespaces/jhaas-uni-prod-ds101"
     assert double.authorizations[-1] == "Bearer deployer-sa-token"
 
 

@@ -112,7 +112,7 @@ def load_config(hub: HubDeployment, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         if "secretKeyRef" in source:
             monkeypatch.setenv(env["name"], secret[source["secretKeyRef"]["key"]])
         else:
-            monkeypatch.setenv(env["name"], "jhaas-ds101")
+            monkeypatch.setenv(env["name"], "jhaas-local-ds101")
     (tmp_path / hc.CONFIG_FILE).write_text(config_text(hub))
     loaded = PyFileConfigLoader(hc.CONFIG_FILE, path=str(tmp_path)).load_config()
     assert isinstance(loaded, Config)
@@ -182,7 +182,7 @@ def test_role_is_namespaced_and_covers_kubespawner() -> None:
     assert binding["subjects"][0] == {
         "kind": "ServiceAccount",
         "name": "hub",
-        "namespace": "jhaas-ds101",
+        "namespace": "jhaas-local-ds101",
     }
 
 
@@ -201,7 +201,7 @@ async def test_config_loads_and_kubespawner_accepts_it_with_gpus(
     assert spawner.extra_resource_limits == {"nvidia.com/gpu": "2"}
     assert spawner.node_selector == {"accelerator": "nvidia"}
     assert spawner.tolerations == [GPU_TOLERATION]
-    assert spawner.namespace == "jhaas-ds101"
+    assert spawner.namespace == "jhaas-local-ds101"
     assert spawner.start_timeout == 600
     assert spawner.storage_pvc_ensure is True
     hub_config = config.JupyterHub
@@ -294,14 +294,14 @@ def test_deterministic_and_labelled() -> None:
     for obj in first:
         meta = obj["metadata"]
         if obj["kind"] != "Namespace":
-            assert meta["namespace"] == "jhaas-ds101"
+            assert meta["namespace"] == "jhaas-local-ds101"
         assert meta["labels"]["app.kubernetes.io/instance"] == "ds101"
         assert meta["labels"]["app.kubernetes.io/part-of"] == "jhaas"
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "jhaas-deployer"
         assert meta["labels"]["app.kubernetes.io/name"]
         assert meta["labels"]["app.kubernetes.io/component"]
     namespace = first[0]
-    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "jhaas-ds101"
+    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "jhaas-local-ds101"
     assert namespace["metadata"]["labels"]["jhaas.io/deployment-id"] == "dep-42"
     assert namespace["metadata"]["labels"]["jhaas.io/request-id"] == "req-7"
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"

@@ -225,15 +225,23 @@ async def test_local_hub_lifecycle(hub_root: Path) -> None:
     assert again_record.objects == ()
 
 
-async def test_hub_that_cannot_start_fails_temporarily_with_its_log(hub_root: Path) -> None:
+async def test_hub_that_cannot_start_fails_in_words_and_its_log_stays_with_the_operator(
+    hub_root: Path, tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     tmp_path = hub_root
-    # `/bin/false -m jupyterhub ...` exits at once: the error says so and cleans up the process.
-    backend = LocalBackend(tmp_path, python="/bin/false", start_timeout=10)
-    with pytest.raises(BackendError) as failure:
+    # A "python" that writes to the hub's log and exits at once. What it wrote may be
+    # anything (paths, tracebacks, tokens): it must reach the deployer's log, never the
+    # reason that travels in HubFailed to the leader.
+    fake = tmp_path_factory.mktemp("bin") / "python"
+    fake.write_text("#!/bin/sh\necho 'Traceback: secret-looking-line-4711'\nexit 3\n")
+    fake.chmod(0o755)
+    backend = LocalBackend(tmp_path, python=str(fake), start_timeout=10)
+    with caplog.at_level("WARNING"), pytest.raises(BackendError) as failure:
         await backend.deploy(hub_deployment())
     assert failure.value.temporary
-    assert "exited with code 1" in str(failure.value)
-    assert API_TOKEN not in str(failure.value)
+    assert str(failure.value) == "the hub stopped during start-up (exit code 3)"
+    assert "secret-looking-line-4711" in caplog.text  # the operator's log has it
+    assert API_TOKEN not in caplog.text
     assert (await backend.status(DEPLOYMENT)).phase is HubPhase.FAILED
     record = await backend.teardown(DEPLOYMENT)
     assert record.objects == (f"directory/{tmp_path / DEPLOYMENT}",)

@@ -25,13 +25,13 @@ def build_backend(settings: DeployerSettings) -> HubBackend:
     if settings.backend == "local":
         from deployer_svc.backends.local import LocalBackend
 
-        return LocalBackend(settings.local_hubs_dir)
+        return LocalBackend(settings.local_hubs_dir, installation_id=settings.installation_id)
     from kubernetes_asyncio import client, config
 
     from deployer_svc.backends.k8s_manifests import K8sSettings
     from deployer_svc.backends.kubernetes import KubernetesBackend
 
-    k8s = K8sSettings(domain=settings.hub_domain)
+    k8s = K8sSettings(domain=settings.hub_domain, installation_id=settings.installation_id)
     if settings.kubeconfig is not None:
         # Outside the cluster: the kubeconfig is read (credentials, exec plugins)
         # at the first API call.
@@ -92,4 +92,5 @@ def build_app(
         )
     )
     runtime.add_background("schedule", scheduler.run)
+    runtime.add_background("reconcile", scheduler.reconcile_forever)
     return runtime

@@ -36,12 +36,13 @@ class DeployerHandlers:
         lead_time: timedelta,
         grace: timedelta = timedelta(0),
         clock: Clock = utcnow,
-        on_change: Callable[[], None] = lambda: None,
+        on_change: Callable[[datetime | None], None] = lambda _at: None,
     ) -> None:
         self.runtime = runtime
         self.lead_time = lead_time
         self.grace = grace
-        # Tells the scheduler to look again (it would anyway within a second).
+        # Tells the scheduler when a change falls due (None: now); it would look
+        # within a second anyway, this only makes it prompt.
         self.on_change = on_change
         self.clock = clock
 
@@ -79,7 +80,7 @@ class DeployerHandlers:
         if not await repo.add(record):
             log.info("deployment scheduled by another replica", request_id=event.request_id)
             return ()
-        self.on_change()
+        self.on_change(schedule.next_due(record))
         return (emitted,) if emitted is not None else ()
 
     def _caused_by(self, event: Event, now: datetime) -> Envelope:
@@ -100,7 +101,7 @@ class DeployerHandlers:
         now = self.clock()
         new, deleted = schedule.cancel(record, now, self._caused_by(event, now))
         await repo.save(new)
-        self.on_change()
+        self.on_change(None)
         return (deleted,) if deleted is not None else ()
 
     async def redeploy(self, ctx: CallContext, payload: RedeployHub) -> Deployment:
@@ -112,5 +113,5 @@ class DeployerHandlers:
                 raise NotFound(f"no deployment for request {payload.request_id}")
             new = schedule.redeploy(record, ctx.principal, now)
             await repo.save(new)
-        self.on_change()
+        self.on_change(None)
         return new.view()

@@ -8,10 +8,16 @@ Pure and synchronous. A deployment moves
     any active --cancel--> ending (hub up or being built) | deleted (nothing built yet)
 
 Long actions (deploy, teardown) are first *claimed* with a lease in one
-transaction, done outside it, and their outcome recorded in another; a
-replica that dies mid-action leaves a lease that expires, and the action is
-claimed again. Instant actions (course started/ended) change the row and
-emit their event in the claiming transaction, so they happen exactly once.
+transaction, done outside it while the lease is renewed, and their outcome
+recorded in another, only by the lease's owner; a replica that dies
+mid-action leaves a lease that expires, and the action is claimed again.
+Instant actions (course started/ended) change the row and emit their event
+in the claiming transaction, so they happen exactly once.
+
+A cancellation always wins: it moves the deployment to `ending` whatever is
+in flight, and a deploy that finishes (or fails) afterwards records nothing
+but the release of its lease, so the hub is torn down next, its course is
+never announced as started, and no `HubReady` goes out.
 """
 
 from __future__ import annotations
@@ -105,9 +111,23 @@ def begin_deploy(
     return new, event
 
 
+def release(record: DeploymentRecord, now: datetime) -> DeploymentRecord:
+    return replace(record, lease_owner=None, lease_until=None, updated_at=now)
+
+
+def still_wanted(state: DeploymentState, action: Action) -> bool:
+    """Whether a deployment in `state` still wants the long action a lease was taken
+    for (a cancellation moves a deploying course to `ending`)."""
+    return state == (S.DEPLOYING if action == Action.DEPLOY else S.ENDING)
+
+
 def deploy_succeeded(
     record: DeploymentRecord, now: datetime, url: str, env: Envelope
-) -> tuple[DeploymentRecord, HubReady]:
+) -> tuple[DeploymentRecord, HubReady | None]:
+    """The hub answers. If the course was cancelled meanwhile, nothing is announced:
+    the lease is released and the teardown that the cancellation made due follows."""
+    if not still_wanted(record.state, Action.DEPLOY):
+        return release(record, now), None
     new = replace(
         record,
         state=S.RUNNING,
@@ -133,7 +153,10 @@ def deploy_failed(
     backoff: timedelta,
     env: Envelope,
 ) -> tuple[DeploymentRecord, HubFailed | None]:
-    """Retry later with growing backoff, or fail for good (then the leader is told)."""
+    """Retry later with growing backoff, or fail for good (then the leader is told).
+    A course cancelled meanwhile is not retried: its teardown follows."""
+    if not still_wanted(record.state, Action.DEPLOY):
+        return release(record, now), None
     released = replace(
         record, lease_owner=None, lease_until=None, failure_reason=reason, updated_at=now
     )
@@ -168,7 +191,11 @@ def end_course(
 
 def teardown_done(
     record: DeploymentRecord, now: datetime, deletion: DeletionRecord, env: Envelope
-) -> tuple[DeploymentRecord, HubDeleted]:
+) -> tuple[DeploymentRecord, HubDeleted | None]:
+    """Nothing of the hub is left. Recorded once: a deployment that is not `ending`
+    any more (another worker recorded it) changes nothing and announces nothing."""
+    if not still_wanted(record.state, Action.TEARDOWN):
+        return record, None
     new = replace(record, state=S.DELETED, lease_owner=None, lease_until=None, updated_at=now)
     return new, HubDeleted(
         **env, deployment_id=record.deployment_id, request_id=record.request_id, record=deletion
@@ -205,7 +232,8 @@ def cancel(
             request_id=record.request_id,
             record=nothing,
         )
-    # The hub is up or may be half-built: tear down whatever exists, now.
+    # The hub is up or may be half-built: tear down whatever exists, now. A deploy
+    # in flight keeps its lease; its owner sees `ending`, stops and releases it.
     return replace(record, state=S.ENDING, teardown_at=now, updated_at=now), None
 
 
@@ -235,6 +263,7 @@ def hub_missing(record: DeploymentRecord, now: datetime) -> DeploymentRecord | N
         state=S.SCHEDULED,
         attempts=0,
         next_attempt_at=None,
+        hub_url=None,
         lease_owner=None,
         lease_until=None,
         updated_at=now,

@@ -6,35 +6,49 @@ now. Several replicas may run this loop against one database: claiming
 happens under row locks (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one
 writer at a time), so each instant action happens once and each long action
 has one owner at a time.
+
+Long actions (deploy, teardown) run as tasks of their own, at most
+`max_parallel_actions` at a time, so one slow hub never holds up another
+course's start, end or deletion. While one runs, its lease is renewed; an
+action whose lease is lost (or whose course was cancelled under it) is
+stopped before it records or emits anything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import secrets
 import socket
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from deployer_svc import schedule
-from deployer_svc.backends.base import BackendError, HubBackend, HubDeployment, HubPhase
+from deployer_svc.backends.base import BackendError, HubBackend, HubDeployment
 from deployer_svc.credentials import CredentialBox, CredentialError
 from deployer_svc.domain import DeploymentRecord
+from deployer_svc.reconcile import Reconciler
 from deployer_svc.schedule import Action
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository
-from jhaas_runtime.aio import wait_event
+from jhaas_runtime.aio import cancel_and_wait, wait_event
 from jhaas_runtime.logs import correlation, get_logger
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.envelope import Envelope, envelope
-from jhaas_schemas.rpc import DeploymentState as S
 
 log = get_logger(__name__)
 
 SOURCE = "deployer-svc"
 Clock = Callable[[], datetime]
+T = TypeVar("T")
+
+# Wake-ups from the event consumers come in bursts (one per batch); ticks they
+# cause are this far apart at least, so a burst costs one tick, not one per batch.
+COALESCE_SECONDS = 0.05
 
 
 def utcnow() -> datetime:
@@ -43,6 +57,20 @@ def utcnow() -> datetime:
 
 def worker_id() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+class Verdict(enum.Enum):
+    KEEP = "keep"
+    LOST = "lost"  # the lease is another worker's now (or the row is gone)
+    UNWANTED = "unwanted"  # the course was cancelled under a deploy
+
+
+class ActionStopped(Exception):
+    """A long action was stopped before it finished; it records nothing."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.value)
+        self.verdict = verdict
 
 
 @dataclass
@@ -54,93 +82,106 @@ class Scheduler:
     clock: Clock = utcnow
     owner: str = field(default_factory=worker_id)
     fired: list[tuple[Action, datetime, datetime]] = field(default_factory=list, init=False)
+    ticks: int = field(default=0, init=False)  # how many times the schedule was read
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _due_now: bool = field(default=False, init=False)
+    _hint: datetime | None = field(default=None, init=False)
+    _running: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
 
-    def notify(self) -> None:
-        """Look again now (a deployment was scheduled, cancelled or redeployed)."""
+    def __post_init__(self) -> None:
+        self.reconciler = Reconciler(self.runtime, self.backend, self.clock, self.notify)
+
+    # -- waking ------------------------------------------------------------------
+
+    def notify(self, at: datetime | None = None) -> None:
+        """Something changed that is due at `at` (None: now). A time later than the
+        next planned look costs nothing; an earlier one moves the look forward."""
+        if at is None:
+            self._due_now = True
+        elif self._hint is None or at < self._hint:
+            self._hint = at
         self._wake.set()
 
-    async def run(self) -> None:
-        last_reconcile: datetime | None = None
-        while True:
-            now = self.clock()
-            if last_reconcile is None or now - last_reconcile >= self.settings.reconcile_every:
-                last_reconcile = now
-                try:
-                    await self.reconcile()
-                except Exception:
-                    log.exception("reconciliation failed; will try again")
-            next_at = await self.tick()
-            delay = self.settings.max_sleep.total_seconds()
-            if next_at is not None:
-                delay = min(delay, max(0.0, (next_at - self.clock()).total_seconds()))
-            await wait_event(self._wake, delay)
-            self._wake.clear()
+    @property
+    def running_actions(self) -> int:
+        return len(self._running)
 
-    async def tick(self) -> datetime | None:
-        """Do everything due now; return when something is next due."""
-        claimed = await self._claim_due()
-        await asyncio.gather(*(self._perform(record, action) for record, action in claimed))
-        async with self.runtime.db.reading() as session:
-            return await DeploymentRepository(session).next_due()
+    async def run(self) -> None:
+        """Read the schedule whenever something may be due; sleep otherwise."""
+        next_at: datetime | None = None  # unknown: look now
+        last_tick = float("-inf")
+        try:
+            while True:
+                now = self.clock()
+                hint, self._hint = self._hint, None
+                if hint is not None and (next_at is None or hint < next_at):
+                    next_at = hint
+                # Another replica (or an operator) may have changed the schedule: read it
+                # at least every `max_sleep` (a read only, unless something is due).
+                stale = time.monotonic() - last_tick >= self.settings.max_sleep.total_seconds()
+                if self._due_now or stale or next_at is None or next_at <= now:
+                    # A burst of wake-ups is coalesced into one tick.
+                    gap = last_tick + COALESCE_SECONDS - time.monotonic()
+                    if gap > 0:
+                        await asyncio.sleep(gap)
+                    self._due_now = False
+                    next_at = await self.tick()
+                    last_tick = time.monotonic()
+                delay = self.settings.max_sleep.total_seconds()
+                if next_at is not None:
+                    until = (next_at - self.clock()).total_seconds()
+                    # Due work left with every slot busy: a finishing action wakes us.
+                    delay = min(delay, max(until, COALESCE_SECONDS))
+                self._wake.clear()
+                await wait_event(self._wake, delay)
+        finally:
+            await self._stop_actions()
+
+    async def reconcile_forever(self) -> None:
+        """Compare what should exist with what the backend has, at start and then every
+        `reconcile_every` (a loop of its own: it never delays a trigger)."""
+        while True:
+            try:
+                await self.reconciler.reconcile()
+            except Exception:
+                log.exception("reconciliation failed; will try again")
+            await asyncio.sleep(self.settings.reconcile_every.total_seconds())
 
     async def reconcile(self) -> tuple[list[str], list[str]]:
-        """Compare what the database says should exist with what the backend has:
-        rebuild missing hubs of running courses, remove hubs of no known course.
-        Returns (rebuilt deployment ids, removed deployment ids)."""
-        managed = set(await self.backend.list_managed())
+        return await self.reconciler.reconcile()
+
+    # -- one look at the schedule ----------------------------------------------------
+
+    async def tick(self) -> datetime | None:
+        """Do the instant actions due now, start the long ones there are slots for;
+        return when something is next due."""
+        self.ticks += 1
+        now = self.clock()
         async with self.runtime.db.reading() as session:
-            known = {
-                r.deployment_id: r for r in await DeploymentRepository(session).list_deployments()
-            }
-        removed = []
-        for deployment_id in sorted(managed):
-            record = known.get(deployment_id)
-            if record is None or record.state not in schedule.ACTIVE:
-                log.warning("removing a hub of no active course", deployment_id=deployment_id)
-                try:
-                    await self.backend.teardown(deployment_id)
-                except BackendError:
-                    log.warning("could not remove it yet", exc_info=True)
-                    continue
-                removed.append(deployment_id)
-        rebuilt = []
-        for record in known.values():
-            if record.state != S.RUNNING:
-                continue
-            status = await self.backend.status(record.deployment_id)
-            if status.phase == HubPhase.READY:
-                continue
-            now = self.clock()
-            async with self.runtime.db.transaction() as session:
-                repo = DeploymentRepository(session)
-                current = await repo.get(record.deployment_id, for_update=True)
-                again = schedule.hub_missing(current, now) if current is not None else None
-                if again is not None:
-                    await repo.save(again)
-                    rebuilt.append(record.deployment_id)
-                    log.warning(
-                        "hub of a running course is missing; rebuilding",
-                        deployment_id=record.deployment_id,
-                        phase=status.phase.value,
-                    )
-        if rebuilt:
-            self.notify()
-        return rebuilt, removed
+            next_at = await DeploymentRepository(session).next_due()
+        if next_at is None or next_at > now:
+            return next_at  # nothing due: no write transaction at all
+        for record, action in await self._claim_due(now):
+            self._start(record, action)
+        async with self.runtime.db.reading() as session:
+            return await DeploymentRepository(session).next_due()
 
     def _env(self, record: DeploymentRecord, now: datetime) -> Envelope:
         # One correlation id per deployment ties its whole life together.
         return envelope(source=SOURCE, correlation_id=f"deployment-{record.deployment_id}", now=now)
 
-    async def _claim_due(self) -> list[tuple[DeploymentRecord, Action]]:
-        """In one transaction: do the instant actions, lease the long ones."""
+    async def _claim_due(self, now: datetime) -> list[tuple[DeploymentRecord, Action]]:
+        """In one transaction: do the instant actions, lease as many long ones as
+        there are free slots (the rest stay for later, or for another replica)."""
+        slots = self.settings.max_parallel_actions - len(self._running)
         long_actions: list[tuple[DeploymentRecord, Action]] = []
-        now = self.clock()
         async with self.runtime.unit_of_work() as uow:
             repo = DeploymentRepository(uow.session)
             for record in await repo.due(now, lock=not self.runtime.db.is_sqlite):
                 action = schedule.due_action(record, now)
-                if action is None:
+                if action is None or record.deployment_id in self._running:
+                    continue
+                if action in schedule.LONG_ACTIONS and len(long_actions) >= slots:
                     continue
                 self._record_lateness(record, action, now)
                 env = self._env(record, now)
@@ -172,6 +213,20 @@ class Scheduler:
         self.fired.append((action, planned, now))
         del self.fired[:-1000]
 
+    # -- long actions ------------------------------------------------------------------
+
+    def _start(self, record: DeploymentRecord, action: Action) -> None:
+        task = asyncio.create_task(
+            self._perform(record, action), name=f"{action.value}-{record.deployment_id}"
+        )
+        self._running[record.deployment_id] = task
+
+        def finished(_: asyncio.Task[None]) -> None:
+            self._running.pop(record.deployment_id, None)
+            self.notify()  # a slot is free, and the outcome may make something due
+
+        task.add_done_callback(finished)
+
     async def _perform(self, record: DeploymentRecord, action: Action) -> None:
         with correlation(f"deployment-{record.deployment_id}", action=action.value):
             try:
@@ -179,17 +234,83 @@ class Scheduler:
                     await self._deploy(record)
                 else:
                     await self._teardown(record)
+            except ActionStopped as stopped:
+                log.warning("scheduled action stopped", why=stopped.verdict.value)
+                if stopped.verdict == Verdict.UNWANTED:
+                    await self._release(record)  # the teardown it made due follows at once
             except Exception:
                 # The lease expires and the action is claimed again.
                 log.exception("scheduled action failed unexpectedly")
 
+    async def _release(self, record: DeploymentRecord) -> None:
+        async with self.runtime.db.transaction() as session:
+            await DeploymentRepository(session).release_leases(self.owner, [record.deployment_id])
+
+    async def _stop_actions(self) -> None:
+        """On shutdown: stop what runs and give its leases back, so the next start
+        (or another replica) takes the actions over without waiting for expiry."""
+        tasks = dict(self._running)
+        if not tasks:
+            return
+        stuck = await cancel_and_wait(list(tasks.values()), 10.0)
+        if stuck:
+            log.error("actions did not stop when cancelled", tasks=stuck)
+        try:
+            async with asyncio.timeout(5.0):
+                async with self.runtime.db.transaction() as session:
+                    await DeploymentRepository(session).release_leases(self.owner, list(tasks))
+        except Exception:
+            log.warning("could not release leases on shutdown; they expire", exc_info=True)
+
+    async def _renew(self, record: DeploymentRecord, action: Action) -> Verdict:
+        until = self.clock() + self.settings.lease
+        async with self.runtime.db.transaction() as session:
+            state = await DeploymentRepository(session).renew_lease(
+                record.deployment_id, self.owner, until
+            )
+        if state is None:
+            return Verdict.LOST
+        if not schedule.still_wanted(state, action):
+            return Verdict.UNWANTED
+        return Verdict.KEEP
+
+    async def _leased(self, record: DeploymentRecord, action: Action, work: Awaitable[T]) -> T:
+        """Run `work` while renewing the lease every third of its length. Raise
+        `ActionStopped` (with `work` cancelled) when the lease is lost, cannot be
+        renewed before it runs out, or the course no longer wants the action."""
+        task: asyncio.Future[T] = asyncio.ensure_future(work)
+        lease = self.settings.lease.total_seconds()
+        expires = time.monotonic() + lease
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=lease / 3)
+                if done:
+                    return task.result()
+                try:
+                    verdict = await self._renew(record, action)
+                except Exception:
+                    log.warning("could not renew the lease; will try again", exc_info=True)
+                    verdict = Verdict.LOST if time.monotonic() >= expires else Verdict.KEEP
+                else:
+                    if verdict == Verdict.KEEP:
+                        expires = time.monotonic() + lease
+                if verdict != Verdict.KEEP:
+                    raise ActionStopped(verdict)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+
+    async def _hub_token(self, record: DeploymentRecord) -> str:
+        async with self.runtime.db.transaction() as session:
+            return await DeploymentRepository(session).api_token(
+                record.deployment_id, secrets.token_hex(32), self.credentials
+            )
+
     async def _deploy(self, record: DeploymentRecord) -> None:
         outcome: tuple[str | None, BackendError | None]
         try:
-            async with self.runtime.db.transaction() as session:
-                token = await DeploymentRepository(session).api_token(
-                    record.deployment_id, secrets.token_hex(32), self.credentials
-                )
+            token = await self._hub_token(record)
         except CredentialError as exc:
             # Retrying cannot help until an operator restores the key: fail, saying so.
             outcome = (None, BackendError(str(exc), temporary=False))
@@ -202,7 +323,7 @@ class Scheduler:
                 api_token=token,
             )
             try:
-                status = await self.backend.deploy(hub)
+                status = await self._leased(record, Action.DEPLOY, self.backend.deploy(hub))
                 outcome = (status.url or "", None)
             except BackendError as exc:
                 outcome = (None, exc)
@@ -216,8 +337,11 @@ class Scheduler:
             url, error = outcome
             if error is None and url is not None:
                 new, ready = schedule.deploy_succeeded(current, now, url, self._env(current, now))
-                uow.emit(ready)
-                log.info("hub ready", url=url)
+                if ready is not None:
+                    uow.emit(ready)
+                    log.info("hub ready", url=url)
+                else:
+                    log.info("hub built for a course cancelled meanwhile; tearing it down")
             else:
                 assert error is not None
                 new, failed = schedule.deploy_failed(
@@ -238,11 +362,12 @@ class Scheduler:
                     final=failed is not None,
                 )
             await repo.save(new)
-        self.notify()
 
     async def _teardown(self, record: DeploymentRecord) -> None:
         try:
-            deletion = await self.backend.teardown(record.deployment_id)
+            deletion = await self._leased(
+                record, Action.TEARDOWN, self.backend.teardown(record.deployment_id)
+            )
         except BackendError as exc:
             log.warning("teardown failed; will retry", reason=str(exc))
             async with self.runtime.db.transaction() as session:
@@ -257,9 +382,12 @@ class Scheduler:
         async with self.runtime.unit_of_work() as uow:
             repo = DeploymentRepository(uow.session)
             current = await repo.get(record.deployment_id, for_update=True)
-            if current is None:
+            if current is None or current.lease_owner != self.owner:
+                log.warning("lost the lease while tearing down; the new owner decides")
                 return
             new, deleted = schedule.teardown_done(current, now, deletion, self._env(current, now))
+            if deleted is None:
+                return
             await repo.save(new)
             await repo.forget_credentials(record.deployment_id)
             uow.emit(deleted)

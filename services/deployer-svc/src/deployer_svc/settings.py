@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,7 +29,12 @@ class DeployerSettings:
     hubs_dir: Path | None = None  # local backend: one folder per hub (default <data>/hubs)
     deploy_attempts: int = 3
     retry_backoff: timedelta = timedelta(seconds=30)
-    lease: timedelta = timedelta(minutes=10)  # a deploy or teardown longer than this is retried
+    # A deploy or teardown holds its deployment for this long and renews it every
+    # third of it while it runs; a worker that dies leaves it to another this late.
+    lease: timedelta = timedelta(seconds=90)
+    # Deploys and teardowns running at once in one replica (the rest wait their turn;
+    # course starts and ends never wait for them).
+    max_parallel_actions: int = 8
     # kubernetes backend: hubs at https://<slug>.<hub_domain>/
     hub_domain: str = ""
     max_sleep: timedelta = timedelta(seconds=1)  # the scheduler looks at least this often
@@ -38,6 +45,8 @@ class DeployerSettings:
     secret_keys: tuple[str, ...] = ()
     # kubernetes backend outside the cluster: this kubeconfig; None: in-cluster config.
     kubeconfig: Path | None = None
+    # Names this installation's hubs: a deployer sees and touches only hubs that carry it.
+    installation_id: str = "local"
 
     @property
     def local_hubs_dir(self) -> Path:
@@ -78,8 +87,22 @@ class DeployerSettings:
                 "kubernetes backend: every replica must encrypt hub credentials under the "
                 "same key (e.g. `openssl rand -hex 32`)"
             )
+        installation_id = env_str(env, "JHAAS_INSTALLATION_ID", "")
+        if installation_id:
+            check_installation_id(installation_id)
+        elif shared:
+            raise SettingsError(
+                "JHAAS_INSTALLATION_ID is required with a shared database or the kubernetes "
+                "backend: every replica must name this installation's hubs alike, and no other "
+                "installation on the same cluster may use it (e.g. `uni-prod`)"
+            )
+        else:
+            installation_id = load_or_create_installation_id(runtime.data_dir)
         return cls(
             runtime=runtime,
+            installation_id=installation_id,
+            lease=timedelta(seconds=env_int(env, "JHAAS_LEASE_SECONDS", 90, minimum=3)),
+            max_parallel_actions=env_int(env, "JHAAS_MAX_PARALLEL_ACTIONS", 8, minimum=1),
             lead_time=timedelta(
                 minutes=env_int(env, "JHAAS_DEPLOY_LEAD_MINUTES", DEFAULT_LEAD_MINUTES, minimum=0)
             ),
@@ -97,3 +120,40 @@ class DeployerSettings:
             secret_keys=secret_keys,
             kubeconfig=Path(kubeconfig).resolve() if kubeconfig else None,
         )
+
+
+INSTALLATION_ID_FILE = "installation-id"
+_INSTALLATION_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?$")
+
+
+def check_installation_id(value: str) -> str:
+    """An installation id is a label value and part of namespace names: 1-16 of
+    a-z, 0-9 and '-', starting and ending with a letter or digit."""
+    if not _INSTALLATION_ID.fullmatch(value):
+        raise SettingsError(
+            "JHAAS_INSTALLATION_ID must be 1-16 lower-case letters, digits and '-', "
+            f"starting and ending with a letter or digit; got {value!r}"
+        )
+    return value
+
+
+def load_or_create_installation_id(data_dir: Path) -> str:
+    """One machine: an id made once and kept in the data folder, so that a second
+    installation on the same machine (another data folder) has another one."""
+    path = data_dir / INSTALLATION_ID_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        made = "i" + secrets.token_hex(6)
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        temp.write_text(made + "\n")
+        try:
+            os.link(temp, path)  # two processes starting together keep the first one's id
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
+    value = path.read_text().strip()
+    try:
+        return check_installation_id(value)
+    except SettingsError as exc:
+        raise SettingsError(f"{path}: {exc}") from None

@@ -212,6 +212,54 @@ class DeploymentRepository:
         times = [t for t in row if t is not None]
         return min(times) if times else None
 
+    async def renew_lease(
+        self, deployment_id: str, owner: str, until: datetime
+    ) -> DeploymentState | None:
+        """Extend `owner`'s lease; the deployment's state, or None when the lease is
+        not `owner`'s any more (it expired and another worker claimed the row)."""
+        c = deployments.c
+        state = await self.session.scalar(
+            deployments.update()
+            .where(c.deployment_id == deployment_id, c.lease_owner == owner)
+            .values(lease_until=until)
+            .returning(c.state)
+        )
+        return DeploymentState(state) if state is not None else None
+
+    async def release_leases(self, owner: str, deployment_ids: list[str]) -> None:
+        """Give up `owner`'s leases on these rows at once (a stopping worker), so that
+        another worker or the next start takes the actions over without waiting."""
+        if deployment_ids:
+            c = deployments.c
+            await self.session.execute(
+                deployments.update()
+                .where(c.deployment_id.in_(deployment_ids), c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    async def states_of(self, deployment_ids: list[str]) -> dict[str, DeploymentState]:
+        """The state of each of these deployments that the database knows."""
+        c = deployments.c
+        found: dict[str, DeploymentState] = {}
+        for start in range(0, len(deployment_ids), 500):  # bounded IN lists
+            chunk = deployment_ids[start : start + 500]
+            rows = await self.session.execute(
+                sa.select(c.deployment_id, c.state).where(c.deployment_id.in_(chunk))
+            )
+            found.update({row.deployment_id: DeploymentState(row.state) for row in rows})
+        return found
+
+    async def running(self) -> list[DeploymentRecord]:
+        """Deployments whose hub should be up now (reconciliation checks each)."""
+        query = sa.select(deployments).where(deployments.c.state == DeploymentState.RUNNING.value)
+        return [_record(r) for r in (await self.session.execute(query)).all()]
+
+    async def any_deployment(self) -> bool:
+        """Whether this database has ever scheduled a hub (an empty one next to
+        existing hubs looks reset or restored)."""
+        found = await self.session.scalar(sa.select(deployments.c.deployment_id).limit(1))
+        return found is not None
+
     async def save(self, record: DeploymentRecord) -> None:
         await self.session.execute(
             deployments.update()

@@ -51,6 +51,9 @@ HUB_DB_SIZE = 2**30
 @dataclass(frozen=True, kw_only=True)
 class K8sSettings:
     domain: str
+    # Every object carries it, and namespaces are named `<prefix><installation>-<slug>`:
+    # a deployer touches only its own installation's hubs, even on a shared cluster.
+    installation_id: str = "local"
     namespace_prefix: str = "jhaas-"
     hub_image: str = "quay.io/jupyterhub/k8s-hub:4.1.0"
     proxy_image: str = "quay.io/jupyterhub/configurable-http-proxy:4.6.3"
@@ -80,8 +83,12 @@ class HubSecrets:
         return "HubSecrets(<redacted>)"
 
 
+INSTALLATION_LABEL = "jhaas.io/installation"
+MANAGED_BY = "jhaas-deployer"
+
+
 def namespace_name(hub: HubDeployment, settings: K8sSettings) -> str:
-    return f"{settings.namespace_prefix}{hub.slug}"
+    return f"{settings.namespace_prefix}{settings.installation_id}-{hub.slug}"
 
 
 def public_url(hub: HubDeployment, settings: K8sSettings) -> str:
@@ -99,13 +106,14 @@ def byte_quantity(size: int) -> str:
     return str(size)
 
 
-def labels(hub: HubDeployment, component: str) -> dict[str, str]:
+def labels(hub: HubDeployment, s: K8sSettings, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "jupyterhub",
         "app.kubernetes.io/instance": hub.slug,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": "jhaas",
-        "app.kubernetes.io/managed-by": "jhaas-deployer",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        INSTALLATION_LABEL: s.installation_id,
     }
 
 
@@ -114,7 +122,7 @@ def selector(hub: HubDeployment, component: str) -> dict[str, str]:
 
 
 def _meta(hub: HubDeployment, s: K8sSettings, name: str, component: str) -> Obj:
-    return {"name": name, "namespace": namespace_name(hub, s), "labels": labels(hub, component)}
+    return {"name": name, "namespace": namespace_name(hub, s), "labels": labels(hub, s, component)}
 
 
 def _obj(api: str, kind: str, metadata: Obj, **body: Any) -> Obj:
@@ -145,7 +153,7 @@ def _container_security(uid: int) -> Obj:
 
 def make_namespace(hub: HubDeployment, s: K8sSettings) -> Obj:
     meta_labels = {
-        **labels(hub, "namespace"),
+        **labels(hub, s, "namespace"),
         "jhaas.io/deployment-id": hub.deployment_id,
         "jhaas.io/request-id": hub.request_id,
         "pod-security.kubernetes.io/enforce": "baseline",
@@ -189,7 +197,7 @@ def make_config_map(hub: HubDeployment, s: K8sSettings) -> Obj:
         gpu_node_selector=s.gpu_node_selector,
         gpu_tolerations=s.gpu_tolerations,
         common_labels={
-            **labels(hub, hc.SINGLEUSER_COMPONENT),
+            **labels(hub, s, hc.SINGLEUSER_COMPONENT),
             "app.kubernetes.io/managed-by": "kubespawner",
         },
     )
@@ -266,9 +274,13 @@ def _http_probe(path: str, port: int, period: int, failures: int) -> Obj:
 
 
 def _pod_template(
-    hub: HubDeployment, component: str, spec: Obj, annotations: dict[str, str] | None = None
+    hub: HubDeployment,
+    s: K8sSettings,
+    component: str,
+    spec: Obj,
+    annotations: dict[str, str] | None = None,
 ) -> Obj:
-    metadata: Obj = {"labels": labels(hub, component)}
+    metadata: Obj = {"labels": labels(hub, s, component)}
     if annotations:
         metadata["annotations"] = annotations
     return {"metadata": metadata, "spec": spec}
@@ -286,7 +298,7 @@ def _deployment(
         "replicas": 1,
         "selector": {"matchLabels": selector(hub, name)},
         **spec,
-        "template": _pod_template(hub, name, pod_spec, annotations),
+        "template": _pod_template(hub, s, name, pod_spec, annotations),
     }
     return _obj("apps/v1", "Deployment", _meta(hub, s, name, name), spec=body)
 
@@ -552,7 +564,7 @@ def make_image_puller(hub: HubDeployment, s: K8sSettings) -> Obj:
     spec = {
         "selector": {"matchLabels": selector(hub, "image-puller")},
         "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}},
-        "template": _pod_template(hub, "image-puller", pod),
+        "template": _pod_template(hub, s, "image-puller", pod),
     }
     return _obj("apps/v1", "DaemonSet", _meta(hub, s, "image-puller", "image-puller"), spec=spec)
 

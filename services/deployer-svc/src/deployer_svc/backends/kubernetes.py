@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "jhaas-deployer"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
-MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=jhaas-deployer"
+MANAGED_BY_SELECTOR = f"app.kubernetes.io/managed-by={km.MANAGED_BY}"
 DEPLOYMENT_ID_LABEL = "jhaas.io/deployment-id"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 READY_DEPLOYMENTS = ("hub", "proxy")
@@ -285,7 +285,26 @@ class KubernetesBackend:
     # -- helpers -------------------------------------------------------------------
 
     def _namespace(self, slug: str) -> str:
-        return f"{self.settings.namespace_prefix}{slug}"
+        return f"{self.settings.namespace_prefix}{self.settings.installation_id}-{slug}"
+
+    @property
+    def _ours(self) -> str:
+        """The label selector of this installation's namespaces."""
+        return f"{MANAGED_BY_SELECTOR},{km.INSTALLATION_LABEL}={self.settings.installation_id}"
+
+    async def _check_ours(self, namespace: str) -> None:
+        """Refuse to apply into a namespace another installation (or anyone else) made:
+        server-side apply with force would take its objects over."""
+        found = await self._get(object_path("Namespace", namespace), f"read namespace {namespace}")
+        if found is None:
+            return
+        owner = ((found.get("metadata") or {}).get("labels") or {}).get(km.INSTALLATION_LABEL)
+        if owner != self.settings.installation_id:
+            raise BackendError(
+                f"namespace {namespace} exists and does not belong to this installation "
+                f"({self.settings.installation_id!r}); it was left untouched",
+                temporary=False,
+            )
 
     def _url(self, slug: str) -> str:
         return f"https://{slug}.{self.settings.domain}/"
@@ -294,7 +313,7 @@ class KubernetesBackend:
         found = await self._list(
             collection_path("Namespace"),
             f"find the namespace of deployment {deployment_id}",
-            f"{DEPLOYMENT_ID_LABEL}={deployment_id}",
+            f"{self._ours},{DEPLOYMENT_ID_LABEL}={deployment_id}",
         )
         return found[0] if found else None
 
@@ -426,6 +445,7 @@ class KubernetesBackend:
 
     async def deploy(self, hub: HubDeployment) -> HubStatus:
         namespace = self._namespace(hub.slug)
+        await self._check_ours(namespace)
         hub_secrets = await self._existing_secrets(namespace)
         if hub_secrets is None:
             hub_secrets = km.HubSecrets(
@@ -500,7 +520,7 @@ class KubernetesBackend:
 
     async def list_managed(self) -> list[str]:
         namespaces = await self._list(
-            collection_path("Namespace"), "list managed namespaces", MANAGED_BY_SELECTOR
+            collection_path("Namespace"), "list this installation's namespaces", self._ours
         )
         ids = {
             str(labels[DEPLOYMENT_ID_LABEL])

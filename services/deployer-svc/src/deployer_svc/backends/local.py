@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 15.0
 LOG_TAIL_LINES = 40
+# What a hub may inherit of the deployer's environment (besides PATH and HOME,
+# which it gets set): locale and time zone, nothing that can carry a secret.
+HUB_ENV_KEEP = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,10 +59,13 @@ class HubState:
     slug: str
     ports: Ports
     pid: int
+    # The installation that built the hub; None: written by a version without ids.
+    installation_id: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
             {
+                "installation_id": self.installation_id,
                 "deployment_id": self.deployment_id,
                 "request_id": self.request_id,
                 "slug": self.slug,
@@ -87,6 +93,7 @@ class HubState:
                 proxy_api=int(ports["proxy_api"]),
             ),
             pid=int(data["pid"]),
+            installation_id=str(data["installation_id"]) if data.get("installation_id") else None,
         )
 
 
@@ -196,11 +203,13 @@ class LocalBackend:
         self,
         root: Path,
         *,
+        installation_id: str = "local",
         public_host: str = "127.0.0.1",
         python: str = sys.executable,
         start_timeout: float = 60.0,
     ) -> None:
         self.root = Path(root).resolve()
+        self.installation_id = installation_id
         self.public_host = public_host
         self.python = python
         self.bin_dir = Path(python).parent
@@ -219,9 +228,17 @@ class LocalBackend:
 
     def _read_state(self, layout: HubLayout) -> HubState | None:
         try:
-            return HubState.from_json(layout.state.read_text())
+            state = HubState.from_json(layout.state.read_text())
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        if state.installation_id not in (None, self.installation_id):
+            # Another installation's hub in a shared folder: never ours to touch.
+            raise BackendError(
+                f"hub folder {layout.folder} belongs to installation "
+                f"{state.installation_id!r}, not to {self.installation_id!r}",
+                temporary=False,
+            )
+        return state
 
     def _status_for(self, state: HubState, phase: HubPhase, detail: str = "") -> HubStatus:
         return HubStatus(
@@ -315,13 +332,17 @@ class LocalBackend:
             or (wanted_secret is not None and read(layout.oauth_secret) != wanted_secret)
         )
 
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PATH"] = os.pathsep.join([str(self.bin_dir), env.get("PATH", "")])
-        # Never hand our own secrets-bearing settings to the hub by accident.
-        for key in list(env):
-            if key.startswith("JHAAS_") and ("SECRET" in key or "TOKEN" in key):
-                del env[key]
+    def _env(self, layout: HubLayout) -> dict[str, str]:
+        """The hub's whole environment: only what it needs, never the deployer's own.
+
+        Built from a short list instead of copying ours minus known secrets: the
+        deployer's environment may hold anything an operator put there (database
+        URLs, keys, the NATS credentials), and a hub passes parts of its
+        environment on to every user's server.
+        """
+        env = {key: os.environ[key] for key in HUB_ENV_KEEP if key in os.environ}
+        env["PATH"] = os.pathsep.join([str(self.bin_dir), os.environ.get("PATH", os.defpath)])
+        env["HOME"] = str(layout.folder)
         return env
 
     # -- HubBackend ------------------------------------------------------------
@@ -340,10 +361,10 @@ class LocalBackend:
                     if await self._wait_ready(previous, layout, hub.api_token, process=None):
                         return self._status_for(previous, HubPhase.READY)
                     await asyncio.to_thread(self._stop_group, previous.pid)
+                    self._log_failure(hub, layout, "ran but did not answer")
                     raise BackendError(
-                        f"hub {hub.deployment_id} (pid {previous.pid}) ran but did not answer "
-                        f"within {self.start_timeout:.0f}s; stopped it. "
-                        f"Log tail:\n{_tail(layout.log)}",
+                        f"the hub was running but did not answer within "
+                        f"{self.start_timeout:.0f} s, so it was stopped",
                         temporary=True,
                     )
             elif layout.folder.exists():
@@ -353,8 +374,11 @@ class LocalBackend:
             ports = await self._reuse_ports(previous)
             await asyncio.to_thread(self._write_files, hub, layout, ports)
             argv = [self.python, "-m", "jupyterhub", "-f", str(layout.config)]
-            process = start_detached(argv, env=self._env(), log_path=layout.log, cwd=layout.folder)
+            process = start_detached(
+                argv, env=self._env(layout), log_path=layout.log, cwd=layout.folder
+            )
             state = HubState(
+                installation_id=self.installation_id,
                 deployment_id=hub.deployment_id,
                 request_id=hub.request_id,
                 slug=hub.slug,
@@ -378,14 +402,23 @@ class LocalBackend:
             with contextlib.suppress(Exception):
                 process.wait(1)
             why = (
-                f"exited with code {code}"
+                f"the hub stopped during start-up (exit code {code})"
                 if code is not None
-                else f"did not answer within {self.start_timeout:.0f}s"
+                else f"the hub did not answer within {self.start_timeout:.0f} s of starting"
             )
-            raise BackendError(
-                f"hub {hub.deployment_id} {why}. Log tail:\n{_tail(layout.log)}",
-                temporary=True,
-            )
+            self._log_failure(hub, layout, why)
+            raise BackendError(why, temporary=True)
+
+    def _log_failure(self, hub: HubDeployment, layout: HubLayout, why: str) -> None:
+        """The hub's own log stays with the operator (the deployer's log); the
+        reason that travels to the leader says what failed in words."""
+        log.warning(
+            "hub %s failed to start: %s; the end of its log %s:\n%s",
+            hub.deployment_id,
+            why,
+            layout.log,
+            _tail(layout.log),
+        )
 
     async def _wait_ready(
         self,
@@ -514,13 +547,19 @@ class LocalBackend:
         return pids + late
 
     async def list_managed(self) -> list[str]:
+        """This installation's hubs (a hub written by a version without installation
+        ids is left out: it is still deployed, read and torn down by id)."""
         if not self.root.exists():
             return []
-        return sorted(
-            entry.name
-            for entry in self.root.iterdir()
-            if entry.is_dir() and (entry / "state.json").exists()
-        )
+        found = []
+        for entry in self.root.iterdir():
+            try:
+                state = HubState.from_json((entry / "state.json").read_text())
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if state.installation_id == self.installation_id:
+                found.append(entry.name)
+        return sorted(found)
 
     async def close(self) -> None:
         """Nothing to release: hubs keep running by design."""

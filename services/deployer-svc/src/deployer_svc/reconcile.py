@@ -1,0 +1,117 @@
+"""Reconciliation: what the database says should exist, against what the backend has.
+
+- A running course whose hub does not answer is rebuilt (its start is not
+  announced again); the leader sees it deploying, then running at the new URL.
+- A hub of a deployment the database knows as finished (deleted) is removed:
+  a teardown that left something behind.
+- A hub the database does not know at all is NEVER removed here. Every hub a
+  deployer builds has its row first (scheduling precedes deploying, rows are
+  never deleted), so an unknown hub of this installation means the database
+  was reset or restored from an older backup — deleting would wipe a course
+  and its users' data. It is reported, and an operator removes it with
+  `python -m deployer_svc orphans --remove ID` once sure.
+
+Only this installation's hubs are listed (the backend filters by installation
+id), and only the rows of those hubs and of running courses are read, so the
+cost follows the live courses, not the history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from deployer_svc import schedule
+from deployer_svc.backends.base import BackendError, HubBackend, HubPhase
+from deployer_svc.store import DeploymentRepository
+from jhaas_runtime.logs import get_logger
+from jhaas_runtime.service import ServiceRuntime
+from jhaas_schemas.rpc import DeploymentState
+
+log = get_logger(__name__)
+
+ORPHANS_COMMAND = "python -m deployer_svc orphans"
+
+
+class Reconciler:
+    def __init__(
+        self,
+        runtime: ServiceRuntime,
+        backend: HubBackend,
+        clock: Callable[[], datetime],
+        notify: Callable[[], None],
+    ) -> None:
+        self.runtime = runtime
+        self.backend = backend
+        self.clock = clock
+        self.notify = notify
+        self.orphans: list[str] = []  # unknown hubs seen by the last pass
+        self.passes = 0  # completed passes
+
+    async def find_orphans(self) -> tuple[list[str], dict[str, DeploymentState], bool]:
+        """(hubs the database does not know, the states of those it knows, whether the
+        database has any deployment at all)."""
+        managed = sorted(set(await self.backend.list_managed()))
+        async with self.runtime.db.reading() as session:
+            repo = DeploymentRepository(session)
+            known = await repo.states_of(managed)
+            has_rows = bool(known) or await repo.any_deployment()
+        return [d for d in managed if d not in known], known, has_rows
+
+    async def reconcile(self) -> tuple[list[str], list[str]]:
+        """One pass; returns (rebuilt deployment ids, removed deployment ids)."""
+        orphans, known, has_rows = await self.find_orphans()
+        self.orphans = orphans
+        if orphans:
+            why = (
+                "the database holds no deployment at all: it looks reset or restored"
+                if not has_rows
+                else "the database does not know them (restored from an older backup?)"
+            )
+            log.error(
+                "hubs of this installation that no deployment explains; left untouched",
+                hubs=orphans,
+                why=why,
+                remove_with=f"{ORPHANS_COMMAND} --remove <deployment id>",
+            )
+        removed = [d for d, state in sorted(known.items()) if state not in schedule.ACTIVE]
+        for deployment_id in list(removed):
+            log.warning("removing what is left of a finished hub", deployment_id=deployment_id)
+            try:
+                await self.backend.teardown(deployment_id)
+            except BackendError:
+                log.warning("could not remove it yet", exc_info=True)
+                removed.remove(deployment_id)
+        rebuilt = await self._rebuild_missing()
+        if rebuilt:
+            self.notify()
+        self.passes += 1
+        return rebuilt, removed
+
+    async def _rebuild_missing(self) -> list[str]:
+        async with self.runtime.db.reading() as session:
+            running = await DeploymentRepository(session).running()
+        rebuilt = []
+        for record in running:
+            try:
+                status = await self.backend.status(record.deployment_id)
+            except BackendError:
+                log.warning("could not read a hub's status", exc_info=True)
+                continue
+            if status.phase == HubPhase.READY:
+                continue
+            now = self.clock()
+            async with self.runtime.db.transaction() as session:
+                repo = DeploymentRepository(session)
+                current = await repo.get(record.deployment_id, for_update=True)
+                again = schedule.hub_missing(current, now) if current is not None else None
+                if again is not None:
+                    await repo.save(again)
+                    rebuilt.append(record.deployment_id)
+                    log.warning(
+                        "hub of a running course is missing; rebuilding",
+                        deployment_id=record.deployment_id,
+                        phase=status.phase.value,
+                        detail=status.detail,
+                    )
+        return rebuilt
