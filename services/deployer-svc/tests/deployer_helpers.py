@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from datetime import datetime
@@ -9,11 +10,14 @@ from pathlib import Path
 
 import nats
 
+from deployer_svc.backends.base import BackendError, HubDeployment, HubStatus, Roster
+from deployer_svc.backends.local import LocalBackend
 from deployer_svc.scheduler import Scheduler
 from jhaas_launcher.testing import sample_spec
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.envelope import Event, envelope
 from jhaas_schemas.events import RequestApproved, decode_event
+from jhaas_schemas.model import DeletionRecord
 from jhaas_schemas.streams import DEPLOYER_STREAM
 
 
@@ -62,3 +66,90 @@ def scheduler_of(runtime: ServiceRuntime) -> Scheduler:
     scheduler = getattr(run, "__self__", None)
     assert isinstance(scheduler, Scheduler)
     return scheduler
+
+
+class GatedBackend:
+    """The real local backend, held on purpose at named points so that a test can act
+    while an action is in flight (a slow Kubernetes apply, a slow image pull).
+
+    `hold(point)` makes the next call stop at `point` until `release(point)`;
+    `reached(point)` is set when a call stops there. Every call is recorded in
+    `calls`, shared by all replicas that use this object. Points: "deploy" (the
+    backend was called, nothing built yet), "starting" (the hub's processes run, it
+    does not answer yet), "deployed" (the hub answers, the call has not returned),
+    "teardown" (called, nothing removed yet). `fail_deploys`
+    makes that many deploy calls fail temporarily before doing anything.
+    """
+
+    name = "local"
+
+    def __init__(self, inner: LocalBackend, *, fail_deploys: int = 0) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str]] = []
+        self.fail_deploys = fail_deploys
+        self._held: dict[str, asyncio.Event] = {}
+        self._reached: dict[str, asyncio.Event] = {}
+        self.delays: dict[str, float] = {}
+
+    def hold(self, point: str) -> None:
+        self._held[point] = asyncio.Event()
+        self._reached[point] = asyncio.Event()
+
+    def release(self, point: str) -> None:
+        self._held.pop(point).set()
+
+    async def reached(self, point: str) -> None:
+        await self._reached[point].wait()
+
+    async def _at(self, point: str) -> None:
+        if point in self._reached:
+            self._reached[point].set()
+        gate = self._held.get(point)
+        if gate is not None:
+            await gate.wait()
+        if self.delays.get(point):
+            await asyncio.sleep(self.delays[point])
+
+    async def deploy(self, hub: HubDeployment) -> HubStatus:
+        self.calls.append(("deploy", hub.deployment_id))
+        await self._at("deploy")
+        if self.fail_deploys > 0:
+            self.fail_deploys -= 1
+            raise BackendError("the image could not be pulled (on purpose)", temporary=True)
+        inner = asyncio.ensure_future(self.inner.deploy(hub))
+        try:
+            if "starting" in self._held:
+                # The hub's processes run (state.json is written right after the
+                # start), it does not answer yet: hold here while it comes up.
+                state = self.inner.root / hub.deployment_id / "state.json"
+                while not state.exists() and not inner.done():
+                    await asyncio.sleep(0.01)
+                await self._at("starting")
+            status = await inner
+        finally:
+            if not inner.done():
+                inner.cancel()
+                await asyncio.wait({inner})
+        await self._at("deployed")
+        return status
+
+    async def teardown(self, deployment_id: str) -> DeletionRecord:
+        self.calls.append(("teardown", deployment_id))
+        await self._at("teardown")
+        return await self.inner.teardown(deployment_id)
+
+    async def status(self, deployment_id: str) -> HubStatus:
+        return await self.inner.status(deployment_id)
+
+    async def sync_roster(self, deployment_id: str, roster: Roster) -> None:
+        await self.inner.sync_roster(deployment_id, roster)
+
+    async def list_managed(self) -> list[str]:
+        return await self.inner.list_managed()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def of_request(events: list[Event], request_id: str) -> list[type[Event]]:
+    return [type(e) for e in events if getattr(e, "request_id", None) == request_id]
