@@ -1,12 +1,14 @@
 # syntax=docker/dockerfile:1.7
 #
-# One image for every JHaaS service. Build it once per service with
-#   docker build --build-arg SERVICE=request_svc -t jhaas-request-svc .
-# or once for all of them and choose the module at run time
-# (`python -m <module>`, as the Kubernetes manifests do).
+# One image per JHaaS service, each holding only its own package and the
+# packages it declares (no launcher, no other service):
+#   docker build --build-arg SERVICE=request-svc -t jhaas-request-svc .
 #
-# SERVICE is the Python module the container runs by default:
-#   gateway | request_svc | governance_svc | participant_svc | deployer_svc
+# SERVICE is the service's package, and the image runs its module:
+#   gateway | request-svc | governance-svc | participant-svc | deployer-svc
+# deploy/build-service-env.sh makes the environment; the integration test
+# tests/deploy/test_service_images.py replays this file's builder stage with
+# that same script on the same files and starts each service from the result.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 # The uv that wrote uv.lock (lock revision 5); keep it in step with the developers' uv.
@@ -15,9 +17,11 @@ ARG UV_VERSION=0.13.9
 FROM ghcr.io/astral-sh/uv:${UV_VERSION} AS uv
 
 # ---------------------------------------------------------------------------
-# builder: a virtual environment with the services and their locked dependencies
+# builder: a virtual environment with one service and its locked dependencies
 # ---------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
+
+ARG SERVICE
 
 COPY --from=uv /uv /usr/local/bin/uv
 
@@ -32,40 +36,31 @@ ENV UV_COMPILE_BYTECODE=1 \
 
 WORKDIR /app
 
-# 1) Third-party dependencies only, from the lock file: this layer is reused
-#    until uv.lock changes. --frozen: install exactly what uv.lock says.
-#    The launcher (and its nats-server binary) is for one-machine runs and is
-#    left out: only the services' own dependency trees are installed.
+# 1) The service's third-party dependencies, from the lock file alone: this
+#    layer is reused until uv.lock changes.
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
-    uv sync --frozen --no-dev --no-install-workspace \
-        --package gateway \
-        --package request-svc \
-        --package governance-svc \
-        --package participant-svc \
-        --package deployer-svc
+    --mount=type=bind,source=deploy/build-service-env.sh,target=deploy/build-service-env.sh \
+    sh deploy/build-service-env.sh --deps-only "$SERVICE" "$UV_PROJECT_ENVIRONMENT"
 
-# 2) The workspace members the services are made of, installed non-editable so
-#    that the runtime stage needs nothing but the virtual environment.
+# 2) The workspace members it is made of, installed non-editable so that the
+#    runtime stage needs nothing but the virtual environment. Only this
+#    service's folder: the build cannot use another service's code by mistake.
 COPY pyproject.toml uv.lock ./
+COPY deploy/build-service-env.sh ./deploy/
 COPY schemas ./schemas
 COPY runtime ./runtime
-COPY services ./services
+COPY services/${SERVICE} ./services/${SERVICE}
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable \
-        --package gateway \
-        --package request-svc \
-        --package governance-svc \
-        --package participant-svc \
-        --package deployer-svc
+    sh deploy/build-service-env.sh "$SERVICE" "$UV_PROJECT_ENVIRONMENT"
 
 # ---------------------------------------------------------------------------
 # runtime: the base interpreter, the virtual environment, an unprivileged user
 # ---------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
-ARG SERVICE=gateway
+ARG SERVICE
 
 RUN groupadd --system --gid 10001 jhaas \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/jhaas \
@@ -76,20 +71,20 @@ RUN groupadd --system --gid 10001 jhaas \
 # Owned by root and read-only for the service user.
 COPY --from=builder /app/.venv /app/.venv
 
+# The module is the package's name with underscores (request-svc -> request_svc).
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     JHAAS_DATA_DIR=/var/lib/jhaas \
-    JHAAS_SERVICE_MODULE=${SERVICE}
-
-# Fail the build, not the container, when SERVICE names no runnable module.
-RUN python -c "import importlib.util, sys; \
-m = sys.argv[1]; \
-sys.exit(0 if importlib.util.find_spec(m + '.__main__') else 'SERVICE=' + m + ' has no __main__')" \
-    "${SERVICE}"
+    JHAAS_SERVICE_MODULE=${SERVICE//-/_}
 
 USER 10001:10001
 WORKDIR /var/lib/jhaas
+
+# Fail the build, not the container: the service user can read and import
+# the copied environment.
+RUN python -c "import importlib, sys; importlib.import_module(sys.argv[1] + '.__main__')" \
+    "$JHAAS_SERVICE_MODULE"
 
 # The gateway listens here (JHAAS_GATEWAY_PORT); the other services only
 # connect out to NATS and their database.

@@ -8,7 +8,8 @@ Kubernetes API server run on the build machines.
   really reads through `RuntimeSettings.from_env`).
 - docker-compose.yml: a service per module, each with its own database, the
   secrets required from the environment, NATS and PostgreSQL health-gated.
-- Dockerfile / .dockerignore: one image for every workspace service.
+- Dockerfile / .dockerignore: one image per workspace service, holding only that
+  service (tests/deploy/test_service_images.py builds and starts each one).
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 INITDB_DIR = ROOT / "deploy" / "compose" / "initdb"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+BUILD_SCRIPT = ROOT / "deploy" / "build-service-env.sh"
 
 KUBERNETES_VERSION = "1.31"
 NAMESPACE = "jhaas"
 SECRET_NAME = "jhaas-secrets"
 CONFIG_NAME = "jhaas-config"
-JHAAS_IMAGE = "jhaas"
 APP_UID = 10001
 TMP = "/tmp"  # noqa: S108 - the emptyDir mount point checked in the pods
 
@@ -63,6 +64,14 @@ GATEWAY_ONLY_SECRETS = {"JHAAS_JWT_SECRET", "JHAAS_ADMIN_PASSWORD"}
 SECRET_LOOKING_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|DATABASE_URL|PRIVATE_KEY")
 URL_WITH_PASSWORD = re.compile(r"[a-z0-9+.-]+://[^\s/:@]+:[^\s/@]+@", re.IGNORECASE)
 PLACEHOLDER = "CHANGE-ME"
+
+
+def image_for(module: str) -> str:
+    """The image built with SERVICE=<its package> (the package is the service's name)."""
+    return f"jhaas-{MODULES[module]}"
+
+
+JHAAS_IMAGES = {image_for(module) for module in MODULES}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -214,12 +223,11 @@ def variables_the_code_reads() -> set[str]:
     return names
 
 
-def workspace_modules() -> set[str]:
-    """Importable service modules of the workspace: services/<dir>/src/<module>/."""
+def service_packages() -> set[str]:
+    """The workspace's service packages, the values the Dockerfile's SERVICE takes."""
     return {
-        path.name
-        for path in ROOT.glob("services/*/src/*")
-        if path.is_dir() and (path / "__init__.py").is_file()
+        tomllib.loads(path.read_text())["project"]["name"]
+        for path in ROOT.glob("services/*/pyproject.toml")
     }
 
 
@@ -285,9 +293,9 @@ def compose_service_for(module: str) -> tuple[str, dict[str, Any]]:
         (name, service)
         for name, service in compose()["services"].items()
         if isinstance(service.get("build"), Mapping)
-        and service["build"].get("args", {}).get("SERVICE") == module
+        and service["build"].get("args", {}).get("SERVICE") == MODULES[module]
     ]
-    assert len(found) == 1, f"expected one compose service built with SERVICE={module}"
+    assert len(found) == 1, f"expected one compose service built with SERVICE={MODULES[module]}"
     return found[0]
 
 
@@ -357,7 +365,8 @@ def test_kustomization_lists_exactly_the_manifest_files() -> None:
         assert (K8S_DIR / entry).is_file(), f"kustomization lists missing file {entry}"
     assert EXAMPLE_SECRET.name not in listed, "the example Secret must never be applied"
     assert set(listed) == {p.name for p in resource_files()}
-    assert [image["name"] for image in kustomization["images"]] == [JHAAS_IMAGE]
+    names = [image["name"] for image in kustomization["images"]]
+    assert sorted(names) == sorted(JHAAS_IMAGES), "one image per service"
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
@@ -383,8 +392,7 @@ def test_kustomize_builds_every_resource_into_the_namespace() -> None:
         for container in doc["spec"]["template"]["spec"]["containers"]
     }
     kustomization = load_documents(KUSTOMIZATION)[0]
-    (image,) = kustomization["images"]
-    assert images == {f"{image['newName']}:{image['newTag']}"}
+    assert images == {f"{i['newName']}:{i['newTag']}" for i in kustomization["images"]}
 
 
 def test_every_namespaced_resource_is_in_the_jhaas_namespace() -> None:
@@ -462,7 +470,7 @@ def test_every_pod_runs_as_non_root_and_locked_down() -> None:
             assert not security.get("capabilities", {}).get("add"), where
             assert container["resources"]["requests"], where
             assert container["resources"]["limits"]["memory"], where
-            if container["image"] == JHAAS_IMAGE:
+            if container["image"] in JHAAS_IMAGES:
                 # The image's user; a writable /tmp on a read-only root filesystem.
                 assert pod_security["runAsUser"] == APP_UID, where
                 tmp = [m for m in container["volumeMounts"] if m["mountPath"] == TMP]
@@ -476,7 +484,7 @@ def test_each_service_module_runs_as_its_own_deployment() -> None:
     for module in MODULES:
         deployment = deployment_for(module)
         container = only_container(deployment)
-        assert container["image"] == JHAAS_IMAGE
+        assert container["image"] == image_for(module), "the image built for this service"
         assert deployment["spec"]["replicas"] == 2, module
         assert selector_matches(deployment["spec"]["selector"], pod_labels(deployment))
         assert pod_labels(deployment)["app.kubernetes.io/name"] == MODULES[module]
@@ -726,14 +734,14 @@ def test_service_accounts_and_deployer_rbac_fit_together() -> None:
 
 
 def test_compose_has_a_service_for_every_module_built_from_the_one_dockerfile() -> None:
-    modules_on_disk = workspace_modules()
+    packages = service_packages()
     built = {
         service["build"]["args"]["SERVICE"]
         for service in compose()["services"].values()
         if isinstance(service.get("build"), Mapping)
     }
-    assert built == set(MODULES)
-    assert built <= modules_on_disk, f"not a workspace module: {built - modules_on_disk}"
+    assert built == set(MODULES.values())
+    assert built <= packages, f"not a workspace service package: {built - packages}"
     for module in MODULES:
         name, service = compose_service_for(module)
         assert name == MODULES[module]
@@ -848,7 +856,7 @@ def test_compose_requires_the_secrets_and_commits_none() -> None:
 # -------------------------------------------------------------------- Dockerfile
 
 
-def test_dockerfile_builds_every_service_into_one_small_non_root_image() -> None:
+def test_dockerfile_builds_one_small_non_root_image_per_service() -> None:
     stages = dockerfile_stages()
     global_args: dict[str, str] = {}
     for line in stages["<global>"]:
@@ -861,31 +869,52 @@ def test_dockerfile_builds_every_service_into_one_small_non_root_image() -> None
     assert stages["runtime"][0] == "FROM ${PYTHON_IMAGE} AS runtime"
     assert list(stages)[-1] == "runtime", "the last stage is the image"
 
-    # Built with uv from the lock file, without dev dependencies, for every service.
-    syncs = [line for line in stages["builder"] if "uv sync" in line]
-    assert len(syncs) == 2
-    service_packages = {
-        tomllib.loads(path.read_text())["project"]["name"]
-        for path in ROOT.glob("services/*/pyproject.toml")
+    # Each image: one service's package and what it declares, from the lock file,
+    # made by the script that tests/deploy/test_service_images.py replays.
+    builder = stages["builder"]
+    assert "ARG SERVICE" in builder
+    commands = [
+        re.sub(r"^RUN\s+(?:--\S+\s+)*", "", line) for line in builder if line.startswith("RUN ")
+    ]
+    assert commands == [
+        'sh deploy/build-service-env.sh --deps-only "$SERVICE" "$UV_PROJECT_ENVIRONMENT"',
+        'sh deploy/build-service-env.sh "$SERVICE" "$UV_PROJECT_ENVIRONMENT"',
+    ]
+    builder_env = " ".join(line for line in builder if line.startswith("ENV "))
+    assert "UV_COMPILE_BYTECODE=1" in builder_env, "the runtime filesystem is read-only"
+    assert "UV_PYTHON_DOWNLOADS=never" in builder_env
+    script = BUILD_SCRIPT.read_text()
+    for option in ("--frozen", "--no-dev", "--no-editable", '--package "$package"'):
+        assert option in script
+    (accepted,) = re.findall(r"^\s*((?:[\w-]+ \| )+[\w-]+)\) ;;$", script, re.MULTILINE)
+    assert set(accepted.split(" | ")) == service_packages()
+    copied = {
+        source
+        for line in builder
+        if line.startswith("COPY ") and "--from=" not in line
+        for source in line.split()[1:-1]
     }
-    for sync in syncs:
-        assert "--frozen" in sync
-        assert "--no-dev" in sync
-        assert set(re.findall(r"--package\s+(\S+)", sync)) == service_packages
-    assert "--no-editable" in syncs[-1]
-    copied = {line.split()[1] for line in stages["builder"] if line.startswith("COPY ")}
-    for member in ("schemas", "runtime", "services", "pyproject.toml"):
-        assert member in copied, f"{member} is not copied into the build"
+    assert copied == {
+        "pyproject.toml",
+        "uv.lock",
+        "deploy/build-service-env.sh",
+        "schemas",
+        "runtime",
+        "services/${SERVICE}",
+    }, "only the shared members and the one service's folder (never the launcher)"
+    # COPY services/${SERVICE} and the module the image runs follow from the package name.
+    for package in service_packages():
+        assert (ROOT / "services" / package / "src" / package.replace("-", "_")).is_dir()
 
     runtime = stages["runtime"]
-    assert "ARG SERVICE=gateway" in runtime
+    assert "ARG SERVICE" in runtime
     assert f"USER {APP_UID}:{APP_UID}" in runtime
     assert any(line.startswith("COPY --from=builder /app/.venv") for line in runtime)
     env = " ".join(line for line in runtime if line.startswith("ENV "))
     assert "PYTHONUNBUFFERED=1" in env
-    assert "JHAAS_SERVICE_MODULE=${SERVICE}" in env
+    assert "PYTHONDONTWRITEBYTECODE=1" in env
+    assert "JHAAS_SERVICE_MODULE=${SERVICE//-/_}" in env
     assert runtime[-1] == 'CMD ["/bin/sh", "-c", "exec python -m \\"$JHAAS_SERVICE_MODULE\\""]'
-    assert "gateway" in workspace_modules()
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build() -> None:
