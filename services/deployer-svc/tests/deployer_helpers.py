@@ -89,7 +89,8 @@ class GatedBackend:
         self.fail_deploys = fail_deploys
         self._held: dict[str, asyncio.Event] = {}
         self._reached: dict[str, asyncio.Event] = {}
-        self.delays: dict[str, float] = {}
+        self.delays: dict[str, float] = {}  # point -> seconds every call spends there
+        self.stopped: list[str] = []
 
     def hold(self, point: str) -> None:
         self._held[point] = asyncio.Event()
@@ -104,11 +105,15 @@ class GatedBackend:
     async def _at(self, point: str) -> None:
         if point in self._reached:
             self._reached[point].set()
-        gate = self._held.get(point)
-        if gate is not None:
-            await gate.wait()
-        if self.delays.get(point):
-            await asyncio.sleep(self.delays[point])
+        try:
+            gate = self._held.get(point)
+            if gate is not None:
+                await gate.wait()
+            if self.delays.get(point):
+                await asyncio.sleep(self.delays[point])
+        except asyncio.CancelledError:
+            self.stopped.append(point)  # the scheduler stopped the action here
+            raise
 
     async def deploy(self, hub: HubDeployment) -> HubStatus:
         self.calls.append(("deploy", hub.deployment_id))
@@ -122,7 +127,7 @@ class GatedBackend:
                 # The hub's processes run (state.json is written right after the
                 # start), it does not answer yet: hold here while it comes up.
                 state = self.inner.root / hub.deployment_id / "state.json"
-                while not state.exists() and not inner.done():
+                while not state.exists() and not inner.done():  # noqa: ASYNC110 - a file, no event
                     await asyncio.sleep(0.01)
                 await self._at("starting")
             status = await inner

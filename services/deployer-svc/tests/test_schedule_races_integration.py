@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,14 +20,13 @@ from pathlib import Path
 
 import nats
 import pytest
-import sqlalchemy as sa
 
 from deployer_svc.app import build_app
 from deployer_svc.backends.local import LocalBackend
 from deployer_svc.domain import DeploymentRecord
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository, deployments
-from jhaas_launcher.testing import eventually, publish
+from jhaas_launcher.testing import eventually, publish, sample_spec
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.envelope import Event, envelope
@@ -43,7 +43,7 @@ from jhaas_schemas.events import (
 from jhaas_schemas.rpc import DeploymentState
 
 sys.path.insert(0, str(Path(__file__).parent))
-from deployer_helpers import GatedBackend, approval, deployer_events, of_request
+from deployer_helpers import GatedBackend, approval, deployer_events, of_request, scheduler_of
 
 pytestmark = pytest.mark.integration
 
@@ -133,6 +133,150 @@ async def test_a_cancellation_wins_at_every_step_of_a_deploy(
                 request_id=approved.request_id
             )
         assert record.state == DeploymentState.DELETED
+    finally:
+        await nc.close()
+        await runtime.stop()
+        for deployment_id in await inner.list_managed():
+            await inner.teardown(deployment_id)
+
+
+def running_record(now: datetime, starts_in: float, lasts: float) -> DeploymentRecord:
+    spec = sample_spec(
+        slug="other-1",
+        starts_at=now + timedelta(seconds=starts_in),
+        ends_at=now + timedelta(seconds=starts_in + lasts),
+    )
+    return DeploymentRecord(
+        deployment_id=str(uuid.uuid4()),
+        request_id=str(uuid.uuid4()),
+        leader_id="u-leader",
+        state=DeploymentState.RUNNING,
+        configuration=spec,
+        deploy_at=now - timedelta(minutes=1),
+        starts_at=spec.starts_at,
+        ends_at=spec.ends_at,
+        teardown_at=spec.ends_at,
+        created_at=now,
+        updated_at=now,
+        hub_url="http://127.0.0.1:1/",
+        attempts=1,
+    )
+
+
+async def test_one_slow_deploy_holds_up_no_other_course(
+    settings_for: Callable[..., RuntimeSettings], tmp_path: Path
+) -> None:
+    inner = LocalBackend(tmp_path / "hubs", installation_id="test")
+    backend = GatedBackend(inner)
+    backend.hold("deploy")  # a 10-minute image pull, say
+    settings = settings_of(settings_for("deployer-svc"), tmp_path)
+    runtime = build_app(settings, backend=backend)  # type: ignore[arg-type]
+    await runtime.start()
+    nc = await nats.connect(settings.runtime.nats_url)
+    js = nc.jetstream()
+    try:
+        now = datetime.now(UTC)
+        slow = approval(now + timedelta(minutes=5), now + timedelta(minutes=30))
+        await publish(js, slow)
+        async with asyncio.timeout(60):  # a hang guard
+            await backend.reached("deploy")
+        # Meanwhile another course starts, ends and is deleted.
+        other = running_record(datetime.now(UTC), starts_in=1.0, lasts=1.0)
+        async with runtime.db.transaction() as session:
+            assert await DeploymentRepository(session).add(other)
+        scheduler_of(runtime).notify()
+        kinds = await eventually(
+            lambda: events_of(js, other.request_id),
+            lambda ks: HubDeleted in ks,
+            timeout=30,
+        )
+        assert kinds == [CourseStarted, CourseEnded, HubDeleted]
+        # ... all while the slow deploy is still in the backend's hands.
+        assert await events_of(js, slow.request_id) == [DeploymentScheduled, HubDeploying]
+        backend.release("deploy")
+        await eventually(
+            lambda: events_of(js, slow.request_id), lambda ks: HubReady in ks, timeout=90
+        )
+    finally:
+        await nc.close()
+        await runtime.stop()
+        for deployment_id in await inner.list_managed():
+            await inner.teardown(deployment_id)
+
+
+async def test_two_replicas_never_do_an_action_slower_than_its_lease_twice(
+    settings_for: Callable[..., RuntimeSettings], tmp_path: Path
+) -> None:
+    inner = LocalBackend(tmp_path / "hubs", installation_id="test")
+    backend = GatedBackend(inner)  # one call log for both replicas
+    backend.delays = {"deploy": 3 * LEASE.total_seconds(), "teardown": 3 * LEASE.total_seconds()}
+    settings = settings_of(settings_for("deployer-svc"), tmp_path)
+    replicas = [build_app(settings, backend=backend) for _ in range(2)]  # type: ignore[arg-type]
+    for runtime in replicas:
+        await runtime.start()
+    nc = await nats.connect(settings.runtime.nats_url)
+    js = nc.jetstream()
+    try:
+        now = datetime.now(UTC)
+        course = approval(now + timedelta(seconds=5), now + timedelta(seconds=30))
+        await publish(js, course)
+        kinds = await eventually(
+            lambda: events_of(js, course.request_id),
+            lambda ks: HubDeleted in ks,
+            timeout=150,
+        )
+        await asyncio.sleep(2 * LEASE.total_seconds())  # a second claim would show by now
+        kinds = await events_of(js, course.request_id)
+        assert kinds == [
+            DeploymentScheduled,
+            HubDeploying,
+            HubReady,
+            CourseStarted,
+            CourseEnded,
+            HubDeleted,
+        ], kinds
+        assert Counter(what for what, _ in backend.calls) == {"deploy": 1, "teardown": 1}
+        assert backend.stopped == []
+    finally:
+        await nc.close()
+        for runtime in replicas:
+            await runtime.stop()
+        for deployment_id in await inner.list_managed():
+            await inner.teardown(deployment_id)
+
+
+@pytest.mark.parametrize("point", ["deployed", "teardown"])
+async def test_an_action_that_lost_its_lease_stops_before_it_emits_anything(
+    settings_for: Callable[..., RuntimeSettings], tmp_path: Path, point: str
+) -> None:
+    inner = LocalBackend(tmp_path / "hubs", installation_id="test")
+    backend = GatedBackend(inner)
+    backend.hold(point)
+    settings = settings_of(settings_for("deployer-svc"), tmp_path)
+    runtime = build_app(settings, backend=backend)  # type: ignore[arg-type]
+    await runtime.start()
+    nc = await nats.connect(settings.runtime.nats_url)
+    js = nc.jetstream()
+    try:
+        now = datetime.now(UTC)
+        ends = now + timedelta(seconds=12 if point == "teardown" else 600)
+        course = approval(now + timedelta(seconds=6), ends)
+        await publish(js, course)
+        async with asyncio.timeout(120):  # a hang guard
+            await backend.reached(point)
+        before = await events_of(js, course.request_id)
+        # Another worker owns the row now (say this one was paused past its lease).
+        async with runtime.db.transaction() as session:
+            await session.execute(
+                deployments.update()
+                .where(deployments.c.request_id == course.request_id)
+                .values(lease_owner="another-worker", lease_until=now + timedelta(hours=1))
+            )
+        await eventually(lambda: asyncio.sleep(0, backend.stopped), lambda s: s == [point])
+        backend.release(point)
+        await asyncio.sleep(LEASE.total_seconds())  # anything it would still emit shows by now
+        assert await events_of(js, course.request_id) == before
+        assert HubReady not in before if point == "deployed" else HubDeleted not in before
     finally:
         await nc.close()
         await runtime.stop()
