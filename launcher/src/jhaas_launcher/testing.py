@@ -9,11 +9,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+import nats
 from nats.js import JetStreamContext
 
+from jhaas_runtime.messaging import ensure_streams
 from jhaas_schemas.envelope import Event, cloudevents_headers, envelope
 from jhaas_schemas.events import RequestSubmitted, encode_event
 from jhaas_schemas.model import HubSpec, Resources
+from jhaas_schemas.streams import ALL_STREAMS
 
 T = TypeVar("T")
 
@@ -43,6 +46,17 @@ def sample_submitted(request_id: str = "r-1", **spec_overrides: object) -> Reque
         revision=1,
         spec=sample_spec(**spec_overrides),
     )
+
+
+async def create_streams(url: str) -> None:
+    """Every stream, as in a running installation. A service creates only its
+    own; a test or benchmark that runs one service and publishes another
+    context's events itself (on a server without authorization) calls this."""
+    nc = await nats.connect(url)
+    try:
+        await ensure_streams(nc.jetstream(), replicas=1, definitions=ALL_STREAMS)
+    finally:
+        await nc.close()
 
 
 async def publish(js: JetStreamContext, event: Event, *, msg_id: str | None = None) -> None:
