@@ -7,18 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import msgspec
 import nats
 import nats.errors
 import nkeys
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from jhaas_launcher.natsauth import GATEWAY, LAUNCHER, NATS_ADMIN
+from jhaas_launcher.natsauth import GATEWAY, LAUNCHER, NATS_ADMIN, Credentials, apply_streams
 from jhaas_launcher.processes import NatsServer
 from jhaas_launcher.testing import Peer
 from jhaas_runtime.messaging import ensure_streams
 from jhaas_schemas.bus import ROLES
-from jhaas_schemas.streams import ALL_STREAMS, DEAD_LETTER_STREAM, EVENT_STREAMS
+from jhaas_schemas.streams import ALL_STREAMS, DEAD_LETTER_STREAM, EVENT_STREAMS, REQUEST_STREAM
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +71,10 @@ async def test_a_service_speaks_only_for_itself(peer: ConnectAs, service: str) -
     assert await me.publish_refused("jhaas.rpc.governance.approve")
     assert await me.subscribe_refused(f"_INBOX.{GATEWAY}.>")
     assert await me.subscribe_refused("jhaas.evt.>")
-    assert await me.publish_refused(f"{JS_API}.STREAM.DELETE.{role.stream.name}")
-    assert await me.publish_refused(f"{JS_API}.STREAM.PURGE.{role.stream.name}")
+    # Its own stream: created, never changed (a change could make it capture RPC calls).
+    for verb in ("UPDATE", "DELETE", "PURGE"):
+        assert await me.publish_refused(f"{JS_API}.STREAM.{verb}.{role.stream.name}")
+        assert await me.publish_refused(f"{JS_API}.STREAM.{verb}.{DEAD_LETTER_STREAM.name}")
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -101,6 +104,30 @@ async def test_a_service_does_what_it_needs(peer: ConnectAs, service: str) -> No
         await msg.ack_sync()
         assert (await js.consumer_info(consumer.stream.name, consumer.name)).num_ack_pending == 0
     assert me.violations == []
+
+
+async def test_only_the_operator_changes_a_stream(
+    peer: ConnectAs, secure_nats: NatsServer, credentials: Credentials
+) -> None:
+    service = await peer("request-svc")
+    await ensure_streams(service.nc.jetstream(), 1, (REQUEST_STREAM,))
+    # A compromised request-svc widens its stream to capture every RPC call.
+    widened = msgspec.structs.replace(
+        REQUEST_STREAM, subjects=(*REQUEST_STREAM.subjects, "jhaas.rpc.>")
+    )
+    await ensure_streams(service.nc.jetstream(), 1, (widened,))  # warns, goes on
+    assert await service.publish_refused(f"{JS_API}.STREAM.UPDATE.{REQUEST_STREAM.name}")
+    admin = (await peer(NATS_ADMIN)).nc.jetstream()
+    info = await admin.stream_info(REQUEST_STREAM.name)
+    assert info.config.subjects == list(REQUEST_STREAM.subjects)
+
+    # The operator's tool creates the rest and brings a changed stream back.
+    info.config.description = "changed by hand"
+    await admin.update_stream(info.config)
+    await apply_streams(secure_nats.url, credentials.seed_file(NATS_ADMIN), replicas=1)
+    for stream in ALL_STREAMS:
+        config = (await admin.stream_info(stream.name)).config
+        assert config.description == stream.description
 
 
 async def received_by_admin(peer: ConnectAs, sender: Peer, subject: str) -> bool:

@@ -6,7 +6,8 @@ where to sign in, restarts a process that dies, and stops everything cleanly
 on Ctrl-C.
 
 `python -m jhaas_launcher nats-credentials --out DIR` writes the NATS server's
-authorization and one credential per process, for compose and Kubernetes.
+authorization and one credential per process, for compose and Kubernetes;
+`nats-streams` creates the streams or applies changed settings to them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import socket
 import sys
 from pathlib import Path
 
-from jhaas_launcher.natsauth import NATS_ADMIN, SERVER_CONFIG, ensure_credentials
+from jhaas_launcher.natsauth import NATS_ADMIN, SERVER_CONFIG, apply_streams, ensure_credentials
 from jhaas_launcher.stack import (
     ADMIN_USERNAME,
     GATEWAY,
@@ -125,6 +126,16 @@ def nats_credentials(args: argparse.Namespace) -> int:
     return 0
 
 
+def nats_streams(args: argparse.Namespace) -> int:
+    try:
+        asyncio.run(apply_streams(args.server, args.nkey, args.replicas))
+    except Exception as exc:  # any failure: say it plainly, exit non-zero
+        print(f"could not apply the stream settings: {exc!r}", file=sys.stderr)
+        return 1
+    print(f"every stream exists with this version's settings ({args.replicas} replicas)")
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="jhaas", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,9 +153,18 @@ def main() -> None:
     )
     creds.add_argument("--out", required=True, type=Path, help="folder for the files (kept)")
     creds.add_argument("--reader", action="append", default=[], help=reader_help)
+    streams = sub.add_parser(
+        "nats-streams",
+        help="create every stream or apply this version's settings (operator credential)",
+    )
+    streams.add_argument("--server", required=True, help="NATS URL(s), comma-separated")
+    streams.add_argument("--nkey", required=True, type=Path, help=f"the {NATS_ADMIN}.nk seed")
+    streams.add_argument("--replicas", type=int, default=1, help="JHAAS_STREAM_REPLICAS")
     args = parser.parse_args()
     if args.command == "nats-credentials":
         sys.exit(nats_credentials(args))
+    if args.command == "nats-streams":
+        sys.exit(nats_streams(args))
     args.data_dir = Path(args.data_dir).resolve()
     sys.exit(asyncio.run(up(args)))
 

@@ -10,8 +10,9 @@ What each may do, derived from `jhaas_schemas.bus`:
   nothing else, so a service may trust the principal inside a request;
 - a service answers its own RPC subjects (replies only to the requests it
   received), publishes its own context's events and the dead letters of its
-  own consumers, creates and updates its own stream and the dead-letter
-  stream, and creates, reads and acknowledges its own durable consumers;
+  own consumers, creates (but cannot change) its own stream and the
+  dead-letter stream, and creates, reads and acknowledges its own durable
+  consumers;
 - the launcher's health probe sends `jhaas.rpc.*.health` only;
 - `nats-admin` may do everything: it is for the operator's tools (the nats
   CLI), never given to a process of the product;
@@ -32,11 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nats
 import nkeys
 
-from jhaas_runtime.messaging import inbox_prefix
+from jhaas_runtime.messaging import ensure_streams, inbox_prefix
 from jhaas_schemas.bus import ROLES, BusRole, DurableConsumer, owned_streams
-from jhaas_schemas.streams import DEAD_LETTER_PREFIX, EVENT_PREFIX, EVENT_STREAMS, RPC_PREFIX
+from jhaas_schemas.streams import (
+    ALL_STREAMS,
+    DEAD_LETTER_PREFIX,
+    EVENT_PREFIX,
+    EVENT_STREAMS,
+    RPC_PREFIX,
+)
 
 GATEWAY = "gateway"
 LAUNCHER = "launcher"
@@ -83,8 +91,10 @@ def _consumer_subjects(consumer: DurableConsumer) -> list[str]:
 
 def _service_permissions(role: BusRole) -> dict[str, Any]:
     publish = [f"{EVENT_PREFIX}.{role.context}.>"]
-    for stream in owned_streams(role.service):
-        publish += [f"{JS_API}.STREAM.{verb}.{stream.name}" for verb in ("CREATE", "UPDATE")]
+    # Create only: NATS cannot see a stream's configuration in a request, so
+    # whoever may update a stream may make it capture any subject (RPC calls
+    # included). Changing an existing stream is the operator's (`nats-streams`).
+    publish += [f"{JS_API}.STREAM.CREATE.{s.name}" for s in owned_streams(role.service)]
     for consumer in role.consumers:
         publish.append(f"{DEAD_LETTER_PREFIX}.{consumer.name}.>")
         publish += _consumer_subjects(consumer)
@@ -207,3 +217,19 @@ def ensure_credentials(folder: Path, readers: Iterable[str] = ()) -> Credentials
         public_keys.setdefault(path.stem, _public_key(path.read_text().strip()))
     _write_private(credentials.server_config, server_config(public_keys))
     return credentials
+
+
+async def apply_streams(url: str, admin_seed: Path, replicas: int) -> None:
+    """Create every stream, or bring it to this version's settings, with the
+    operator's credential: the services may create their streams but not
+    change them. Run at every `./jhaas up`, and by the operator of compose or
+    Kubernetes after changing JHAAS_STREAM_REPLICAS or upgrading."""
+    nc = await nats.connect(
+        [u.strip() for u in url.split(",")],
+        nkeys_seed=str(admin_seed),
+        inbox_prefix=inbox_prefix(NATS_ADMIN),
+    )
+    try:
+        await ensure_streams(nc.jetstream(), replicas, ALL_STREAMS)
+    finally:
+        await nc.close()

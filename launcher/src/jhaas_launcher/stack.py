@@ -16,7 +16,13 @@ import msgspec
 import nats
 from nats.aio.client import Client as NATS
 
-from jhaas_launcher.natsauth import LAUNCHER, Credentials, ensure_credentials
+from jhaas_launcher.natsauth import (
+    LAUNCHER,
+    NATS_ADMIN,
+    Credentials,
+    apply_streams,
+    ensure_credentials,
+)
 from jhaas_launcher.processes import ManagedProcess, NatsServer, free_port, spawn
 from jhaas_runtime.messaging import inbox_prefix
 
@@ -200,6 +206,8 @@ class Stack:
 
     async def start(self) -> None:
         self.start_nats()
+        # The services may create their streams but not change them.
+        await apply_streams(self.nats_url, self.credentials.seed_file(NATS_ADMIN), replicas=1)
         for name, module in SERVICES:
             self.start_process(name, module)
         await asyncio.gather(*(self.wait_service(name) for name, _ in SERVICES))

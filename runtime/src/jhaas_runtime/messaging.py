@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError, ServerError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServerError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jhaas_runtime import failpoints
@@ -36,6 +36,8 @@ from jhaas_schemas.streams import ALL_STREAMS, StreamDefinition, dead_letter_sub
 
 log = get_logger(__name__)
 
+# A refused request gets no answer at all: do not hold a start-up for long.
+STREAM_UPDATE_TIMEOUT = 2.0
 # JetStream's error code for "stream not found".
 STREAM_NOT_FOUND = 10059
 MAX_STREAM_WAIT_PAUSE = 10.0
@@ -92,14 +94,27 @@ async def ensure_streams(
     replicas: int,
     definitions: Sequence[StreamDefinition] = ALL_STREAMS,
 ) -> None:
-    """Create or update every stream; safe to run from every replica at every start."""
+    """Create or update every stream; safe to run from every replica at every start.
+
+    A service's NATS credential may create its streams but not change them:
+    a stream with other settings (e.g. replicas changed) is then left as it
+    is, with a warning, until the operator applies them (`nats-streams`)."""
     for definition in definitions:
         config = stream_config(definition, replicas)
         try:
             await js.add_stream(config)
         except BadRequestError:
-            # The stream exists with other settings (e.g. replicas changed): update it.
-            await js.update_stream(config)
+            try:
+                async with asyncio.timeout(STREAM_UPDATE_TIMEOUT):
+                    await js.update_stream(config)
+            except (nats.errors.TimeoutError, TimeoutError, APIError) as exc:
+                log.warning(
+                    "the stream's settings differ from this version's and could not be "
+                    "changed; apply them with the operator's credential "
+                    "(python -m jhaas_launcher nats-streams)",
+                    stream=definition.name,
+                    error=str(exc) or type(exc).__name__,
+                )
 
 
 class _TypeOnly(msgspec.Struct):
