@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import uuid
@@ -17,15 +18,20 @@ from pathlib import Path
 import pytest
 
 from jhaas_launcher.processes import NatsServer, PostgresServer
+from jhaas_launcher.testing import create_streams
 from jhaas_runtime.settings import RuntimeSettings
 
 
 @pytest.fixture
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     # One server per test: streams and durable consumers never leak between tests,
-    # and a server starts in a few milliseconds.
+    # and a server starts in a few milliseconds. No authorization: see tests/bus
+    # for the product's. Every stream exists from the start, as in a running
+    # installation, because a service creates only its own and a test often
+    # publishes another context's events itself.
     root = tmp_path_factory.mktemp("nats")
     server = NatsServer(store_dir=root / "jetstream", log_path=root / "nats.log").start()
+    asyncio.run(create_streams(server.url))
     yield server
     server.stop()
 

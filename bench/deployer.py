@@ -39,7 +39,7 @@ from deployer_svc.scheduler import Scheduler, lateness_summary
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository
 from jhaas_launcher.processes import NatsServer, free_port, spawn
-from jhaas_launcher.testing import publish, sample_spec
+from jhaas_launcher.testing import create_streams, publish, sample_spec
 from jhaas_runtime.logs import configure_logging
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
@@ -391,6 +391,7 @@ async def main(courses: int, triggers: int, spread: float) -> None:
         root = Path(tmp)
         server = NatsServer(store_dir=root / "js").start()
         try:
+            await create_streams(server.url)
             await deploy_figure(server, root, courses)
             await lateness_figure(server, root, triggers, spread)
         finally:

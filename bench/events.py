@@ -18,7 +18,7 @@ import nats
 from deployer_svc.app import GOVERNANCE_CONSUMER, build_app
 from deployer_svc.settings import DeployerSettings
 from jhaas_launcher.processes import NatsServer, PostgresServer
-from jhaas_launcher.testing import publish, sample_spec
+from jhaas_launcher.testing import create_streams, publish, sample_spec
 from jhaas_runtime.logs import configure_logging
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.envelope import envelope
@@ -44,6 +44,7 @@ def approval(i: int) -> RequestApproved:
 async def run_once(database_url: str, root: Path, count: int) -> tuple[float, float]:
     server = NatsServer(store_dir=root / "js").start()
     try:
+        await create_streams(server.url)
         settings = DeployerSettings(
             runtime=RuntimeSettings(
                 service="deployer-svc",

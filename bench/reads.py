@@ -50,7 +50,7 @@ async def main(seconds: int, concurrency: int) -> None:
         bare = None
         try:
             await stack.start()
-            env = stack.env()
+            env = stack.env("gateway")  # it checks tokens like the gateway: same secret
             bare = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
                 [sys.executable, "-m", "bench.bare_app", str(bare_port)], env=env
             )

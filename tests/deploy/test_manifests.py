@@ -15,9 +15,11 @@ Kubernetes API server run on the build machines.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import shutil
 import subprocess
+import tempfile
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,6 +32,8 @@ import yaml
 
 from deployer_svc.settings import DeployerSettings
 from gateway.settings import GatewaySettings
+from jhaas_launcher.natsauth import ensure_credentials
+from jhaas_launcher.processes import nats_server_binary
 from jhaas_runtime.settings import RuntimeSettings
 
 pytestmark = pytest.mark.unit
@@ -228,6 +232,34 @@ def service_packages() -> set[str]:
     return {
         tomllib.loads(path.read_text())["project"]["name"]
         for path in ROOT.glob("services/*/pyproject.toml")
+    }
+
+
+K8S_SEED_FILE = "/var/run/secrets/jhaas/nats/nats.nk"
+COMPOSE_SEED_FILE = "/run/secrets/nats.nk"
+NATS_AUTH_SECRET = "jhaas-nats-auth"
+
+
+@functools.cache
+def a_real_seed_file() -> Path:
+    """A real NATS seed standing in for the file each pod or container mounts."""
+    folder = Path(tempfile.mkdtemp(prefix="jhaas-manifest-seed-"))
+    return ensure_credentials(folder / "nats").seed_file("gateway")
+
+
+def as_mounted(env: Mapping[str, str], mount: str) -> dict[str, str]:
+    """The environment as the process sees it in its container: the settings
+    read the seed file, which is there at `mount` (checked) once mounted."""
+    assert env["JHAAS_NATS_SEED_FILE"] == mount
+    return {**env, "JHAAS_NATS_SEED_FILE": str(a_real_seed_file())}
+
+
+def secret_volumes(workload: Mapping[str, Any]) -> dict[str, str]:
+    """volume name -> Secret name, for every Secret volume of the pod."""
+    return {
+        volume["name"]: volume["secret"]["secretName"]
+        for volume in pod_spec(workload).get("volumes", [])
+        if "secret" in volume
     }
 
 
@@ -496,7 +528,9 @@ def test_each_deployment_reads_its_own_database_and_the_shared_settings() -> Non
     database_urls: set[str] = set()
     for module, service in MODULES.items():
         container = only_container(deployment_for(module))
-        settings = RuntimeSettings.from_env(service, container_environment(container))
+        settings = RuntimeSettings.from_env(
+            service, as_mounted(container_environment(container), K8S_SEED_FILE)
+        )
         refs = secret_refs(container)
         db_refs = {env: key for env, key in refs.items() if env.endswith("_DATABASE_URL")}
         # Exactly one database URL, the one this service reads, from its own key.
@@ -553,11 +587,59 @@ def test_the_nats_cluster_matches_the_client_settings() -> None:
     config_volume = next(
         v for v in pod_spec(statefulset)["volumes"] if v["name"] == mounts["/etc/nats"]
     )
-    assert config_volume["configMap"]["name"] == "nats-config"
+    # nats.conf and the generated authorization it includes, in one folder.
+    sources = config_volume["projected"]["sources"]
+    assert [src.get("configMap", {}).get("name") for src in sources[:1]] == ["nats-config"]
+    assert [src.get("secret", {}).get("name") for src in sources[1:]] == [NATS_AUTH_SECRET]
+    assert re.search(r"^\s*include nats-auth\.conf\s*$", conf, re.MULTILINE)
     assert container["args"] == ["--config", "/etc/nats/nats.conf"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["path"].startswith("/healthz"), probe
         assert container[probe]["httpGet"]["port"] == "monitor", probe
+
+
+def test_each_deployment_mounts_only_its_own_nats_credential() -> None:
+    assert config_data()["JHAAS_NATS_SEED_FILE"] == K8S_SEED_FILE
+    mounted_by: dict[str, list[str]] = {}
+    for module, service in MODULES.items():
+        deployment = deployment_for(module)
+        secrets = secret_volumes(deployment)
+        nats_secrets = {v: name for v, name in secrets.items() if name.startswith("jhaas-nats-")}
+        assert list(nats_secrets.values()) == [f"jhaas-nats-{service}"], module
+        ((volume, secret),) = nats_secrets.items()
+        mounted_by.setdefault(secret, []).append(service)
+        (mount,) = [m for m in only_container(deployment)["volumeMounts"] if m["name"] == volume]
+        assert mount["readOnly"] is True
+        assert f"{mount['mountPath']}/nats.nk" == K8S_SEED_FILE
+        spec = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == volume)["secret"]
+        assert spec["defaultMode"] & 0o007 == 0, "others must not read the seed"
+    assert all(len(services) == 1 for services in mounted_by.values())
+    assert secret_volumes(named("StatefulSet", "nats")) == {}
+
+
+@pytest.mark.integration
+def test_the_nats_config_with_generated_authorization_is_valid(tmp_path: Path) -> None:
+    # The real nats-server parses the ConfigMap's nats.conf with the include
+    # that `./jhaas nats-credentials` generates beside it in the pod.
+    credentials = ensure_credentials(tmp_path / "generated")
+    (tmp_path / "nats.conf").write_text(nats_conf())
+    (tmp_path / "nats-auth.conf").write_text(credentials.server_config.read_text())
+    result = subprocess.run(
+        [nats_server_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
+        capture_output=True,
+        text=True,
+        env={"SERVER_NAME": "nats-0"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "nats-auth.conf").write_text("authorization {")
+    broken = subprocess.run(
+        [nats_server_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
+        capture_output=True,
+        env={"SERVER_NAME": "nats-0"},
+        check=False,
+    )
+    assert broken.returncode != 0
 
 
 def test_the_gateway_is_probed_served_and_exposed_over_tls() -> None:
@@ -597,7 +679,7 @@ def test_every_configured_variable_is_one_the_code_reads() -> None:
 def test_gateway_and_deployer_settings_resolve_from_the_manifests() -> None:
     secret_values: dict[str, str] = example_secret()["stringData"]
     gateway = GatewaySettings.from_env(
-        container_environment(only_container(deployment_for("gateway")))
+        as_mounted(container_environment(only_container(deployment_for("gateway"))), K8S_SEED_FILE)
     )
     assert (gateway.host, gateway.port) == ("0.0.0.0", 8000)
     assert gateway.jwt_secret == secret_values["JHAAS_JWT_SECRET"].encode()
@@ -605,7 +687,9 @@ def test_gateway_and_deployer_settings_resolve_from_the_manifests() -> None:
     assert gateway.cookie_secure is True
     assert gateway.public_url == "https://jhaas.example.org"
     deployer = DeployerSettings.from_env(
-        container_environment(only_container(deployment_for("deployer_svc")))
+        as_mounted(
+            container_environment(only_container(deployment_for("deployer_svc"))), K8S_SEED_FILE
+        )
     )
     assert deployer.lead_time.total_seconds() == 60 * int(
         config_data()["JHAAS_DEPLOY_LEAD_MINUTES"]
@@ -766,7 +850,7 @@ def test_compose_gives_each_service_its_own_database() -> None:
     for module, service_name in MODULES.items():
         _, service = compose_service_for(module)
         env = environment_of(service)
-        settings = RuntimeSettings.from_env(service_name, env)
+        settings = RuntimeSettings.from_env(service_name, as_mounted(env, COMPOSE_SEED_FILE))
         url = urlsplit(settings.database_url)
         assert settings.database_url.startswith("postgresql+asyncpg://"), module
         assert (url.hostname, url.port, url.path) == ("postgres", 5432, f"/{module}")
@@ -813,6 +897,25 @@ def test_compose_starts_services_after_healthy_nats_and_postgres() -> None:
     assert "/readyz" in " ".join(gateway["healthcheck"]["test"])
 
 
+def test_compose_gives_each_service_only_its_own_nats_credential() -> None:
+    doc = compose()
+    secrets = doc["secrets"]
+    for module, service_name in MODULES.items():
+        _, service = compose_service_for(module)
+        assert environment_of(service)["JHAAS_NATS_SEED_FILE"] == COMPOSE_SEED_FILE
+        (mounted,) = service["secrets"]
+        assert mounted == {"source": f"nats-{service_name}", "target": "nats.nk"}
+        assert secrets[mounted["source"]] == {"file": f"./deploy/compose/nats/{service_name}.nk"}
+    assert len(secrets) == len(MODULES)
+    nats = doc["services"]["nats"]
+    command = nats["command"]
+    assert command[command.index("--config") + 1] == "/etc/nats/nats-auth.conf"
+    assert "./deploy/compose/nats/nats-auth.conf:/etc/nats/nats-auth.conf:ro" in nats["volumes"]
+    assert "secrets" not in nats
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert "/deploy/compose/nats/" in ignored and "*.nk" in ignored
+
+
 def test_compose_requires_the_secrets_and_commits_none() -> None:
     raw_env = environment_of(
         next(
@@ -840,9 +943,11 @@ def test_compose_requires_the_secrets_and_commits_none() -> None:
         compose({k: v for k, v in REQUIRED_COMPOSE_ENV.items() if k != name})
     assert name not in env
     _, deployer_service = compose_service_for("deployer_svc")
-    deployer = DeployerSettings.from_env(environment_of(deployer_service))
+    deployer = DeployerSettings.from_env(
+        as_mounted(environment_of(deployer_service), COMPOSE_SEED_FILE)
+    )
     assert deployer.secret_keys == (REQUIRED_COMPOSE_ENV[name],)
-    settings = GatewaySettings.from_env(env)
+    settings = GatewaySettings.from_env(as_mounted(env, COMPOSE_SEED_FILE))
     assert settings.jwt_secret == REQUIRED_COMPOSE_ENV["JHAAS_JWT_SECRET"].encode()
     assert settings.admin_password == REQUIRED_COMPOSE_ENV["JHAAS_ADMIN_PASSWORD"]
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import nats
 import pytest
 
+from jhaas_launcher.natsauth import NATS_ADMIN
 from jhaas_launcher.stack import Stack
 from jhaas_launcher.testing import eventually
 from jhaas_schemas.streams import GOVERNANCE_STREAM
@@ -94,12 +94,17 @@ async def test_leader_request_is_approved_and_scheduled_once(
 
     # The same RequestApproved delivered a second time (a copy JetStream cannot
     # drop, as after a publisher crash outside the duplicate window).
-    nc = await nats.connect(f"nats://127.0.0.1:{stack.nats_port}")
+    # The operator's credential reads the stream; governance-svc's republishes.
+    nc = await stack.nats_connect(NATS_ADMIN)
     js = nc.jetstream()
     original = await js.get_last_msg(GOVERNANCE_STREAM.name, "jhaas.evt.governance.approved.v1")
     headers = dict(original.headers or {})
     headers["Nats-Msg-Id"] = headers["Nats-Msg-Id"] + "-again"
-    await js.publish(original.subject or "", original.data or b"", headers=headers)
+    publisher = await stack.nats_connect("governance-svc")
+    await publisher.jetstream().publish(
+        original.subject or "", original.data or b"", headers=headers
+    )
+    await publisher.close()
 
     async def consumer_caught_up() -> bool:
         info = await js.consumer_info(GOVERNANCE_STREAM.name, "deployer-svc-governance")
@@ -127,6 +132,9 @@ async def test_leader_request_is_approved_and_scheduled_once(
     stranger = await make_user("sam", "leader")
     theirs = await client.get("/api/v1/deployments", headers=stranger)
     assert theirs.status_code == 200 and theirs.json()["items"] == []
+
+    # Every process did all of the above within its own NATS permissions.
+    assert "Violation" not in (stack.log_dir / "nats.log").read_text()
 
 
 async def test_changes_requested_then_resubmitted_then_rejected(

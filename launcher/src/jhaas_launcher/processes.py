@@ -106,12 +106,14 @@ def spawn(
 
 @dataclass
 class NatsServer:
-    """NATS with JetStream on disk under `store_dir`."""
+    """NATS with JetStream on disk under `store_dir`; with `config`, a
+    configuration file (e.g. the authorization of `natsauth`) besides."""
 
     store_dir: Path
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
     handle: ManagedProcess | None = None
+    config: Path | None = None
 
     @property
     def url(self) -> str:
@@ -129,6 +131,9 @@ class NatsServer:
             "--port",
             str(self.port),
         ]
+        if self.config is not None:
+            # The command line's settings win over the file's; the file adds authorization.
+            argv += ["--config", str(self.config)]
         self.handle = spawn("nats", argv, log_path=self.log_path)
         wait_for_port(self.port, process=self.handle.process, what="nats-server")
         return self

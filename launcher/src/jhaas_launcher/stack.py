@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import msgspec
 import nats
+from nats.aio.client import Client as NATS
 
+from jhaas_launcher.natsauth import (
+    LAUNCHER,
+    NATS_ADMIN,
+    Credentials,
+    apply_streams,
+    ensure_credentials,
+)
 from jhaas_launcher.processes import ManagedProcess, NatsServer, free_port, spawn
+from jhaas_runtime.messaging import inbox_prefix
 
 # (service name, module); the gateway starts last, once the services answer.
 SERVICES: tuple[tuple[str, str], ...] = (
@@ -27,21 +35,44 @@ SERVICES: tuple[tuple[str, str], ...] = (
 )
 GATEWAY = ("gateway", "gateway")
 ADMIN_USERNAME = "admin"
+INITIAL_ADMIN_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name (the gateway's)
+NATS_SEED_VARIABLE = "JHAAS_NATS_SEED_FILE"
+
+# Secrets that belong to one process only; any other process gets none of them.
+OWN_SECRETS: dict[str, frozenset[str]] = {
+    GATEWAY[0]: frozenset({"JHAAS_ADMIN_PASSWORD", "JHAAS_JWT_SECRET"}),
+    "deployer-svc": frozenset({"JHAAS_DEPLOYER_SECRET_KEYS"}),
+}
 
 
-def admin_password(data_dir: Path) -> str:
-    """The first admin's password: from JHAAS_ADMIN_PASSWORD, or made once and kept."""
-    given = os.environ.get("JHAAS_ADMIN_PASSWORD")
-    if given:
-        return given
-    path = data_dir / "initial-admin-password"
-    if path.exists():
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(18)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(password + "\n")
-    return password
+def database_url_variable(name: str) -> str:
+    return f"JHAAS_{name.upper().replace('-', '_')}_DATABASE_URL"
+
+
+def process_env(
+    name: str, base: Mapping[str, str], credentials: Credentials | None = None
+) -> dict[str, str]:
+    """The environment of one process: `base` without the secrets meant for
+    another process (a database URL carries its password), with its own NATS
+    credential only."""
+    processes = [n for n, _ in (*SERVICES, GATEWAY)]
+    others = {database_url_variable(n) for n in processes if n != name}
+    for owner, secrets in OWN_SECRETS.items():
+        if owner != name:
+            others |= secrets
+    env = {k: v for k, v in base.items() if k not in others and k != NATS_SEED_VARIABLE}
+    if credentials is not None:
+        env[NATS_SEED_VARIABLE] = str(credentials.seed_file(name))
+    return env
+
+
+def initial_admin_password(data_dir: Path) -> str | None:
+    """The first admin's password the gateway generated (when none was given),
+    until it is changed."""
+    try:
+        return (data_dir / INITIAL_ADMIN_PASSWORD_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
 
 
 @dataclass
@@ -52,6 +83,8 @@ class Stack:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     nats: NatsServer | None = None
+    # Other institutions that get a read-only NATS credential (reader-<name>.nk).
+    readers: Sequence[str] = ()
 
     @property
     def gateway_url(self) -> str:
@@ -61,36 +94,56 @@ class Stack:
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
+    @property
+    def credentials(self) -> Credentials:
+        """Kept in the data folder: made on the first start, reused after."""
+        return Credentials(self.data_dir / "nats")
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    def env(self, name: str) -> dict[str, str]:
+        """The environment of the process `name`: see `process_env`."""
+        base = dict(os.environ)
+        base.update(
             {
                 "JHAAS_DATA_DIR": str(self.data_dir),
-                "JHAAS_NATS_URL": f"nats://127.0.0.1:{self.nats_port}",
+                "JHAAS_NATS_URL": self.nats_url,
                 "JHAAS_GATEWAY_HOST": "127.0.0.1",
                 "JHAAS_GATEWAY_PORT": str(self.gateway_port),
                 "JHAAS_PUBLIC_URL": self.gateway_url,
                 # Plain http on loopback: a Secure cookie would never be sent back.
                 "JHAAS_COOKIE_SECURE": "false",
-                "JHAAS_ADMIN_USERNAME": env.get("JHAAS_ADMIN_USERNAME", ADMIN_USERNAME),
-                "JHAAS_ADMIN_PASSWORD": admin_password(self.data_dir),
-                "JHAAS_LOG_FORMAT": env.get("JHAAS_LOG_FORMAT", "json"),
+                "JHAAS_ADMIN_USERNAME": base.get("JHAAS_ADMIN_USERNAME", ADMIN_USERNAME),
+                "JHAAS_LOG_FORMAT": base.get("JHAAS_LOG_FORMAT", "json"),
             }
         )
-        env.update(self.extra_env)
-        return env
+        base.update(self.extra_env)
+        return process_env(name, base, self.credentials)
 
     def start_nats(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        credentials = ensure_credentials(self.credentials.folder, self.readers)
         self.nats = NatsServer(
             store_dir=self.data_dir / "jetstream",
             port=self.nats_port,
             log_path=self.log_dir / "nats.log",
+            config=credentials.server_config,
         ).start()
+
+    async def nats_connect(self, as_: str) -> NATS:
+        """A connection with the credential of `as_` (a process, `nats-admin`
+        or `reader-<name>`), with exactly that principal's permissions."""
+        return await nats.connect(
+            self.nats_url,
+            nkeys_seed=str(self.credentials.seed_file(as_)),
+            inbox_prefix=inbox_prefix(as_),
+        )
 
     def start_process(self, name: str, module: str, env: Mapping[str, str] | None = None) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        merged = self.env()
+        merged = self.env(name)
         merged.update(env or {})
         self.processes[name] = spawn(
             name, [sys.executable, "-m", module], env=merged, log_path=self.log_dir / f"{name}.log"
@@ -106,7 +159,9 @@ class Stack:
                 "payload": {},
             }
         )
-        nc = await nats.connect(f"nats://127.0.0.1:{self.nats_port}")
+        # The launcher's own credential may send health requests and nothing else;
+        # the health route ignores the principal below.
+        nc = await self.nats_connect(LAUNCHER)
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -151,6 +206,8 @@ class Stack:
 
     async def start(self) -> None:
         self.start_nats()
+        # The services may create their streams but not change them.
+        await apply_streams(self.nats_url, self.credentials.seed_file(NATS_ADMIN), replicas=1)
         for name, module in SERVICES:
             self.start_process(name, module)
         await asyncio.gather(*(self.wait_service(name) for name, _ in SERVICES))

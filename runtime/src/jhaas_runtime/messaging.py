@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 import nats
@@ -20,10 +21,11 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError, ServerError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServerError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jhaas_runtime import failpoints
+from jhaas_runtime.aio import wait_event
 from jhaas_runtime.db import Database
 from jhaas_runtime.inbox import first_delivery
 from jhaas_runtime.logs import correlation, get_logger
@@ -34,11 +36,28 @@ from jhaas_schemas.streams import ALL_STREAMS, StreamDefinition, dead_letter_sub
 
 log = get_logger(__name__)
 
+# A refused request gets no answer at all: do not hold a start-up for long.
+STREAM_UPDATE_TIMEOUT = 2.0
+# JetStream's error code for "stream not found".
+STREAM_NOT_FOUND = 10059
+MAX_STREAM_WAIT_PAUSE = 10.0
+
 # A handler changes the service's state inside `session` and returns the events it emits.
 EventHandler = Callable[[AsyncSession, Event], Awaitable[Sequence[Event]]]
 
 
-async def connect(url: str, name: str) -> NATS:
+CLIENT_INBOX_PREFIX = "_INBOX"
+
+
+def inbox_prefix(name: str) -> str:
+    """Each process's replies arrive under its own name, so that NATS can let
+    it read its own replies and nobody else's (see jhaas_launcher.natsauth)."""
+    return f"{CLIENT_INBOX_PREFIX}.{name}"
+
+
+async def connect(url: str, name: str, seed_file: Path | None = None) -> NATS:
+    """Connect as `name`, with this process's NKey seed when one is configured."""
+
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", error=str(exc))
 
@@ -53,6 +72,8 @@ async def connect(url: str, name: str) -> NATS:
         reconnect_time_wait=0.5,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
+        inbox_prefix=inbox_prefix(name),
+        nkeys_seed=str(seed_file) if seed_file else None,
     )
 
 
@@ -73,14 +94,27 @@ async def ensure_streams(
     replicas: int,
     definitions: Sequence[StreamDefinition] = ALL_STREAMS,
 ) -> None:
-    """Create or update every stream; safe to run from every replica at every start."""
+    """Create or update every stream; safe to run from every replica at every start.
+
+    A service's NATS credential may create its streams but not change them:
+    a stream with other settings (e.g. replicas changed) is then left as it
+    is, with a warning, until the operator applies them (`nats-streams`)."""
     for definition in definitions:
         config = stream_config(definition, replicas)
         try:
             await js.add_stream(config)
         except BadRequestError:
-            # The stream exists with other settings (e.g. replicas changed): update it.
-            await js.update_stream(config)
+            try:
+                async with asyncio.timeout(STREAM_UPDATE_TIMEOUT):
+                    await js.update_stream(config)
+            except (nats.errors.TimeoutError, TimeoutError, APIError) as exc:
+                log.warning(
+                    "the stream's settings differ from this version's and could not be "
+                    "changed; apply them with the operator's credential "
+                    "(python -m jhaas_launcher nats-streams)",
+                    stream=definition.name,
+                    error=str(exc) or type(exc).__name__,
+                )
 
 
 class _TypeOnly(msgspec.Struct):
@@ -118,6 +152,7 @@ class EventConsumer:
     duplicates: int = field(default=0, init=False)  # redeliveries the inbox skipped
     busy: bool = field(default=False, init=False)  # applying a batch (not waiting in fetch)
     dead_lettered: int = field(default=0, init=False)
+    ready: bool = field(default=False, init=False)  # the durable consumer exists
 
     def __post_init__(self) -> None:
         self._by_type = {t.type_name(): h for t, h in self.handlers.items()}
@@ -155,6 +190,39 @@ class EventConsumer:
                 "consumer recreated", consumer=self.name, from_sequence=config.opt_start_seq
             )
 
+    async def try_ensure(self, js: JetStreamContext) -> bool:
+        """`ensure()`, or False when the stream does not exist (yet)."""
+        try:
+            await self.ensure(js)
+        except NotFoundError as exc:
+            if exc.err_code != STREAM_NOT_FOUND:
+                raise
+            return False
+        self.ready = True
+        return True
+
+    async def wait_for_stream(self, js: JetStreamContext, stopping: asyncio.Event) -> bool:
+        """Create the consumer once its stream exists. The stream is created by
+        the service that publishes into it, which may start later than we do
+        (or be down): wait with growing pauses instead of failing. False when
+        asked to stop first."""
+        pause = 0.5
+        while not await self.try_ensure(js):
+            if pause in (0.5, MAX_STREAM_WAIT_PAUSE):
+                # Usual for a moment at a first start; a warning once it lasts.
+                level = log.info if pause == 0.5 else log.warning
+                level(
+                    "waiting for the stream; the service that publishes into it creates it",
+                    consumer=self.name,
+                    stream=self.stream,
+                )
+            if await wait_event(stopping, pause):
+                return False
+            pause = min(pause * 2, MAX_STREAM_WAIT_PAUSE)
+        if pause > 0.5:
+            log.info("stream found; consumer ready", consumer=self.name, stream=self.stream)
+        return True
+
     async def run(
         self,
         js: JetStreamContext,
@@ -166,6 +234,8 @@ class EventConsumer:
         """Fetch and apply batches until `stopping` is set (checked between batches,
         so a batch in hand is committed and acked before the loop ends)."""
         stopping = stopping or asyncio.Event()
+        if not self.ready and not await self.wait_for_stream(js, stopping):
+            return
         sub = await js.pull_subscribe_bind(durable=self.name, stream=self.stream)
         try:
             while not stopping.is_set():
@@ -175,7 +245,8 @@ class EventConsumer:
                     continue
                 except NotFoundError:
                     log.warning("consumer vanished; recreating", consumer=self.name)
-                    await self.ensure(js)
+                    if not await self.wait_for_stream(js, stopping):
+                        return
                     await sub.unsubscribe()
                     sub = await js.pull_subscribe_bind(durable=self.name, stream=self.stream)
                     continue

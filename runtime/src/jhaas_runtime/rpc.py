@@ -31,6 +31,8 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 CORRELATION_HEADER = "jhaas-correlation-id"
+# Where nats-py clients (the gateway, the launcher's health probe) take replies.
+CLIENT_INBOX = "_INBOX."
 
 _PATH = re.compile(r"at `\$\.?(?P<path>[^`]*)`")
 
@@ -71,6 +73,7 @@ class RpcServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._limit = asyncio.Semaphore(max_in_flight)
         self._encoder = msgspec.json.Encoder()
+        self.refused = 0
 
     def route(
         self,
@@ -100,6 +103,14 @@ class RpcServer:
         return await cancel_and_wait(tasks, grace)
 
     async def _dispatch(self, msg: Msg) -> None:
+        if not msg.reply.startswith(CLIENT_INBOX):
+            # Only a client waiting on its inbox makes a call. JetStream can be
+            # told (by anyone allowed to create a push consumer) to deliver
+            # stored messages to this subject; those carry a `$JS.ACK` reply or
+            # none, and must never act with the principal they might contain.
+            self.refused += 1
+            log.warning("rpc message without a client inbox ignored", rpc=msg.subject)
+            return
         # nats-py runs one callback at a time per subscription: hand each call
         # to its own task so a slow database write does not hold up the rest.
         await self._limit.acquire()
@@ -113,8 +124,7 @@ class RpcServer:
 
     async def _serve(self, msg: Msg) -> None:
         reply = await self.handle(msg.subject, msg.data)
-        if msg.reply:
-            await msg.respond(reply)
+        await msg.respond(reply)
 
     async def handle(self, subject: str, data: bytes) -> bytes:
         """Decode, call the handler, and encode the reply; never raises."""

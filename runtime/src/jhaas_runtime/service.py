@@ -26,6 +26,7 @@ from jhaas_runtime.outbox import OutboxRelay, record_events
 from jhaas_runtime.rpc import CallContext, RpcServer
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_runtime.tables import MessagingTables
+from jhaas_schemas.bus import owned_streams
 from jhaas_schemas.envelope import Event
 from jhaas_schemas.streams import rpc_subject
 
@@ -122,14 +123,19 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         await upgrade_to_head(self.db, self.metadata, self.versions_dir)
-        self._nc = await connect(self.settings.nats_url, self.settings.service)
+        self._nc = await connect(
+            self.settings.nats_url, self.settings.service, self.settings.nats_seed_file
+        )
         self._js = self._nc.jetstream()
-        await ensure_streams(self._js, self.settings.stream_replicas)
+        await ensure_streams(
+            self._js, self.settings.stream_replicas, owned_streams(self.settings.service)
+        )
         self._relay = OutboxRelay(
             self.db, self.tables.outbox, self._js, failpoints=self.settings.failpoints
         )
         for consumer in self.consumers:
-            await consumer.ensure(self._js)
+            # A consumer of a stream that does not exist yet waits for it in its own task.
+            await consumer.try_ensure(self._js)
         self._spawn("outbox-relay", self._relay.run)
         for consumer in self.consumers:
             self._consumer_tasks.append(

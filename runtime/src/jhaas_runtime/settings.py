@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import nkeys
+
 from jhaas_runtime import failpoints
 
 
@@ -72,6 +74,9 @@ class RuntimeSettings:
     log_level: str
     log_format: str
     failpoints: frozenset[str] = frozenset()
+    # This process's NATS credential (an NKey seed); None connects without one,
+    # which only a server without authorization (the tests' own) accepts.
+    nats_seed_file: Path | None = None
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -95,7 +100,28 @@ class RuntimeSettings:
             log_level=env_str(env, "JHAAS_LOG_LEVEL", "INFO").upper(),
             log_format=log_format,
             failpoints=_failpoints(env.get("JHAAS_FAILPOINTS", "")),
+            nats_seed_file=nats_seed_file(env),
         )
+
+
+def nats_seed_file(env: Mapping[str, str]) -> Path | None:
+    """JHAAS_NATS_SEED_FILE, checked now: a missing or malformed credential
+    should stop the service with its name, not fail later inside the NATS client."""
+    raw = env.get("JHAAS_NATS_SEED_FILE", "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    try:
+        seed = path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"JHAAS_NATS_SEED_FILE: cannot read {raw}: {exc.strerror}") from None
+    try:
+        prefix, _ = nkeys.decode_seed(bytearray(seed.encode()))
+    except (nkeys.NkeysError, ValueError):
+        prefix = None
+    if prefix != nkeys.PREFIX_BYTE_USER:
+        raise SettingsError(f"JHAAS_NATS_SEED_FILE: {raw} does not hold a NATS user NKey seed")
+    return path
 
 
 def _failpoints(raw: str) -> frozenset[str]:

@@ -11,14 +11,14 @@ from deployer_svc.store import VERSIONS_DIR, messaging, metadata
 from jhaas_runtime.messaging import EventConsumer
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import SettingsError
+from jhaas_schemas.bus import DEPLOYER_SVC_GOVERNANCE, DEPLOYER_SVC_REQUESTS
 from jhaas_schemas.events import RequestApproved, RequestCancelled, decode_event
 from jhaas_schemas.rpc import DeployerOps, ListDeployments, RedeployHub
-from jhaas_schemas.streams import GOVERNANCE_STREAM, REQUEST_STREAM
 
 __all__ = ["SERVICE", "build_app", "build_backend"]
 
-GOVERNANCE_CONSUMER = "deployer-svc-governance"
-REQUESTS_CONSUMER = "deployer-svc-requests"
+GOVERNANCE_CONSUMER = DEPLOYER_SVC_GOVERNANCE.name
+REQUESTS_CONSUMER = DEPLOYER_SVC_REQUESTS.name
 
 
 def build_backend(settings: DeployerSettings) -> HubBackend:
@@ -78,7 +78,7 @@ def build_app(
     runtime.add_consumer(
         EventConsumer(
             name=GOVERNANCE_CONSUMER,
-            stream=GOVERNANCE_STREAM.name,
+            stream=DEPLOYER_SVC_GOVERNANCE.stream.name,
             handlers={RequestApproved: handlers.on_request_approved},
             decode=decode_event,
         )
@@ -86,7 +86,7 @@ def build_app(
     runtime.add_consumer(
         EventConsumer(
             name=REQUESTS_CONSUMER,
-            stream=REQUEST_STREAM.name,
+            stream=DEPLOYER_SVC_REQUESTS.stream.name,
             handlers={RequestCancelled: handlers.on_request_cancelled},
             decode=decode_event,
         )

@@ -91,7 +91,9 @@ def create_app(
         await gateway.accounts.ensure_first_admin(
             settings.admin_username, settings.admin_password, settings.data_dir
         )
-        gateway.nc = await connect(settings.runtime.nats_url, SERVICE)
+        gateway.nc = await connect(
+            settings.runtime.nats_url, SERVICE, settings.runtime.nats_seed_file
+        )
         gateway.rpc_client = RpcClient(gateway.nc, timeout=settings.runtime.rpc_timeout_seconds)
         log.info(
             "gateway started",

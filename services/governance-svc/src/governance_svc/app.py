@@ -7,6 +7,7 @@ from governance_svc.store import VERSIONS_DIR, messaging, metadata
 from jhaas_runtime.messaging import EventConsumer
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
+from jhaas_schemas.bus import GOVERNANCE_SVC_REQUESTS
 from jhaas_schemas.events import (
     RequestCancelled,
     RequestSubmitted,
@@ -22,10 +23,9 @@ from jhaas_schemas.rpc import (
     RejectRequest,
     RequestChanges,
 )
-from jhaas_schemas.streams import REQUEST_STREAM
 
 SERVICE = "governance-svc"
-REQUESTS_CONSUMER = "governance-svc-requests"
+REQUESTS_CONSUMER = GOVERNANCE_SVC_REQUESTS.name
 
 
 def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntime:
@@ -41,7 +41,7 @@ def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntim
     runtime.add_consumer(
         EventConsumer(
             name=REQUESTS_CONSUMER,
-            stream=REQUEST_STREAM.name,
+            stream=GOVERNANCE_SVC_REQUESTS.stream.name,
             handlers={
                 RequestSubmitted: handlers.on_request_submitted,
                 RequestUpdated: handlers.on_request_updated,

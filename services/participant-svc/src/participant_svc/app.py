@@ -5,13 +5,13 @@ from __future__ import annotations
 from jhaas_runtime.messaging import EventConsumer
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
+from jhaas_schemas.bus import PARTICIPANT_SVC_DEPLOYER
 from jhaas_schemas.events import HubDeleted, decode_event
-from jhaas_schemas.streams import DEPLOYER_STREAM
 from participant_svc.handlers import Clock, ParticipantHandlers, utcnow
 from participant_svc.store import VERSIONS_DIR, messaging, metadata
 
 SERVICE = "participant-svc"
-DEPLOYER_CONSUMER = "participant-svc-deployer"
+DEPLOYER_CONSUMER = PARTICIPANT_SVC_DEPLOYER.name
 
 
 def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntime:
@@ -23,7 +23,7 @@ def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntim
     runtime.add_consumer(
         EventConsumer(
             name=DEPLOYER_CONSUMER,
-            stream=DEPLOYER_STREAM.name,
+            stream=PARTICIPANT_SVC_DEPLOYER.stream.name,
             handlers={HubDeleted: handlers.on_hub_deleted},
             decode=decode_event,
         )

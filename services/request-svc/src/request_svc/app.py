@@ -5,6 +5,7 @@ from __future__ import annotations
 from jhaas_runtime.messaging import EventConsumer
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
+from jhaas_schemas.bus import REQUEST_SVC_DEPLOYER, REQUEST_SVC_GOVERNANCE
 from jhaas_schemas.events import (
     ChangesRequested,
     CourseEnded,
@@ -25,7 +26,6 @@ from jhaas_schemas.rpc import (
     UpdateRequest,
     WithdrawRequest,
 )
-from jhaas_schemas.streams import DEPLOYER_STREAM, GOVERNANCE_STREAM
 from request_svc.handlers import Clock, RequestHandlers, utcnow
 from request_svc.store import VERSIONS_DIR, messaging, metadata
 
@@ -45,8 +45,8 @@ def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntim
     runtime.rpc.route(RequestOps.CANCEL, CancelRequest, handlers.cancel)
     runtime.add_consumer(
         EventConsumer(
-            name="request-svc-governance",
-            stream=GOVERNANCE_STREAM.name,
+            name=REQUEST_SVC_GOVERNANCE.name,
+            stream=REQUEST_SVC_GOVERNANCE.stream.name,
             handlers={
                 RequestApproved: handlers.on_review_decision,
                 RequestRejected: handlers.on_review_decision,
@@ -57,8 +57,8 @@ def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntim
     )
     runtime.add_consumer(
         EventConsumer(
-            name="request-svc-deployer",
-            stream=DEPLOYER_STREAM.name,
+            name=REQUEST_SVC_DEPLOYER.name,
+            stream=REQUEST_SVC_DEPLOYER.stream.name,
             handlers={
                 HubDeploying: handlers.on_deployment_event,
                 HubReady: handlers.on_deployment_event,
