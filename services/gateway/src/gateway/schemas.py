@@ -8,22 +8,26 @@ from typing import Annotated, Literal
 import msgspec
 
 from gateway.store import UserRecord
-from jhaas_schemas.model import Role
+from jhaas_schemas.model import PATTERN_RULES as CONTRACT_PATTERN_RULES
+from jhaas_schemas.model import Role, single_line
 from jhaas_schemas.rpc import Comment, HubSpecUpdate, Reason, Revision
+
+USERNAME = r"^[a-z0-9][a-z0-9._-]*$(?!\n)"
+USERNAME_RULE = "lower-case letters, digits, '.', '_' and '-'; starts with a letter or digit"
+# The gateway's own patterns beside the contracts', for messages a person reads.
+PATTERN_RULES = {**CONTRACT_PATTERN_RULES, USERNAME: f"must be {USERNAME_RULE}"}
 
 Username = Annotated[
     str,
-    msgspec.Meta(
-        min_length=3,
-        max_length=64,
-        pattern=r"^[a-z0-9][a-z0-9._-]*$",
-        description="lower-case letters, digits, '.', '_' and '-'; starts with a letter or digit",
-    ),
+    msgspec.Meta(min_length=3, max_length=64, pattern=USERNAME, description=USERNAME_RULE),
 ]
+# A password may hold any character (it is only hashed); lone surrogates, which
+# could not be hashed, never decode from JSON.
 Password = Annotated[str, msgspec.Meta(min_length=12, max_length=1024)]
-DisplayName = Annotated[str, msgspec.Meta(max_length=200)]
-# Sign-in takes whatever was typed: a wrong name is a wrong name, not a schema error.
-TypedUsername = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+DisplayName = Annotated[str, single_line(max_length=200)]
+# Sign-in takes whatever was typed: a wrong name is a wrong name, not a schema
+# error; but it is looked up in the database, which cannot hold a NUL.
+TypedUsername = Annotated[str, single_line(min_length=1, max_length=256)]
 TypedPassword = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
 
@@ -109,6 +113,7 @@ ErrorKind = Literal[
     "method_not_allowed",
     "conflict",
     "payload_too_large",
+    "unsupported_media_type",
     "too_many_requests",
     "unavailable",
     "internal",
