@@ -232,3 +232,16 @@ async def test_arbitrary_bytes_never_get_a_500(
     response = await world.send(route, body, "application/json")
     # 503: a body that happens to be valid reached a service that is not running.
     assert response.status_code < 500 or response.status_code == 503, response.text
+
+
+@pytest.mark.parametrize("bad_id", ["a%00b", "%0a", "x%1b[31m", "%e2%80%a8"])
+async def test_a_control_character_in_a_path_id_is_not_a_500(world: World, bad_id: str) -> None:
+    headers = bearer(world.admin)
+    for method, path, status in [
+        ("GET", f"/api/v1/requests/{bad_id}", 422),
+        ("POST", f"/api/v1/requests/{bad_id}/withdraw", 422),
+        ("PATCH", f"/api/v1/users/{bad_id}", 404),
+    ]:
+        body = {"disabled": True} if path.startswith("/api/v1/users") else None
+        response = await world.client.request(method, path, headers=headers, json=body)
+        assert response.status_code == status, (path, response.text)

@@ -63,6 +63,17 @@ class SignedIn:
     expires_at: datetime
 
 
+def _require_user_id(user_id: str) -> None:
+    """User ids are UUIDs; anything else (a NUL, say, which PostgreSQL cannot
+    even compare) names no user and never reaches the database."""
+    try:
+        valid = str(uuid.UUID(user_id)) == user_id
+    except ValueError:
+        valid = False
+    if not valid:
+        raise NotFound(f"no user {user_id[:64]!r}")
+
+
 class SignInRefused(Exception):
     """Wrong credentials or a disabled account; the message is safe to show."""
 
@@ -149,6 +160,7 @@ class Accounts:
     # --- users ---------------------------------------------------------------
 
     async def get_user(self, user_id: str) -> UserRecord:
+        _require_user_id(user_id)
         async with self.db.reading() as session:
             user = await AccountStore(session).get_user(user_id)
         if user is None:
@@ -191,6 +203,7 @@ class Accounts:
     async def update_user(
         self, user_id: str, *, roles: tuple[Role, ...] | None, disabled: bool | None
     ) -> UserRecord:
+        _require_user_id(user_id)
         async with self.db.transaction() as session:
             store = AccountStore(session)
             user = await store.get_user(user_id, for_update=True)
