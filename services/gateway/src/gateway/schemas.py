@@ -43,6 +43,8 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     roles: list[Role]
     disabled: bool
     created_at: datetime
+    # Until the password is changed (POST /auth/password) every other call is 403.
+    password_change_required: bool = False
 
     @classmethod
     def of(cls, record: UserRecord) -> User:
@@ -53,6 +55,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
             roles=list(record.roles),
             disabled=record.disabled,
             created_at=record.created_at,
+            password_change_required=record.password_change_required,
         )
 
 
@@ -65,6 +68,8 @@ class UserCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     password: Password
     roles: list[Role] = []
     display_name: DisplayName = ""
+    # The user must choose their own password before doing anything else.
+    password_change_required: bool = False
 
 
 class UserUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -77,6 +82,13 @@ class LoginResult(msgspec.Struct, frozen=True, kw_only=True):
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token kind, not a secret
     expires_in: int
     user: User
+    # True: change the password at POST /api/v1/auth/password before anything else.
+    password_change_required: bool = False
+
+
+class PasswordChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    current_password: TypedPassword
+    new_password: Password
 
 
 class RequestEdit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
