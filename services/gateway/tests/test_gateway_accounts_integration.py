@@ -5,12 +5,20 @@ from __future__ import annotations
 import stat
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from sqlalchemy.engine import Connection
 
+from gateway.accounts import Accounts
 from gateway.settings import GatewaySettings
+from gateway.store import VERSIONS_DIR, metadata
+from jhaas_runtime.db import Database
+from jhaas_runtime.migrate import alembic_config
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gateway_helpers import (
@@ -19,6 +27,7 @@ from gateway_helpers import (
     Client,
     bearer,
     create_user,
+    fast_passwords,
     login,
     make_client,
     token_for,
@@ -220,3 +229,44 @@ async def test_logout_ends_cookie_and_token_of_that_session(client: Client) -> N
     # Another session of the same user is not affected.
     other = await token_for(client, *ADMIN)
     assert (await client.get("/api/v1/auth/me", headers=bearer(other))).status_code == 200
+
+
+async def test_accounts_made_before_the_upgrade_keep_signing_in(
+    gateway_settings: GatewaySettings,
+) -> None:
+    # A database at the first revision, with the admin in it, as a running install has.
+    db = Database(gateway_settings.runtime.database_url)
+    config = alembic_config(metadata, VERSIONS_DIR)
+
+    def to_first_revision(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+
+    try:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(to_first_revision)
+        accounts = Accounts(db, fast_passwords(), session_ttl=timedelta(hours=1))
+        async with db.transaction() as session:
+            await session.execute(
+                sa.text(
+                    "INSERT INTO users (user_id, username, display_name, password_hash,"
+                    " disabled, created_at, updated_at) VALUES (:id, :name, '', :hash,"
+                    " false, :now, :now)"
+                ),
+                {
+                    "id": "7d0f4a52-4a43-4d5c-9d32-5ee0f1c6a001",
+                    "name": ADMIN[0],
+                    "hash": accounts.passwords.hash(ADMIN[1]),
+                    "now": datetime.now(UTC),
+                },
+            )
+            await session.execute(
+                sa.text("INSERT INTO user_roles (user_id, role) VALUES (:id, 'admin')"),
+                {"id": "7d0f4a52-4a43-4d5c-9d32-5ee0f1c6a001"},
+            )
+    finally:
+        await db.dispose()
+    async with make_client(gateway_settings) as client:  # migrates to head at start
+        response = await login(client, *ADMIN)
+        assert response.status_code == 200, response.text
+        assert response.json()["password_change_required"] is False
