@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from jhaas_schemas.quantities import byte_size, cpu_millicores, image_reference_problem
+from jhaas_schemas.quantities import (
+    byte_size,
+    cpu_millicores,
+    digest_problem,
+    image_reference_problem,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -72,7 +79,71 @@ def test_valid_image_references(ref: str) -> None:
         "registry.example.org:port/img",
         "img:" + "t" * 129,
         "a/" + "b" * 260,
+        "img@sha256:" + "A" * 64,
+        "img:tag\n",
+        "img:t\u00e4g",
     ],
 )
 def test_invalid_image_references(ref: str) -> None:
     assert image_reference_problem(ref) is not None
+
+
+# --- digests (OCI image spec, descriptor.md "Digests") ------------------------
+
+LOWER_HEX = "0123456789abcdef"
+
+
+@given(encoded=st.text(LOWER_HEX, min_size=64, max_size=64))
+def test_a_lower_case_sha256_digest_is_accepted(encoded: str) -> None:
+    assert digest_problem(f"sha256:{encoded}") is None
+    assert image_reference_problem(f"quay.io/jupyter/base@sha256:{encoded}") is None
+
+
+@given(
+    encoded=st.text(LOWER_HEX, min_size=64, max_size=64).filter(
+        lambda hex_digits: any(c.isalpha() for c in hex_digits)
+    ),
+    data=st.data(),
+)
+def test_upper_case_hex_is_refused(encoded: str, data: st.DataObject) -> None:
+    letters = [i for i, c in enumerate(encoded) if c.isalpha()]
+    upper = set(data.draw(st.lists(st.sampled_from(letters), min_size=1)))
+    shouted = "".join(c.upper() if i in upper else c for i, c in enumerate(encoded))
+    assert digest_problem(f"sha256:{shouted}") is not None
+    assert image_reference_problem(f"img@sha256:{shouted}") is not None
+
+
+@given(length=st.integers(0, 200).filter(lambda n: n not in (64,)))
+def test_a_sha256_digest_has_exactly_64_digits(length: int) -> None:
+    assert digest_problem("sha256:" + "a" * length) is not None
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [
+        "sha512:" + "b" * 128,
+        "blake3:" + "c" * 64,
+        "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8",
+        "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564",
+    ],
+)
+def test_the_spec_examples_are_accepted(digest: str) -> None:
+    # An algorithm the spec does not register passes when it fits the grammar.
+    assert digest_problem(digest) is None
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [
+        "SHA256:" + "a" * 64,  # the algorithm is lower case
+        "sha512:" + "b" * 64,
+        "sha256:",
+        ":" + "a" * 64,
+        "sha256:" + "a" * 63 + "g",
+        "sha256:" + "a" * 64 + "\n",
+        "sha256+:" + "a" * 64,
+        "sha256:" + "a" * 32 + " " + "a" * 31,
+    ],
+)
+def test_digests_off_the_grammar_are_refused(digest: str) -> None:
+    assert digest_problem(digest) is not None

@@ -45,13 +45,40 @@ class RequestStatus(enum.StrEnum):
 
 Interface = Literal["lab", "notebook"]
 
-Slug = Annotated[str, msgspec.Meta(min_length=3, max_length=40, pattern=r"^[a-z][a-z0-9-]*$")]
-Title = Annotated[str, msgspec.Meta(min_length=3, max_length=200)]
-Description = Annotated[str, msgspec.Meta(max_length=5000)]
-Quantity = Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+# Text that people type is stored, shown and logged: control characters have no
+# place in it (PostgreSQL cannot even store NUL), and neither have the Unicode
+# line separators that break JavaScript and log lines. Lone surrogates never
+# get this far: msgspec refuses them when it decodes JSON.
+# Python's `$` also matches before a final newline; `(?!\n)` takes that back,
+# and means nothing to the JSON Schema (ECMA) reader of the same pattern.
+SINGLE_LINE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$(?!\n)"
+# Several lines: tab, LF and CRLF are the only control characters allowed.
+MULTI_LINE = r"^(?:[^\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]|\r\n)*$"
+SLUG = r"^[a-z][a-z0-9-]*$(?!\n)"
+# What a person is told when a field breaks one of these patterns (msgspec
+# itself would quote the regular expression).
+PATTERN_RULES = {
+    SINGLE_LINE: "must be one line of text without control characters (NUL, tab, line breaks)",
+    MULTI_LINE: "must be text without control characters other than tab and line breaks",
+    SLUG: "must be lower-case letters, digits and '-', starting with a letter",
+}
+
+
+def single_line(*, min_length: int | None = None, max_length: int | None = None) -> msgspec.Meta:
+    return msgspec.Meta(pattern=SINGLE_LINE, min_length=min_length, max_length=max_length)
+
+
+def multi_line(*, min_length: int | None = None, max_length: int | None = None) -> msgspec.Meta:
+    return msgspec.Meta(pattern=MULTI_LINE, min_length=min_length, max_length=max_length)
+
+
+Slug = Annotated[str, msgspec.Meta(min_length=3, max_length=40, pattern=SLUG)]
+Title = Annotated[str, single_line(min_length=3, max_length=200)]
+Description = Annotated[str, multi_line(max_length=5000)]
+Quantity = Annotated[str, single_line(min_length=1, max_length=20)]
 Participants = Annotated[int, msgspec.Meta(ge=1, le=5000)]
 Gpus = Annotated[int, msgspec.Meta(ge=0, le=8)]
-ImageRef = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+ImageRef = Annotated[str, single_line(min_length=1, max_length=512)]
 
 
 class Resources(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -55,21 +55,46 @@ _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _NAME = rf"(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
 _TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-_REFERENCE = re.compile(rf"^{_NAME}(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
+# Digests as the OCI image spec defines them (descriptor.md, "Digests"):
+# algorithm ":" encoded, where the registered algorithms fix the encoding to
+# lower-case hex of the hash's length; an algorithm it does not register passes
+# when it fits the grammar, as the spec asks.
+_DIGEST = r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
+_REGISTERED_DIGESTS = {
+    "sha256": re.compile(r"[a-f0-9]{64}"),
+    "sha512": re.compile(r"[a-f0-9]{128}"),
+    "blake3": re.compile(r"[a-f0-9]{64}"),  # registered by image-spec v1.1
+}
+# ASCII: in the grammar `\w` is [A-Za-z0-9_], not every letter of Unicode.
+_REFERENCE = re.compile(rf"^{_NAME}(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$", re.ASCII)
+
+
+def digest_problem(digest: str) -> str | None:
+    """None when `digest` is a valid OCI digest (``sha256:<64 lower-case hex>``), else why not."""
+    if not re.fullmatch(_DIGEST, digest):
+        return "is not a digest such as sha256:<64 lower-case hex digits>"
+    algorithm, encoded = digest.split(":", 1)
+    expected = _REGISTERED_DIGESTS.get(algorithm)
+    if expected is not None and not expected.fullmatch(encoded):
+        length = 128 if algorithm == "sha512" else 64
+        return f"a {algorithm} digest is {length} lower-case hex digits"
+    return None
 
 
 def image_reference_problem(reference: str) -> str | None:
     """None when `reference` is a valid OCI image reference, else what is wrong."""
     if reference != reference.strip() or not reference:
         return "must not be empty or have surrounding spaces"
-    match = _REFERENCE.match(reference)
+    match = _REFERENCE.fullmatch(reference)
     if not match:
         return (
             "is not a valid image reference such as quay.io/jupyter/scipy-notebook:2024-12-02, "
-            "registry.example.org:5000/team/image:tag or name@sha256:<hex digest>"
+            "registry.example.org:5000/team/image:tag or name@sha256:<64 lower-case hex digits>"
         )
     name_length = len(match["path"]) + (len(match["domain"]) + 1 if match["domain"] else 0)
     if name_length > 255:
         return "has a repository name longer than 255 characters"
+    if match["digest"] is not None:
+        problem = digest_problem(match["digest"])
+        return None if problem is None else f"has a digest that is not valid: {problem}"
     return None

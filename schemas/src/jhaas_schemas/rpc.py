@@ -26,6 +26,8 @@ from jhaas_schemas.model import (
     Resources,
     Slug,
     Title,
+    multi_line,
+    single_line,
 )
 from jhaas_schemas.streams import rpc_subject
 
@@ -96,9 +98,9 @@ class HubSpecUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 Revision = Annotated[int, msgspec.Meta(ge=1)]
-RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
-Comment = Annotated[str, msgspec.Meta(max_length=2000)]
+RequestId = Annotated[str, single_line(min_length=1, max_length=64)]
+Reason = Annotated[str, multi_line(min_length=1, max_length=2000)]
+Comment = Annotated[str, multi_line(max_length=2000)]
 
 
 class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

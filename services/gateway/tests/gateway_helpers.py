@@ -10,8 +10,11 @@ from typing import Any, TypeVar
 
 import httpx
 from argon2 import PasswordHasher
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from litestar.types import Receive, Scope, Send
 
+from gateway.accounts import Clock, utcnow
 from gateway.app import create_app
 from gateway.auth import Passwords
 from gateway.settings import GatewaySettings
@@ -53,9 +56,36 @@ def fast_passwords() -> Passwords:
     return Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
-def make_client(settings: GatewaySettings) -> Client:
+class SteppedClock:
+    """Time that moves only when a test says so, shared by the replicas under test."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def behind_proxy(app: Litestar, proxy: str) -> Any:
+    """The app as an ingress at `proxy` reaches it: every connection comes from there."""
+
+    async def ingress(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "client": (proxy, 50000)}  # type: ignore[typeddict-item]
+        await app(scope, receive, send)
+
+    return ingress
+
+
+def make_client(
+    settings: GatewaySettings, *, clock: Clock = utcnow, proxy: str | None = None
+) -> Client:
     """A test client of the app; entering it runs the app's start-up, leaving its shutdown."""
-    return AsyncTestClient(app=create_app(settings, passwords=fast_passwords()), base_url=BASE_URL)
+    app = create_app(settings, passwords=fast_passwords(), clock=clock)
+    return AsyncTestClient(app=behind_proxy(app, proxy) if proxy else app, base_url=BASE_URL)
 
 
 async def login(client: Client, username: str, password: str) -> httpx.Response:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import stat
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from sqlalchemy.engine import Connection
 
+from gateway.accounts import Accounts
 from gateway.settings import GatewaySettings
+from gateway.store import VERSIONS_DIR, metadata
+from jhaas_runtime.db import Database
+from jhaas_runtime.migrate import alembic_config
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gateway_helpers import (
@@ -19,6 +27,7 @@ from gateway_helpers import (
     Client,
     bearer,
     create_user,
+    fast_passwords,
     login,
     make_client,
     token_for,
@@ -45,7 +54,9 @@ async def test_first_admin_from_env_signs_in_with_token_and_cookies(client: Clie
     assert 0 < body["expires_in"] <= 900
     assert body["user"]["username"] == ADMIN[0]
     assert body["user"]["roles"] == ["admin"]
-    assert "password" not in response.text
+    assert ADMIN[1] not in response.text
+    assert "password_hash" not in response.text
+    assert body["password_change_required"] is False  # the operator chose this password
 
     set_cookies = response.headers.get_list("set-cookie")
     cookies = cookies_of(set_cookies)
@@ -220,19 +231,42 @@ async def test_logout_ends_cookie_and_token_of_that_session(client: Client) -> N
     assert (await client.get("/api/v1/auth/me", headers=bearer(other))).status_code == 200
 
 
-async def test_repeated_failed_sign_ins_are_slowed_down(
+async def test_accounts_made_before_the_upgrade_keep_signing_in(
     gateway_settings: GatewaySettings,
 ) -> None:
-    settings = replace(gateway_settings, login_max_failures=3)
-    async with make_client(settings) as client:
-        admin_token = await token_for(client, *ADMIN)
-        await create_user(client, admin_token, "lea", "lea-password-123", "leader")
-        for _ in range(3):
-            assert (await login(client, "lea", "wrong-password-1")).status_code == 401
-        # Now even the right password waits: the account is being guessed at.
-        throttled = await login(client, "LEA", "lea-password-123")
-        assert throttled.status_code == 429, throttled.text
-        assert throttled.json()["error"] == "too_many_requests"
-        assert 1 <= int(throttled.headers["Retry-After"]) <= settings.login_window_seconds
-        # Other accounts from elsewhere are not locked out by it.
-        assert (await login(client, *ADMIN)).status_code == 200
+    # A database at the first revision, with the admin in it, as a running install has.
+    db = Database(gateway_settings.runtime.database_url)
+    config = alembic_config(metadata, VERSIONS_DIR)
+
+    def to_first_revision(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+
+    try:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(to_first_revision)
+        accounts = Accounts(db, fast_passwords(), session_ttl=timedelta(hours=1))
+        async with db.transaction() as session:
+            await session.execute(
+                sa.text(
+                    "INSERT INTO users (user_id, username, display_name, password_hash,"
+                    " disabled, created_at, updated_at) VALUES (:id, :name, '', :hash,"
+                    " false, :now, :now)"
+                ),
+                {
+                    "id": "7d0f4a52-4a43-4d5c-9d32-5ee0f1c6a001",
+                    "name": ADMIN[0],
+                    "hash": accounts.passwords.hash(ADMIN[1]),
+                    "now": datetime.now(UTC),
+                },
+            )
+            await session.execute(
+                sa.text("INSERT INTO user_roles (user_id, role) VALUES (:id, 'admin')"),
+                {"id": "7d0f4a52-4a43-4d5c-9d32-5ee0f1c6a001"},
+            )
+    finally:
+        await db.dispose()
+    async with make_client(gateway_settings) as client:  # migrates to head at start
+        response = await login(client, *ADMIN)
+        assert response.status_code == 200, response.text
+        assert response.json()["password_change_required"] is False

@@ -1,15 +1,18 @@
-"""`python -m gateway create-admin`: as an operator runs it, against the real database."""
+"""`python -m gateway` and `create-admin`: as an operator runs them, against the real database."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.settings import GatewaySettings
+from jhaas_launcher.processes import NatsServer, free_port, spawn, wait_for_port
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gateway_helpers import login, make_client
@@ -68,3 +71,40 @@ async def test_create_admin_from_stdin_or_generated(
 def _configured_admin(settings: GatewaySettings) -> tuple[str, str]:
     assert settings.admin_password is not None
     return settings.admin_username, settings.admin_password
+
+
+@pytest.mark.parametrize(
+    ("trusted", "client"),
+    [
+        ("", "127.0.0.1"),  # uvicorn must not believe the header from 127.0.0.1 either
+        ("10.0.0.0/8, 127.0.0.1", "203.0.113.9"),
+    ],
+)
+def test_the_served_gateway_logs_the_client_its_trusted_proxies_name(
+    nats_server: NatsServer, database_url: str, tmp_path: Path, trusted: str, client: str
+) -> None:
+    port = free_port()
+    log_path = tmp_path / "gateway.log"
+    env = {
+        **os.environ,
+        "JHAAS_DATA_DIR": str(tmp_path),
+        "JHAAS_GATEWAY_DATABASE_URL": database_url,
+        "JHAAS_NATS_URL": nats_server.url,
+        "JHAAS_GATEWAY_PORT": str(port),
+        "JHAAS_ADMIN_PASSWORD": "an admin password 1",
+        "JHAAS_LOG_FORMAT": "json",
+        "JHAAS_TRUSTED_PROXIES": trusted,
+    }
+    gateway = spawn("gateway", [sys.executable, "-m", "gateway"], env=env, log_path=log_path)
+    try:
+        wait_for_port(port, process=gateway.process, what="gateway")
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/healthz",
+            headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9", "X-Correlation-ID": "probe"},
+        )
+        assert response.status_code == 200
+    finally:
+        gateway.stop()
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("correlation_id") == "probe"]
+    assert [line["client"] for line in access] == [client], access

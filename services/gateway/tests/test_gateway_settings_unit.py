@@ -126,3 +126,33 @@ def test_nested_body_error_path() -> None:
     with pytest.raises(msgspec.ValidationError) as caught:
         msgspec.json.decode(b'{"inner": {"x": 1}}', type=Outer)
     assert body_error_fields(caught.value) == {"inner.x": "unknown field"}
+
+
+def test_sign_in_throttling_settings(tmp_path: Path) -> None:
+    env = {"JHAAS_DATA_DIR": str(tmp_path), "JHAAS_JWT_SECRET": "s" * 40}
+    defaults = GatewaySettings.from_env(env).throttle_policy
+    assert (defaults.free_failures, defaults.max_delay_seconds, defaults.window_seconds) == (
+        5,
+        300,
+        900,
+    )
+    tuned = GatewaySettings.from_env(
+        {
+            **env,
+            "JHAAS_LOGIN_FREE_FAILURES": "3",
+            "JHAAS_LOGIN_MAX_DELAY_SECONDS": "60",
+            "JHAAS_LOGIN_WINDOW_SECONDS": "120",
+        }
+    ).throttle_policy
+    assert (tuned.free_failures, tuned.max_delay_seconds, tuned.window_seconds) == (3, 60, 120)
+    # A count forgotten while it must still wait would make the cap meaningless.
+    short_window = {**env, "JHAAS_LOGIN_MAX_DELAY_SECONDS": "900"}
+    with pytest.raises(SettingsError, match="JHAAS_LOGIN_WINDOW_SECONDS"):
+        GatewaySettings.from_env(short_window)
+
+
+@pytest.mark.parametrize("password", ["password1234", "administrator", "aaaaaaaaaaaaaaa"])
+def test_a_weak_admin_password_is_refused_at_start(tmp_path: Path, password: str) -> None:
+    env = {"JHAAS_DATA_DIR": str(tmp_path), "JHAAS_ADMIN_PASSWORD": password}
+    with pytest.raises(SettingsError, match="JHAAS_ADMIN_PASSWORD"):
+        GatewaySettings.from_env({**env, "JHAAS_ADMIN_USERNAME": "administrator"})

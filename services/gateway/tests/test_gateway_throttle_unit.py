@@ -1,46 +1,55 @@
-"""The sign-in throttle: per account and per address, within a sliding window."""
+"""The growing delays of sign-in throttling, as pure rules."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from gateway.throttle import LoginThrottle, TooManyAttempts
+from gateway.throttle import ThrottlePolicy, address_key
 
 pytestmark = pytest.mark.unit
 
-
-def test_account_limit_then_window_passes() -> None:
-    throttle = LoginThrottle(max_failures=3, window_seconds=60)
-    for t in (0.0, 1.0, 2.0):
-        throttle.check("lea", "10.0.0.1", t)
-        throttle.failed("lea", "10.0.0.1", t)
-    with pytest.raises(TooManyAttempts) as err:
-        throttle.check("Lea", "10.0.0.2", 3.0)
-    assert err.value.retry_after == 57
-    throttle.check("lea", "10.0.0.1", 60.5)  # the first failure left the window
+T0 = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+POLICY = ThrottlePolicy(free_failures=3, max_delay_seconds=60, window_seconds=600)
 
 
-def test_address_limit_covers_many_accounts() -> None:
-    throttle = LoginThrottle(max_failures=2, window_seconds=60, address_factor=2)
-    for i in range(4):
-        throttle.failed(f"user{i}", "10.0.0.9", float(i))
-    with pytest.raises(TooManyAttempts):
-        throttle.check("someone-else", "10.0.0.9", 5.0)
-    throttle.check("someone-else", "10.0.0.8", 5.0)
+def wait_after(failures: int, kind: str = "pair", seconds_later: float = 0) -> float:
+    return POLICY.wait(kind, failures, T0, T0 + timedelta(seconds=seconds_later))
 
 
-def test_success_clears_the_account_but_not_the_address() -> None:
-    throttle = LoginThrottle(max_failures=2, window_seconds=60, address_factor=1)
-    throttle.failed("lea", "10.0.0.1", 0.0)
-    throttle.failed("lea", "10.0.0.1", 1.0)
-    throttle.succeeded("lea")
-    throttle.check("lea", "10.0.0.2", 2.0)  # the account is clear again
-    with pytest.raises(TooManyAttempts):
-        throttle.check("otto", "10.0.0.1", 2.0)  # the address is not
+def test_free_failures_then_waits_that_double_up_to_the_cap() -> None:
+    assert [wait_after(n) for n in range(4)] == [0, 0, 0, 0]
+    assert [wait_after(n) for n in range(4, 12)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert wait_after(10_000) == 60  # no overflow, still the cap
 
 
-def test_memory_is_bounded() -> None:
-    throttle = LoginThrottle(max_failures=5, window_seconds=60, max_keys=10)
-    for i in range(100):
-        throttle.failed(f"user{i}", f"10.0.{i}.1", float(i) / 100)
-    assert len(throttle._failures) <= 10
+def test_a_wait_runs_down_and_ends_by_itself() -> None:
+    assert wait_after(6, seconds_later=1.5) == 2.5
+    assert wait_after(6, seconds_later=4) == 0
+    assert wait_after(10_000, seconds_later=60) == 0  # never a lockout
+
+
+def test_a_quiet_window_forgets_every_failure() -> None:
+    assert POLICY.remembered(50, T0, T0 + timedelta(seconds=599)) == 50
+    assert POLICY.remembered(50, T0, T0 + timedelta(seconds=600)) == 0
+
+
+def test_an_address_and_an_account_get_ten_times_the_allowance() -> None:
+    for kind in ("address", "account"):
+        assert wait_after(30, kind) == 0
+        assert wait_after(31, kind) == 1
+        assert wait_after(33, kind) == 4
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_ipv6_addresses_count_per_64_block(address: str, key: str) -> None:
+    assert address_key(address) == key

@@ -3,7 +3,8 @@
 `python -m gateway create-admin --username NAME` adds an admin account:
 
 it reads the password from stdin (a prompt on a terminal); when none is
-given it generates one and prints it.
+given it generates one and prints it, and the admin must change it at the
+first sign-in.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         server_header=False,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 (any local user);
+        # the gateway reads it itself, from JHAAS_TRUSTED_PROXIES only.
+        proxy_headers=False,
         lifespan="on",
         access_log=False,  # gateway.access_log writes JSON lines with the correlation id
         log_config=None,
@@ -82,6 +86,8 @@ async def _create_admin(settings: GatewaySettings, username: str) -> int:
             password=request.password,
             roles=(Role.ADMIN,),
             display_name="Administrator",
+            # A printed password has been seen: its owner must replace it first.
+            password_change_required=generated,
         )
     except DomainError as exc:
         print(f"cannot create the admin: {exc.message}", file=sys.stderr)

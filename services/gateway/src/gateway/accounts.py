@@ -17,11 +17,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from gateway.auth import Passwords, TokenClaims, new_session_token, session_token_digest
+from gateway.password_rules import password_problem
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, write_private_file
 from gateway.store import AccountStore, SessionRecord, UsernameTaken, UserRecord, sessions
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
-from jhaas_schemas.errors import Conflict, NotFound
+from jhaas_schemas.errors import Conflict, InvalidInput, NotFound
 from jhaas_schemas.model import Principal, Role
 
 log = get_logger(__name__)
@@ -45,6 +46,7 @@ class Caller:
     username: str
     roles: tuple[Role, ...]
     session_id: str
+    password_change_required: bool = False
 
     @property
     def principal(self) -> Principal:
@@ -63,11 +65,39 @@ class SignedIn:
     expires_at: datetime
 
 
+def _require_user_id(user_id: str) -> None:
+    """User ids are UUIDs; anything else (a NUL, say, which PostgreSQL cannot
+    even compare) names no user and never reaches the database."""
+    try:
+        valid = str(uuid.UUID(user_id)) == user_id
+    except ValueError:
+        valid = False
+    if not valid:
+        raise NotFound(f"no user {user_id[:64]!r}")
+
+
 class SignInRefused(Exception):
     """Wrong credentials or a disabled account; the message is safe to show."""
 
 
 WRONG_CREDENTIALS = "wrong username or password"
+
+
+class WrongPassword(Exception):
+    """The current password given for a change is not the user's."""
+
+
+def require_good_password(password: str, username: str, field: str = "password") -> None:
+    problem = password_problem(password, username)
+    if problem is not None:
+        raise InvalidInput(f"the {field.replace('_', ' ')} {problem}", {field: problem})
+
+
+def require_new_password(current: str, new: str, username: str) -> None:
+    require_good_password(new, username, "new_password")
+    if new == current:
+        problem = "must differ from the current password"
+        raise InvalidInput(f"the new password {problem}", {"new_password": problem})
 
 
 class Accounts:
@@ -78,11 +108,13 @@ class Accounts:
         *,
         session_ttl: timedelta,
         clock: Clock = utcnow,
+        initial_password_file: Path | None = None,
     ) -> None:
         self.db = db
         self.passwords = passwords
         self.session_ttl = session_ttl
         self.clock = clock
+        self.initial_password_file = initial_password_file
 
     # --- sign-in -------------------------------------------------------------
 
@@ -140,7 +172,38 @@ class Accounts:
             username=user.username,
             roles=user.roles,
             session_id=record.session_id,
+            password_change_required=user.password_change_required,
         )
+
+    async def change_password(self, caller: Caller, current: str, new: str) -> UserRecord:
+        """Replace the caller's password; every other session of theirs ends.
+
+        The caller checks the new password's rules first (`require_new_password`),
+        and counts the attempt with the sign-in throttle.
+        The generated first-admin password, once replaced, is deleted from disk.
+        """
+        user = await self.get_user(caller.user_id)
+        if not await asyncio.to_thread(self.passwords.verify, user.password_hash, current):
+            raise WrongPassword
+        new_hash = await asyncio.to_thread(self.passwords.hash, new)
+        changed = replace(
+            user, password_hash=new_hash, password_change_required=False, updated_at=self.clock()
+        )
+        async with self.db.transaction() as session:
+            store = AccountStore(session)
+            await store.save_user(changed)
+            await store.delete_sessions_of(user.user_id, keep=caller.session_id)
+        self._forget_initial_password(current)
+        log.info("password changed", username=user.username)
+        return changed
+
+    def _forget_initial_password(self, old_password: str) -> None:
+        path = self.initial_password_file
+        if path is None or not path.exists():
+            return
+        if path.read_text().strip() == old_password:
+            path.unlink(missing_ok=True)
+            log.info("initial admin password file deleted", path=str(path))
 
     async def end_session(self, session_id: str) -> None:
         async with self.db.transaction() as session:
@@ -149,6 +212,7 @@ class Accounts:
     # --- users ---------------------------------------------------------------
 
     async def get_user(self, user_id: str) -> UserRecord:
+        _require_user_id(user_id)
         async with self.db.reading() as session:
             user = await AccountStore(session).get_user(user_id)
         if user is None:
@@ -166,7 +230,9 @@ class Accounts:
         password: str,
         roles: tuple[Role, ...],
         display_name: str = "",
+        password_change_required: bool = False,
     ) -> UserRecord:
+        require_good_password(password, username)
         password_hash = await asyncio.to_thread(self.passwords.hash, password)
         now = self.clock()
         user = UserRecord(
@@ -178,6 +244,7 @@ class Accounts:
             disabled=False,
             created_at=now,
             updated_at=now,
+            password_change_required=password_change_required,
         )
         try:
             async with self.db.transaction() as session:
@@ -191,6 +258,7 @@ class Accounts:
     async def update_user(
         self, user_id: str, *, roles: tuple[Role, ...] | None, disabled: bool | None
     ) -> UserRecord:
+        _require_user_id(user_id)
         async with self.db.transaction() as session:
             store = AccountStore(session)
             user = await store.get_user(user_id, for_update=True)
@@ -240,6 +308,9 @@ class Accounts:
             disabled=False,
             created_at=now,
             updated_at=now,
+            # Whoever read the generated password from the file or the console
+            # must replace it before doing anything else.
+            password_change_required=password is None,
         )
         try:
             async with self.db.transaction() as session:

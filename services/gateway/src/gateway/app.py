@@ -11,7 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
 
-from gateway.access_log import access_log
+from gateway.access_log import make_access_log
 from gateway.accounts import Accounts, Clock, utcnow
 from gateway.auth import BearerTokens, Passwords
 from gateway.context import Gateway, send_correlation_header
@@ -24,9 +24,9 @@ from gateway.controllers.users import UserController
 from gateway.dependencies import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
 from gateway.guards import SESSION_COOKIE
-from gateway.settings import SERVICE, GatewaySettings
+from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
-from gateway.throttle import LoginThrottle
+from gateway.throttle import SignInThrottle
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.messaging import connect
@@ -47,11 +47,10 @@ def build_gateway(
         passwords or Passwords(),
         session_ttl=settings.session_ttl,
         clock=clock,
+        initial_password_file=settings.data_dir / INITIAL_ADMIN_PASSWORD_FILE,
     )
     tokens = BearerTokens(settings.jwt_secret, issuer=settings.token_issuer)
-    throttle = LoginThrottle(
-        max_failures=settings.login_max_failures, window_seconds=settings.login_window_seconds
-    )
+    throttle = SignInThrottle(db, settings.throttle_policy, settings.jwt_secret, clock)
     return Gateway(settings=settings, db=db, accounts=accounts, tokens=tokens, throttle=throttle)
 
 
@@ -129,7 +128,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=reject_invalid_body,
         before_send=[send_correlation_header],
-        middleware=[access_log],
+        middleware=[make_access_log(settings.trusted_proxies)],
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         state=State({"gateway": gateway}),

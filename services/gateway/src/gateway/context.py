@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 from gateway.accounts import Accounts, Caller
 from gateway.auth import BearerTokens
 from gateway.settings import GatewaySettings
-from gateway.throttle import LoginThrottle
+from gateway.throttle import SignInThrottle
 from jhaas_runtime.db import Database
 from jhaas_runtime.rpc import RpcClient
 
@@ -37,7 +37,7 @@ class Gateway:
     db: Database
     accounts: Accounts
     tokens: BearerTokens
-    throttle: LoginThrottle
+    throttle: SignInThrottle
     nc: NATS | None = field(default=None)
     rpc_client: RpcClient | None = field(default=None)
 

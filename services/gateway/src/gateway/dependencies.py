@@ -13,7 +13,7 @@ from gateway.accounts import Accounts, Caller
 from gateway.auth import BearerTokens
 from gateway.context import caller_of, correlation_id_for, gateway_of
 from gateway.settings import GatewaySettings
-from gateway.throttle import LoginThrottle
+from gateway.throttle import SignInThrottle
 from jhaas_runtime.rpc import RpcClient
 from jhaas_schemas.model import Principal
 
@@ -51,7 +51,7 @@ def provide_tokens(request: Request[Any, Any, Any]) -> BearerTokens:
     return gateway_of(request).tokens
 
 
-def provide_throttle(request: Request[Any, Any, Any]) -> LoginThrottle:
+def provide_throttle(request: Request[Any, Any, Any]) -> SignInThrottle:
     return gateway_of(request).throttle
 
 

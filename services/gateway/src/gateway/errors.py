@@ -22,6 +22,7 @@ from litestar.status_codes import (
     HTTP_405_METHOD_NOT_ALLOWED,
     HTTP_409_CONFLICT,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
@@ -30,7 +31,7 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 
 from gateway.context import NotReady, correlation_id_for
-from gateway.schemas import ErrorBody, ErrorKind
+from gateway.schemas import PATTERN_RULES, ErrorBody, ErrorKind
 from jhaas_runtime.logs import correlation, get_logger
 from jhaas_runtime.rpc import RpcFailure
 from jhaas_schemas.errors import DomainError
@@ -54,6 +55,7 @@ KIND_OF_STATUS: dict[int, ErrorKind] = {
     HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
     HTTP_409_CONFLICT: "conflict",
     HTTP_413_REQUEST_ENTITY_TOO_LARGE: "payload_too_large",
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type",
     HTTP_422_UNPROCESSABLE_ENTITY: "invalid",
     HTTP_429_TOO_MANY_REQUESTS: "too_many_requests",
     HTTP_503_SERVICE_UNAVAILABLE: "unavailable",
@@ -61,12 +63,13 @@ KIND_OF_STATUS: dict[int, ErrorKind] = {
 
 
 _DESCRIPTIONS = {
-    HTTP_400_BAD_REQUEST: "The body is not valid JSON, or the request is malformed",
+    HTTP_400_BAD_REQUEST: "The body is not valid UTF-8 JSON, or the request is malformed",
     HTTP_401_UNAUTHORIZED: "Not signed in, or the token or session has expired",
     HTTP_403_FORBIDDEN: "Not allowed for this user, or the X-CSRF-Token header is missing",
     HTTP_404_NOT_FOUND: "No such resource",
     HTTP_409_CONFLICT: "Conflicts with the current state: a taken name, a stale revision",
     HTTP_413_REQUEST_ENTITY_TOO_LARGE: "The body is larger than the gateway accepts",
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE: "The body is not sent as Content-Type: application/json",
     HTTP_422_UNPROCESSABLE_ENTITY: "The input breaks the schema or a rule; `fields` names each",
     HTTP_429_TOO_MANY_REQUESTS: "Too many failed sign-ins; wait Retry-After seconds",
     HTTP_503_SERVICE_UNAVAILABLE: "A service did not answer in time",
@@ -75,7 +78,12 @@ _DESCRIPTIONS = {
 
 def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the errors a route can give, all with the one error body."""
-    wanted = (HTTP_400_BAD_REQUEST, HTTP_401_UNAUTHORIZED, HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    wanted = (
+        HTTP_400_BAD_REQUEST,
+        HTTP_401_UNAUTHORIZED,
+        HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    )
     return {
         status: ResponseSpec(data_container=ErrorBody, description=_DESCRIPTIONS[status])
         for status in sorted({*wanted, *statuses})
@@ -261,6 +269,11 @@ _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _NAMED_FIELD = re.compile(
     r"^Object (?P<what>contains unknown|missing required) field `(?P<name>[^`]+)`$"
 )
+# msgspec quotes the regular expression a string failed; a person reads the rule.
+_RULE_OF_MESSAGE = {
+    f"Expected `str` matching regex {pattern!r}": rule for pattern, rule in PATTERN_RULES.items()
+}
+JSON_MEDIA_TYPE = "application/json"
 
 
 def body_error_fields(exc: msgspec.ValidationError) -> dict[str, str]:
@@ -272,13 +285,37 @@ def body_error_fields(exc: msgspec.ValidationError) -> dict[str, str]:
     if named:
         path = f"{path}.{named.group('name')}" if path else named.group("name")
         message = "unknown field" if named.group("what").startswith("contains") else "required"
-    return {path or "body": message}
+    return {path or "body": _RULE_OF_MESSAGE.get(message, message)}
+
+
+def media_type_problem(content_types: list[str]) -> str | None:
+    """None for exactly one `application/json` (parameters: only charset=utf-8), else why not.
+
+    A cross-site HTML form can send `text/plain` without the browser asking the
+    server first; accepting it would let any page sign a visitor in or act in
+    their name. `+json` types are refused too: none of them means plain JSON here.
+    """
+    if len(content_types) != 1:
+        return (
+            "the request has no Content-Type header"
+            if not content_types
+            else ("the request has more than one Content-Type header")
+        )
+    media_type, *parameters = content_types[0].split(";")
+    if media_type.strip().lower() != JSON_MEDIA_TYPE:
+        return f"the Content-Type is {media_type.strip()[:100]!r}"
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() != "charset" or value.strip().strip('"').lower() != "utf-8":
+            return f"the Content-Type parameter {parameter.strip()[:100]!r} is not charset=utf-8"
+    return None
 
 
 async def reject_invalid_body(request: Request[Any, Any, Any]) -> None:
-    """`before_request` hook: decode a handler's `data` body strictly before Litestar does.
+    """`before_request` hook: check a handler's `data` body strictly before Litestar does.
 
-    Litestar converts bodies leniently ("30" becomes 30); an API that
+    The body must be sent as `application/json` (else 415) and be UTF-8 (else
+    400). Litestar converts bodies leniently ("30" becomes 30); an API that
     promises types answers a wrong type with 422 instead. A body that is not
     JSON at all is a 400. Litestar then decodes the same bytes again, which
     cannot fail once this check passed.
@@ -291,6 +328,18 @@ async def reject_invalid_body(request: Request[Any, Any, Any]) -> None:
         if data_field.is_optional:
             return
         raise ApiError("the request body is empty; send a JSON object")
+    problem = media_type_problem(request.headers.getall("content-type", []))
+    if problem is not None:
+        raise ApiError(
+            f"{problem}; send the body as JSON with Content-Type: {JSON_MEDIA_TYPE}",
+            status=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        )
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            f"the request body is not valid UTF-8 (byte {exc.start}: {exc.reason})"
+        ) from None
     try:
         msgspec.json.decode(body, type=data_field.annotation, strict=True)
     except msgspec.ValidationError as exc:
@@ -298,4 +347,5 @@ async def reject_invalid_body(request: Request[Any, Any, Any]) -> None:
             "the request body does not match the schema", body_error_fields(exc)
         ) from None
     except msgspec.DecodeError as exc:
+        # Also a lone surrogate escape ("\\ud800"): no database could store it.
         raise ApiError(f"the request body is not valid JSON: {exc}") from None

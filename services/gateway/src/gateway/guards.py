@@ -16,13 +16,26 @@ SESSION_COOKIE = "jhaas_session"
 CSRF_COOKIE = "jhaas_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Route option: reachable while the caller's password must still be changed.
+BEFORE_PASSWORD_CHANGE = "before_password_change"  # noqa: S105 - an option's name
+CHANGE_PASSWORD_FIRST = (
+    "change your password first: POST /api/v1/auth/password with "  # noqa: S105 - a message
+    '{"current_password": ..., "new_password": ...}'
+)
 
 
 async def requires_authenticated(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
 ) -> None:
-    """A bearer token or the session cookie; cookie callers also prove it is them (CSRF)."""
-    set_caller(connection, await _authenticate(connection))
+    """A bearer token or the session cookie; cookie callers also prove it is them (CSRF).
+
+    A user whose password was generated for them reaches only the routes
+    marked BEFORE_PASSWORD_CHANGE until they choose their own.
+    """
+    caller = await _authenticate(connection)
+    if caller.password_change_required and not route_handler.opt.get(BEFORE_PASSWORD_CHANGE):
+        raise Forbidden(CHANGE_PASSWORD_FIRST)
+    set_caller(connection, caller)
 
 
 def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

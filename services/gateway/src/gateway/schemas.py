@@ -8,22 +8,26 @@ from typing import Annotated, Literal
 import msgspec
 
 from gateway.store import UserRecord
-from jhaas_schemas.model import Role
+from jhaas_schemas.model import PATTERN_RULES as CONTRACT_PATTERN_RULES
+from jhaas_schemas.model import Role, single_line
 from jhaas_schemas.rpc import Comment, HubSpecUpdate, Reason, Revision
+
+USERNAME = r"^[a-z0-9][a-z0-9._-]*$(?!\n)"
+USERNAME_RULE = "lower-case letters, digits, '.', '_' and '-'; starts with a letter or digit"
+# The gateway's own patterns beside the contracts', for messages a person reads.
+PATTERN_RULES = {**CONTRACT_PATTERN_RULES, USERNAME: f"must be {USERNAME_RULE}"}
 
 Username = Annotated[
     str,
-    msgspec.Meta(
-        min_length=3,
-        max_length=64,
-        pattern=r"^[a-z0-9][a-z0-9._-]*$",
-        description="lower-case letters, digits, '.', '_' and '-'; starts with a letter or digit",
-    ),
+    msgspec.Meta(min_length=3, max_length=64, pattern=USERNAME, description=USERNAME_RULE),
 ]
+# A password may hold any character (it is only hashed); lone surrogates, which
+# could not be hashed, never decode from JSON.
 Password = Annotated[str, msgspec.Meta(min_length=12, max_length=1024)]
-DisplayName = Annotated[str, msgspec.Meta(max_length=200)]
-# Sign-in takes whatever was typed: a wrong name is a wrong name, not a schema error.
-TypedUsername = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+DisplayName = Annotated[str, single_line(max_length=200)]
+# Sign-in takes whatever was typed: a wrong name is a wrong name, not a schema
+# error; but it is looked up in the database, which cannot hold a NUL.
+TypedUsername = Annotated[str, single_line(min_length=1, max_length=256)]
 TypedPassword = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
 
@@ -39,6 +43,8 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     roles: list[Role]
     disabled: bool
     created_at: datetime
+    # Until the password is changed (POST /auth/password) every other call is 403.
+    password_change_required: bool = False
 
     @classmethod
     def of(cls, record: UserRecord) -> User:
@@ -49,6 +55,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
             roles=list(record.roles),
             disabled=record.disabled,
             created_at=record.created_at,
+            password_change_required=record.password_change_required,
         )
 
 
@@ -61,6 +68,8 @@ class UserCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     password: Password
     roles: list[Role] = []
     display_name: DisplayName = ""
+    # The user must choose their own password before doing anything else.
+    password_change_required: bool = False
 
 
 class UserUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -73,6 +82,13 @@ class LoginResult(msgspec.Struct, frozen=True, kw_only=True):
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token kind, not a secret
     expires_in: int
     user: User
+    # True: change the password at POST /api/v1/auth/password before anything else.
+    password_change_required: bool = False
+
+
+class PasswordChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    current_password: TypedPassword
+    new_password: Password
 
 
 class RequestEdit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -109,6 +125,7 @@ ErrorKind = Literal[
     "method_not_allowed",
     "conflict",
     "payload_too_large",
+    "unsupported_media_type",
     "too_many_requests",
     "unavailable",
     "internal",

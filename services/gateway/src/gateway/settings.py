@@ -6,13 +6,16 @@ import contextlib
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 import msgspec
 
+from gateway.client_address import TrustedProxies, parse_trusted_proxies
+from gateway.password_rules import password_problem
 from gateway.schemas import UserCreate
+from gateway.throttle import ThrottlePolicy
 from jhaas_runtime.settings import (
     RuntimeSettings,
     SettingsError,
@@ -40,8 +43,10 @@ class GatewaySettings:
     admin_username: str = "admin"
     admin_password: str | None = None
     max_body_bytes: int = 65536
-    login_max_failures: int = 10
+    login_free_failures: int = 5
+    login_max_delay_seconds: int = 300
     login_window_seconds: int = 900
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     public_url: str = "http://127.0.0.1:8000"
 
     def __post_init__(self) -> None:
@@ -54,6 +59,14 @@ class GatewaySettings:
         except msgspec.ValidationError as exc:
             variable = "JHAAS_ADMIN_PASSWORD" if "password" in str(exc) else "JHAAS_ADMIN_USERNAME"
             raise SettingsError(f"{variable}: {exc}") from None
+        problem = self.admin_password and password_problem(self.admin_password, self.admin_username)
+        if problem:
+            raise SettingsError(f"JHAAS_ADMIN_PASSWORD {problem}")
+        if self.login_window_seconds <= self.login_max_delay_seconds:
+            # Otherwise a key would be forgotten while it still has to wait.
+            raise SettingsError(
+                "JHAAS_LOGIN_WINDOW_SECONDS must be longer than JHAAS_LOGIN_MAX_DELAY_SECONDS"
+            )
 
     @property
     def data_dir(self) -> Path:
@@ -66,6 +79,14 @@ class GatewaySettings:
     @property
     def token_issuer(self) -> str:
         return self.public_url.rstrip("/")
+
+    @property
+    def throttle_policy(self) -> ThrottlePolicy:
+        return ThrottlePolicy(
+            free_failures=self.login_free_failures,
+            max_delay_seconds=self.login_max_delay_seconds,
+            window_seconds=self.login_window_seconds,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -83,10 +104,19 @@ class GatewaySettings:
             admin_username=env_str(env, "JHAAS_ADMIN_USERNAME", "admin"),
             admin_password=env.get("JHAAS_ADMIN_PASSWORD") or None,
             max_body_bytes=env_int(env, "JHAAS_MAX_BODY_BYTES", 65536, minimum=1024),
-            login_max_failures=env_int(env, "JHAAS_LOGIN_MAX_FAILURES", 10, minimum=1),
-            login_window_seconds=env_int(env, "JHAAS_LOGIN_WINDOW_SECONDS", 900, minimum=1),
+            login_free_failures=env_int(env, "JHAAS_LOGIN_FREE_FAILURES", 5, minimum=1),
+            login_max_delay_seconds=env_int(env, "JHAAS_LOGIN_MAX_DELAY_SECONDS", 300, minimum=1),
+            login_window_seconds=env_int(env, "JHAAS_LOGIN_WINDOW_SECONDS", 900, minimum=2),
+            trusted_proxies=_trusted_proxies(env),
             public_url=env_str(env, "JHAAS_PUBLIC_URL", "http://127.0.0.1:8000"),
         )
+
+
+def _trusted_proxies(env: Mapping[str, str]) -> TrustedProxies:
+    try:
+        return parse_trusted_proxies(env.get("JHAAS_TRUSTED_PROXIES", ""))
+    except ValueError as exc:
+        raise SettingsError(f"JHAAS_TRUSTED_PROXIES: {exc}") from None
 
 
 def write_private_file(path: Path, text: str, *, overwrite: bool = False) -> bool:

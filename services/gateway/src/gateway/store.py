@@ -31,6 +31,8 @@ users = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    # Set for a generated password: every call but a password change is refused.
+    sa.Column("password_change_required", sa.Boolean, nullable=False, default=False),
 )
 
 user_roles = sa.Table(
@@ -62,6 +64,24 @@ sessions = sa.Table(
 )
 
 
+# Sign-in throttling (throttle.py): the keys are HMACs, never names or addresses.
+sign_in_attempts = sa.Table(
+    "sign_in_attempts",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    # Attempts not given back by a success: failures, and attempts being checked.
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_at", UtcDateTime(), nullable=False, index=True),
+)
+
+known_sign_ins = sa.Table(
+    "known_sign_ins",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # (account, address)
+    sa.Column("seen_at", UtcDateTime(), nullable=False, index=True),
+)
+
+
 class UsernameTaken(Exception):
     pass
 
@@ -76,6 +96,7 @@ class UserRecord:
     disabled: bool
     created_at: datetime
     updated_at: datetime
+    password_change_required: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +130,7 @@ class AccountStore:
                         disabled=user.disabled,
                         created_at=user.created_at,
                         updated_at=user.updated_at,
+                        password_change_required=user.password_change_required,
                     )
                 )
         except IntegrityError:
@@ -124,6 +146,7 @@ class AccountStore:
                 password_hash=user.password_hash,
                 disabled=user.disabled,
                 updated_at=user.updated_at,
+                password_change_required=user.password_change_required,
             )
         )
         await self.session.execute(user_roles.delete().where(user_roles.c.user_id == user.user_id))
@@ -216,8 +239,12 @@ class AccountStore:
     async def delete_session(self, session_id: str) -> None:
         await self.session.execute(sessions.delete().where(sessions.c.session_id == session_id))
 
-    async def delete_sessions_of(self, user_id: str) -> None:
-        await self.session.execute(sessions.delete().where(sessions.c.user_id == user_id))
+    async def delete_sessions_of(self, user_id: str, *, keep: str | None = None) -> None:
+        """End the user's sessions, but for the one named `keep`."""
+        condition = sessions.c.user_id == user_id
+        if keep is not None:
+            condition = sa.and_(condition, sessions.c.session_id != keep)
+        await self.session.execute(sessions.delete().where(condition))
 
     async def delete_expired_sessions(self, now: datetime) -> None:
         await self.session.execute(sessions.delete().where(sessions.c.expires_at <= now))
@@ -234,4 +261,5 @@ def _user(row: sa.Row[tuple[object, ...]], roles: tuple[Role, ...]) -> UserRecor
         disabled=bool(m["disabled"]),
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        password_change_required=bool(m["password_change_required"]),
     )

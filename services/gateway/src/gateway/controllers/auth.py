@@ -1,8 +1,7 @@
-"""Sign in and out; who am I."""
+"""Sign in and out, change the password; who am I."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -18,13 +17,43 @@ from litestar.status_codes import (
     HTTP_429_TOO_MANY_REQUESTS,
 )
 
-from gateway.accounts import Accounts, Caller, SignInRefused
+from gateway.accounts import (
+    Accounts,
+    Caller,
+    SignedIn,
+    SignInRefused,
+    WrongPassword,
+    require_new_password,
+)
 from gateway.auth import BearerTokens, csrf_token_for
-from gateway.errors import TooManyRequests, Unauthorized, error_responses
-from gateway.guards import CSRF_COOKIE, SESSION_COOKIE, requires_authenticated
-from gateway.schemas import LoginCredentials, LoginResult, User
+from gateway.client_address import client_address
+from gateway.errors import InvalidBody, TooManyRequests, Unauthorized, error_responses
+from gateway.guards import (
+    BEFORE_PASSWORD_CHANGE,
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    requires_authenticated,
+)
+from gateway.schemas import LoginCredentials, LoginResult, PasswordChange, User
 from gateway.settings import GatewaySettings
-from gateway.throttle import LoginThrottle, TooManyAttempts
+from gateway.throttle import KNOWN_FOR, Attempt, SignInThrottle, TooManyAttempts
+
+DEVICE_COOKIE = "jhaas_device"
+AUTH_PATH = "/api/v1/auth"
+BEFORE_CHANGE = {BEFORE_PASSWORD_CHANGE: True}
+
+
+async def _begin_attempt(
+    throttle: SignInThrottle,
+    settings: GatewaySettings,
+    request: Request[Any, Any, Any],
+    username: str,
+) -> Attempt:
+    address = client_address(request.scope, settings.trusted_proxies)
+    try:
+        return await throttle.begin(username, address, request.cookies.get(DEVICE_COOKIE))
+    except TooManyAttempts as exc:
+        raise TooManyRequests(str(exc), exc.retry_after) from None
 
 
 class AuthController(Controller):
@@ -43,23 +72,21 @@ class AuthController(Controller):
         accounts: NamedDependency[Accounts],
         tokens: NamedDependency[BearerTokens],
         settings: NamedDependency[GatewaySettings],
-        throttle: NamedDependency[LoginThrottle],
+        throttle: NamedDependency[SignInThrottle],
         request: Request[Any, Any, Any],
     ) -> Response[LoginResult]:
-        """Sign in: a bearer token for API clients, and session + CSRF cookies for browsers."""
-        address = request.client.host if request.client else "unknown"
-        try:
-            throttle.check(data.username, address, time.monotonic())
-        except TooManyAttempts as exc:
-            raise TooManyRequests(str(exc), exc.retry_after) from None
+        """Sign in: a bearer token for API clients, and session + CSRF cookies for browsers.
+
+        Repeated failures make further attempts wait (429 with Retry-After).
+        """
+        attempt = await _begin_attempt(throttle, settings, request, data.username)
         try:
             signed_in = await accounts.sign_in(data.username, data.password)
         except SignInRefused as exc:
-            throttle.failed(data.username, address, time.monotonic())
-            raise Unauthorized(str(exc)) from None
-        throttle.succeeded(data.username)
+            raise Unauthorized(str(exc)) from None  # the attempt stays counted
+        device = await throttle.succeeded(attempt)
         now = accounts.clock()
-        expires_at = min(signed_in.expires_at, now + _seconds(settings.token_ttl_seconds))
+        expires_at = min(signed_in.expires_at, now + timedelta(seconds=settings.token_ttl_seconds))
         user = signed_in.user
         token = tokens.issue(
             user_id=user.user_id,
@@ -73,34 +100,51 @@ class AuthController(Controller):
             access_token=token,
             expires_in=int((expires_at - now).total_seconds()),
             user=User.of(user),
+            password_change_required=user.password_change_required,
         )
-        max_age = int((signed_in.expires_at - now).total_seconds())
-        cookies = [
-            Cookie(
-                key=SESSION_COOKIE,
-                value=signed_in.session_token,
-                max_age=max_age,
-                path="/",
-                httponly=True,
-                secure=settings.cookie_secure,
-                samesite="lax",
-            ),
-            Cookie(
-                key=CSRF_COOKIE,
-                value=csrf_token_for(settings.jwt_secret, signed_in.session_token),
-                max_age=max_age,
-                path="/",
-                httponly=False,
-                secure=settings.cookie_secure,
-                samesite="lax",
-            ),
-        ]
+        cookies = _session_cookies(settings, signed_in, now)
+        cookies.append(_cookie(settings, DEVICE_COOKIE, device, KNOWN_FOR, path=AUTH_PATH))
         return Response(result, cookies=cookies, headers={"Cache-Control": "no-store"})
+
+    @post(
+        "/password",
+        status_code=HTTP_204_NO_CONTENT,
+        guards=[requires_authenticated],
+        opt=BEFORE_CHANGE,
+        responses=error_responses(
+            HTTP_403_FORBIDDEN, HTTP_422_UNPROCESSABLE_ENTITY, HTTP_429_TOO_MANY_REQUESTS
+        ),
+    )
+    async def change_password(
+        self,
+        data: JSONBody[PasswordChange],
+        caller: NamedDependency[Caller],
+        accounts: NamedDependency[Accounts],
+        settings: NamedDependency[GatewaySettings],
+        throttle: NamedDependency[SignInThrottle],
+        request: Request[Any, Any, Any],
+    ) -> Response[None]:
+        """Choose a new password (the rules of account creation); other sessions end.
+
+        A wrong current password counts as a failed sign-in.
+        """
+        require_new_password(data.current_password, data.new_password, caller.username)
+        attempt = await _begin_attempt(throttle, settings, request, caller.username)
+        try:
+            await accounts.change_password(caller, data.current_password, data.new_password)
+        except WrongPassword:
+            problem = "is not your current password"
+            raise InvalidBody(
+                f"the current password {problem}", {"current_password": problem}
+            ) from None
+        await throttle.succeeded(attempt)
+        return Response(None, status_code=HTTP_204_NO_CONTENT)
 
     @post(
         "/logout",
         status_code=HTTP_204_NO_CONTENT,
         guards=[requires_authenticated],
+        opt=BEFORE_CHANGE,
         responses=error_responses(HTTP_403_FORBIDDEN),
     )
     async def logout(
@@ -112,26 +156,37 @@ class AuthController(Controller):
         """End the session: its cookie and every bearer token issued with it stop working."""
         await accounts.end_session(caller.session_id)
         expired = [
-            Cookie(
-                key=name,
-                value="",
-                max_age=0,
-                path="/",
-                httponly=name == SESSION_COOKIE,
-                secure=settings.cookie_secure,
-                samesite="lax",
-            )
-            for name in (SESSION_COOKIE, CSRF_COOKIE)
+            _cookie(settings, name, "", timedelta(0)) for name in (SESSION_COOKIE, CSRF_COOKIE)
         ]
         return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=expired)
 
-    @get("/me", guards=[requires_authenticated], responses=error_responses())
+    @get("/me", guards=[requires_authenticated], opt=BEFORE_CHANGE, responses=error_responses())
     async def me(
         self, caller: NamedDependency[Caller], accounts: NamedDependency[Accounts]
     ) -> User:
-        """The signed-in user."""
+        """The signed-in user; `password_change_required` says whether to change the password."""
         return User.of(await accounts.get_user(caller.user_id))
 
 
-def _seconds(value: int) -> timedelta:
-    return timedelta(seconds=value)
+def _cookie(
+    settings: GatewaySettings, name: str, value: str, max_age: timedelta, path: str = "/"
+) -> Cookie:
+    return Cookie(
+        key=name,
+        value=value,
+        max_age=int(max_age.total_seconds()),
+        path=path,
+        httponly=name != CSRF_COOKIE,  # the page's script repeats the CSRF cookie in a header
+        secure=settings.cookie_secure,
+        # The device cookie is for sign-in only, never sent from another site.
+        samesite="strict" if name == DEVICE_COOKIE else "lax",
+    )
+
+
+def _session_cookies(settings: GatewaySettings, signed_in: SignedIn, now: Any) -> list[Cookie]:
+    lifetime = signed_in.expires_at - now
+    csrf = csrf_token_for(settings.jwt_secret, signed_in.session_token)
+    return [
+        _cookie(settings, SESSION_COOKIE, signed_in.session_token, lifetime),
+        _cookie(settings, CSRF_COOKIE, csrf, lifetime),
+    ]

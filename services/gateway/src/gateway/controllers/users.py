@@ -32,12 +32,17 @@ class UserController(Controller):
     async def create_user(
         self, data: JSONBody[UserCreate], accounts: NamedDependency[Accounts]
     ) -> User:
-        """Create a local account (201); 409 when the username is taken."""
+        """Create a local account (201); 409 when the username is taken.
+
+        With `password_change_required` the user must choose a new password
+        (POST /auth/password) before anything else.
+        """
         record = await accounts.create_user(
             username=data.username,
             password=data.password,
             roles=tuple(data.roles),
             display_name=data.display_name,
+            password_change_required=data.password_change_required,
         )
         return User.of(record)
 
