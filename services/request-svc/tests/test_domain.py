@@ -284,3 +284,26 @@ def test_a_cancelled_course_only_waits_for_deletion() -> None:
     record = DeletionRecord(backend="none", deleted_at=NOW)
     deleted = domain.on_deployment_event(cancelled, deployer_event(HubDeleted, record=record), NOW)
     assert deleted is not None and deleted.status == RequestStatus.DELETED
+
+
+def test_a_rebuilt_or_failed_hub_shows_its_current_url_and_health() -> None:
+    def at(kind: type, seconds: int, **extra: object):  # type: ignore[no-untyped-def]
+        when = NOW + timedelta(seconds=seconds)
+        base = {**envelope(source="deployer-svc", correlation_id="c", now=when)}
+        return kind(**base, deployment_id="d1", request_id="r1", **extra)
+
+    state = approve(submitted())
+    for event, expected in [
+        (at(HubDeploying, 1, attempt=1), (RequestStatus.DEPLOYING, None)),
+        (at(HubReady, 2, url="http://h:1/"), (RequestStatus.RUNNING, "http://h:1/")),
+        (at(HubDeploying, 3, attempt=1), (RequestStatus.DEPLOYING, None)),  # rebuilt
+        (at(HubReady, 4, url="http://h:2/"), (RequestStatus.RUNNING, "http://h:2/")),
+        (at(HubFailed, 5, reason="gone", attempts=3), (RequestStatus.FAILED, None)),
+        (at(HubReady, 6, url="http://h:3/"), (RequestStatus.RUNNING, "http://h:3/")),
+    ]:
+        new = domain.on_deployment_event(state, event, NOW)
+        assert new is not None and (new.status, new.hub_url) == expected, event
+        state = new
+    # An event older than what the leader sees changes nothing.
+    assert domain.on_deployment_event(state, at(HubFailed, 5, reason="x", attempts=1), NOW) is None
+    assert domain.on_deployment_event(state, at(HubDeploying, 3, attempt=1), NOW) is None

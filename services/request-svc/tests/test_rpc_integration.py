@@ -9,11 +9,20 @@ import msgspec
 import nats
 import pytest
 
+from jhaas_launcher.testing import eventually, publish
 from jhaas_runtime.rpc import RpcClient, RpcFailure
 from jhaas_runtime.settings import RuntimeSettings
-from jhaas_schemas.events import RequestSubmitted, decode_event
+from jhaas_schemas.envelope import Event, envelope
+from jhaas_schemas.events import (
+    HubDeploying,
+    HubFailed,
+    HubReady,
+    RequestApproved,
+    RequestSubmitted,
+    decode_event,
+)
 from jhaas_schemas.model import HubSpec, Principal, Resources, Role
-from jhaas_schemas.rpc import ErrorCode, HubRequest, RequestOps, SubmitRequest
+from jhaas_schemas.rpc import ErrorCode, GetRequest, HubRequest, RequestOps, SubmitRequest
 from jhaas_schemas.streams import REQUEST_STREAM
 from request_svc.app import build_app
 
@@ -82,4 +91,88 @@ async def test_submit_stores_and_publishes(
         assert msgspec.json.decode(msgs[0].data)["correlation_id"] == "c-1"
         await nc.close()
     finally:
+        await runtime.stop()
+
+
+async def test_the_leader_sees_the_hubs_current_url_and_health(
+    settings_for: Callable[..., RuntimeSettings],
+) -> None:
+    # A running course's hub is rebuilt by reconciliation (a new URL on the local
+    # backend), fails later, is redeployed; one older event arrives last of all.
+    settings = settings_for("request-svc")
+    runtime = build_app(settings)
+    await runtime.start()
+    nc = await nats.connect(settings.nats_url)
+    try:
+        client = RpcClient(nc)
+        created = await client.call(
+            RequestOps.SUBMIT,
+            SubmitRequest(spec=spec()),
+            HubRequest,
+            principal=LEADER,
+            correlation_id="c-1",
+        )
+        request_id = created.request_id
+        js = nc.jetstream()
+        t0 = datetime.now(UTC)
+
+        def at(seconds: float) -> dict[str, object]:
+            when = t0 + timedelta(seconds=seconds)
+            return {
+                **envelope(source="deployer-svc", correlation_id="c-d", now=when),
+                "deployment_id": "d-1",
+                "request_id": request_id,
+            }
+
+        approved = RequestApproved(
+            **envelope(source="governance-svc", correlation_id="c-g"),
+            request_id=request_id,
+            review_id="rv-1",
+            leader_id=LEADER.user_id,
+            decided_by="u-gov",
+            revision=1,
+            configuration=created.spec,
+        )
+
+        async def seen() -> tuple[str, str | None]:
+            found = await client.call(
+                RequestOps.GET,
+                GetRequest(request_id=request_id),
+                HubRequest,
+                principal=LEADER,
+                correlation_id="c-get",
+            )
+            return found.status, found.hub_url
+
+        async def after(event: Event, expected: tuple[str, str | None]) -> None:
+            await publish(js, event)
+            await eventually(seen, lambda got: got == expected)
+
+        await after(approved, ("approved", None))
+        await after(HubDeploying(**at(1), attempt=1), ("deploying", None))  # type: ignore[arg-type]
+        await after(
+            HubReady(**at(2), url="http://127.0.0.1:4001/"), ("running", "http://127.0.0.1:4001/")
+        )  # type: ignore[arg-type]
+        # Reconciliation found the hub gone and rebuilds it on other ports.
+        await after(HubDeploying(**at(3), attempt=1), ("deploying", None))  # type: ignore[arg-type]
+        await after(
+            HubReady(**at(4), url="http://127.0.0.1:4002/"), ("running", "http://127.0.0.1:4002/")
+        )  # type: ignore[arg-type]
+        # The rebuilt hub dies, and rebuilding it fails for good.
+        await after(
+            HubFailed(**at(5), reason="the hub did not answer", attempts=3), ("failed", None)
+        )  # type: ignore[arg-type]
+        # An admin redeploys it.
+        await after(HubDeploying(**at(6), attempt=1), ("deploying", None))  # type: ignore[arg-type]
+        await after(
+            HubReady(**at(7), url="http://127.0.0.1:4003/"), ("running", "http://127.0.0.1:4003/")
+        )  # type: ignore[arg-type]
+        # A copy of an old event, delivered late (another replica's batch, a retry).
+        stale = HubReady(**at(4), url="http://127.0.0.1:4002/")  # type: ignore[arg-type]
+        await publish(js, stale, msg_id="late-copy")
+        marker = HubReady(**at(8), url="http://127.0.0.1:4003/")  # type: ignore[arg-type]
+        await after(marker, ("running", "http://127.0.0.1:4003/"))
+        assert await seen() == ("running", "http://127.0.0.1:4003/")
+    finally:
+        await nc.close()
         await runtime.stop()

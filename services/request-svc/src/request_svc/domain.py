@@ -59,6 +59,9 @@ class HubRequestState:
     review_comment: str = ""
     approved_revision: int | None = None
     hub_url: str | None = None
+    # When the deployer event the hub's status follows happened: an older event that
+    # arrives later (a redelivery, another replica's batch) changes nothing.
+    hub_status_at: datetime | None = None
 
     @property
     def active_slug(self) -> str | None:
@@ -265,24 +268,39 @@ def on_deployment_event(
     event: HubDeploying | HubReady | HubFailed | CourseEnded | HubDeleted,
     now: datetime,
 ) -> HubRequestState | None:
-    """The leader's view follows the deployer; None when the event changes nothing."""
+    """The leader's view follows the deployer; None when the event changes nothing.
+
+    The hub's URL and health stay current for the whole course: a running hub
+    that is rebuilt (reconciliation found it gone) shows `deploying` without its
+    old URL, then `running` at its new one; one that fails shows `failed`.
+    """
     if isinstance(event, HubDeleted):
         return (
             None
             if state.status == S.DELETED
             else replace(state, status=S.DELETED, hub_url=None, updated_at=now)
         )
-    if state.status in (S.CANCELLED, S.DELETED):
-        return None  # a cancelled course only waits for its deletion
+    if state.status in (S.CANCELLED, S.DELETED, S.ENDING):
+        return None  # the course is over or called off: it only waits for its deletion
+    if state.hub_status_at is not None and event.occurred_at < state.hub_status_at:
+        return None  # older than what the leader sees already
+    hub_url: str | None = None
     if isinstance(event, HubDeploying):
-        allowed, new_status = {S.APPROVED, S.FAILED, S.DEPLOYING}, S.DEPLOYING
+        allowed, new_status = {S.APPROVED, S.FAILED, S.DEPLOYING, S.RUNNING}, S.DEPLOYING
     elif isinstance(event, HubReady):
-        allowed, new_status = {S.DEPLOYING, S.APPROVED}, S.RUNNING
+        allowed, new_status = {S.APPROVED, S.DEPLOYING, S.RUNNING, S.FAILED}, S.RUNNING
+        hub_url = event.url
     elif isinstance(event, HubFailed):
-        allowed, new_status = {S.DEPLOYING, S.APPROVED}, S.FAILED
+        allowed, new_status = {S.APPROVED, S.DEPLOYING, S.RUNNING}, S.FAILED
     else:
         allowed, new_status = {S.APPROVED, S.DEPLOYING, S.RUNNING, S.FAILED}, S.ENDING
+        hub_url = state.hub_url  # the hub answers until it is deleted
     if state.status not in allowed:
         return None
-    hub_url = event.url if isinstance(event, HubReady) else state.hub_url
-    return replace(state, status=new_status, hub_url=hub_url, updated_at=now)
+    return replace(
+        state,
+        status=new_status,
+        hub_url=hub_url,
+        hub_status_at=event.occurred_at,
+        updated_at=now,
+    )

@@ -36,6 +36,7 @@ hub_requests = sa.Table(
     sa.Column("review_comment", sa.Text, nullable=False, default=""),
     sa.Column("approved_revision", sa.Integer, nullable=True),
     sa.Column("hub_url", sa.String(500), nullable=True),
+    sa.Column("hub_status_at", UtcDateTime(), nullable=True),
 )
 
 _spec_decoder = msgspec.json.Decoder(HubSpec)
@@ -55,6 +56,7 @@ def _row(state: HubRequestState) -> dict[str, object]:
         "review_comment": state.review_comment,
         "approved_revision": state.approved_revision,
         "hub_url": state.hub_url,
+        "hub_status_at": state.hub_status_at,
     }
 
 
@@ -71,6 +73,7 @@ def _state(row: sa.Row[tuple[object, ...]]) -> HubRequestState:
         review_comment=m["review_comment"],
         approved_revision=m["approved_revision"],
         hub_url=m["hub_url"],
+        hub_status_at=m["hub_status_at"],
     )
 
 
