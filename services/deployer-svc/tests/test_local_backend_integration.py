@@ -300,3 +300,36 @@ def test_processes_under_matches_the_folder_not_its_siblings(tmp_path: Path) -> 
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+async def test_a_hub_inherits_none_of_the_deployers_secrets(
+    hub_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever an operator put into the deployer's environment (database URLs with
+    # passwords, keys, the admin password, cloud credentials) must not reach a hub:
+    # a hub hands parts of its environment on to every participant's server.
+    secrets = {
+        "JHAAS_ADMIN_PASSWORD": "admin-password-in-env-9d1",
+        "JHAAS_DEPLOYER_SVC_DATABASE_URL": "postgresql+asyncpg://u:db-password-7c2@db/x",
+        "JHAAS_DEPLOYER_SECRET_KEYS": "deployer-key-material-0123456789abcdef",
+        "JHAAS_NATS_SEED_FILE": "/var/lib/jhaas/nats/deployer-svc.nk",
+        "AWS_SECRET_ACCESS_KEY": "cloud-secret-4b8",
+        "PYTHONPATH": "/somewhere/else",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    backend = LocalBackend(hub_root, start_timeout=60)
+    await backend.deploy(hub_deployment())
+    folder = hub_root / DEPLOYMENT
+    try:
+        pids = processes_under(folder)
+        assert len(pids) >= 2, "the hub and its proxy run"
+        for pid in pids:
+            raw = await asyncio.to_thread(Path(f"/proc/{pid}/environ").read_bytes)
+            environ = raw.decode(errors="replace")
+            names = {entry.split("=", 1)[0] for entry in environ.split("\0") if entry}
+            assert not names & set(secrets), (pid, names & set(secrets))
+            assert not [v for v in secrets.values() if v in environ], pid
+            assert not any(name.startswith("JHAAS_") for name in names), (pid, names)
+    finally:
+        await backend.teardown(DEPLOYMENT)
