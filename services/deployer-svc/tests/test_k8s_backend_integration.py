@@ -466,3 +466,62 @@ async def test_an_unusable_kubeconfig_fails_permanently_naming_it(tmp_path: Path
         await backend.close()
     assert not caught.value.temporary
     assert str(broken) in str(caught.value)
+
+
+async def test_two_installations_on_one_cluster_never_touch_each_others_hubs(
+    double: K8sDouble,
+) -> None:
+    # Two JHaaS installations (say test and production) share a cluster. Each has a
+    # course with the same slug; each deployer lists, reads and deletes only its own.
+    def installation(name: str) -> KubernetesBackend:
+        settings = km.K8sSettings(domain=f"{name}.example.org", installation_id=name)
+        return KubernetesBackend(
+            settings,
+            ApiClient(double.configuration()),
+            ready_timeout=5.0,
+            teardown_timeout=5.0,
+            poll_interval=0.01,
+            attempts=3,
+            backoff=0.01,
+        )
+
+    prod, test = installation("prod"), installation("test")
+    try:
+        await prod.deploy(make_hub(deployment_id="dep-prod"))
+        await test.deploy(make_hub(deployment_id="dep-test"))
+        assert "/api/v1/namespaces/jhaas-prod-ds101" in double.objects
+        assert "/api/v1/namespaces/jhaas-test-ds101" in double.objects
+        assert await prod.list_managed() == ["dep-prod"]
+        assert await test.list_managed() == ["dep-test"]
+        # Every object of a hub carries its installation.
+        prod_objects = [
+            obj for key, obj in double.objects.items() if "/namespaces/jhaas-prod-ds101" in key
+        ]
+        assert prod_objects
+        assert {o["metadata"]["labels"][km.INSTALLATION_LABEL] for o in prod_objects} == {"prod"}
+
+        # Test's deployer asked about, or told to remove, production's hub: nothing happens.
+        assert (await test.status("dep-prod")).phase is HubPhase.ABSENT
+        record = await test.teardown("dep-prod")
+        assert record.objects == ()
+        assert (await prod.status("dep-prod")).phase is HubPhase.READY
+
+        # A namespace test's deployer would use, made by someone else, is not taken over.
+        squatted = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": "jhaas-test-ds102",
+                "labels": {km.INSTALLATION_LABEL: "prod", "team": "data"},
+            },
+        }
+        await prod.apply(squatted)
+        with pytest.raises(BackendError, match="does not belong to this installation") as caught:
+            await test.deploy(make_hub(slug="ds102", deployment_id="dep-test-2"))
+        assert not caught.value.temporary
+        namespace = double.objects["/api/v1/namespaces/jhaas-test-ds102"]
+        assert namespace["metadata"]["labels"][km.INSTALLATION_LABEL] == "prod"
+        assert not [key for key in double.objects if "/namespaces/jhaas-test-ds102/" in key]
+    finally:
+        await prod.close()
+        await test.close()
