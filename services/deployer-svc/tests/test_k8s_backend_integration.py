@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import sys
 import uuid
@@ -19,6 +20,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 
 from deployer_svc.backends import k8s_manifests as km
 from deployer_svc.backends.base import BackendError, HubDeployment, HubPhase, Roster
+from deployer_svc.backends.hub_settings import CONFIG_FILE, CONFIG_TEXT, SETTINGS_FILE
 from deployer_svc.backends.kubernetes import KubernetesBackend, object_path
 from jhaas_launcher.testing import eventually, sample_spec
 
@@ -105,6 +107,12 @@ async def test_deploy_applies_every_object_in_order_and_waits_until_ready(
     reads = [r for r in double.requests if r.method == "GET" and r.path.startswith(deployments)]
     assert len(reads) == 2  # the list and the watch
     assert secret_data(double)[km.KEY_DEPLOYER_TOKEN] == hub.api_token
+    # The hub's configuration as the API server keeps it: the fixed file, its settings
+    # as data beside it, and no secret in either.
+    config = double.objects[object_path("ConfigMap", km.CONFIG_NAME, "jhaas-local-ds101")]["data"]
+    assert config[CONFIG_FILE] == CONFIG_TEXT
+    assert json.loads(config[SETTINGS_FILE])["jhaas"]["request_id"] == hub.request_id
+    assert hub.api_token not in json.dumps(config)
 
 
 async def test_a_watch_that_ends_or_expires_is_resumed_from_a_fresh_list(

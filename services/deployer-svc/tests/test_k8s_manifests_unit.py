@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from traitlets.config.loader import PyFileConfigLoader
 from deployer_svc.backends import k8s_hub_config as hc
 from deployer_svc.backends import k8s_manifests as km
 from deployer_svc.backends.base import HubDeployment, OAuthClient
+from deployer_svc.backends.hub_settings import CONFIG_FILE, CONFIG_TEXT, SETTINGS_FILE
 from jhaas_schemas.model import HubSpec, Resources
 
 pytestmark = pytest.mark.unit
@@ -91,10 +93,17 @@ def secret_data(secret: dict[str, Any]) -> dict[str, str]:
     return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
 
 
-def config_text(hub: HubDeployment) -> str:
-    text = by_kind(objects(hub), "ConfigMap")["data"][hc.CONFIG_FILE]
-    assert isinstance(text, str)
-    return text
+def config_files(hub: HubDeployment) -> dict[str, str]:
+    data = by_kind(objects(hub), "ConfigMap")["data"]
+    assert set(data) == {CONFIG_FILE, SETTINGS_FILE}
+    assert data[CONFIG_FILE] == CONFIG_TEXT  # the same file for every hub: values are data
+    return dict(data)
+
+
+def settings(hub: HubDeployment) -> dict[str, Any]:
+    document = json.loads(config_files(hub)[SETTINGS_FILE])
+    assert isinstance(document, dict)
+    return document
 
 
 def load_config(hub: HubDeployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
@@ -113,8 +122,10 @@ def load_config(hub: HubDeployment, tmp_path: Path, monkeypatch: pytest.MonkeyPa
             monkeypatch.setenv(env["name"], secret[source["secretKeyRef"]["key"]])
         else:
             monkeypatch.setenv(env["name"], "jhaas-local-ds101")
-    (tmp_path / hc.CONFIG_FILE).write_text(config_text(hub))
-    loaded = PyFileConfigLoader(hc.CONFIG_FILE, path=str(tmp_path)).load_config()
+    # As the ConfigMap volume: every key a file in one directory.
+    for name, text in config_files(hub).items():
+        (tmp_path / name).write_text(text)
+    loaded = PyFileConfigLoader(CONFIG_FILE, path=str(tmp_path)).load_config()
     assert isinstance(loaded, Config)
     return loaded
 
@@ -162,6 +173,11 @@ def test_hub_deployment_shape() -> None:
     assert container["command"] == [
         "jupyterhub", "--config", "/usr/local/etc/jupyterhub/jupyterhub_config.py"
     ]  # fmt: skip
+    # The whole ConfigMap in one directory: the fixed config finds its settings beside it.
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
+    assert mount == {"name": "config", "mountPath": hc.CONFIG_DIR, "readOnly": True}
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "config", "configMap": {"name": "hub-config"}} in volumes
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
@@ -228,12 +244,13 @@ async def test_config_without_gpus_or_oauth(
     # The floor (250m, 256Mi) never lifts the guarantee above the limit.
     assert (spawner.cpu_guarantee, spawner.cpu_limit) == (0.1, 0.1)
     assert spawner.mem_guarantee == spawner.mem_limit == 200 * 2**20
-    assert "OAUTH_CLIENT_SECRET" not in config_text(hub)
+    assert "OAUTH_CLIENT_SECRET" not in config_files(hub)[SETTINGS_FILE]
+    assert "GenericOAuthenticator" not in settings(hub)["config"]
 
 
 def test_image_with_registry_port_and_digest_is_kept_verbatim() -> None:
     objs = objects(make_hub(image=DIGEST_IMAGE))
-    assert f"c.KubeSpawner.image = {DIGEST_IMAGE!r}" in config_text(make_hub(image=DIGEST_IMAGE))
+    assert settings(make_hub(image=DIGEST_IMAGE))["config"]["KubeSpawner"]["image"] == DIGEST_IMAGE
     puller = by_kind(objs, "DaemonSet")["spec"]["template"]["spec"]
     assert puller["initContainers"][0]["image"] == DIGEST_IMAGE
     assert puller["containers"][0]["image"] == "registry.k8s.io/pause:3.10"
@@ -397,6 +414,20 @@ def test_every_configured_name_is_a_real_trait(
     assert authenticator.token_url == "http://gateway.jhaas.svc:8000/oauth/token"
     assert authenticator.oauth_callback_url == "https://ds101.hubs.example.org/hub/oauth_callback"
     assert authenticator.admin_users == {"ada"}
+
+
+def test_settings_are_deterministic_and_name_no_secret() -> None:
+    shuffled = make_hub()
+    assert shuffled.oauth is not None
+    reordered = replace(
+        shuffled,
+        oauth=replace(shuffled.oauth, allowed_users=frozenset(["bob", "zoe", "ada"])),
+    )
+    assert config_files(shuffled) == config_files(reordered)
+    text = config_files(make_hub())[SETTINGS_FILE]
+    for secret in (DEPLOYER_TOKEN, OAUTH_SECRET, SECRETS.proxy_auth_token):
+        assert secret not in text
+    assert SECRETS.cookie_secret_hex not in text
 
 
 def test_pods_restart_when_secrets_or_config_change() -> None:

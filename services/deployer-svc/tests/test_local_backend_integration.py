@@ -25,6 +25,7 @@ from deployer_svc.backends.base import (
     OAuthClient,
     Roster,
 )
+from deployer_svc.backends.hub_settings import CONFIG_TEXT
 from deployer_svc.backends.local import LocalBackend, processes_under
 from jhaas_launcher.testing import eventually, sample_spec
 
@@ -194,7 +195,8 @@ async def test_local_hub_lifecycle(hub_root: Path) -> None:
     new_pid = json.loads((folder / "state.json").read_text())["pid"]
     assert new_pid != hub_pid and not alive(hub_pid)
     assert all(alive(pid) for pid in alice_pids)
-    assert "GenericOAuthenticator" in (folder / "jupyterhub_config.py").read_text()
+    assert "GenericOAuthenticator" in (folder / "hub_settings.json").read_text()
+    assert (folder / "jupyterhub_config.py").read_text() == CONFIG_TEXT  # the same, as data
     hub_pid = new_pid
     assert await users() == {"lea": True, "alice": False}
     # The same request again changes nothing.

@@ -1,16 +1,19 @@
-"""The `local` backend's generated jupyterhub_config.py, loaded by the real traitlets loader."""
+"""The `local` backend's hub configuration, loaded by the real traitlets loader."""
 
 from __future__ import annotations
 
 import logging
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from oauthenticator.generic import GenericOAuthenticator
 from traitlets.config.loader import PyFileConfigLoader
 
-from deployer_svc.backends.base import HubDeployment, HubPhase, OAuthClient
+from deployer_svc.backends.base import BackendError, HubDeployment, HubPhase, OAuthClient
+from deployer_svc.backends.hub_settings import CONFIG_TEXT
 from deployer_svc.backends.local import HubState, LocalBackend
 from deployer_svc.backends.local_config import (
     CULLER_SCOPES,
@@ -22,6 +25,7 @@ from deployer_svc.backends.local_config import (
     render_config,
 )
 from jhaas_launcher.testing import sample_spec
+from jhaas_schemas.model import Resources
 
 pytestmark = pytest.mark.unit
 
@@ -60,12 +64,14 @@ def load(hub: HubDeployment, folder: Path, *, as_root: bool = False) -> Any:
     layout.proxy_token.write_text("proxy-token")
     if hub.oauth:
         layout.oauth_secret.write_text(hub.oauth.client_secret)
-    text = render_config(
+    files = render_config(
         hub, layout, PORTS, bin_dir=Path("/venv/bin"), python="/venv/bin/python", as_root=as_root
     )
-    layout.config.write_text(text)
+    assert files.config == CONFIG_TEXT  # the same file for every hub: values are data
+    layout.settings.write_text(files.settings)
+    layout.config.write_text(files.config)
     loader = PyFileConfigLoader(layout.config.name, path=str(folder))
-    return loader.load_config(), text
+    return loader.load_config(), files.config + files.settings
 
 
 def test_config_loads_with_the_expected_values(tmp_path: Path) -> None:
@@ -127,10 +133,12 @@ def test_oauth_configures_the_generic_authenticator(tmp_path: Path) -> None:
     assert oauth.userdata_url == OAUTH.userdata_url
     assert oauth.username_claim == "preferred_username"
     assert oauth.oauth_callback_url == "http://127.0.0.1:18000/hub/oauth_callback"
-    assert config.Authenticator.allowed_users == {"lea", "alice", "bob"}
-    assert config.Authenticator.admin_users == {"lea"}
     assert config.Authenticator.allow_existing_users is True
     assert config.Authenticator.allow_all is False
+    authenticator = GenericOAuthenticator(config=config)
+    assert authenticator.client_secret == CLIENT_SECRET
+    assert authenticator.allowed_users == {"lea", "alice", "bob"}
+    assert authenticator.admin_users == {"lea"}
 
 
 def test_oauth_with_no_users_lets_nobody_in(tmp_path: Path) -> None:
@@ -142,7 +150,7 @@ def test_oauth_with_no_users_lets_nobody_in(tmp_path: Path) -> None:
         userdata_url="https://u",
     )
     config, _ = load(deployment(oauth=empty), tmp_path / "dep-1")
-    assert config.Authenticator.allowed_users == set()
+    assert GenericOAuthenticator(config=config).allowed_users == set()
 
 
 @pytest.mark.parametrize(
@@ -161,6 +169,34 @@ def test_bad_memory_quantity() -> None:
 @pytest.mark.parametrize(("quantity", "expected"), [("500m", 0.5), ("2", 2.0), ("1.5", 1.5)])
 def test_cpu_quantities(quantity: str, expected: float) -> None:
     assert cpu_cores(quantity) == expected
+
+
+@pytest.mark.parametrize("quantity", ["nan", "inf", "-1", "1_000", "1e3"])
+def test_bad_cpu_quantity(quantity: str) -> None:
+    with pytest.raises(ValueError, match="not a CPU quantity"):
+        cpu_cores(quantity)
+
+
+def test_only_a_real_change_of_settings_or_secrets_restarts_the_hub(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    hub = deployment(oauth=OAUTH)
+    layout = HubLayout(tmp_path / hub.deployment_id)
+    backend._write_files(hub, layout, PORTS)
+    same_users = replace(OAUTH, allowed_users=frozenset(["bob", "lea", "alice"]))
+    assert not backend._changed(replace(hub, oauth=same_users), layout, PORTS)
+    assert backend._changed(deployment(oauth=OAUTH, default_interface="notebook"), layout, PORTS)
+    assert backend._changed(replace(hub, api_token="rotated"), layout, PORTS)
+    # A hub configured by an older deployer (a config of code) is restarted onto data.
+    layout.config.write_text("c = get_config()  # noqa: F821\n")
+    assert backend._changed(hub, layout, PORTS)
+
+
+def test_a_hub_with_resources_it_cannot_read_fails_for_good(tmp_path: Path) -> None:
+    hub = deployment(resources=Resources(cpu="lots", memory="2Gi", storage="5Gi"))
+    with pytest.raises(BackendError, match="'lots' is not a CPU quantity") as failed:
+        LocalBackend(tmp_path)._write_files(hub, HubLayout(tmp_path / "dep-1"), PORTS)
+    assert failed.value.temporary is False
+    assert not (tmp_path / "dep-1").exists()
 
 
 def test_state_round_trips() -> None:

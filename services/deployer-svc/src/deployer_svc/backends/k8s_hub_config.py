@@ -1,9 +1,9 @@
-"""The `jupyterhub_config.py` of one course's hub on Kubernetes, generated as text.
+"""The configuration of one course's hub on Kubernetes: the settings beside the fixed config.
 
-Pure and deterministic. Every value is written as a Python literal with
-`repr()` (never pasted into code by string formatting), and every secret is
-read from an environment variable that the hub Deployment fills from the
-`hub-secrets` Secret: the generated text may sit in a ConfigMap.
+Pure and deterministic. The hub's `jupyterhub_config.py` is `hub_settings`'
+fixed text; what varies is its JSON settings (`render_hub_config`), and every
+secret in them is a marker naming an environment variable that the hub
+Deployment fills from the `hub-secrets` Secret: both files may sit in a ConfigMap.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from jhaas_schemas.model import HubSpec
 from jhaas_schemas.quantities import byte_size, cpu_millicores
 
 from .base import HubDeployment
+from .hub_settings import HubConfigFiles, Traits, env, from_hex, render
 
 # Environment variables of the hub container (filled by `secretKeyRef`, see k8s_manifests).
 ENV_NAMESPACE = "POD_NAMESPACE"
@@ -24,8 +25,7 @@ ENV_PROXY_TOKEN = "CONFIGPROXY_AUTH_TOKEN"  # noqa: S105 (a name, not a value)
 ENV_COOKIE_SECRET = "JPY_COOKIE_SECRET"  # noqa: S105 (hex, as JupyterHub reads it)
 ENV_OAUTH_SECRET = "OAUTH_CLIENT_SECRET"  # noqa: S105 (a name, not a value)
 
-CONFIG_DIR = "/usr/local/etc/jupyterhub"
-CONFIG_FILE = "jupyterhub_config.py"
+CONFIG_DIR = "/usr/local/etc/jupyterhub"  # both files of the hub-config ConfigMap
 DATA_DIR = "/srv/jupyterhub"  # the hub-db PVC (the k8s-hub image's working directory)
 HUB_PORT = 8081
 PROXY_API_PORT = 8001
@@ -33,6 +33,8 @@ PROXY_HTTP_PORT = 8000
 SINGLEUSER_PORT = 8888
 DEPLOYER_SERVICE = "jhaas-deployer"
 DEPLOYER_SCOPES = ("admin:users", "admin:servers", "list:users", "read:users")
+CULLER_SERVICE = "idle-culler"
+CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
 SINGLEUSER_COMPONENT = "singleuser-server"  # KubeSpawner's default `component_label`
 
 MIN_CPU_GUARANTEE_M = 250
@@ -74,15 +76,7 @@ def user_size(spec: HubSpec) -> UserSize:
     )
 
 
-def _line(key: str, value: Any) -> str:
-    return f"c.{key} = {value!r}"
-
-
-def _env(name: str) -> str:
-    return f"os.environ[{name!r}]"
-
-
-def spawner_lines(
+def spawner_traits(
     hub: HubDeployment,
     *,
     storage_class: str | None,
@@ -90,89 +84,85 @@ def spawner_lines(
     gpu_node_selector: dict[str, str],
     gpu_tolerations: list[dict[str, Any]],
     common_labels: dict[str, str],
-) -> list[str]:
+) -> dict[str, Any]:
     spec = hub.configuration
     size = user_size(spec)
-    lines = [
-        _line("JupyterHub.spawner_class", "kubespawner.KubeSpawner"),
-        f"c.KubeSpawner.namespace = {_env(ENV_NAMESPACE)}",
+    traits: dict[str, Any] = {
+        "namespace": env(ENV_NAMESPACE),
         # The full reference, never split on ':' (registry ports, digests).
-        _line("KubeSpawner.image", spec.image),
-        _line("KubeSpawner.cpu_guarantee", size.cpu_guarantee_m / 1000),
-        _line("KubeSpawner.cpu_limit", size.cpu_limit_m / 1000),
-        _line("KubeSpawner.mem_guarantee", size.mem_guarantee),
-        _line("KubeSpawner.mem_limit", size.mem_limit),
-        _line("KubeSpawner.default_url", "/lab" if spec.default_interface == "lab" else "/tree"),
-        _line("KubeSpawner.start_timeout", START_TIMEOUT),
-        _line("KubeSpawner.http_timeout", HTTP_TIMEOUT),
-        _line("KubeSpawner.port", SINGLEUSER_PORT),
-        _line("KubeSpawner.common_labels", common_labels),
-        _line("KubeSpawner.automount_service_account_token", False),
+        "image": spec.image,
+        "cpu_guarantee": size.cpu_guarantee_m / 1000,
+        "cpu_limit": size.cpu_limit_m / 1000,
+        "mem_guarantee": size.mem_guarantee,
+        "mem_limit": size.mem_limit,
+        "default_url": "/lab" if spec.default_interface == "lab" else "/tree",
+        "start_timeout": START_TIMEOUT,
+        "http_timeout": HTTP_TIMEOUT,
+        "port": SINGLEUSER_PORT,
+        "common_labels": common_labels,
+        "automount_service_account_token": False,
         # One PVC per user, created by KubeSpawner, mounted as the home directory.
-        _line("KubeSpawner.storage_pvc_ensure", True),
-        _line("KubeSpawner.storage_capacity", spec.resources.storage),
-        _line("KubeSpawner.storage_access_modes", ["ReadWriteOnce"]),
-        _line("KubeSpawner.pvc_name_template", "claim-{user_server}"),
-        _line(
-            "KubeSpawner.volumes",
-            [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}],
-        ),
-        _line("KubeSpawner.volume_mounts", [{"name": "home", "mountPath": "/home/jovyan"}]),
-    ]
+        "storage_pvc_ensure": True,
+        "storage_capacity": spec.resources.storage.strip(),
+        "storage_access_modes": ["ReadWriteOnce"],
+        "pvc_name_template": "claim-{user_server}",
+        "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}],
+        "volume_mounts": [{"name": "home", "mountPath": "/home/jovyan"}],
+    }
     if storage_class is not None:
-        lines.append(_line("KubeSpawner.storage_class", storage_class))
+        traits["storage_class"] = storage_class
     if size.gpus > 0:
-        lines += [
-            _line("KubeSpawner.extra_resource_limits", {gpu_resource: str(size.gpus)}),
-            _line("KubeSpawner.extra_resource_guarantees", {gpu_resource: str(size.gpus)}),
-            _line("KubeSpawner.node_selector", dict(gpu_node_selector)),
-            _line("KubeSpawner.tolerations", list(gpu_tolerations)),
-        ]
-    return lines
+        traits |= {
+            "extra_resource_limits": {gpu_resource: str(size.gpus)},
+            "extra_resource_guarantees": {gpu_resource: str(size.gpus)},
+            "node_selector": dict(gpu_node_selector),
+            "tolerations": list(gpu_tolerations),
+        }
+    return traits
 
 
-def auth_lines(hub: HubDeployment, public_url: str) -> list[str]:
+def auth_traits(hub: HubDeployment, public_url: str) -> tuple[str, Traits]:
+    """The authenticator class, and the sections that configure it."""
     oauth = hub.oauth
     if oauth is None:  # no sign-in yet: only the deployer's API token works
-        return [_line("JupyterHub.authenticator_class", "null")]
-    return [
-        _line("JupyterHub.authenticator_class", "generic-oauth"),
-        _line("GenericOAuthenticator.client_id", oauth.client_id),
-        f"c.GenericOAuthenticator.client_secret = {_env(ENV_OAUTH_SECRET)}",
-        _line("GenericOAuthenticator.oauth_callback_url", f"{public_url}hub/oauth_callback"),
-        _line("GenericOAuthenticator.authorize_url", oauth.authorize_url),
-        _line("GenericOAuthenticator.token_url", oauth.token_url),
-        _line("GenericOAuthenticator.userdata_url", oauth.userdata_url),
-        _line("GenericOAuthenticator.username_claim", "preferred_username"),
-        _line("GenericOAuthenticator.login_service", "JHaaS"),
-        # Sorted: frozensets have no stable order, the output must be deterministic.
-        _line("GenericOAuthenticator.allowed_users", sorted(oauth.allowed_users)),
-        _line("GenericOAuthenticator.admin_users", sorted(oauth.admin_users)),
-        # As the local backend: users the deployer creates through the API (sync_roster)
-        # may sign in at once, users it deletes may not.
-        _line("GenericOAuthenticator.allow_existing_users", True),
-        _line("GenericOAuthenticator.allow_all", False),
-    ]
+        return "null", {}
+    return "generic-oauth", {
+        "GenericOAuthenticator": {
+            "client_id": oauth.client_id,
+            "client_secret": env(ENV_OAUTH_SECRET),
+            "oauth_callback_url": f"{public_url}hub/oauth_callback",
+            "authorize_url": oauth.authorize_url,
+            "token_url": oauth.token_url,
+            "userdata_url": oauth.userdata_url,
+            "username_claim": "preferred_username",
+            "login_service": "JHaaS",
+            # Sorted: frozensets have no stable order, the output must be deterministic.
+            "allowed_users": sorted(oauth.allowed_users),
+            "admin_users": sorted(oauth.admin_users),
+            # As the local backend: users the deployer creates through the API
+            # (sync_roster) may sign in at once, users it deletes may not.
+            "allow_existing_users": True,
+            "allow_all": False,
+        }
+    }
 
 
-def services_lines() -> list[str]:
+def service_traits() -> dict[str, Any]:
+    # `python3` of the hub image, as z2jh starts its culler there.
+    culler = ["python3", "-m", "jupyterhub_idle_culler"]
+    culler += [f"--timeout={CULL_TIMEOUT}", f"--cull-every={CULL_EVERY}"]
     services = [
-        f"    {{'name': {DEPLOYER_SERVICE!r}, 'api_token': {_env(ENV_DEPLOYER_TOKEN)}}},",
-        "    {'name': 'idle-culler', 'command': [sys.executable, '-m', 'jupyterhub_idle_culler',"
-        f" '--timeout={CULL_TIMEOUT}', '--cull-every={CULL_EVERY}']}},",
+        {"name": DEPLOYER_SERVICE, "api_token": env(ENV_DEPLOYER_TOKEN)},
+        {"name": CULLER_SERVICE, "command": culler},
     ]
     roles = [
         # The same grants as the local backend (local_config), so sync_roster is one code path.
         {"name": DEPLOYER_SERVICE, "scopes": list(DEPLOYER_SCOPES), "services": [DEPLOYER_SERVICE]},
         # Making the course leader an admin needs an admin: the deployer is one.
         {"name": "admin", "services": [DEPLOYER_SERVICE]},
-        {
-            "name": "idle-culler",
-            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-            "services": ["idle-culler"],
-        },
+        {"name": CULLER_SERVICE, "scopes": list(CULLER_SCOPES), "services": [CULLER_SERVICE]},
     ]
-    return ["c.JupyterHub.services = [", *services, "]", _line("JupyterHub.load_roles", roles)]
+    return {"services": services, "load_roles": roles}
 
 
 def render_hub_config(
@@ -184,36 +174,39 @@ def render_hub_config(
     gpu_node_selector: dict[str, str],
     gpu_tolerations: list[dict[str, Any]],
     common_labels: dict[str, str],
-) -> str:
-    """The whole configuration file; secrets appear only as `os.environ[...]` reads."""
+) -> HubConfigFiles:
+    """The fixed config and its settings; secrets appear only as environment markers."""
     spec = hub.configuration
-    head = [
-        f"# jupyterhub_config.py of course {spec.slug!r}, generated by jhaas-deployer.",
-        "# Do not edit: the deployer rewrites it. Secrets come from the environment only.",
-        "import os",
-        "import sys",
-        "",
-        "c = get_config()  # noqa: F821",
-        _line("JupyterHub.public_url", public_url),
-        _line("JupyterHub.hub_bind_url", f"http://:{HUB_PORT}"),
-        _line("JupyterHub.hub_connect_url", f"http://hub:{HUB_PORT}"),
-        _line("JupyterHub.db_url", f"sqlite:///{DATA_DIR}/jupyterhub.sqlite"),
-        f"c.JupyterHub.cookie_secret = bytes.fromhex({_env(ENV_COOKIE_SECRET)})",
-        _line("JupyterHub.cleanup_servers", False),  # a hub restart must not stop users
-        _line("JupyterHub.concurrent_spawn_limit", CONCURRENT_SPAWN_LIMIT),
-        _line("JupyterHub.active_server_limit", spec.expected_participants),
+    authenticator, auth = auth_traits(hub, public_url)
+    traits: Traits = {
+        "JupyterHub": {
+            "public_url": public_url,
+            "hub_bind_url": f"http://:{HUB_PORT}",
+            "hub_connect_url": f"http://hub:{HUB_PORT}",
+            "db_url": f"sqlite:///{DATA_DIR}/jupyterhub.sqlite",
+            "cookie_secret": from_hex(env(ENV_COOKIE_SECRET)),
+            "cleanup_servers": False,  # a hub restart must not stop users
+            "concurrent_spawn_limit": CONCURRENT_SPAWN_LIMIT,
+            "active_server_limit": spec.expected_participants,
+            "spawner_class": "kubespawner.KubeSpawner",
+            "authenticator_class": authenticator,
+            **service_traits(),
+        },
         # The proxy runs in its own Deployment; the hub only talks to its API.
-        _line("ConfigurableHTTPProxy.should_start", False),
-        _line("ConfigurableHTTPProxy.api_url", f"http://proxy-api:{PROXY_API_PORT}"),
-        f"c.ConfigurableHTTPProxy.auth_token = {_env(ENV_PROXY_TOKEN)}",
-    ]
-    spawner = spawner_lines(
-        hub,
-        storage_class=storage_class,
-        gpu_resource=gpu_resource,
-        gpu_node_selector=gpu_node_selector,
-        gpu_tolerations=gpu_tolerations,
-        common_labels=common_labels,
-    )
-    body = [*head, *spawner, *auth_lines(hub, public_url), *services_lines()]
-    return "\n".join(body) + "\n"
+        "ConfigurableHTTPProxy": {
+            "should_start": False,
+            "api_url": f"http://proxy-api:{PROXY_API_PORT}",
+            "auth_token": env(ENV_PROXY_TOKEN),
+        },
+        "KubeSpawner": spawner_traits(
+            hub,
+            storage_class=storage_class,
+            gpu_resource=gpu_resource,
+            gpu_node_selector=gpu_node_selector,
+            gpu_tolerations=gpu_tolerations,
+            common_labels=common_labels,
+        ),
+        **auth,
+    }
+    about = {"deployment_id": hub.deployment_id, "request_id": hub.request_id, "slug": hub.slug}
+    return render(about, traits)

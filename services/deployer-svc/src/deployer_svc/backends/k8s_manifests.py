@@ -6,8 +6,9 @@ no randomness, no clock: the random secret values come in as `HubSecrets`, so
 two calls with the same inputs give the same objects, byte for byte.
 
 Secrets live only in the `hub-secrets` Secret and reach the hub and the proxy
-as `secretKeyRef` environment variables; the ConfigMap holds code that reads
-them from the environment.
+as `secretKeyRef` environment variables; the ConfigMap holds the fixed
+`jupyterhub_config.py` and the hub's settings as JSON, which name those
+variables (`hub_settings`).
 
 For the API client that applies these: apply in `server_side_apply_order` with one
 field manager (`jhaas-deployer`) and force; keep `HubSecrets` (a redeploy with new
@@ -29,6 +30,7 @@ from typing import Any
 
 from . import k8s_hub_config as hc
 from .base import HubDeployment
+from .hub_settings import CONFIG_FILE, SETTINGS_FILE
 
 Obj = dict[str, Any]
 
@@ -189,7 +191,9 @@ def checksum(value: Any) -> str:
 
 
 def make_config_map(hub: HubDeployment, s: K8sSettings) -> Obj:
-    text = hc.render_hub_config(
+    """Both files of the hub's configuration, mounted together in `CONFIG_DIR`: the
+    fixed config finds its settings beside it."""
+    files = hc.render_hub_config(
         hub,
         public_url=public_url(hub, s),
         storage_class=s.storage_class,
@@ -201,7 +205,8 @@ def make_config_map(hub: HubDeployment, s: K8sSettings) -> Obj:
             "app.kubernetes.io/managed-by": "kubespawner",
         },
     )
-    return _obj("v1", "ConfigMap", _meta(hub, s, CONFIG_NAME, "hub"), data={hc.CONFIG_FILE: text})
+    data = {CONFIG_FILE: files.config, SETTINGS_FILE: files.settings}
+    return _obj("v1", "ConfigMap", _meta(hub, s, CONFIG_NAME, "hub"), data=data)
 
 
 # --- RBAC (namespace-scoped, as z2jh's hub Role) -----------------------------------------
@@ -307,7 +312,7 @@ def make_hub_deployment(hub: HubDeployment, s: K8sSettings, secrets: HubSecrets)
     container = {
         "name": "hub",
         "image": s.hub_image,
-        "command": ["jupyterhub", "--config", f"{hc.CONFIG_DIR}/{hc.CONFIG_FILE}"],
+        "command": ["jupyterhub", "--config", f"{hc.CONFIG_DIR}/{CONFIG_FILE}"],
         "workingDir": hc.DATA_DIR,
         "env": hub_env(hub),
         "ports": [{"name": "http", "containerPort": hc.HUB_PORT}],

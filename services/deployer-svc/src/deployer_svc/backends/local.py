@@ -39,6 +39,7 @@ from deployer_svc.backends.base import (
     Roster,
 )
 from deployer_svc.backends.hub_api import sync_hub_users
+from deployer_svc.backends.hub_settings import HubConfigFiles
 from deployer_svc.backends.local_config import HubLayout, Ports, render_config
 from deployer_svc.backends.processes import free_port, start_detached
 from jhaas_schemas.model import DeletionRecord
@@ -100,7 +101,7 @@ class HubState:
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (0600 from the start, not chmod after)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.chmod(path, 0o600)
 
@@ -293,6 +294,7 @@ class LocalBackend:
         return Ports(public=public, hub=hub, proxy_api=api)
 
     def _write_files(self, hub: HubDeployment, layout: HubLayout, ports: Ports) -> None:
+        files = self._render(hub, layout, ports)  # first: a hub it cannot configure gets no files
         layout.folder.mkdir(parents=True, exist_ok=True)
         os.chmod(layout.folder, 0o700)
         layout.homes.mkdir(exist_ok=True)
@@ -303,31 +305,38 @@ class LocalBackend:
         _write_private(layout.api_token, hub.api_token)
         if hub.oauth is not None:
             _write_private(layout.oauth_secret, hub.oauth.client_secret)
-        layout.config.write_text(self._render(hub, layout, ports))
+        layout.settings.write_text(files.settings, encoding="utf-8")
+        layout.config.write_text(files.config, encoding="utf-8")
 
-    def _render(self, hub: HubDeployment, layout: HubLayout, ports: Ports) -> str:
-        return render_config(
-            hub,
-            layout,
-            ports,
-            bin_dir=self.bin_dir,
-            python=self.python,
-            public_host=self.public_host,
-            as_root=os.geteuid() == 0,
-        )
+    def _render(self, hub: HubDeployment, layout: HubLayout, ports: Ports) -> HubConfigFiles:
+        try:
+            return render_config(
+                hub,
+                layout,
+                ports,
+                bin_dir=self.bin_dir,
+                python=self.python,
+                public_host=self.public_host,
+                as_root=os.geteuid() == 0,
+            )
+        except ValueError as exc:  # resources that are no quantities: no retry helps
+            raise BackendError(f"cannot configure the hub: {exc}", temporary=False) from exc
 
     def _changed(self, hub: HubDeployment, layout: HubLayout, ports: Ports) -> bool:
         """Whether the running hub's config or secrets differ from what `hub` asks for."""
 
         def read(path: Path) -> str | None:
             try:
-                return path.read_text()
-            except OSError:
+                return path.read_bytes().decode()  # no newline translation: exact values
+            except (OSError, UnicodeDecodeError):
                 return None
 
+        wanted = self._render(hub, layout, ports)
         wanted_secret = hub.oauth.client_secret if hub.oauth else None
         return (
-            read(layout.config) != self._render(hub, layout, ports)
+            # A config written by an older deployer (code, not data) differs too.
+            read(layout.config) != wanted.config
+            or read(layout.settings) != wanted.settings
             or read(layout.api_token) != hub.api_token
             or (wanted_secret is not None and read(layout.oauth_secret) != wanted_secret)
         )

@@ -1,8 +1,10 @@
-"""The `local` backend's on-disk layout and its `jupyterhub_config.py`, from pure functions.
+"""The `local` backend's on-disk layout and each hub's configuration, from pure functions.
 
-The generated config holds no secret: it reads the cookie secret, the proxy
-token, the deployer's API token and the OAuth client secret from files beside
-it (mode 0600), so the config can be shown, diffed and logged safely.
+A hub's folder holds the fixed `jupyterhub_config.py` of `hub_settings` and the
+JSON settings it loads. Neither holds a secret: the cookie secret, the proxy
+token, the deployer's API token and the OAuth client secret are files beside
+them (mode 0600) that the settings name, so both can be shown, diffed and
+logged safely.
 """
 
 from __future__ import annotations
@@ -10,8 +12,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deployer_svc.backends.base import HubDeployment
+from deployer_svc.backends.hub_settings import (
+    CONFIG_FILE,
+    SETTINGS_FILE,
+    HubConfigFiles,
+    Traits,
+    render,
+    secret_file,
+)
+from jhaas_schemas.quantities import cpu_millicores
 
 DEPLOYER_SERVICE = "jhaas-deployer"
 CULLER_SERVICE = "idle-culler"
@@ -19,6 +31,10 @@ DEPLOYER_SCOPES = ("admin:users", "admin:servers", "list:users", "read:users")
 CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
 CULL_TIMEOUT = 3600
 CULL_EVERY = 600
+# The secret files beside the config (0600), which the settings name.
+PROXY_TOKEN_FILE = "proxy_auth_token"  # noqa: S105 (a file name, not a value)
+API_TOKEN_FILE = "api_token"  # noqa: S105 (a file name, not a value)
+OAUTH_SECRET_FILE = "oauth_client_secret"  # noqa: S105 (a file name, not a value)
 
 _BINARY = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5}
 _DECIMAL = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
@@ -40,7 +56,11 @@ class HubLayout:
 
     @property
     def config(self) -> Path:
-        return self.folder / "jupyterhub_config.py"
+        return self.folder / CONFIG_FILE
+
+    @property
+    def settings(self) -> Path:
+        return self.folder / SETTINGS_FILE
 
     @property
     def state(self) -> Path:
@@ -56,15 +76,15 @@ class HubLayout:
 
     @property
     def proxy_token(self) -> Path:
-        return self.folder / "proxy_auth_token"
+        return self.folder / PROXY_TOKEN_FILE
 
     @property
     def api_token(self) -> Path:
-        return self.folder / "api_token"
+        return self.folder / API_TOKEN_FILE
 
     @property
     def oauth_secret(self) -> Path:
-        return self.folder / "oauth_client_secret"
+        return self.folder / OAUTH_SECRET_FILE
 
     @property
     def homes(self) -> Path:
@@ -97,17 +117,61 @@ def memory_bytes(quantity: str) -> int:
 
 def cpu_cores(quantity: str) -> float:
     """A Kubernetes CPU quantity (``500m``, ``2``) in cores."""
-    text = quantity.strip()
-    if text.endswith("m"):
-        return float(text[:-1]) / 1000
-    return float(text)
+    return cpu_millicores(quantity) / 1000
 
 
-def _set_literal(names: frozenset[str]) -> str:
-    """A deterministic Python set literal (sorted), `set()` when empty."""
-    if not names:
-        return "set()"
-    return "{" + ", ".join(repr(name) for name in sorted(names)) + "}"
+def _literal_template(text: str) -> str:
+    """`text` inside a `str.format` template (JupyterHub formats `home_dir_template`
+    with the user's name): braces in the hub's folder stay braces."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _auth_traits(hub: HubDeployment, public_url: str) -> tuple[str, Traits]:
+    """The authenticator class, and the sections that configure it."""
+    oauth = hub.oauth
+    if oauth is None:  # no sign-in yet: only the deployer's API token reaches the hub
+        return "jupyterhub.auth.NullAuthenticator", {}
+    return "oauthenticator.generic.GenericOAuthenticator", {
+        "GenericOAuthenticator": {
+            "client_id": oauth.client_id,
+            "client_secret": secret_file(OAUTH_SECRET_FILE),
+            "authorize_url": oauth.authorize_url,
+            "token_url": oauth.token_url,
+            "userdata_url": oauth.userdata_url,
+            "username_claim": "preferred_username",
+            "oauth_callback_url": f"{public_url}/hub/oauth_callback",
+        },
+        "Authenticator": {
+            # Sorted: a frozenset has no stable order, the file must be deterministic.
+            "allowed_users": sorted(oauth.allowed_users),
+            "admin_users": sorted(oauth.admin_users),
+            # Users the deployer creates through the API (sync_roster) may sign in at
+            # once; users it deletes may not.
+            "allow_existing_users": True,
+            "allow_all": False,
+        },
+    }
+
+
+def _service_traits(layout: HubLayout, python: str) -> dict[str, Any]:
+    culler = [
+        python,
+        "-m",
+        "jupyterhub_idle_culler",
+        f"--timeout={CULL_TIMEOUT}",
+        f"--cull-every={CULL_EVERY}",
+    ]
+    services = [
+        {"name": DEPLOYER_SERVICE, "api_token": secret_file(API_TOKEN_FILE)},
+        {"name": CULLER_SERVICE, "command": culler, "cwd": str(layout.folder)},
+    ]
+    roles = [
+        {"name": "jhaas-deployer", "scopes": list(DEPLOYER_SCOPES), "services": [DEPLOYER_SERVICE]},
+        # Granting admin to the course leader needs an admin: the deployer is one.
+        {"name": "admin", "services": [DEPLOYER_SERVICE]},
+        {"name": "idle-culler", "scopes": list(CULLER_SCOPES), "services": [CULLER_SERVICE]},
+    ]
+    return {"services": services, "load_roles": roles}
 
 
 def render_config(
@@ -119,99 +183,51 @@ def render_config(
     python: str,
     public_host: str = "127.0.0.1",
     as_root: bool = False,
-) -> str:
-    """The text of `jupyterhub_config.py` for this hub (no secrets inline)."""
+) -> HubConfigFiles:
+    """The hub's `jupyterhub_config.py` (fixed) and its settings (no secret inside).
+
+    Raises ValueError when the approved resources are not quantities.
+    """
     spec = hub.configuration
     public_url = f"http://{public_host}:{ports.public}"
-    default_url = "/lab" if spec.default_interface == "lab" else "/tree"
-    single_user_args = ["--allow-root"] if as_root else []
-    lines = [
-        f"# Generated by jhaas deployer-svc for deployment {hub.deployment_id}"
-        f" (request {hub.request_id}, slug {hub.slug}). Do not edit.",
-        "from pathlib import Path",
-        "",
-        f"HERE = Path({str(layout.folder)!r})",
-        "",
-        "",
-        "def _secret(name):",
-        "    return (HERE / name).read_text().strip()",
-        "",
-        "",
-        "c = get_config()  # noqa: F821",
-        f"c.JupyterHub.bind_url = {f'http://127.0.0.1:{ports.public}/'!r}",
-        f"c.JupyterHub.hub_bind_url = {f'http://127.0.0.1:{ports.hub}'!r}",
-        f"c.JupyterHub.db_url = {f'sqlite:///{layout.db}'!r}",
-        f"c.JupyterHub.cookie_secret_file = {str(layout.cookie_secret)!r}",
-        f"c.JupyterHub.pid_file = {str(layout.hub_pid)!r}",
-        "# Single-user servers survive a hub restart (a config change); teardown stops them.",
-        "c.JupyterHub.cleanup_servers = False",
-        "c.JupyterHub.cleanup_proxy = True",
-        "# A restarted hub checks each running server; on a busy machine a server may",
-        "# need more than the default 30 s to answer, and one that does not is stopped.",
-        "c.Spawner.http_timeout = 120",
-        f"c.JupyterHub.active_server_limit = {spec.expected_participants!r}",
-        "",
-        "c.JupyterHub.proxy_class = 'configurable-http-proxy'",
-        f"c.ConfigurableHTTPProxy.command = [{str(bin_dir / 'configurable-http-proxy')!r}]",
-        f"c.ConfigurableHTTPProxy.api_url = {f'http://127.0.0.1:{ports.proxy_api}'!r}",
-        f"c.ConfigurableHTTPProxy.auth_token = _secret({layout.proxy_token.name!r})",
-        f"c.ConfigurableHTTPProxy.pid_file = {str(layout.proxy_pid)!r}",
-        "c.ConfigurableHTTPProxy.should_start = True",
-        "",
-        "c.JupyterHub.spawner_class = 'simple'",
-        f"c.SimpleLocalProcessSpawner.home_dir_template = {str(layout.homes / '{username}')!r}",
-        f"c.Spawner.cmd = [{str(bin_dir / 'jupyterhub-singleuser')!r}]",
-        f"c.Spawner.args = {single_user_args!r}",
-        f"c.Spawner.default_url = {default_url!r}",
-        f"c.Spawner.mem_limit = {memory_bytes(spec.resources.memory)!r}",
-        f"c.Spawner.cpu_limit = {cpu_cores(spec.resources.cpu)!r}",
-        "",
-    ]
-    if hub.oauth is None:
-        lines += [
-            "# No sign-in yet: only the deployer's API token reaches the hub.",
-            "c.JupyterHub.authenticator_class = 'jupyterhub.auth.NullAuthenticator'",
-        ]
-    else:
-        oauth = hub.oauth
-        lines += [
-            "c.JupyterHub.authenticator_class = 'oauthenticator.generic.GenericOAuthenticator'",
-            f"c.GenericOAuthenticator.client_id = {oauth.client_id!r}",
-            f"c.GenericOAuthenticator.client_secret = _secret({layout.oauth_secret.name!r})",
-            f"c.GenericOAuthenticator.authorize_url = {oauth.authorize_url!r}",
-            f"c.GenericOAuthenticator.token_url = {oauth.token_url!r}",
-            f"c.GenericOAuthenticator.userdata_url = {oauth.userdata_url!r}",
-            "c.GenericOAuthenticator.username_claim = 'preferred_username'",
-            f"c.GenericOAuthenticator.oauth_callback_url = {f'{public_url}/hub/oauth_callback'!r}",
-            f"c.Authenticator.allowed_users = {_set_literal(oauth.allowed_users)}",
-            "# Users the deployer creates through the API (sync_roster) may sign in at once;",
-            "# users it deletes may not.",
-            "c.Authenticator.allow_existing_users = True",
-            "c.Authenticator.allow_all = False",
-            f"c.Authenticator.admin_users = {_set_literal(oauth.admin_users)}",
-        ]
-    culler = [
-        python,
-        "-m",
-        "jupyterhub_idle_culler",
-        f"--timeout={CULL_TIMEOUT}",
-        f"--cull-every={CULL_EVERY}",
-    ]
-    lines += [
-        "",
-        "c.JupyterHub.services = [",
-        f"    {{'name': {DEPLOYER_SERVICE!r}, 'api_token': _secret({layout.api_token.name!r})}},",
-        f"    {{'name': {CULLER_SERVICE!r}, 'command': {culler!r},"
-        f" 'cwd': {str(layout.folder)!r}}},",
-        "]",
-        "c.JupyterHub.load_roles = [",
-        f"    {{'name': 'jhaas-deployer', 'scopes': {list(DEPLOYER_SCOPES)!r},"
-        f" 'services': [{DEPLOYER_SERVICE!r}]}},",
-        "    # Granting admin to the course leader needs an admin: the deployer is one.",
-        f"    {{'name': 'admin', 'services': [{DEPLOYER_SERVICE!r}]}},",
-        f"    {{'name': 'idle-culler', 'scopes': {list(CULLER_SCOPES)!r},"
-        f" 'services': [{CULLER_SERVICE!r}]}},",
-        "]",
-        "",
-    ]
-    return "\n".join(lines)
+    authenticator, auth = _auth_traits(hub, public_url)
+    traits: Traits = {
+        "JupyterHub": {
+            "bind_url": f"http://127.0.0.1:{ports.public}/",
+            "hub_bind_url": f"http://127.0.0.1:{ports.hub}",
+            "db_url": f"sqlite:///{layout.db}",
+            "cookie_secret_file": str(layout.cookie_secret),
+            "pid_file": str(layout.hub_pid),
+            # Single-user servers survive a hub restart (a config change); teardown stops them.
+            "cleanup_servers": False,
+            "cleanup_proxy": True,
+            "active_server_limit": spec.expected_participants,
+            "proxy_class": "configurable-http-proxy",
+            "spawner_class": "simple",
+            "authenticator_class": authenticator,
+            **_service_traits(layout, python),
+        },
+        "ConfigurableHTTPProxy": {
+            "command": [str(bin_dir / "configurable-http-proxy")],
+            "api_url": f"http://127.0.0.1:{ports.proxy_api}",
+            "auth_token": secret_file(PROXY_TOKEN_FILE),
+            "pid_file": str(layout.proxy_pid),
+            "should_start": True,
+        },
+        "SimpleLocalProcessSpawner": {
+            "home_dir_template": _literal_template(str(layout.homes)) + "/{username}",
+        },
+        "Spawner": {
+            # A restarted hub checks each running server; on a busy machine a server may
+            # need more than the default 30 s to answer, and one that does not is stopped.
+            "http_timeout": 120,
+            "cmd": [str(bin_dir / "jupyterhub-singleuser")],
+            "args": ["--allow-root"] if as_root else [],
+            "default_url": "/lab" if spec.default_interface == "lab" else "/tree",
+            "mem_limit": memory_bytes(spec.resources.memory),
+            "cpu_limit": cpu_cores(spec.resources.cpu),
+        },
+        **auth,
+    }
+    about = {"deployment_id": hub.deployment_id, "request_id": hub.request_id, "slug": hub.slug}
+    return render(about, traits)
