@@ -451,7 +451,13 @@ class KubernetesBackend:
             hub_secrets = km.HubSecrets(
                 proxy_auth_token=secrets.token_hex(32), cookie_secret_hex=secrets.token_hex(32)
             )
-        objects = km.server_side_apply_order(km.make_hub_objects(hub, self.settings, hub_secrets))
+        try:
+            made = km.make_hub_objects(hub, self.settings, hub_secrets)
+        except ValueError as exc:  # a quantity the manifests cannot express
+            raise BackendError(
+                f"the hub's configuration is not valid: {exc}", temporary=False
+            ) from exc
+        objects = km.server_side_apply_order(made)
         for obj in objects:
             await self.apply(obj)
         log.info("applied %d objects of hub %s to %s", len(objects), hub.deployment_id, namespace)

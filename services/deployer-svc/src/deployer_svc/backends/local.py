@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -50,6 +51,7 @@ STOP_TIMEOUT = 15.0
 LOG_TAIL_LINES = 40
 # What a hub may inherit of the deployer's environment (besides PATH and HOME,
 # which it gets set): locale and time zone, nothing that can carry a secret.
+_DEPLOYMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 HUB_ENV_KEEP = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
 
@@ -220,7 +222,9 @@ class LocalBackend:
     # -- helpers ---------------------------------------------------------------
 
     def _layout(self, deployment_id: str) -> HubLayout:
-        if not deployment_id or "/" in deployment_id or deployment_id.startswith("."):
+        # Ids are the deployer's UUIDs; anything else never becomes a path (no '/',
+        # '..', '$' that JupyterHub would expand, or characters a URL would misread).
+        if not _DEPLOYMENT_ID.fullmatch(deployment_id):
             raise BackendError(f"invalid deployment id {deployment_id!r}", temporary=False)
         return HubLayout(self.root / deployment_id)
 
