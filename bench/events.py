@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from deployer_svc.settings import DeployerSettings
 from jhaas_launcher.processes import NatsServer, PostgresServer
 from jhaas_launcher.testing import create_streams, publish, sample_spec
 from jhaas_runtime.logs import configure_logging
+from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.envelope import envelope
 from jhaas_schemas.events import RequestApproved
@@ -41,7 +43,16 @@ def approval(i: int) -> RequestApproved:
     )
 
 
-async def run_once(database_url: str, root: Path, count: int) -> tuple[float, float]:
+def without_schedule(runtime: ServiceRuntime) -> ServiceRuntime:
+    """The same service with its scheduler and reconciliation loops left out: what the
+    consumer alone achieves, to show what the scheduler costs it."""
+    runtime.background = [(n, loop) for n, loop in runtime.background if n == "outbox-relay"]
+    return runtime
+
+
+async def run_once(
+    database_url: str, root: Path, count: int, *, schedule: bool = True
+) -> tuple[float, float]:
     server = NatsServer(store_dir=root / "js").start()
     try:
         await create_streams(server.url)
@@ -75,6 +86,8 @@ async def run_once(database_url: str, root: Path, count: int) -> tuple[float, fl
         raw = count / (time.perf_counter() - t0)
 
         runtime = build_app(settings)
+        if not schedule:
+            without_schedule(runtime)
         t0 = time.perf_counter()
         await runtime.start()
         [consumer] = [c for c in runtime.consumers if c.name == GOVERNANCE_CONSUMER]
@@ -95,20 +108,31 @@ async def main(count: int, postgres: bool) -> None:
     configure_logging("bench", level="WARNING")
     with tempfile.TemporaryDirectory(prefix="jhaas-bench-") as tmp:
         root = Path(tmp)
-        targets = [("sqlite", f"sqlite+aiosqlite:///{root / 'deployer.sqlite'}")]
+
+        def sqlite_db(name: str) -> str:
+            return f"sqlite+aiosqlite:///{root / (name + '.sqlite')}"
+
+        databases: list[tuple[str, Callable[[str], str]]] = [("sqlite", sqlite_db)]
         pg = None
         if postgres:
             pg_root = Path(tempfile.mkdtemp(prefix="jhaas-bench-pg-"))
             pg = PostgresServer(data_dir=pg_root / "data").start()
-            targets.append(("postgresql", pg.create_database("bench_deployer")))
+            databases.append(("postgresql", pg.create_database))
         try:
             print(f"\n== events: {count} RequestApproved through deployer-svc's consumer ==")
-            for name, url in targets:
-                raw, handled = await run_once(url, root / name, count)
+            for name, database in databases:
+                raw, handled = await run_once(database("bench_deployer"), root / name, count)
+                _, alone = await run_once(
+                    database("bench_alone"), root / f"{name}-alone", count, schedule=False
+                )
                 print(f"  {name:10s} raw JetStream publish (PubAck each): {raw:8.0f} msg/s")
                 print(
                     f"  {name:10s} consumed + DB write + outbox publish: {handled:8.0f} events/s"
                     f"  ({handled / raw:.0%} of raw)"
+                )
+                print(
+                    f"  {name:10s} the same with the scheduler left out: {alone:8.0f} events/s"
+                    f"  (with the scheduler: {handled / alone:.0%} of that)"
                 )
         finally:
             if pg:
