@@ -241,3 +241,27 @@ async def test_a_consumer_without_history_starts_at_the_beginning_of_the_stream(
     await eventually(lambda: effects(runtime.db, "r-2"), lambda n: n == 1)
     assert await effects(runtime.db, "r-1") == 1
     await nc.close()
+
+
+async def test_a_consumer_created_with_a_start_keeps_it_at_every_later_start(
+    counters: Counters, nats_server: NatsServer
+) -> None:
+    runtime = await counters.start(RETENTION)
+    consumer = runtime.consumers[0]
+    await counters.stop(runtime)
+    nc, js = await jetstream(nats_server.url)
+    await js.delete_consumer(REQUEST_STREAM.name, consumer.name)
+    since = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    await consumer.ensure(js, replay_from=since)  # as a start with history does
+    before = await js.consumer_info(REQUEST_STREAM.name, consumer.name)
+
+    # This start asks for the stream's beginning, which JetStream cannot apply
+    # to an existing consumer: the consumer must be left as it is, not deleted
+    # and created again at every start.
+    runtime = await counters.start(RETENTION)
+    await publish(js, sample_submitted("r-1"))
+    await eventually(lambda: effects(runtime.db, "r-1"), lambda n: n == 1)
+    after = await js.consumer_info(REQUEST_STREAM.name, consumer.name)
+    assert after.created == before.created
+    assert after.config.opt_start_time == since
+    await nc.close()
