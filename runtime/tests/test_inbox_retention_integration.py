@@ -15,6 +15,7 @@ from pathlib import Path
 import nats
 import pytest
 import sqlalchemy as sa
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from jhaas_launcher.processes import NatsServer
@@ -111,7 +112,7 @@ async def test_replicas_purging_at_once_share_the_rows(db: Database, database_ur
 # -- through a running service ------------------------------------------------
 
 
-async def jetstream(url: str) -> tuple[nats.NATS, JetStreamContext]:
+async def jetstream(url: str) -> tuple[NATS, JetStreamContext]:
     nc = await nats.connect(url)
     return nc, nc.jetstream()
 

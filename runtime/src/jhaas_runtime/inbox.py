@@ -27,6 +27,7 @@ an id back when the service that holds or republishes it returns.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -121,13 +122,16 @@ class InboxPurge:
         self._pause = pause
         self._every = every
         self.purged = 0  # rows deleted since start
+        self.longest_batch = 0.0  # seconds: the longest a batch held the write lock
 
     async def purge(self) -> int:
         """Delete every id older than the retention; returns how many."""
         cutoff = datetime.now(UTC) - self.retention
         total = 0
         while True:
+            began = time.perf_counter()
             deleted = await self._purge_batch(cutoff)
+            self.longest_batch = max(self.longest_batch, time.perf_counter() - began)
             total += deleted
             if deleted < self._batch_size:
                 break
