@@ -1,4 +1,4 @@
-"""`python -m bench [events|reads|deployer|all]`."""
+"""`python -m bench [events|reads|deployer|housekeeping|all]`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from bench import events
 def main() -> None:
     parser = argparse.ArgumentParser(prog="jhaas bench")
     parser.add_argument(
-        "which", nargs="?", default="all", choices=["all", "events", "reads", "deployer"]
+        "which",
+        nargs="?",
+        default="all",
+        choices=["all", "events", "reads", "deployer", "housekeeping"],
     )
     parser.add_argument("--events", type=int, default=2000, help="events to push through")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
@@ -31,6 +34,10 @@ def main() -> None:
         from bench import deployer
 
         asyncio.run(deployer.main(args.courses, args.triggers, args.spread))
+    if args.which in ("all", "housekeeping"):
+        from bench import housekeeping
+
+        asyncio.run(housekeeping.main(postgres=not args.no_postgres))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -20,14 +21,32 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, BadRequestError, NotFoundError, ServerError
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    ConsumerInfo,
+    DeliverPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import (
+    APIError,
+    BadRequestError,
+    NotFoundError,
+    ServerError,
+    ServiceUnavailableError,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jhaas_runtime import failpoints
 from jhaas_runtime.aio import wait_event
 from jhaas_runtime.db import Database
-from jhaas_runtime.inbox import first_delivery
+from jhaas_runtime.inbox import (
+    DEFAULT_REPLAY_WINDOW,
+    REDELIVERY_BACKOFF_SECONDS,
+    first_delivery,
+    has_history,
+)
 from jhaas_runtime.logs import correlation, get_logger
 from jhaas_runtime.outbox import OutboxRelay, record_events
 from jhaas_runtime.tables import MessagingTables
@@ -38,8 +57,9 @@ log = get_logger(__name__)
 
 # A refused request gets no answer at all: do not hold a start-up for long.
 STREAM_UPDATE_TIMEOUT = 2.0
-# JetStream's error code for "stream not found".
+# JetStream's error codes for "stream not found" and "consumer not found".
 STREAM_NOT_FOUND = 10059
+CONSUMER_NOT_FOUND = 10014
 MAX_STREAM_WAIT_PAUSE = 10.0
 
 # A handler changes the service's state inside `session` and returns the events it emits.
@@ -145,9 +165,12 @@ class EventConsumer:
     decode: Callable[[bytes], Event]
     max_deliver: int = 5
     ack_wait_seconds: float = 30.0
-    backoff_seconds: Sequence[float] = (0.5, 2.0, 10.0, 30.0)
+    backoff_seconds: Sequence[float] = REDELIVERY_BACKOFF_SECONDS
     batch_size: int = 32
     failpoints: frozenset[str] = frozenset()
+    # A consumer recreated after it vanished starts this long ago when its inbox
+    # shows it existed before (jhaas_runtime.inbox: the ids still kept).
+    replay_window: timedelta = DEFAULT_REPLAY_WINDOW
     handled: int = field(default=0, init=False)  # events applied (duplicates not counted)
     duplicates: int = field(default=0, init=False)  # redeliveries the inbox skipped
     busy: bool = field(default=False, init=False)  # applying a batch (not waiting in fetch)
@@ -171,12 +194,28 @@ class EventConsumer:
             max_ack_pending=1000,
         )
 
-    async def ensure(self, js: JetStreamContext) -> None:
+    async def ensure(self, js: JetStreamContext, *, replay_from: datetime | None = None) -> None:
         """Create the durable consumer, or update it in place (filter subjects,
-        ack wait and max deliveries are editable). A change the server cannot
-        apply in place recreates it from the old one's ack floor, so the stream
-        is not replayed from the start."""
+        ack wait and max deliveries are editable; where it starts is not, so an
+        existing consumer keeps its own). A new one starts at `replay_from`, or
+        at the stream's beginning when None. A change the server cannot apply
+        in place recreates it from the old one's ack floor, so the stream is
+        not replayed from the start."""
         config = self.consumer_config()
+        existing = await self._info(js)
+        if existing is not None and existing.config.deliver_policy is not None:
+            config.deliver_policy = existing.config.deliver_policy
+            config.opt_start_seq = existing.config.opt_start_seq
+            config.opt_start_time = existing.config.opt_start_time
+        elif existing is None and replay_from is not None:
+            config.deliver_policy = DeliverPolicy.BY_START_TIME
+            config.opt_start_time = replay_from
+            log.warning(
+                "consumer created again; its inbox shows it existed before, so it "
+                "replays only what the inbox still remembers",
+                consumer=self.name,
+                since=replay_from.isoformat(),
+            )
         try:
             await js.add_consumer(self.stream, config)
         except (BadRequestError, ServerError):  # "... can not be updated"
@@ -185,15 +224,38 @@ class EventConsumer:
             await js.delete_consumer(self.stream, self.name)
             config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
             config.opt_start_seq = (floor or 0) + 1
+            config.opt_start_time = None
             await js.add_consumer(self.stream, config)
             log.warning(
                 "consumer recreated", consumer=self.name, from_sequence=config.opt_start_seq
             )
 
-    async def try_ensure(self, js: JetStreamContext) -> bool:
+    async def _info(self, js: JetStreamContext) -> ConsumerInfo | None:
+        """The durable consumer, None when it does not exist (a missing stream raises)."""
+        try:
+            info: ConsumerInfo = await js.consumer_info(self.stream, self.name)
+        except NotFoundError as exc:
+            if exc.err_code != CONSUMER_NOT_FOUND:
+                raise
+            return None
+        return info
+
+    async def start_time(self, db: Database, tables: MessagingTables) -> datetime | None:
+        """Where this consumer starts if it has to be created now: at the stream's
+        beginning when it never handled an event (a new service, or a new
+        consumer of an existing stream); else `replay_window` ago, since the
+        stream keeps events far longer than the inbox keeps their ids."""
+        if not await has_history(db, tables.inbox, self.name):
+            return None
+        start = datetime.now(UTC) - self.replay_window
+        # The next whole second: replicas creating it at the same moment ask for
+        # the same start, and never for one before what the inbox still holds.
+        return start.replace(microsecond=0) + timedelta(seconds=1 if start.microsecond else 0)
+
+    async def try_ensure(self, js: JetStreamContext, db: Database, tables: MessagingTables) -> bool:
         """`ensure()`, or False when the stream does not exist (yet)."""
         try:
-            await self.ensure(js)
+            await self.ensure(js, replay_from=await self.start_time(db, tables))
         except NotFoundError as exc:
             if exc.err_code != STREAM_NOT_FOUND:
                 raise
@@ -201,13 +263,19 @@ class EventConsumer:
         self.ready = True
         return True
 
-    async def wait_for_stream(self, js: JetStreamContext, stopping: asyncio.Event) -> bool:
+    async def wait_for_stream(
+        self,
+        js: JetStreamContext,
+        db: Database,
+        tables: MessagingTables,
+        stopping: asyncio.Event,
+    ) -> bool:
         """Create the consumer once its stream exists. The stream is created by
         the service that publishes into it, which may start later than we do
         (or be down): wait with growing pauses instead of failing. False when
         asked to stop first."""
         pause = 0.5
-        while not await self.try_ensure(js):
+        while not await self.try_ensure(js, db, tables):
             if pause in (0.5, MAX_STREAM_WAIT_PAUSE):
                 # Usual for a moment at a first start; a warning once it lasts.
                 level = log.info if pause == 0.5 else log.warning
@@ -223,6 +291,16 @@ class EventConsumer:
             log.info("stream found; consumer ready", consumer=self.name, stream=self.stream)
         return True
 
+    async def _vanished(self, js: JetStreamContext) -> bool:
+        """Whether the durable consumer (or its stream) is gone; False when
+        JetStream cannot say right now."""
+        try:
+            return await self._info(js) is None
+        except NotFoundError:
+            return True  # the stream itself
+        except (APIError, nats.errors.Error, TimeoutError):
+            return False
+
     async def run(
         self,
         js: JetStreamContext,
@@ -234,7 +312,7 @@ class EventConsumer:
         """Fetch and apply batches until `stopping` is set (checked between batches,
         so a batch in hand is committed and acked before the loop ends)."""
         stopping = stopping or asyncio.Event()
-        if not self.ready and not await self.wait_for_stream(js, stopping):
+        if not self.ready and not await self.wait_for_stream(js, db, tables, stopping):
             return
         sub = await js.pull_subscribe_bind(durable=self.name, stream=self.stream)
         try:
@@ -243,12 +321,18 @@ class EventConsumer:
                     messages = await sub.fetch(self.batch_size, timeout=1.0)
                 except (nats.errors.TimeoutError, TimeoutError):
                     continue
-                except NotFoundError:
+                except (NotFoundError, ServiceUnavailableError):
+                    # A pull from a consumer that no longer exists finds no
+                    # responder (503). The subscription pulls by name, so it
+                    # serves the recreated consumer as well.
+                    if not await self._vanished(js):
+                        if await wait_event(stopping, 1.0):  # JetStream away for a moment
+                            return
+                        continue
                     log.warning("consumer vanished; recreating", consumer=self.name)
-                    if not await self.wait_for_stream(js, stopping):
+                    self.ready = False
+                    if not await self.wait_for_stream(js, db, tables, stopping):
                         return
-                    await sub.unsubscribe()
-                    sub = await js.pull_subscribe_bind(durable=self.name, stream=self.stream)
                     continue
                 self.busy = True
                 try:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jhaas_runtime import failpoints
 from jhaas_runtime.aio import cancel_and_wait
 from jhaas_runtime.db import Database
+from jhaas_runtime.inbox import InboxPurge, replay_window_for
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.messaging import EventConsumer, connect, ensure_streams, run_forever
 from jhaas_runtime.migrate import upgrade_to_head
@@ -70,6 +71,7 @@ class ServiceRuntime:
         self.tables = tables
         self.versions_dir = versions_dir
         self.rpc = RpcServer(settings.service)
+        self.inbox_purge = InboxPurge(self.db, tables.inbox, settings.inbox_retention)
         self.consumers: list[EventConsumer] = []
         self.background: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._nc: NATS | None = None
@@ -105,6 +107,7 @@ class ServiceRuntime:
         consumer.max_deliver = self.settings.max_deliver
         consumer.ack_wait_seconds = self.settings.ack_wait_seconds
         consumer.failpoints = self.settings.failpoints
+        consumer.replay_window = replay_window_for(self.settings.inbox_retention)
         self.consumers.append(consumer)
 
     def add_background(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
@@ -135,8 +138,9 @@ class ServiceRuntime:
         )
         for consumer in self.consumers:
             # A consumer of a stream that does not exist yet waits for it in its own task.
-            await consumer.try_ensure(self._js)
+            await consumer.try_ensure(self._js, self.db, self.tables)
         self._spawn("outbox-relay", self._relay.run)
+        self._spawn("inbox-purge", self.inbox_purge.run)
         for consumer in self.consumers:
             self._consumer_tasks.append(
                 asyncio.create_task(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import nkeys
 
 from jhaas_runtime import failpoints
+from jhaas_runtime.inbox import DEFAULT_RETENTION, shortest_retention
 
 
 class SettingsError(ValueError):
@@ -77,6 +80,8 @@ class RuntimeSettings:
     # This process's NATS credential (an NKey seed); None connects without one,
     # which only a server without authorization (the tests' own) accepts.
     nats_seed_file: Path | None = None
+    # How long a consumer remembers the ids it handled (see jhaas_runtime.inbox).
+    inbox_retention: timedelta = DEFAULT_RETENTION
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -87,6 +92,8 @@ class RuntimeSettings:
         log_format = env_str(env, "JHAAS_LOG_FORMAT", "json")
         if log_format not in {"json", "console"}:
             raise SettingsError(f"JHAAS_LOG_FORMAT must be json or console, got {log_format!r}")
+        max_deliver = env_int(env, "JHAAS_MAX_DELIVER", 5, minimum=1)
+        ack_wait_seconds = env_float(env, "JHAAS_ACK_WAIT_SECONDS", 30.0, minimum=0.5)
         return cls(
             service=service,
             nats_url=env_str(env, "JHAAS_NATS_URL", "nats://127.0.0.1:4222"),
@@ -95,13 +102,36 @@ class RuntimeSettings:
             data_dir=data_dir,
             stream_replicas=env_int(env, "JHAAS_STREAM_REPLICAS", 1, minimum=1),
             rpc_timeout_seconds=env_float(env, "JHAAS_RPC_TIMEOUT", 5.0, minimum=0.1),
-            max_deliver=env_int(env, "JHAAS_MAX_DELIVER", 5, minimum=1),
-            ack_wait_seconds=env_float(env, "JHAAS_ACK_WAIT_SECONDS", 30.0, minimum=0.5),
+            max_deliver=max_deliver,
+            ack_wait_seconds=ack_wait_seconds,
             log_level=env_str(env, "JHAAS_LOG_LEVEL", "INFO").upper(),
             log_format=log_format,
             failpoints=_failpoints(env.get("JHAAS_FAILPOINTS", "")),
             nats_seed_file=nats_seed_file(env),
+            inbox_retention=inbox_retention(env, max_deliver, ack_wait_seconds),
         )
+
+
+MAX_INBOX_RETENTION_DAYS = 3650.0
+
+
+def inbox_retention(env: Mapping[str, str], max_deliver: int, ack_wait_seconds: float) -> timedelta:
+    """JHAAS_INBOX_RETENTION_DAYS, longer than the time within which an event id
+    comes back by itself (a shorter one would let a redelivery apply twice)."""
+    name = "JHAAS_INBOX_RETENTION_DAYS"
+    days = env_float(env, name, DEFAULT_RETENTION / timedelta(days=1))
+    if not math.isfinite(days) or days > MAX_INBOX_RETENTION_DAYS:
+        raise SettingsError(f"{name} must be a number of days up to {MAX_INBOX_RETENTION_DAYS:.0f}")
+    retention = timedelta(days=days)
+    shortest = shortest_retention(max_deliver, ack_wait_seconds)
+    if retention <= shortest:
+        raise SettingsError(
+            f"{name} must be longer than the streams' duplicate window plus the redelivery "
+            f"span ({shortest.total_seconds() / 60:.0f} minutes with JHAAS_MAX_DELIVER="
+            f"{max_deliver} and JHAAS_ACK_WAIT_SECONDS={ack_wait_seconds:g}), and should be "
+            f"longer than any service may stay down; got {days:g} days"
+        )
+    return retention
 
 
 def nats_seed_file(env: Mapping[str, str]) -> Path | None:

@@ -2,7 +2,11 @@
 
 `add_messaging_tables(metadata)` puts them into a service's MetaData;
 `create_messaging_tables()` / `drop_messaging_tables()` are called from the
-service's first Alembic migration so no service writes them again.
+service's first Alembic migration so no service writes them again. What was
+added later has its own helper, called from a later revision of every service
+(a first migration must create the same tables forever):
+
+- `create_inbox_purge_index()`: the index the inbox purge deletes by.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 
 from jhaas_runtime.types import UtcDateTime
+
+INBOX_HANDLED_AT_INDEX = "ix_inbox_handled_at"
 
 
 class MessagingTables(NamedTuple):
@@ -44,13 +50,26 @@ def _inbox_columns() -> list[sa.Column[object]]:
 def add_messaging_tables(metadata: sa.MetaData) -> MessagingTables:
     return MessagingTables(
         outbox=sa.Table("outbox", metadata, *_outbox_columns()),
-        inbox=sa.Table("inbox", metadata, *_inbox_columns()),
+        inbox=sa.Table(
+            "inbox",
+            metadata,
+            *_inbox_columns(),
+            sa.Index(INBOX_HANDLED_AT_INDEX, "handled_at"),
+        ),
     )
 
 
 def create_messaging_tables() -> None:
     op.create_table("outbox", *_outbox_columns())
     op.create_table("inbox", *_inbox_columns())
+
+
+def create_inbox_purge_index() -> None:
+    op.create_index(INBOX_HANDLED_AT_INDEX, "inbox", ["handled_at"])
+
+
+def drop_inbox_purge_index() -> None:
+    op.drop_index(INBOX_HANDLED_AT_INDEX, table_name="inbox")
 
 
 def drop_messaging_tables() -> None:

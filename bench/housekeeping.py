@@ -1,0 +1,195 @@
+"""Housekeeping as history grows: with 0 and with 10,000 finished courses behind
+it (deployments in state deleted, and the ~7 inbox ids each course's events
+left, handled longer ago than the inbox retention), a handful of live courses:
+
+- one deployer reconciliation pass (`Reconciler.reconcile`, the real local
+  backend on an empty hubs folder), next to reading every deployment row, which
+  is what a pass cost before it read only the listed hubs and running courses;
+- the inbox's row count after one purge (`InboxPurge.purge`), next to the count
+  before it;
+- one event's inbox claim (`first_delivery`, its own transaction), after the purge.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from deployer_svc.app import GOVERNANCE_CONSUMER, REQUESTS_CONSUMER
+from deployer_svc.backends.local import LocalBackend
+from deployer_svc.domain import DeploymentRecord
+from deployer_svc.reconcile import Reconciler
+from deployer_svc.store import VERSIONS_DIR, DeploymentRepository, messaging, metadata
+from jhaas_launcher.processes import PostgresServer
+from jhaas_launcher.testing import sample_spec
+from jhaas_runtime.inbox import first_delivery
+from jhaas_runtime.logs import configure_logging
+from jhaas_runtime.migrate import upgrade_to_head
+from jhaas_runtime.service import ServiceRuntime
+from jhaas_runtime.settings import RuntimeSettings
+from jhaas_schemas.rpc import DeploymentState
+
+HISTORIES = (0, 10_000)
+LIVE_COURSES = 5
+# A course's events across the services (approval, scheduled, deploying, ready,
+# started, ended, deleted), all put into this one inbox: the worst case.
+IDS_PER_COURSE = 7
+PASSES = 50
+CLAIMS = 200
+
+
+def settings(database_url: str, root: Path) -> RuntimeSettings:
+    (root / "hubs").mkdir(parents=True)  # the local backend's, left empty
+    return RuntimeSettings(
+        service="deployer-svc",
+        nats_url="nats://127.0.0.1:9",  # never connected: nothing here publishes
+        database_url=database_url,
+        db_pool_size=4,
+        data_dir=root,
+        stream_replicas=1,
+        rpc_timeout_seconds=5,
+        max_deliver=5,
+        ack_wait_seconds=30,
+        log_level="WARNING",
+        log_format="json",
+    )
+
+
+def course(i: int, state: DeploymentState, starts_at: datetime) -> DeploymentRecord:
+    ends_at = starts_at + timedelta(days=90)
+    return DeploymentRecord(
+        deployment_id=str(uuid.uuid4()),
+        request_id=f"bench-{state.value}-{i}",
+        leader_id="u-bench",
+        state=state,
+        configuration=sample_spec(slug=f"course-{i}", starts_at=starts_at, ends_at=ends_at),
+        deploy_at=starts_at - timedelta(minutes=30),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        created_at=starts_at - timedelta(days=30),
+        updated_at=ends_at,
+        teardown_at=ends_at,
+    )
+
+
+def inbox_rows(courses: int, handled_at: Callable[[int], datetime]) -> list[dict[str, object]]:
+    consumers = (GOVERNANCE_CONSUMER, REQUESTS_CONSUMER)
+    return [
+        {
+            "consumer": consumers[n % 2],
+            "event_id": str(uuid.uuid4()),
+            "subject": "jhaas.evt.bench.v1",
+            "handled_at": handled_at(i),
+        }
+        for i in range(courses)
+        for n in range(IDS_PER_COURSE)
+    ]
+
+
+async def fill(runtime: ServiceRuntime, history: int, retention: timedelta) -> None:
+    now = datetime.now(UTC)
+    past = [now - timedelta(days=400 - 360 * i / max(history, 1)) for i in range(history)]
+    async with runtime.db.transaction() as session:
+        repo = DeploymentRepository(session)
+        for i, starts_at in enumerate(past):
+            assert await repo.add(course(i, DeploymentState.DELETED, starts_at))
+        for i in range(LIVE_COURSES):
+            assert await repo.add(course(i, DeploymentState.SCHEDULED, now + timedelta(days=i + 1)))
+    old = inbox_rows(history, lambda i: min(past[i] + timedelta(days=91), now) - retention)
+    recent = inbox_rows(LIVE_COURSES, lambda i: now - timedelta(hours=i + 1))
+    rows = old + recent
+    for start in range(0, len(rows), 5000):
+        async with runtime.db.transaction() as session:
+            await session.execute(messaging.inbox.insert(), rows[start : start + 5000])
+
+
+async def median_ms(action: Callable[[], Awaitable[object]], times: int) -> float:
+    took = []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        await action()
+        took.append(time.perf_counter() - t0)
+    return statistics.median(took) * 1000
+
+
+async def inbox_count(runtime: ServiceRuntime) -> int:
+    async with runtime.db.reading() as session:
+        count = await session.scalar(sa.select(sa.func.count()).select_from(messaging.inbox))
+    return int(count or 0)
+
+
+async def run_once(database_url: str, root: Path, history: int) -> str:
+    runtime = ServiceRuntime(
+        settings(database_url, root), metadata=metadata, tables=messaging, versions_dir=VERSIONS_DIR
+    )
+    try:
+        await upgrade_to_head(runtime.db, metadata, VERSIONS_DIR)
+        await fill(runtime, history, runtime.inbox_purge.retention)
+        backend = LocalBackend(root / "hubs")
+        reconciler = Reconciler(
+            runtime, backend, clock=lambda: datetime.now(UTC), notify=lambda: None
+        )
+
+        async def read_every_row() -> None:
+            async with runtime.db.reading() as session:
+                await DeploymentRepository(session).list_deployments()
+
+        reconcile = await median_ms(reconciler.reconcile, PASSES)
+        every_row = await median_ms(read_every_row, 5)
+        before = await inbox_count(runtime)
+        t0 = time.perf_counter()
+        await runtime.inbox_purge.purge()
+        purge_s = time.perf_counter() - t0
+        after = await inbox_count(runtime)
+
+        async def claim() -> None:
+            async with runtime.db.transaction() as session:
+                claimed = await first_delivery(
+                    session, messaging.inbox, GOVERNANCE_CONSUMER, str(uuid.uuid4()), "s"
+                )
+            assert claimed
+
+        claim_ms = await median_ms(claim, CLAIMS)
+        longest = runtime.inbox_purge.longest_batch * 1000
+        return (
+            f"reconcile {reconcile:5.2f} ms/pass (reading every row: {every_row:6.1f} ms);"
+            f" inbox claim {claim_ms:4.2f} ms\n{'':30s}inbox {before:6,d} -> {after:3d} rows"
+            f" after one purge ({purge_s:4.2f} s; longest write {longest:3.0f} ms)"
+        )
+    finally:
+        await runtime.db.dispose()
+
+
+async def main(postgres: bool) -> None:
+    configure_logging("bench", level="WARNING")
+    with tempfile.TemporaryDirectory(prefix="jhaas-bench-housekeeping-") as tmp:
+        root = Path(tmp)
+        pg = None
+        if postgres:
+            pg = PostgresServer(data_dir=Path(tempfile.mkdtemp(prefix="jhaas-bench-pg-")) / "data")
+            pg.start()
+        try:
+            print(
+                f"\n== housekeeping: {LIVE_COURSES} live courses, with 0 and 10,000 finished ones"
+                f" behind them ({IDS_PER_COURSE} inbox ids each, older than the retention) =="
+            )
+            for name in ("sqlite", "postgresql") if pg else ("sqlite",):
+                for history in HISTORIES:
+                    if pg is not None and name == "postgresql":
+                        url = pg.create_database(f"bench_housekeeping_{history}")
+                    else:
+                        url = f"sqlite+aiosqlite:///{root / f'deployer-{history}.sqlite'}"
+                    figures = await run_once(url, root / f"{name}-{history}", history)
+                    print(f"  {name:10s} {history:6,d} finished: {figures}")
+        finally:
+            if pg is not None:
+                pg.stop()
+                shutil.rmtree(pg.data_dir.parent, ignore_errors=True)
