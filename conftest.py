@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -79,3 +80,36 @@ def settings_for(
         return RuntimeSettings(**values)  # type: ignore[arg-type]
 
     return make
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A safety net, not a cleanup: hubs outlive their deployer by design, so a test
+    that fails before its own teardown could leave a JupyterHub running on the
+    machine. Stop whatever still runs from this session's temporary folders, and
+    say so (a test that leaks should be fixed)."""
+    import os
+    import signal
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    base = str(factory.getbasetemp())
+    leaked = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if base in command:
+            leaked.append((int(entry.name), command[:160]))
+    for pid, _ in leaked:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if leaked:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"killed {len(leaked)} process(es) a test left running:")
+            for pid, command in leaked:
+                reporter.write_line(f"  {pid}: {command}")

@@ -15,6 +15,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from deployer_svc.backends.local import LocalBackend
 from jhaas_launcher.processes import NatsServer
 from jhaas_launcher.testing import eventually, publish
 from jhaas_schemas.events import (
@@ -100,6 +101,10 @@ async def test_killed_deployer_still_deploys_and_tears_down_after_restart(
             deployer.terminate()
             deployer.wait(20)
         await nc.close()
+        # Hubs outlive their deployer by design: a failed run must not leave one behind.
+        hubs = LocalBackend(tmp_path / "hubs", installation_id="test")  # as deployer_env
+        for deployment_id in await hubs.list_managed():
+            await hubs.teardown(deployment_id)
 
 
 async def _stream_ready(js: nats.js.JetStreamContext) -> bool:

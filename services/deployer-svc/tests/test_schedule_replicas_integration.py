@@ -59,7 +59,7 @@ async def test_two_replicas_deploy_each_course_once(
             if process.poll() is None:
                 process.terminate()
                 process.wait(20)
-        backend = LocalBackend(tmp_path / "hubs")
+        backend = LocalBackend(tmp_path / "hubs", installation_id="test")  # as deployer_env
         for deployment_id in await backend.list_managed():
             await backend.teardown(deployment_id)
         await nc.close()
