@@ -87,6 +87,10 @@ class WrongPassword(Exception):
     """The current password given for a change is not the user's."""
 
 
+class SignInEnded(Exception):
+    """The session ended or the account was disabled while a change was under way."""
+
+
 def require_good_password(password: str, username: str, field: str = "password") -> None:
     problem = password_problem(password, username)
     if problem is not None:
@@ -142,9 +146,14 @@ class Accounts:
             store = AccountStore(session)
             await store.delete_expired_sessions(now)
             await store.add_session(record)
-            if rehashed is not None:
+            if rehashed is not None and await store.replace_password_hash(
+                user.user_id,
+                old_hash=user.password_hash,
+                new_hash=rehashed,
+                password_change_required=user.password_change_required,
+                now=now,
+            ):
                 user = replace(user, password_hash=rehashed, updated_at=now)
-                await store.save_user(user)
         return SignedIn(
             user=user,
             session_id=record.session_id,
@@ -186,13 +195,34 @@ class Accounts:
         if not await asyncio.to_thread(self.passwords.verify, user.password_hash, current):
             raise WrongPassword
         new_hash = await asyncio.to_thread(self.passwords.hash, new)
-        changed = replace(
-            user, password_hash=new_hash, password_change_required=False, updated_at=self.clock()
-        )
+        now = self.clock()
+        # The hashing took a while: decide on the row as it is now, under its lock,
+        # and write only the password (an admin may have disabled the account or
+        # changed its roles meanwhile; that must stand).
         async with self.db.transaction() as session:
             store = AccountStore(session)
-            await store.save_user(changed)
+            current_user = await store.get_user(user.user_id, for_update=True)
+            if (
+                current_user is None
+                or current_user.disabled
+                or not await store.session_alive(caller.session_id, now)
+            ):
+                raise SignInEnded
+            if not await store.replace_password_hash(
+                user.user_id,
+                old_hash=user.password_hash,
+                new_hash=new_hash,
+                password_change_required=False,
+                now=now,
+            ):
+                raise Conflict(
+                    "the password was changed meanwhile; sign in again with the new one",
+                    {"current_password": "is no longer the password"},
+                )
             await store.delete_sessions_of(user.user_id, keep=caller.session_id)
+        changed = replace(
+            current_user, password_hash=new_hash, password_change_required=False, updated_at=now
+        )
         self._forget_initial_password(current)
         log.info("password changed", username=user.username)
         return changed

@@ -152,6 +152,37 @@ class AccountStore:
         await self.session.execute(user_roles.delete().where(user_roles.c.user_id == user.user_id))
         await self._write_roles(user.user_id, user.roles)
 
+    async def replace_password_hash(
+        self,
+        user_id: str,
+        *,
+        old_hash: str,
+        new_hash: str,
+        password_change_required: bool,
+        now: datetime,
+    ) -> bool:
+        """Set only the password columns, and only if the stored hash is still
+        `old_hash` (nobody changed the password since it was checked): a whole-row
+        write could undo what an admin changed meanwhile (disabled, roles)."""
+        result = await self.session.execute(
+            users.update()
+            .where(users.c.user_id == user_id, users.c.password_hash == old_hash)
+            .values(
+                password_hash=new_hash,
+                password_change_required=password_change_required,
+                updated_at=now,
+            )
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]  # CursorResult
+
+    async def session_alive(self, session_id: str, now: datetime) -> bool:
+        found = await self.session.scalar(
+            sa.select(sessions.c.session_id).where(
+                sessions.c.session_id == session_id, sessions.c.expires_at > now
+            )
+        )
+        return found is not None
+
     async def _write_roles(self, user_id: str, roles: tuple[Role, ...]) -> None:
         if roles:
             await self.session.execute(

@@ -21,6 +21,7 @@ from gateway.accounts import (
     Accounts,
     Caller,
     SignedIn,
+    SignInEnded,
     SignInRefused,
     WrongPassword,
     require_new_password,
@@ -136,6 +137,10 @@ class AuthController(Controller):
             problem = "is not your current password"
             raise InvalidBody(
                 f"the current password {problem}", {"current_password": problem}
+            ) from None
+        except SignInEnded:
+            raise Unauthorized(
+                "your session ended or your account was disabled; the password is unchanged"
             ) from None
         await throttle.succeeded(attempt)
         return Response(None, status_code=HTTP_204_NO_CONTENT)
