@@ -533,3 +533,40 @@ async def test_two_installations_on_one_cluster_never_touch_each_others_hubs(
     finally:
         await prod.close()
         await test.close()
+
+
+async def test_a_refusal_tells_the_leader_words_and_keeps_the_details_for_the_operator(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    internals = (
+        'deployments.apps is forbidden: User "system:serviceaccount:jhaas:deployer-svc" '
+        'cannot patch resource "deployments" in namespace "jhaas-local-ds101"'
+    )
+    double.fail("PATCH", object_path("Deployment", "hub", "jhaas-local-ds101"), 403, 1, internals)
+    with pytest.raises(BackendError) as caught:
+        await backend.deploy(make_hub())
+    assert not caught.value.temporary
+    assert "system:serviceaccount" in str(caught.value)  # the operator's log has it
+    reason = caught.value.reason  # what HubFailed carries to the leader and subscribers
+    assert "refused" in reason
+    assert "serviceaccount" not in reason and "jhaas-local" not in reason and "403" not in reason
+
+
+async def test_a_namespace_left_by_an_earlier_course_with_the_same_slug_is_not_taken_over(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    # The earlier course's namespace (its users' volumes inside) still exists.
+    await backend.deploy(make_hub(deployment_id="dep-earlier"))
+    with pytest.raises(BackendError, match="belongs to deployment 'dep-earlier'") as caught:
+        await backend.deploy(make_hub(deployment_id="dep-later"))
+    assert not caught.value.temporary
+    assert "earlier course" in caught.value.reason
+    labels = double.objects["/api/v1/namespaces/jhaas-local-ds101"]["metadata"]["labels"]
+    assert labels["jhaas.io/deployment-id"] == "dep-earlier"
+    # While it is being deleted, the new course waits for it (a retry may help).
+    double.namespace_gone_after_gets = 1000  # a slow deletion
+    namespace = double.objects["/api/v1/namespaces/jhaas-local-ds101"]
+    namespace["metadata"]["deletionTimestamp"] = "2026-11-30T12:00:00Z"
+    with pytest.raises(BackendError) as waiting:
+        await backend.deploy(make_hub(deployment_id="dep-later"))
+    assert waiting.value.temporary

@@ -186,3 +186,23 @@ def test_a_failed_teardown_is_retried_not_given_up() -> None:
     assert r.lease_owner is None
     assert schedule.due_action(r, later + timedelta(seconds=30)) == Action.TEARDOWN
     assert replace(r, state=S.ENDING) == r
+
+
+def test_a_cancellation_after_a_rebuild_or_redeploy_tears_the_hub_down() -> None:
+    # Rebuilding (reconciliation) and redeploying (an admin) reset the attempts; a
+    # hub, or what is left of one, may still exist: cancelling must tear it down
+    # instead of announcing at once that nothing was ever built.
+    at = START - timedelta(minutes=30)
+    running, _ = schedule.begin_deploy(record(), at, "w1", LEASE, env(at))
+    running, _ = schedule.deploy_succeeded(running, at, "http://hub/", env(at))
+    rebuilt = schedule.hub_missing(running, at + timedelta(minutes=1))
+    assert rebuilt is not None and (rebuilt.state, rebuilt.attempts) == (S.SCHEDULED, 0)
+    failed = replace(running, state=S.FAILED)
+    redeployed = schedule.redeploy(failed, ADMIN, at + timedelta(minutes=2))
+    for again in (rebuilt, redeployed):
+        new, deleted = schedule.cancel(again, at + timedelta(minutes=3), env())
+        assert deleted is None
+        assert (new.state, new.teardown_at) == (S.ENDING, at + timedelta(minutes=3))
+    # Never deployed at all: nothing to tear down, deleted at once.
+    new, deleted = schedule.cancel(record(), at, env())
+    assert new.state == S.DELETED and deleted is not None and deleted.record.objects == ()

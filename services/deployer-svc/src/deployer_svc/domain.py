@@ -41,6 +41,8 @@ class DeploymentRecord:
     lease_until: datetime | None = None
     course_started: bool = False
     failure_reason: str = ""
+    # A deploy was begun at least once (never reset): a hub, or half of one, may exist.
+    deploy_started: bool = False
 
     def view(self) -> Deployment:
         return Deployment(

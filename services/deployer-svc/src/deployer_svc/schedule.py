@@ -104,7 +104,9 @@ def begin_deploy(
     record: DeploymentRecord, now: datetime, owner: str, lease: timedelta, env: Envelope
 ) -> tuple[DeploymentRecord, HubDeploying]:
     attempt = record.attempts + 1
-    new = replace(claim(record, now, owner, lease), state=S.DEPLOYING, attempts=attempt)
+    new = replace(
+        claim(record, now, owner, lease), state=S.DEPLOYING, attempts=attempt, deploy_started=True
+    )
     event = HubDeploying(
         **env, deployment_id=record.deployment_id, request_id=record.request_id, attempt=attempt
     )
@@ -223,7 +225,7 @@ def cancel(
         return record, None
     if record.state == S.ENDING:
         return replace(record, teardown_at=min(record.teardown_at, now), updated_at=now), None
-    if record.state == S.SCHEDULED and record.attempts == 0:
+    if record.state == S.SCHEDULED and not record.deploy_started:
         nothing = DeletionRecord(backend="none", deleted_at=now)
         new = replace(record, state=S.DELETED, updated_at=now)
         return new, HubDeleted(

@@ -347,7 +347,7 @@ class Scheduler:
                 new, failed = schedule.deploy_failed(
                     current,
                     now,
-                    str(error),
+                    error.reason,  # words for the leader; the details are logged below
                     temporary=error.temporary,
                     max_attempts=self.settings.deploy_attempts,
                     backoff=self.settings.retry_backoff,

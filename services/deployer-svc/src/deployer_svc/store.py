@@ -44,6 +44,10 @@ deployments = sa.Table(
     sa.Column("lease_owner", sa.String(100), nullable=True),
     sa.Column("lease_until", UtcDateTime(), nullable=True),
     sa.Column("course_started", sa.Boolean, nullable=False, default=False),
+    # A deploy of this course was begun at least once: something may exist.
+    sa.Column(
+        "deploy_started", sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    ),
     sa.Column("failure_reason", sa.Text, nullable=False, default=""),
 )
 
@@ -73,6 +77,7 @@ _SCHEDULE_FIELDS = (
     "lease_until",
     "course_started",
     "failure_reason",
+    "deploy_started",
 )
 
 _spec_decoder = msgspec.json.Decoder(HubSpec)

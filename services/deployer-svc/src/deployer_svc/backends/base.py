@@ -65,11 +65,18 @@ class Roster:
 
 
 class BackendError(Exception):
-    """A backend could not do what it was asked; `temporary` says whether a retry may help."""
+    """A backend could not do what it was asked; `temporary` says whether a retry may help.
 
-    def __init__(self, message: str, *, temporary: bool) -> None:
+    The message is for the operator (the deployer's log) and may name objects,
+    accounts and API answers; `reason` is what the course's leader and the event
+    subscribers are told, in words, without internals (default: the message,
+    for backends whose messages are already that).
+    """
+
+    def __init__(self, message: str, *, temporary: bool, reason: str | None = None) -> None:
         super().__init__(message)
         self.temporary = temporary
+        self.reason = reason if reason is not None else message
 
 
 class HubBackend(Protocol):

@@ -57,6 +57,9 @@ MANAGED_BY_SELECTOR = f"app.kubernetes.io/managed-by={km.MANAGED_BY}"
 DEPLOYMENT_ID_LABEL = "jhaas.io/deployment-id"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 READY_DEPLOYMENTS = ("hub", "proxy")
+# What a leader is told (BackendError.reason); the details go to the deployer's log.
+REFUSED = "the cluster refused the hub's objects; an operator finds why in the deployer's log"
+UNREACHABLE = "the cluster did not answer the deployer; it will try again"
 WATCH_SECONDS = 300  # one watch request at most this long; then list and watch again
 
 Obj = dict[str, Any]
@@ -185,7 +188,9 @@ class KubernetesBackend:
                     )
                 except (k8s_config.ConfigException, OSError, ValueError) as exc:
                     raise BackendError(
-                        f"cannot use the kubeconfig {self.kubeconfig}: {exc}", temporary=False
+                        f"cannot use the kubeconfig {self.kubeconfig}: {exc}",
+                        temporary=False,
+                        reason=UNREACHABLE,
                     ) from None
                 self.api = ApiClient(configuration)
             return self.api
@@ -232,6 +237,7 @@ class KubernetesBackend:
                     raise BackendError(
                         f"Kubernetes API refused to {what}: HTTP {status}: {message}",
                         temporary=False,
+                        reason=REFUSED,
                     ) from exc
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
@@ -244,6 +250,7 @@ class KubernetesBackend:
         raise BackendError(
             f"Kubernetes API: could not {what} after {self.attempts} attempts: {last}",
             temporary=True,
+            reason=UNREACHABLE,
         )
 
     async def _get(self, path: str, what: str) -> Obj | None:
@@ -280,7 +287,9 @@ class KubernetesBackend:
             )  # fmt: skip
         except _NotFound as exc:
             # The namespace vanished under us (a racing teardown): worth a retry later.
-            raise BackendError(f"could not {what}: not found: {exc}", temporary=True) from exc
+            raise BackendError(
+                f"could not {what}: not found: {exc}", temporary=True, reason=UNREACHABLE
+            ) from exc
 
     # -- helpers -------------------------------------------------------------------
 
@@ -292,18 +301,31 @@ class KubernetesBackend:
         """The label selector of this installation's namespaces."""
         return f"{MANAGED_BY_SELECTOR},{km.INSTALLATION_LABEL}={self.settings.installation_id}"
 
-    async def _check_ours(self, namespace: str) -> None:
-        """Refuse to apply into a namespace another installation (or anyone else) made:
-        server-side apply with force would take its objects over."""
+    async def _check_ours(self, namespace: str, deployment_id: str) -> None:
+        """Refuse to apply into a namespace this very deployment did not make: server-side
+        apply with force would take its objects over — another installation's, or an
+        earlier course's with the same slug whose users' volumes are still there."""
         found = await self._get(object_path("Namespace", namespace), f"read namespace {namespace}")
         if found is None:
             return
-        owner = ((found.get("metadata") or {}).get("labels") or {}).get(km.INSTALLATION_LABEL)
-        if owner != self.settings.installation_id:
+        meta = found.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get(km.INSTALLATION_LABEL) != self.settings.installation_id:
             raise BackendError(
                 f"namespace {namespace} exists and does not belong to this installation "
                 f"({self.settings.installation_id!r}); it was left untouched",
                 temporary=False,
+                reason="the hub's namespace is taken by something else on the cluster",
+            )
+        if labels.get(DEPLOYMENT_ID_LABEL) != deployment_id:
+            # An earlier course with this slug: wait while it is being deleted.
+            going = bool(meta.get("deletionTimestamp"))
+            raise BackendError(
+                f"namespace {namespace} belongs to deployment "
+                f"{labels.get(DEPLOYMENT_ID_LABEL)!r}, not {deployment_id!r}"
+                + ("; it is being deleted" if going else "; it was left untouched"),
+                temporary=going,
+                reason="an earlier course with the same name still has its hub on the cluster",
             )
 
     def _url(self, slug: str) -> str:
@@ -384,6 +406,7 @@ class KubernetesBackend:
                     f"{what}: Deployment(s) {waiting} in namespace {namespace} "
                     f"not available within {self.ready_timeout:.0f}s",
                     temporary=True,
+                    reason=f"the hub did not become ready within {self.ready_timeout / 60:.0f} min",
                 )
             try:
                 async with asyncio.timeout(remaining):
@@ -422,6 +445,7 @@ class KubernetesBackend:
                 raise BackendError(
                     f"watch Deployments in {namespace}: HTTP {response.status}: {text}",
                     temporary=True,
+                    reason=UNREACHABLE,
                 )
             async for line in response.content:
                 if not line.strip():
@@ -445,7 +469,7 @@ class KubernetesBackend:
 
     async def deploy(self, hub: HubDeployment) -> HubStatus:
         namespace = self._namespace(hub.slug)
-        await self._check_ours(namespace)
+        await self._check_ours(namespace, hub.deployment_id)
         hub_secrets = await self._existing_secrets(namespace)
         if hub_secrets is None:
             hub_secrets = km.HubSecrets(
@@ -455,7 +479,9 @@ class KubernetesBackend:
             made = km.make_hub_objects(hub, self.settings, hub_secrets)
         except ValueError as exc:  # a quantity the manifests cannot express
             raise BackendError(
-                f"the hub's configuration is not valid: {exc}", temporary=False
+                f"the hub's configuration is not valid: {exc}",
+                temporary=False,
+                reason="the hub's configuration is not valid",
             ) from exc
         objects = km.server_side_apply_order(made)
         for obj in objects:
@@ -515,6 +541,7 @@ class KubernetesBackend:
                 raise BackendError(
                     f"namespace {name} still exists {self.teardown_timeout:.0f}s after deletion",
                     temporary=True,
+                    reason="the cluster has not finished deleting the hub",
                 )
             await asyncio.sleep(self.poll_interval)
         log.info("deleted namespace %s of deployment %s", name, deployment_id)
