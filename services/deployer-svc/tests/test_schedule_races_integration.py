@@ -282,3 +282,43 @@ async def test_an_action_that_lost_its_lease_stops_before_it_emits_anything(
         await runtime.stop()
         for deployment_id in await inner.list_managed():
             await inner.teardown(deployment_id)
+
+
+async def test_work_waiting_for_a_free_slot_is_not_polled_in_a_loop(
+    settings_for: Callable[..., RuntimeSettings], tmp_path: Path
+) -> None:
+    inner = LocalBackend(tmp_path / "hubs", installation_id="test")
+    backend = GatedBackend(inner)
+    backend.hold("deploy")
+    settings = settings_of(settings_for("deployer-svc"), tmp_path, max_parallel_actions=1)
+    runtime = build_app(settings, backend=backend)  # type: ignore[arg-type]
+    scheduler = scheduler_of(runtime)
+    await runtime.start()
+    nc = await nats.connect(settings.runtime.nats_url)
+    js = nc.jetstream()
+    try:
+        now = datetime.now(UTC)
+        first, second = (
+            approval(now + timedelta(minutes=5), now + timedelta(minutes=30), slug=f"slot-{i}")
+            for i in range(2)
+        )
+        await publish(js, first)
+        async with asyncio.timeout(60):  # a hang guard
+            await backend.reached("deploy")
+        await publish(js, second)  # due at once, and the only slot is taken
+        await eventually(lambda: state_of(runtime, second), lambda s: s is not None)
+        before, seconds = scheduler.ticks, 3.0
+        await asyncio.sleep(seconds)
+        # About one look a second (other replicas' changes) plus wake-ups; a loop
+        # that polls the waiting work would look dozens of times.
+        assert scheduler.ticks - before <= 2 * seconds + 2, scheduler.ticks - before
+        assert await events_of(js, second.request_id) == [DeploymentScheduled]
+        backend.release("deploy")
+        await eventually(
+            lambda: events_of(js, second.request_id), lambda ks: HubReady in ks, timeout=120
+        )
+    finally:
+        await nc.close()
+        await runtime.stop()
+        for deployment_id in await inner.list_managed():
+            await inner.teardown(deployment_id)

@@ -128,10 +128,12 @@ class Scheduler:
                     next_at = await self.tick()
                     last_tick = time.monotonic()
                 delay = self.settings.max_sleep.total_seconds()
-                if next_at is not None:
-                    until = (next_at - self.clock()).total_seconds()
-                    # Due work left with every slot busy: a finishing action wakes us.
+                until = None if next_at is None else (next_at - self.clock()).total_seconds()
+                busy = len(self._running) >= self.settings.max_parallel_actions
+                if until is not None and not (until <= 0 and busy):
                     delay = min(delay, max(until, COALESCE_SECONDS))
+                # else: what is due waits for a slot; a finishing action wakes us
+                # (`notify`), and `max_sleep` bounds the wait for other replicas' work.
                 self._wake.clear()
                 await wait_event(self._wake, delay)
         finally:
@@ -280,20 +282,26 @@ class Scheduler:
         renewed before it runs out, or the course no longer wants the action."""
         task: asyncio.Future[T] = asyncio.ensure_future(work)
         lease = self.settings.lease.total_seconds()
+        every = lease / 3
+        # When the lease runs out at the latest, counted from before each renewal is
+        # asked for (the database may have written it any time after that).
         expires = time.monotonic() + lease
         try:
             while True:
-                done, _ = await asyncio.wait({task}, timeout=lease / 3)
+                done, _ = await asyncio.wait({task}, timeout=every)
                 if done:
                     return task.result()
+                asked = time.monotonic()
                 try:
                     verdict = await self._renew(record, action)
                 except Exception:
                     log.warning("could not renew the lease; will try again", exc_info=True)
-                    verdict = Verdict.LOST if time.monotonic() >= expires else Verdict.KEEP
+                    # Stop now rather than run past the lease before the next try.
+                    lost = time.monotonic() + every >= expires
+                    verdict = Verdict.LOST if lost else Verdict.KEEP
                 else:
                     if verdict == Verdict.KEEP:
-                        expires = time.monotonic() + lease
+                        expires = asked + lease
                 if verdict != Verdict.KEEP:
                     raise ActionStopped(verdict)
         finally:
