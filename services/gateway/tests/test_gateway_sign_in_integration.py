@@ -139,6 +139,24 @@ async def test_one_address_trying_many_accounts_slows_down(
     assert (await sign_in(second, LEADER[1], "203.0.113.67")).status_code == 200
 
 
+async def test_someone_spraying_from_the_owners_address_cannot_keep_the_owner_out(
+    replicas: tuple[Client, Client],
+) -> None:
+    # A campus NAT: the owner and an attacker share one address.
+    first, second = replicas
+    campus = "203.0.113.88"
+    owner = await sign_in(first, LEADER[1], campus)
+    assert owner.status_code == 200
+    device = owner.cookies["jhaas_device"]
+    for n in range(31):  # the attacker fails on 31 other accounts from there
+        client = first if n % 2 else second
+        assert (await sign_in(client, WRONG, campus, username=f"user{n}")).status_code == 401
+    # The address waits for a browser it does not know...
+    assert waited(await sign_in(first, LEADER[1], campus)) >= 1
+    # ...but the owner's own browser signs in at once.
+    assert (await sign_in(second, LEADER[1], campus, device=device)).status_code == 200
+
+
 async def test_a_botnet_cannot_keep_the_owner_out(
     replicas: tuple[Client, Client], clock: SteppedClock
 ) -> None:

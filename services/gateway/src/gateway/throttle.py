@@ -18,6 +18,10 @@ Threat model and answers:
   account's owner signed in before, from the same address or with the signed
   "known device" cookie the gateway sets at sign-in (KNOWN_FOR): an attacker
   failing on purpose slows only the owner's new devices, never the known ones.
+- Someone on the owner's address (a shared NAT, or every client when the
+  gateway sits behind a proxy it was not told to trust) failing on many
+  accounts: the address count slows that address, except for a browser with
+  the account's known-device cookie, which counts only as its own pair.
 - Racing the wait with parallel attempts: an attempt is counted, in one
   transaction with its rows locked, before the password is checked; a
   success gives the count back. N parallel attempts after a wait get one
@@ -162,11 +166,14 @@ class SignInThrottle:
         """Count an attempt, or raise TooManyAttempts while one of its keys must wait."""
         now = self.clock()
         account, address = account_key(username), address_key(address)
-        keys = {
-            "pair": self._key("pair", account, address),
-            "address": self._key("address", address),
-        }
+        keys = {"pair": self._key("pair", account, address)}
         known = self._device_is_known(device, account, now)
+        if not known:
+            # A known device (a signed cookie only a past sign-in to this very
+            # account got) is exempt from the address count too: an attacker on
+            # the same address (a campus NAT, the ingress when no proxy is
+            # trusted) cannot hold the owner up by failing on other accounts.
+            keys["address"] = self._key("address", address)
         if not known and not await self._address_is_known(account, address, now):
             keys["account"] = self._key("account", account)
         async with self.db.transaction() as session:
