@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -63,6 +64,13 @@ def test_up_prints_credentials_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path
             timeout=10,
         )
         assert login.status_code == 200, login.text
+        # What the product wrote is for its own user alone: no other local account
+        # reads the databases (password hashes), keys or logs.
+        data = tmp_path / "data"
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        written = [p for p in data.rglob("*") if p.is_file()]
+        assert written
+        assert {p.name for p in written if stat.S_IMODE(p.stat().st_mode) & 0o077} == set()
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0

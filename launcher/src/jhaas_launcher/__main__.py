@@ -166,6 +166,11 @@ def main() -> None:
     if args.command == "nats-streams":
         sys.exit(nats_streams(args))
     args.data_dir = Path(args.data_dir).resolve()
+    # Everything the product writes (databases with password hashes, keys, logs)
+    # is for this user alone; the processes it starts inherit the mask.
+    os.umask(0o077)
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    args.data_dir.chmod(0o700)
     sys.exit(asyncio.run(up(args)))
 
 

@@ -214,7 +214,10 @@ def ensure_credentials(folder: Path, readers: Iterable[str] = ()) -> Credentials
         public_keys[principal] = _public_key(path.read_text().strip())
     # Readers added earlier (by name on the command line) stay until their seed is deleted.
     for path in sorted(folder.glob(f"{READER_PREFIX}*.nk")):
-        public_keys.setdefault(path.stem, _public_key(path.read_text().strip()))
+        # The name becomes part of subject permissions: a file named with NATS
+        # wildcards ("reader-x.>.nk") must not widen what its reader may do.
+        principal = reader_principal(path.stem.removeprefix(READER_PREFIX))
+        public_keys.setdefault(principal, _public_key(path.read_text().strip()))
     _write_private(credentials.server_config, server_config(public_keys))
     return credentials
 

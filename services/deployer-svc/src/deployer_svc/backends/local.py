@@ -26,9 +26,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
@@ -47,6 +49,7 @@ from jhaas_schemas.model import DeletionRecord
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 STOP_TIMEOUT = 15.0
 LOG_TAIL_LINES = 40
 # What a hub may inherit of the deployer's environment (besides PATH and HOME,
@@ -187,6 +190,19 @@ def processes_under(folder: Path) -> list[int]:
         if inside:
             found.append(pid)
     return found
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`asyncio.to_thread`, but a cancellation waits for the thread to finish before
+    it propagates: the hub's lock must not be released while files are still being
+    written or processes stopped (a teardown could then race the writes and leave
+    a folder with secrets and no state.json behind)."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait({future})
+        raise
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -369,11 +385,11 @@ class LocalBackend:
                     # Converge: restart the hub with the new config on the same ports
                     # (user servers keep running: cleanup_servers is off).
                     log.info("configuration of hub %s changed: restarting it", hub.deployment_id)
-                    await asyncio.to_thread(self._stop_group, previous.pid)
+                    await _in_thread(self._stop_group, previous.pid)
                 else:
                     if await self._wait_ready(previous, layout, hub.api_token, process=None):
                         return self._status_for(previous, HubPhase.READY)
-                    await asyncio.to_thread(self._stop_group, previous.pid)
+                    await _in_thread(self._stop_group, previous.pid)
                     self._log_failure(hub, layout, "ran but did not answer")
                     raise BackendError(
                         f"the hub was running but did not answer within "
@@ -383,9 +399,9 @@ class LocalBackend:
             elif layout.folder.exists():
                 # A dead hub may have left its proxy or servers behind (or a hub started
                 # by a deployer that died before it wrote state.json).
-                await asyncio.to_thread(self._kill_leftovers, layout.folder)
+                await _in_thread(self._kill_leftovers, layout.folder)
             ports = await self._reuse_ports(previous)
-            await asyncio.to_thread(self._write_files, hub, layout, ports)
+            await _in_thread(self._write_files, hub, layout, ports)
             argv = [self.python, "-m", "jupyterhub", "-f", str(layout.config)]
             process = start_detached(
                 argv, env=self._env(layout), log_path=layout.log, cwd=layout.folder
@@ -410,8 +426,8 @@ class LocalBackend:
             if await self._wait_ready(state, layout, hub.api_token, process=process):
                 return self._status_for(state, HubPhase.READY)
             code = process.poll()
-            await asyncio.to_thread(self._stop_group, state.pid)
-            await asyncio.to_thread(self._kill_leftovers, layout.folder)
+            await _in_thread(self._stop_group, state.pid)
+            await _in_thread(self._kill_leftovers, layout.folder)
             with contextlib.suppress(Exception):
                 process.wait(1)
             why = (
@@ -485,7 +501,7 @@ class LocalBackend:
     async def teardown(self, deployment_id: str) -> DeletionRecord:
         layout = self._layout(deployment_id)
         async with self._lock(deployment_id):
-            objects = await asyncio.to_thread(self._teardown_sync, layout)
+            objects = await _in_thread(self._teardown_sync, layout)
         self._locks.pop(deployment_id, None)
         return DeletionRecord(backend=self.name, deleted_at=datetime.now(UTC), objects=objects)
 
