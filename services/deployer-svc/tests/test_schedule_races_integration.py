@@ -14,7 +14,8 @@ import asyncio
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -82,6 +83,32 @@ async def state_of(runtime: ServiceRuntime, approved: RequestApproved) -> Deploy
     return found.state if found else None
 
 
+@asynccontextmanager
+async def deployers(
+    settings: DeployerSettings, backend: GatedBackend, replicas: int = 1
+) -> AsyncIterator[tuple[list[ServiceRuntime], nats.js.JetStreamContext]]:
+    """`replicas` deployer-svc instances sharing `backend`, and a JetStream client;
+    afterwards every hub the test caused is torn down (hubs outlive their deployer)."""
+    runtimes = [build_app(settings, backend=backend) for _ in range(replicas)]  # type: ignore[arg-type]
+    nc = None
+    try:
+        for runtime in runtimes:
+            await runtime.start()
+        nc = await nats.connect(settings.runtime.nats_url)
+        yield runtimes, nc.jetstream()
+    finally:
+        if nc is not None:
+            await nc.close()
+        for runtime in runtimes:
+            await runtime.stop()
+        for deployment_id in await backend.inner.list_managed():
+            await backend.inner.teardown(deployment_id)
+
+
+def gated(tmp_path: Path, **options: int) -> GatedBackend:
+    return GatedBackend(LocalBackend(tmp_path / "hubs", installation_id="test"), **options)
+
+
 async def events_of(js: nats.js.JetStreamContext, request_id: str) -> list[type[Event]]:
     return of_request(await deployer_events(js), request_id)
 
@@ -90,16 +117,11 @@ async def events_of(js: nats.js.JetStreamContext, request_id: str) -> list[type[
 async def test_a_cancellation_wins_at_every_step_of_a_deploy(
     settings_for: Callable[..., RuntimeSettings], tmp_path: Path, point: str
 ) -> None:
-    inner = LocalBackend(tmp_path / "hubs", installation_id="test")
-    backend = GatedBackend(inner, fail_deploys=1 if point == "retry" else 0)
+    backend = gated(tmp_path, fail_deploys=1 if point == "retry" else 0)
     if point != "retry":
         backend.hold(point)
     settings = settings_of(settings_for("deployer-svc"), tmp_path)
-    runtime = build_app(settings, backend=backend)  # type: ignore[arg-type]
-    await runtime.start()
-    nc = await nats.connect(settings.runtime.nats_url)
-    js = nc.jetstream()
-    try:
+    async with deployers(settings, backend) as ([runtime], js):
         # The course starts a few seconds from now: were its hub ever taken for
         # ready, the start would be announced right after.
         now = datetime.now(UTC)
@@ -126,18 +148,13 @@ async def test_a_cancellation_wins_at_every_step_of_a_deploy(
         await asyncio.sleep(seconds_until(approved.configuration.starts_at) + 1.5)
         kinds = await events_of(js, approved.request_id)
         assert kinds == [DeploymentScheduled, HubDeploying, HubDeleted], kinds
-        assert await inner.list_managed() == []
+        assert await backend.inner.list_managed() == []
         assert not (tmp_path / "hubs").exists() or list((tmp_path / "hubs").iterdir()) == []
         async with runtime.db.reading() as session:
             [record] = await DeploymentRepository(session).list_deployments(
                 request_id=approved.request_id
             )
         assert record.state == DeploymentState.DELETED
-    finally:
-        await nc.close()
-        await runtime.stop()
-        for deployment_id in await inner.list_managed():
-            await inner.teardown(deployment_id)
 
 
 def running_record(now: datetime, starts_in: float, lasts: float) -> DeploymentRecord:
@@ -166,15 +183,10 @@ def running_record(now: datetime, starts_in: float, lasts: float) -> DeploymentR
 async def test_one_slow_deploy_holds_up_no_other_course(
     settings_for: Callable[..., RuntimeSettings], tmp_path: Path
 ) -> None:
-    inner = LocalBackend(tmp_path / "hubs", installation_id="test")
-    backend = GatedBackend(inner)
+    backend = gated(tmp_path)
     backend.hold("deploy")  # a 10-minute image pull, say
     settings = settings_of(settings_for("deployer-svc"), tmp_path)
-    runtime = build_app(settings, backend=backend)  # type: ignore[arg-type]
-    await runtime.start()
-    nc = await nats.connect(settings.runtime.nats_url)
-    js = nc.jetstream()
-    try:
+    async with deployers(settings, backend) as ([runtime], js):
         now = datetime.now(UTC)
         slow = approval(now + timedelta(minutes=5), now + timedelta(minutes=30))
         await publish(js, slow)
@@ -197,26 +209,15 @@ async def test_one_slow_deploy_holds_up_no_other_course(
         await eventually(
             lambda: events_of(js, slow.request_id), lambda ks: HubReady in ks, timeout=90
         )
-    finally:
-        await nc.close()
-        await runtime.stop()
-        for deployment_id in await inner.list_managed():
-            await inner.teardown(deployment_id)
 
 
 async def test_two_replicas_never_do_an_action_slower_than_its_lease_twice(
     settings_for: Callable[..., RuntimeSettings], tmp_path: Path
 ) -> None:
-    inner = LocalBackend(tmp_path / "hubs", installation_id="test")
-    backend = GatedBackend(inner)  # one call log for both replicas
+    backend = gated(tmp_path)  # one call log for both replicas
     backend.delays = {"deploy": 3 * LEASE.total_seconds(), "teardown": 3 * LEASE.total_seconds()}
     settings = settings_of(settings_for("deployer-svc"), tmp_path)
-    replicas = [build_app(settings, backend=backend) for _ in range(2)]  # type: ignore[arg-type]
-    for runtime in replicas:
-        await runtime.start()
-    nc = await nats.connect(settings.runtime.nats_url)
-    js = nc.jetstream()
-    try:
+    async with deployers(settings, backend, replicas=2) as (_, js):
         now = datetime.now(UTC)
         course = approval(now + timedelta(seconds=5), now + timedelta(seconds=30))
         await publish(js, course)
@@ -237,27 +238,16 @@ async def test_two_replicas_never_do_an_action_slower_than_its_lease_twice(
         ], kinds
         assert Counter(what for what, _ in backend.calls) == {"deploy": 1, "teardown": 1}
         assert backend.stopped == []
-    finally:
-        await nc.close()
-        for runtime in replicas:
-            await runtime.stop()
-        for deployment_id in await inner.list_managed():
-            await inner.teardown(deployment_id)
 
 
 @pytest.mark.parametrize("point", ["deployed", "teardown"])
 async def test_an_action_that_lost_its_lease_stops_before_it_emits_anything(
     settings_for: Callable[..., RuntimeSettings], tmp_path: Path, point: str
 ) -> None:
-    inner = LocalBackend(tmp_path / "hubs", installation_id="test")
-    backend = GatedBackend(inner)
+    backend = gated(tmp_path)
     backend.hold(point)
     settings = settings_of(settings_for("deployer-svc"), tmp_path)
-    runtime = build_app(settings, backend=backend)  # type: ignore[arg-type]
-    await runtime.start()
-    nc = await nats.connect(settings.runtime.nats_url)
-    js = nc.jetstream()
-    try:
+    async with deployers(settings, backend) as ([runtime], js):
         now = datetime.now(UTC)
         ends = now + timedelta(seconds=12 if point == "teardown" else 600)
         course = approval(now + timedelta(seconds=6), ends)
@@ -277,26 +267,16 @@ async def test_an_action_that_lost_its_lease_stops_before_it_emits_anything(
         await asyncio.sleep(LEASE.total_seconds())  # anything it would still emit shows by now
         assert await events_of(js, course.request_id) == before
         assert HubReady not in before if point == "deployed" else HubDeleted not in before
-    finally:
-        await nc.close()
-        await runtime.stop()
-        for deployment_id in await inner.list_managed():
-            await inner.teardown(deployment_id)
 
 
 async def test_work_waiting_for_a_free_slot_is_not_polled_in_a_loop(
     settings_for: Callable[..., RuntimeSettings], tmp_path: Path
 ) -> None:
-    inner = LocalBackend(tmp_path / "hubs", installation_id="test")
-    backend = GatedBackend(inner)
+    backend = gated(tmp_path)
     backend.hold("deploy")
     settings = settings_of(settings_for("deployer-svc"), tmp_path, max_parallel_actions=1)
-    runtime = build_app(settings, backend=backend)  # type: ignore[arg-type]
-    scheduler = scheduler_of(runtime)
-    await runtime.start()
-    nc = await nats.connect(settings.runtime.nats_url)
-    js = nc.jetstream()
-    try:
+    async with deployers(settings, backend) as ([runtime], js):
+        scheduler = scheduler_of(runtime)
         now = datetime.now(UTC)
         first, second = (
             approval(now + timedelta(minutes=5), now + timedelta(minutes=30), slug=f"slot-{i}")
@@ -317,8 +297,3 @@ async def test_work_waiting_for_a_free_slot_is_not_polled_in_a_loop(
         await eventually(
             lambda: events_of(js, second.request_id), lambda ks: HubReady in ks, timeout=120
         )
-    finally:
-        await nc.close()
-        await runtime.stop()
-        for deployment_id in await inner.list_managed():
-            await inner.teardown(deployment_id)
