@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 import nats
 
+from bench.common import deployer_runtime
 from deployer_svc.app import build_app
 from deployer_svc.backends.base import BackendError, HubDeployment, HubPhase, HubStatus, Roster
 from deployer_svc.backends.local import processes_under
@@ -42,7 +43,6 @@ from jhaas_launcher.processes import NatsServer, free_port, spawn
 from jhaas_launcher.testing import create_streams, publish, sample_spec
 from jhaas_runtime.logs import configure_logging
 from jhaas_runtime.service import ServiceRuntime
-from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.envelope import envelope
 from jhaas_schemas.events import (
     CourseStarted,
@@ -63,18 +63,8 @@ BARE_POLL = 0.05  # the local backend polls every 0.2 s (and also asks /users wi
 def settings_for(server: NatsServer, root: Path) -> DeployerSettings:
     root.mkdir(parents=True, exist_ok=True)
     return DeployerSettings(
-        runtime=RuntimeSettings(
-            service="deployer-svc",
-            nats_url=server.url,
-            database_url=f"sqlite+aiosqlite:///{root / 'deployer.sqlite'}",
-            db_pool_size=16,
-            data_dir=root,
-            stream_replicas=1,
-            rpc_timeout_seconds=5,
-            max_deliver=5,
-            ack_wait_seconds=30,
-            log_level="WARNING",
-            log_format="json",
+        runtime=deployer_runtime(
+            server.url, f"sqlite+aiosqlite:///{root / 'deployer.sqlite'}", root, pool=16
         ),
         # Every course below starts in a day: its deploy is due at once.
         lead_time=timedelta(days=2),

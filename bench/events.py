@@ -16,13 +16,13 @@ from pathlib import Path
 
 import nats
 
+from bench.common import deployer_runtime
 from deployer_svc.app import GOVERNANCE_CONSUMER, build_app
 from deployer_svc.settings import DeployerSettings
 from jhaas_launcher.processes import NatsServer, PostgresServer
 from jhaas_launcher.testing import create_streams, publish, sample_spec
 from jhaas_runtime.logs import configure_logging
 from jhaas_runtime.service import ServiceRuntime
-from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.envelope import envelope
 from jhaas_schemas.events import RequestApproved
 from jhaas_schemas.streams import DEPLOYER_STREAM
@@ -57,19 +57,7 @@ async def run_once(
     try:
         await create_streams(server.url)
         settings = DeployerSettings(
-            runtime=RuntimeSettings(
-                service="deployer-svc",
-                nats_url=server.url,
-                database_url=database_url,
-                db_pool_size=8,
-                data_dir=root,
-                stream_replicas=1,
-                rpc_timeout_seconds=5,
-                max_deliver=5,
-                ack_wait_seconds=30,
-                log_level="WARNING",
-                log_format="json",
-            ),
+            runtime=deployer_runtime(server.url, database_url, root, pool=8),
             hubs_dir=root / "hubs",
         )
         runtime = build_app(settings)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.common import deployer_runtime
 from deployer_svc.app import GOVERNANCE_CONSUMER, REQUESTS_CONSUMER
 from deployer_svc.backends.local import LocalBackend
 from deployer_svc.domain import DeploymentRecord
@@ -48,19 +49,8 @@ CLAIMS = 200
 
 def settings(database_url: str, root: Path) -> RuntimeSettings:
     (root / "hubs").mkdir(parents=True)  # the local backend's, left empty
-    return RuntimeSettings(
-        service="deployer-svc",
-        nats_url="nats://127.0.0.1:9",  # never connected: nothing here publishes
-        database_url=database_url,
-        db_pool_size=4,
-        data_dir=root,
-        stream_replicas=1,
-        rpc_timeout_seconds=5,
-        max_deliver=5,
-        ack_wait_seconds=30,
-        log_level="WARNING",
-        log_format="json",
-    )
+    # NATS is never connected: nothing here publishes.
+    return deployer_runtime("nats://127.0.0.1:9", database_url, root, pool=4)
 
 
 def course(i: int, state: DeploymentState, starts_at: datetime) -> DeploymentRecord:
