@@ -125,7 +125,7 @@ async def run_once(database_url: str, root: Path, history: int) -> str:
         await fill(runtime, history, runtime.inbox_purge.retention)
         backend = LocalBackend(root / "hubs")
         reconciler = Reconciler(
-            runtime, backend, clock=lambda: datetime.now(UTC), notify=lambda: None
+            runtime.db, backend, clock=lambda: datetime.now(UTC), notify=lambda: None
         )
 
         async def read_every_row() -> None:

@@ -64,10 +64,10 @@ async def test_a_service_speaks_only_for_itself(peer: ConnectAs, service: str) -
         assert await me.publish_refused(f"{JS_API}.STREAM.UPDATE.{them.stream.name}")
         assert await me.publish_refused(f"{JS_API}.STREAM.CREATE.{them.stream.name}")
         # It neither hears another's calls nor reads anyone's replies.
-        assert await me.subscribe_refused(f"jhaas.rpc.{them.rpc_token}.>")
+        assert await me.subscribe_refused(f"jhaas.rpc.{them.context}.>")
         assert await me.subscribe_refused(f"_INBOX.{other}.>")
     # Only the gateway sends RPC requests: not even to itself.
-    assert await me.publish_refused(f"jhaas.rpc.{role.rpc_token}.health")
+    assert await me.publish_refused(f"jhaas.rpc.{role.context}.health")
     assert await me.publish_refused("jhaas.rpc.governance.approve")
     assert await me.subscribe_refused(f"_INBOX.{GATEWAY}.>")
     assert await me.subscribe_refused("jhaas.evt.>")

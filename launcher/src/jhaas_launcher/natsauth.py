@@ -101,7 +101,7 @@ def _service_permissions(role: BusRole) -> dict[str, Any]:
     return {
         "publish": {"allow": publish},
         "subscribe": {
-            "allow": [f"{RPC_PREFIX}.{role.rpc_token}.>", f"{inbox_prefix(role.service)}.>"]
+            "allow": [f"{RPC_PREFIX}.{role.context}.>", f"{inbox_prefix(role.service)}.>"]
         },
         # Replies go to the reply subject of a request it received, and nowhere else.
         "allow_responses": {"max": 1},

@@ -25,6 +25,7 @@ from jhaas_launcher.natsauth import (
 )
 from jhaas_launcher.processes import ManagedProcess, NatsServer, free_port, spawn
 from jhaas_runtime.messaging import inbox_prefix
+from jhaas_runtime.settings import database_url_variable
 
 # (service name, module); the gateway starts last, once the services answer.
 SERVICES: tuple[tuple[str, str], ...] = (
@@ -43,10 +44,6 @@ OWN_SECRETS: dict[str, frozenset[str]] = {
     GATEWAY[0]: frozenset({"JHAAS_ADMIN_PASSWORD", "JHAAS_JWT_SECRET"}),
     "deployer-svc": frozenset({"JHAAS_DEPLOYER_SECRET_KEYS"}),
 }
-
-
-def database_url_variable(name: str) -> str:
-    return f"JHAAS_{name.upper().replace('-', '_')}_DATABASE_URL"
 
 
 def process_env(

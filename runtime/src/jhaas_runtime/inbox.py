@@ -31,10 +31,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jhaas_runtime.db import Database
+from jhaas_runtime.db import Database, insert_for
 from jhaas_runtime.logs import get_logger
 from jhaas_schemas.streams import EVENT_STREAMS
 
@@ -67,13 +66,6 @@ def replay_window_for(retention: timedelta) -> timedelta:
 DEFAULT_REPLAY_WINDOW = replay_window_for(DEFAULT_RETENTION)
 
 
-def _insert(session: AsyncSession, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that can say ON CONFLICT DO NOTHING, in the session's dialect."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 async def first_delivery(
     session: AsyncSession, inbox: sa.Table, consumer: str, event_id: str, subject: str
 ) -> bool:
@@ -84,7 +76,7 @@ async def first_delivery(
     sees the conflict, so exactly one of them applies the effect.
     """
     result = await session.execute(
-        _insert(session, inbox)
+        insert_for(session, inbox)
         .values(consumer=consumer, event_id=event_id, subject=subject, handled_at=datetime.now(UTC))
         .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
     )
@@ -159,7 +151,7 @@ class InboxPurge:
             ).all()
             for consumer in sorted(set(consumers)):
                 await session.execute(
-                    _insert(session, self._inbox)
+                    insert_for(session, self._inbox)
                     .values(
                         consumer=consumer,
                         event_id=HISTORY_MARKER,

@@ -88,7 +88,7 @@ class RuntimeSettings:
         env = os.environ if env is None else env
         data_dir = Path(env_str(env, "JHAAS_DATA_DIR", "./data")).resolve()
         default_db = f"sqlite+aiosqlite:///{data_dir / (service + '.sqlite')}"
-        db_var = f"JHAAS_{service.upper().replace('-', '_')}_DATABASE_URL"
+        db_var = database_url_variable(service)
         log_format = env_str(env, "JHAAS_LOG_FORMAT", "json")
         if log_format not in {"json", "console"}:
             raise SettingsError(f"JHAAS_LOG_FORMAT must be json or console, got {log_format!r}")
@@ -110,6 +110,11 @@ class RuntimeSettings:
             nats_seed_file=nats_seed_file(env),
             inbox_retention=inbox_retention(env, max_deliver, ack_wait_seconds),
         )
+
+
+def database_url_variable(service: str) -> str:
+    """The variable holding one service's database URL (`JHAAS_REQUEST_SVC_DATABASE_URL`)."""
+    return f"JHAAS_{service.upper().replace('-', '_')}_DATABASE_URL"
 
 
 MAX_INBOX_RETENTION_DAYS = 3650.0

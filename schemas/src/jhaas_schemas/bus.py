@@ -29,10 +29,6 @@ class BusRole(msgspec.Struct, frozen=True, kw_only=True):
     stream: StreamDefinition
     consumers: tuple[DurableConsumer, ...] = ()
 
-    @property
-    def rpc_token(self) -> str:
-        return self.context
-
 
 REQUEST_SVC_GOVERNANCE = DurableConsumer("request-svc-governance", GOVERNANCE_STREAM)
 REQUEST_SVC_DEPLOYER = DurableConsumer("request-svc-deployer", DEPLOYER_STREAM)

@@ -212,3 +212,26 @@ async def test_parallel_attempts_after_a_wait_get_one_check(
     finally:
         for db in dbs:
             await db.dispose()
+
+
+async def test_counts_idle_for_the_window_are_pruned(
+    settings: GatewaySettings, clock: SteppedClock
+) -> None:
+    db = Database(settings.runtime.database_url, pool_size=4)
+    async with make_client(settings, clock=clock):  # migrates the database
+        pass
+    throttle = SignInThrottle(db, settings.throttle_policy, settings.jwt_secret, clock)
+
+    async def keys() -> int:
+        async with db.reading() as session:
+            return len((await session.execute(sign_in_attempts.select())).all())
+
+    try:
+        for n in range(3):
+            await throttle.begin(f"user{n}", "203.0.113.5")
+        assert await keys() == 7  # three pairs, one address, three accounts
+        clock.advance(settings.throttle_policy.window_seconds + 61)
+        await throttle.begin("late", "198.51.100.1")
+        assert await keys() == 3  # only the new attempt's pair, address and account
+    finally:
+        await db.dispose()

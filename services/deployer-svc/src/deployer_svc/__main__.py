@@ -19,6 +19,7 @@ from deployer_svc.reconcile import Reconciler
 from deployer_svc.scheduler import utcnow
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import VERSIONS_DIR, metadata
+from jhaas_runtime.db import Database
 from jhaas_runtime.logs import configure_logging
 from jhaas_runtime.migrate import upgrade_to_head
 from jhaas_runtime.service import run_service
@@ -42,10 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _orphans(settings: DeployerSettings, remove: list[str]) -> int:
     backend = build_backend(settings)
-    runtime = build_app(settings, backend=backend)
+    db = Database(settings.runtime.database_url)
     try:
-        await upgrade_to_head(runtime.db, metadata, VERSIONS_DIR)
-        reconciler = Reconciler(runtime, backend, utcnow, lambda: None)
+        await upgrade_to_head(db, metadata, VERSIONS_DIR)
+        reconciler = Reconciler(db, backend, utcnow, lambda: None)
         orphans, _, has_rows = await reconciler.find_orphans()
         unknown = sorted(set(remove) - set(orphans))
         if unknown:
@@ -63,7 +64,7 @@ async def _orphans(settings: DeployerSettings, remove: list[str]) -> int:
         return 0
     finally:
         await backend.close()
-        await runtime.db.dispose()
+        await db.dispose()
 
 
 if __name__ == "__main__":

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from jhaas_runtime.files import write_private_file
 
 MIN_SECRET_LENGTH = 32
 KEY_FILE = "deployer-secret.key"
@@ -58,14 +59,7 @@ class CredentialBox:
     def from_key_file(cls, data_dir: Path) -> CredentialBox:
         """The embedded default: a secret kept in the data folder, made once."""
         path = data_dir / KEY_FILE
-        data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_hex(32) + "\n")
+        write_private_file(path, secrets.token_hex(32) + "\n")  # kept when it exists
         return cls([path.read_text().strip()])
 
     def seal(self, plaintext: str) -> str:

@@ -24,8 +24,8 @@ from datetime import datetime
 from deployer_svc import schedule
 from deployer_svc.backends.base import BackendError, HubBackend, HubPhase
 from deployer_svc.store import DeploymentRepository
+from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
-from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.rpc import DeploymentState
 
 log = get_logger(__name__)
@@ -36,23 +36,22 @@ ORPHANS_COMMAND = "python -m deployer_svc orphans"
 class Reconciler:
     def __init__(
         self,
-        runtime: ServiceRuntime,
+        db: Database,
         backend: HubBackend,
         clock: Callable[[], datetime],
         notify: Callable[[], None],
     ) -> None:
-        self.runtime = runtime
+        self.db = db
         self.backend = backend
         self.clock = clock
         self.notify = notify
-        self.orphans: list[str] = []  # unknown hubs seen by the last pass
         self.passes = 0  # completed passes
 
     async def find_orphans(self) -> tuple[list[str], dict[str, DeploymentState], bool]:
         """(hubs the database does not know, the states of those it knows, whether the
         database has any deployment at all)."""
         managed = sorted(set(await self.backend.list_managed()))
-        async with self.runtime.db.reading() as session:
+        async with self.db.reading() as session:
             repo = DeploymentRepository(session)
             known = await repo.states_of(managed)
             has_rows = bool(known) or await repo.any_deployment()
@@ -61,7 +60,6 @@ class Reconciler:
     async def reconcile(self) -> tuple[list[str], list[str]]:
         """One pass; returns (rebuilt deployment ids, removed deployment ids)."""
         orphans, known, has_rows = await self.find_orphans()
-        self.orphans = orphans
         if orphans:
             why = (
                 "the database holds no deployment at all: it looks reset or restored"
@@ -89,7 +87,7 @@ class Reconciler:
         return rebuilt, removed
 
     async def _rebuild_missing(self) -> list[str]:
-        async with self.runtime.db.reading() as session:
+        async with self.db.reading() as session:
             running = await DeploymentRepository(session).running()
         rebuilt = []
         for record in running:
@@ -101,7 +99,7 @@ class Reconciler:
             if status.phase == HubPhase.READY:
                 continue
             now = self.clock()
-            async with self.runtime.db.transaction() as session:
+            async with self.db.transaction() as session:
                 repo = DeploymentRepository(session)
                 current = await repo.get(record.deployment_id, for_update=True)
                 again = schedule.hub_missing(current, now) if current is not None else None

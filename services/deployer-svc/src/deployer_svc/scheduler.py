@@ -89,7 +89,7 @@ class Scheduler:
     _running: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        self.reconciler = Reconciler(self.runtime, self.backend, self.clock, self.notify)
+        self.reconciler = Reconciler(self.runtime.db, self.backend, self.clock, self.notify)
 
     # -- waking ------------------------------------------------------------------
 
@@ -101,10 +101,6 @@ class Scheduler:
         elif self._hint is None or at < self._hint:
             self._hint = at
         self._wake.set()
-
-    @property
-    def running_actions(self) -> int:
-        return len(self._running)
 
     async def run(self) -> None:
         """Read the schedule whenever something may be due; sleep otherwise."""
@@ -148,9 +144,6 @@ class Scheduler:
             except Exception:
                 log.exception("reconciliation failed; will try again")
             await asyncio.sleep(self.settings.reconcile_every.total_seconds())
-
-    async def reconcile(self) -> tuple[list[str], list[str]]:
-        return await self.reconciler.reconcile()
 
     # -- one look at the schedule ----------------------------------------------------
 

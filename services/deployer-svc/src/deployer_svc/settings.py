@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from deployer_svc.credentials import MIN_SECRET_LENGTH
+from jhaas_runtime.files import write_private_file
 from jhaas_runtime.settings import RuntimeSettings, SettingsError, env_int, env_str
 
 SERVICE = "deployer-svc"
@@ -141,17 +142,8 @@ def load_or_create_installation_id(data_dir: Path) -> str:
     """One machine: an id made once and kept in the data folder, so that a second
     installation on the same machine (another data folder) has another one."""
     path = data_dir / INSTALLATION_ID_FILE
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        made = "i" + secrets.token_hex(6)
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        temp.write_text(made + "\n")
-        try:
-            os.link(temp, path)  # two processes starting together keep the first one's id
-        except FileExistsError:
-            pass
-        finally:
-            temp.unlink()
+    # Two processes starting together keep the first one's id.
+    write_private_file(path, "i" + secrets.token_hex(6) + "\n")
     value = path.read_text().strip()
     try:
         return check_installation_id(value)

@@ -18,9 +18,10 @@ import sqlalchemy as sa
 
 from gateway.auth import Passwords, TokenClaims, new_session_token, session_token_digest
 from gateway.password_rules import password_problem
-from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, write_private_file
+from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE
 from gateway.store import AccountStore, SessionRecord, UsernameTaken, UserRecord, sessions
 from jhaas_runtime.db import Database
+from jhaas_runtime.files import write_private_file
 from jhaas_runtime.logs import get_logger
 from jhaas_schemas.errors import Conflict, InvalidInput, NotFound
 from jhaas_schemas.model import Principal, Role

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from gateway.client_address import TrustedProxies, parse_trusted_proxies
 from gateway.password_rules import password_problem
 from gateway.schemas import UserCreate
 from gateway.throttle import ThrottlePolicy
+from jhaas_runtime.files import write_private_file
 from jhaas_runtime.settings import (
     RuntimeSettings,
     SettingsError,
@@ -117,32 +117,6 @@ def _trusted_proxies(env: Mapping[str, str]) -> TrustedProxies:
         return parse_trusted_proxies(env.get("JHAAS_TRUSTED_PROXIES", ""))
     except ValueError as exc:
         raise SettingsError(f"JHAAS_TRUSTED_PROXIES: {exc}") from None
-
-
-def write_private_file(path: Path, text: str, *, overwrite: bool = False) -> bool:
-    """Create `path` (mode 0600) holding `text`; False when it exists and is kept.
-
-    The text goes to a private temporary file first and is then linked (or,
-    with `overwrite`, renamed) into place, so a second process starting at
-    the same moment never reads a half-written file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        if overwrite:
-            os.replace(temp, path)
-            return True
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
 
 
 def load_or_create_jwt_key(data_dir: Path) -> bytes:

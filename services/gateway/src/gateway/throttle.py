@@ -32,7 +32,7 @@ Threat model and answers:
   JHAAS_JWT_SECRET starts every count afresh.
 - Growth: a row exists only for an attempt that was checked (each costs an
   argon2 hash, which bounds the rate), and rows idle for `window_seconds`
-  are deleted at every attempt.
+  are deleted by the next attempt at least PRUNE_EVERY after the last prune.
 """
 
 from __future__ import annotations
@@ -47,16 +47,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.store import known_sign_ins, sign_in_attempts
-from jhaas_runtime.db import Database
+from jhaas_runtime.db import Database, insert_for
 
 ADDRESS_FACTOR = 10
 ACCOUNT_FACTOR = 10
 KNOWN_FOR = timedelta(days=90)
 PRUNE_BATCH = 500
+# Pruning is a write of its own: at most this often per table and process, not
+# at every attempt (a burst of sign-ins would otherwise queue on SQLite's lock).
+PRUNE_EVERY = timedelta(minutes=1)
 FACTORS = {"pair": 1, "address": ADDRESS_FACTOR, "account": ACCOUNT_FACTOR}
 
 
@@ -125,6 +127,7 @@ class SignInThrottle:
         self.policy = policy
         self._secret = hmac.new(secret, b"jhaas sign-in throttle", hashlib.sha256).digest()
         self.clock = clock
+        self._pruned_at: dict[str, datetime] = {}
 
     def _mac(self, *parts: str) -> bytes:
         return hmac.new(self._secret, "\0".join(parts).encode(), hashlib.sha256).digest()
@@ -215,7 +218,7 @@ class SignInThrottle:
                 .where(sign_in_attempts.c.key.in_(counted), sign_in_attempts.c.failures > 0)
                 .values(failures=sign_in_attempts.c.failures - 1)
             )
-            insert = _dialect_insert(session)(known_sign_ins).values(key=known, seen_at=now)
+            insert = insert_for(session, known_sign_ins).values(key=known, seen_at=now)
             await session.execute(
                 insert.on_conflict_do_update(index_elements=["key"], set_={"seen_at": now})
             )
@@ -223,6 +226,11 @@ class SignInThrottle:
         return self.device_token(attempt.account, now)
 
     async def _prune(self, table: sa.Table, column: sa.Column[datetime], cutoff: datetime) -> None:
+        now = self.clock()
+        last = self._pruned_at.get(table.name)
+        if last is not None and now - last < PRUNE_EVERY:
+            return
+        self._pruned_at[table.name] = now
         # SKIP LOCKED: rows another attempt holds are left for a later prune,
         # so pruning never waits for, or deadlocks with, an attempt.
         stale = (
@@ -235,13 +243,8 @@ class SignInThrottle:
             await session.execute(table.delete().where(table.c.key.in_(stale.scalar_subquery())))
 
 
-def _dialect_insert(session: AsyncSession) -> Callable[..., postgresql.Insert | sqlite.Insert]:
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 async def _insert_missing(session: AsyncSession, keys: Iterable[str], now: datetime) -> None:
     rows = [{"key": key, "failures": 0, "last_at": now} for key in sorted(keys)]
     await session.execute(
-        _dialect_insert(session)(sign_in_attempts).values(rows).on_conflict_do_nothing()
+        insert_for(session, sign_in_attempts).values(rows).on_conflict_do_nothing()
     )

@@ -52,9 +52,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 STOP_TIMEOUT = 15.0
 LOG_TAIL_LINES = 40
+_DEPLOYMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 # What a hub may inherit of the deployer's environment (besides PATH and HOME,
 # which it gets set): locale and time zone, nothing that can carry a secret.
-_DEPLOYMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 HUB_ENV_KEEP = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -188,7 +188,7 @@ def _cookie(
     )
 
 
-def _session_cookies(settings: GatewaySettings, signed_in: SignedIn, now: Any) -> list[Cookie]:
+def _session_cookies(settings: GatewaySettings, signed_in: SignedIn, now: datetime) -> list[Cookie]:
     lifetime = signed_in.expires_at - now
     csrf = csrf_token_for(settings.jwt_secret, signed_in.session_token)
     return [
