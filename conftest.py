@@ -51,7 +51,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite'}"
+        return f"sqlite:///{tmp_path / 'test.sqlite'}"
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from jhaas_runtime.logs import configure_logging
 from jhaas_runtime.messaging import EventConsumer
@@ -37,13 +37,11 @@ effects = sa.Table(
 )
 
 
-async def count(session: AsyncSession, event: Event) -> Sequence[Event]:
+def count(conn: Connection, event: Event) -> Sequence[Event]:
     assert isinstance(event, RequestSubmitted)
     if event.spec.title.startswith("fail"):
         raise RuntimeError("this handler fails for titles starting with 'fail'")
-    await session.execute(
-        effects.insert().values(request_id=event.request_id, handled_at=datetime.now(UTC))
-    )
+    conn.execute(effects.insert().values(request_id=event.request_id, handled_at=datetime.now(UTC)))
     return ()
 
 

@@ -32,8 +32,7 @@ async def effect_count(db: Database, request_id: str | None = None) -> int:
     query = sa.select(sa.func.count()).select_from(counter_service.effects)
     if request_id:
         query = query.where(counter_service.effects.c.request_id == request_id)
-    async with db.reading() as session:
-        return int(await session.scalar(query) or 0)
+    return int(await db.read(lambda conn: conn.scalar(query)) or 0)
 
 
 @pytest.fixture

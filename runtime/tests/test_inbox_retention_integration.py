@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from sqlalchemy.engine import Connection
 
 from jhaas_launcher.processes import NatsServer
 from jhaas_launcher.testing import eventually, publish, sample_submitted
@@ -50,20 +51,24 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 async def handled(db: Database, consumer: str, count: int, *, days_ago: float) -> list[str]:
     """`count` ids claimed by `consumer`, dated `days_ago`."""
     ids = [str(uuid.uuid4()) for _ in range(count)]
-    async with db.transaction() as session:
+
+    def claim(conn: Connection) -> None:
         for event_id in ids:
-            assert await first_delivery(session, inbox, consumer, event_id, "s")
-        await session.execute(
+            assert first_delivery(conn, inbox, consumer, event_id, "s")
+        conn.execute(
             inbox.update()
             .where(inbox.c.event_id.in_(ids))
             .values(handled_at=datetime.now(UTC) - timedelta(days=days_ago))
         )
+
+    await db.write(claim)
     return ids
 
 
 async def remembered(db: Database) -> dict[str, set[str]]:
-    async with db.reading() as session:
-        rows = (await session.execute(sa.select(inbox.c.consumer, inbox.c.event_id))).all()
+    rows = await db.read(
+        lambda conn: conn.execute(sa.select(inbox.c.consumer, inbox.c.event_id)).all()
+    )
     found: dict[str, set[str]] = {}
     for consumer, event_id in rows:
         found.setdefault(consumer, set()).add(event_id)
@@ -71,8 +76,7 @@ async def remembered(db: Database) -> dict[str, set[str]]:
 
 
 async def claim_again(db: Database, consumer: str, event_id: str) -> bool:
-    async with db.transaction() as session:
-        return await first_delivery(session, inbox, consumer, event_id, "s")
+    return await db.write(first_delivery, inbox, consumer, event_id, "s")
 
 
 async def test_purge_forgets_ids_older_than_the_retention_and_keeps_the_rest(db: Database) -> None:
@@ -119,9 +123,8 @@ async def jetstream(url: str) -> tuple[NATS, JetStreamContext]:
 
 async def effects(db: Database, request_id: str) -> int:
     table = counter_service.effects
-    async with db.reading() as session:
-        query = sa.select(sa.func.count()).where(table.c.request_id == request_id)
-        return int(await session.scalar(query.select_from(table)) or 0)
+    query = sa.select(sa.func.count()).where(table.c.request_id == request_id)
+    return int(await db.read(lambda conn: conn.scalar(query.select_from(table))) or 0)
 
 
 async def acked(js: JetStreamContext) -> int:

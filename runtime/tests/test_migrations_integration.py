@@ -45,8 +45,7 @@ async def migrated_differences(database_url: str, metadata: MetaData, versions: 
     db = Database(database_url)
     try:
         await upgrade_to_head(db, metadata, versions)
-        async with db.engine.connect() as conn:
-            return await conn.run_sync(differences, metadata)
+        return await db.read(differences, metadata)
     finally:
         await db.dispose()
 

@@ -104,11 +104,12 @@ async def test_killed_service_publishes_each_committed_event_exactly_once(
         assert answered == (None if failpoint == "after-publish" else ErrorCode.UNAVAILABLE)
         assert first.wait(timeout=30) == 137  # died like SIGKILL at the failpoint
 
-        async with db.reading() as session:
-            request_id = await session.scalar(sa.select(hub_requests.c.request_id))
-            unpublished = await session.scalar(
+        request_id = await db.read(lambda conn: conn.scalar(sa.select(hub_requests.c.request_id)))
+        unpublished = await db.read(
+            lambda conn: conn.scalar(
                 sa.select(sa.func.count()).where(messaging.outbox.c.published_at.is_(None))
             )
+        )
         assert request_id is not None, "the request was committed before the crash"
         assert unpublished == 1
         before_restart = await published_submissions(nc)
@@ -120,15 +121,16 @@ async def test_killed_service_publishes_each_committed_event_exactly_once(
             await wait_ready(client)
 
             async def outbox_pending() -> int:
-                async with db.reading() as session:
-                    return int(
-                        await session.scalar(
+                return int(
+                    await db.read(
+                        lambda conn: conn.scalar(
                             sa.select(sa.func.count()).where(
                                 messaging.outbox.c.published_at.is_(None)
                             )
                         )
-                        or 0
                     )
+                    or 0
+                )
 
             await eventually(outbox_pending, lambda n: n == 0)
             events = await published_submissions(nc)

@@ -194,7 +194,7 @@ class PostgresServer:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> PostgresServer:
         bindir = postgres_bindir()

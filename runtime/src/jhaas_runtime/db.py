@@ -1,28 +1,68 @@
-"""SQLAlchemy 2 async sessions for SQLite (embedded default) and PostgreSQL."""
+"""Each service's database: SQLite (embedded default) or PostgreSQL.
+
+A unit of work is a plain function of one connection, run whole in one
+database thread: `await db.read(fn, ...)` or `await db.write(fn, ...)`. It
+costs one hop to a thread and back, however many statements it runs, and its
+statements are SQLAlchemy Core on the synchronous drivers (the standard
+library's sqlite3, psycopg). What this replaced, the asyncio ORM session on
+aiosqlite/asyncpg, cost 0.5-1 ms of CPU and six thread round trips per
+statement; SQLite's own work for one is 5-50 us (docs/benchmarks.md).
+
+Writers on SQLite take turns inside the process (`write` queues them first
+come, first served), so a consumer, the outbox relay and the scheduler never
+meet on SQLite's file lock, and never wait out its busy timeout; the timeout
+is left for another process on the same file (a second replica, a CLI).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import concurrent.futures
+import contextvars
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import DBAPIError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Driver names accepted in a database URL, and the driver that serves them.
+# The asyncio drivers of earlier versions stay accepted, so existing settings
+# keep working after an upgrade.
+_DRIVERS = {
+    "sqlite": "sqlite+pysqlite",
+    "sqlite+pysqlite": "sqlite+pysqlite",
+    "sqlite+aiosqlite": "sqlite+pysqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "postgresql+asyncpg": "postgresql+psycopg",
+    "postgresql+psycopg2": "postgresql+psycopg",
+}
 
 
-def insert_for(session: AsyncSession, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that can say ON CONFLICT (DO NOTHING / DO UPDATE), in the session's
-    dialect: both databases have it, SQLAlchemy spells it per dialect."""
-    if session.get_bind().dialect.name == "postgresql":
+def sync_url(url: str | URL) -> URL:
+    """The URL with the driver this version uses; ValueError for another database."""
+    parsed = make_url(url)
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise ValueError(
+            f"unsupported database URL scheme {parsed.drivername!r}: "
+            "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/NAME"
+        )
+    return parsed.set(drivername=driver)
+
+
+def insert_for(conn: Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can say ON CONFLICT (DO NOTHING / DO UPDATE), in the
+    connection's dialect: both databases have it, SQLAlchemy spells it per dialect."""
+    if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
@@ -32,7 +72,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the one writer; busy_timeout makes a second
-    # process (another replica, the relay) wait for the lock instead of failing.
+    # process (another replica, a CLI) wait for the lock instead of failing.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -46,46 +86,126 @@ def _sqlite_begin(conn: Any) -> None:
     if conn.get_execution_options().get("jhaas_write"):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     # A read stays in SQLite's autocommit mode: each statement sees one
-    # consistent snapshot, and a round trip to the driver's thread is saved.
+    # consistent snapshot, and two statements (BEGIN, COMMIT) are saved.
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """From inside a unit of work (a database thread): run `coro` on the
+    service's event loop and wait for it. For the rare unit that must hold its
+    transaction across network I/O (the outbox relay's row locks on PostgreSQL)."""
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+def _bound(
+    work: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Callable[[Connection], T]:
+    def call(conn: Connection) -> T:
+        return work(conn, *args, **kwargs)
+
+    return call
 
 
 class Database:
-    """One engine and session factory per service."""
+    """One engine, its own threads, and the units of work that run on them."""
 
-    def __init__(self, url: str, *, pool_size: int = 16, echo: bool = False) -> None:
-        self.url = make_url(url)
+    def __init__(self, url: str | URL, *, pool_size: int = 16, echo: bool = False) -> None:
+        self.url = sync_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        # No overflow: an overflow connection is closed when returned, so under
-        # load every request would open one (for aiosqlite: a thread and a file
-        # open; for PostgreSQL: a TCP and auth handshake). Callers beyond the
-        # pool wait for a connection instead, and the database sees a fixed count.
-        kwargs: dict[str, Any] = {"echo": echo, "pool_size": pool_size, "max_overflow": 0}
+        # No overflow: callers beyond the pool wait for a connection instead of
+        # opening one that is closed again when returned, and the database sees
+        # a fixed count. LIFO keeps the same few connections warm.
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "pool_size": pool_size,
+            "max_overflow": 0,
+            "pool_use_lifo": True,
+        }
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["poolclass"] = sa.QueuePool
+            kwargs["connect_args"] = {"check_same_thread": False}
         else:
-            kwargs.update(pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+            # A connection the server closed is noticed by the first statement
+            # on it: the pool is invalidated and `read` tries once more. A ping
+            # before every unit would cost a round trip each.
+            kwargs["pool_recycle"] = 1800
+        self.engine: Engine = sa.create_engine(self.url, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
-        self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write_sessions = async_sessionmaker(
-            self.engine.execution_options(jhaas_write=True), expire_on_commit=False
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        self._write_engine = self.engine.execution_options(jhaas_write=True)
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=pool_size, thread_name_prefix="db"
         )
+        # SQLite: one writer at a time inside this process, first come first served.
+        self._write_turn: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A writing transaction: committed on success, rolled back on error."""
-        async with self._write_sessions() as session, session.begin():
-            yield session
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for reading. On SQLite each statement is its own snapshot
-        (autocommit); on PostgreSQL it is one transaction, rolled back at the end."""
-        async with self._read_sessions() as session, session.begin():
-            yield session
+    async def read(
+        self, work: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `work(connection, ...)` for reading. On SQLite each statement is
+        its own snapshot (autocommit); on PostgreSQL the unit is one
+        transaction, rolled back at the end. A connection found closed by the
+        server is replaced and the unit run once more."""
+        call = _bound(work, args, kwargs)
+        return await self._in_thread(self._read_unit, call)
+
+    async def write(
+        self, work: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `work(connection, ...)` in one transaction: committed when it
+        returns, rolled back when it raises (the exception comes through).
+
+        A caller cancelled while its unit runs does not stop the unit: it ends
+        with its commit or rollback (and keeps SQLite's turn until then)."""
+        call = _bound(work, args, kwargs)
+        if self._write_turn is None:
+            return await self._in_thread(self._write_unit, call)
+        await self._write_turn.acquire()
+        try:
+            future = self._submit(self._write_unit, call)
+        except BaseException:
+            self._write_turn.release()
+            raise
+        loop = asyncio.get_running_loop()
+        turn = self._write_turn
+        future.add_done_callback(lambda _f: loop.call_soon_threadsafe(turn.release))
+        return await asyncio.wrap_future(future)
+
+    def _read_unit(self, call: Callable[[Connection], T]) -> T:
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                return call(conn)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        with self.engine.connect() as conn, conn.begin():
+            return call(conn)
+
+    def _write_unit(self, call: Callable[[Connection], T]) -> T:
+        with self._write_engine.connect() as conn, conn.begin():
+            return call(conn)
+
+    def _submit(
+        self, unit: Callable[[Callable[[Connection], T]], T], call: Callable[[Connection], T]
+    ) -> concurrent.futures.Future[T]:
+        # The caller's context (its log correlation) goes along into the thread.
+        return self._threads.submit(contextvars.copy_context().run, unit, call)
+
+    async def _in_thread(
+        self, unit: Callable[[Callable[[Connection], T]], T], call: Callable[[Connection], T]
+    ) -> T:
+        return await asyncio.wrap_future(self._submit(unit, call))
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        """Wait for units in flight, then close every connection."""
+        await asyncio.get_running_loop().run_in_executor(None, self._close)
+
+    def _close(self) -> None:
+        self._threads.shutdown(wait=True)
+        self.engine.dispose()

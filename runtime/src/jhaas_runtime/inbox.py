@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from jhaas_runtime.db import Database, insert_for
 from jhaas_runtime.logs import get_logger
@@ -66,30 +67,47 @@ def replay_window_for(retention: timedelta) -> timedelta:
 DEFAULT_REPLAY_WINDOW = replay_window_for(DEFAULT_RETENTION)
 
 
-async def first_delivery(
-    session: AsyncSession, inbox: sa.Table, consumer: str, event_id: str, subject: str
-) -> bool:
-    """Claim an event for this consumer; False when it was handled before.
+def first_deliveries(
+    conn: Connection, inbox: sa.Table, consumer: str, events: Sequence[tuple[str, str]]
+) -> set[str]:
+    """Claim events (id, subject) for this consumer in one statement; returns
+    the ids never handled before.
 
-    One INSERT ... ON CONFLICT DO NOTHING: on PostgreSQL a replica claiming the
-    same event at the same moment waits for the first one's commit and then
-    sees the conflict, so exactly one of them applies the effect.
+    One INSERT ... ON CONFLICT DO NOTHING RETURNING: on PostgreSQL a replica
+    claiming the same event at the same moment waits for the first one's
+    commit and then sees the conflict, so exactly one of them applies the effect.
     """
-    result = await session.execute(
-        insert_for(session, inbox)
-        .values(consumer=consumer, event_id=event_id, subject=subject, handled_at=datetime.now(UTC))
+    if not events:
+        return set()
+    now = datetime.now(UTC)
+    rows = [
+        {"consumer": consumer, "event_id": event_id, "subject": subject, "handled_at": now}
+        for event_id, subject in dict(events).items()
+    ]
+    claimed = conn.execute(
+        insert_for(conn, inbox)
+        .values(rows)
         .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
+        .returning(inbox.c.event_id)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]  # CursorResult
+    return set(claimed.scalars())
+
+
+def first_delivery(
+    conn: Connection, inbox: sa.Table, consumer: str, event_id: str, subject: str
+) -> bool:
+    """Claim one event for this consumer; False when it was handled before."""
+    return bool(first_deliveries(conn, inbox, consumer, [(event_id, subject)]))
+
+
+def _has_history(conn: Connection, inbox: sa.Table, consumer: str) -> bool:
+    found = conn.scalar(sa.select(inbox.c.event_id).where(inbox.c.consumer == consumer).limit(1))
+    return found is not None
 
 
 async def has_history(db: Database, inbox: sa.Table, consumer: str) -> bool:
     """Whether this consumer handled an event before (an id or the marker is kept)."""
-    async with db.reading() as session:
-        found = await session.scalar(
-            sa.select(inbox.c.event_id).where(inbox.c.consumer == consumer).limit(1)
-        )
-    return found is not None
+    return await db.read(_has_history, inbox, consumer)
 
 
 class InboxPurge:
@@ -141,17 +159,16 @@ class InboxPurge:
         if not self._db.is_sqlite:
             # Replicas purging at the same moment take different rows instead of queueing.
             batch = batch.with_for_update(skip_locked=True)
-        async with self._db.transaction() as session:
-            consumers = (
-                await session.scalars(
-                    self._inbox.delete()
-                    .where(sa.tuple_(c.consumer, c.event_id).in_(batch))
-                    .returning(c.consumer)
-                )
+
+        def purge(conn: Connection) -> int:
+            consumers = conn.scalars(
+                self._inbox.delete()
+                .where(sa.tuple_(c.consumer, c.event_id).in_(batch))
+                .returning(c.consumer)
             ).all()
             for consumer in sorted(set(consumers)):
-                await session.execute(
-                    insert_for(session, self._inbox)
+                conn.execute(
+                    insert_for(conn, self._inbox)
                     .values(
                         consumer=consumer,
                         event_id=HISTORY_MARKER,
@@ -160,7 +177,9 @@ class InboxPurge:
                     )
                     .on_conflict_do_nothing(index_elements=[c.consumer, c.event_id])
                 )
-        return len(consumers)
+            return len(consumers)
+
+        return await self._db.write(purge)
 
     async def run(self) -> None:
         """Purge at start and then every `every`; a failure waits for the next turn."""

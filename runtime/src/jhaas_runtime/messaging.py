@@ -36,7 +36,7 @@ from nats.js.errors import (
     ServerError,
     ServiceUnavailableError,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from jhaas_runtime import failpoints
 from jhaas_runtime.aio import wait_event
@@ -44,7 +44,7 @@ from jhaas_runtime.db import Database
 from jhaas_runtime.inbox import (
     DEFAULT_REPLAY_WINDOW,
     REDELIVERY_BACKOFF_SECONDS,
-    first_delivery,
+    first_deliveries,
     has_history,
 )
 from jhaas_runtime.logs import correlation, get_logger
@@ -62,8 +62,10 @@ STREAM_NOT_FOUND = 10059
 CONSUMER_NOT_FOUND = 10014
 MAX_STREAM_WAIT_PAUSE = 10.0
 
-# A handler changes the service's state inside `session` and returns the events it emits.
-EventHandler = Callable[[AsyncSession, Event], Awaitable[Sequence[Event]]]
+# A handler changes the service's state through `conn`, inside the consumer's
+# transaction, and returns the events it emits. It runs in a database thread
+# (jhaas_runtime.db): plain code, no awaiting.
+EventHandler = Callable[[Connection, Event], Sequence[Event]]
 
 
 CLIENT_INBOX_PREFIX = "_INBOX"
@@ -353,21 +355,27 @@ class EventConsumer:
         tables: MessagingTables,
         relay: OutboxRelay,
     ) -> None:
-        """Apply a fetched batch in one transaction, one savepoint per event.
+        """Apply a fetched batch in one transaction, in one database thread call.
 
-        One commit per batch instead of per event; an event whose handler fails
-        rolls back only its own savepoint and is redelivered alone.
+        The batch's events are claimed in the inbox with one statement and the
+        events they emit go to the outbox with one more; no savepoint per
+        event. When a handler fails (or the commit does), the whole batch is
+        rolled back and its events are applied again one transaction each, so
+        a bad event stays alone and is redelivered alone.
         """
         work = [item for msg in messages if (item := await self._decode(msg, js)) is not None]
         if not work:
             return
+        events = [(handler, event) for _msg, handler, event in work]
         try:
-            outcomes = await self._apply_batch(work, db, tables)
+            outcomes = await db.write(self._apply, events, tables)
         except Exception:
-            # The commit itself failed (the database went away, a replica raced
-            # us): retry each event in its own transaction so a bad one stays alone.
-            log.warning("batch commit failed; applying events one by one", exc_info=True)
-            outcomes = [await self._apply_one(item, db, tables) for item in work]
+            log.info(
+                "a batch could not be applied whole; applying its events one by one",
+                consumer=self.name,
+                exc_info=True,
+            )
+            outcomes = [await self._apply_one(item, db, tables) for item in events]
         failpoints.hit(self.failpoints, failpoints.CONSUMER_AFTER_COMMIT)
         emitted = False
         for (msg, _handler, event), outcome in zip(work, outcomes, strict=True):
@@ -388,40 +396,42 @@ class EventConsumer:
             await self._dead_letter(msg, js, f"undecodable: {exc}", _deliveries(msg))
             return None
 
-    async def _effect(
-        self, session: AsyncSession, handler: EventHandler, event: Event, tables: MessagingTables
-    ) -> _Outcome:
-        if not await first_delivery(
-            session, tables.inbox, self.name, event.event_id, event.subject
-        ):
-            log.info("duplicate event skipped")
-            return _Outcome(duplicate=True)
-        emitted = await handler(session, event)
-        await record_events(session, tables.outbox, *emitted)
-        return _Outcome(emitted=bool(emitted))
-
-    async def _apply_batch(
-        self, work: Sequence[_Work], db: Database, tables: MessagingTables
+    def _apply(
+        self,
+        conn: Connection,
+        events: Sequence[tuple[EventHandler, Event]],
+        tables: MessagingTables,
     ) -> list[_Outcome]:
+        """In a database thread: claim, apply, record what they emit. Raises
+        (and so rolls everything back) when any handler raises."""
+        new = first_deliveries(
+            conn, tables.inbox, self.name, [(e.event_id, e.subject) for _h, e in events]
+        )
         outcomes: list[_Outcome] = []
-        async with db.transaction() as session:
-            for _msg, handler, event in work:
-                with correlation(event.correlation_id, event_id=event.event_id, consumer=self.name):
-                    try:
-                        async with session.begin_nested():
-                            outcomes.append(await self._effect(session, handler, event, tables))
-                    except Exception as exc:
-                        outcomes.append(_Outcome(error=exc))
+        emitted: list[Event] = []
+        for handler, event in events:
+            with correlation(event.correlation_id, event_id=event.event_id, consumer=self.name):
+                if event.event_id not in new:
+                    log.info("duplicate event skipped")
+                    outcomes.append(_Outcome(duplicate=True))
+                    continue
+                new.discard(event.event_id)  # the same event twice in one batch
+                out = handler(conn, event)
+                emitted.extend(out)
+                outcomes.append(_Outcome(emitted=bool(out)))
+        record_events(conn, tables.outbox, *emitted)
         return outcomes
 
-    async def _apply_one(self, item: _Work, db: Database, tables: MessagingTables) -> _Outcome:
-        _msg, handler, event = item
+    async def _apply_one(
+        self, item: tuple[EventHandler, Event], db: Database, tables: MessagingTables
+    ) -> _Outcome:
+        event = item[1]
         with correlation(event.correlation_id, event_id=event.event_id, consumer=self.name):
             try:
-                async with db.transaction() as session:
-                    return await self._effect(session, handler, event, tables)
+                [outcome] = await db.write(self._apply, [item], tables)
             except Exception as exc:
                 return _Outcome(error=exc)
+            return outcome
 
     async def _settle(self, msg: Msg, js: JetStreamContext, outcome: _Outcome) -> bool:
         """Ack, nak with backoff, or dead-letter; True when the event emitted events."""

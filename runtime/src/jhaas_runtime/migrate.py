@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from alembic import command
@@ -34,5 +35,8 @@ async def upgrade_to_head(db: Database, metadata: MetaData, versions_dir: Path) 
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 
-    async with db.engine.begin() as conn:
-        await conn.run_sync(run)
+    def migrate() -> None:
+        with db.engine.begin() as connection:
+            run(connection)
+
+    await asyncio.get_running_loop().run_in_executor(None, migrate)

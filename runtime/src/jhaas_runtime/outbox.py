@@ -12,24 +12,27 @@ from typing import Any
 
 import sqlalchemy as sa
 from nats.js import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from jhaas_runtime import failpoints
 from jhaas_runtime.aio import wait_event
-from jhaas_runtime.db import Database
+from jhaas_runtime.db import Database, on_loop
 from jhaas_runtime.logs import get_logger
 from jhaas_schemas.envelope import Event, cloudevents_headers
 from jhaas_schemas.events import encode_event
 
 log = get_logger(__name__)
 
+# How long a batch waits for its PubAcks before it counts as failed (and is retried).
+PUBLISH_TIMEOUT_SECONDS = 10.0
 
-async def record_events(session: AsyncSession, outbox: sa.Table, *events: Event) -> None:
-    """Add events to the outbox inside the caller's transaction."""
+
+def record_events(conn: Connection, outbox: sa.Table, *events: Event) -> None:
+    """Add events to the outbox inside the caller's transaction (one statement)."""
     if not events:
         return
     now = datetime.now(UTC)
-    await session.execute(
+    conn.execute(
         outbox.insert(),
         [
             {
@@ -68,51 +71,77 @@ class OutboxRelay:
         self._keep_published = keep_published
         self._wake = asyncio.Event()
         self.published = 0
+        self._pending_query = (
+            sa.select(outbox.c.seq, outbox.c.subject, outbox.c.payload, outbox.c.headers)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.seq)
+            .limit(batch_size)
+        )
 
     def notify(self) -> None:
         self._wake.set()
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows it published."""
-        query = (
-            sa.select(
-                self._outbox.c.seq,
-                self._outbox.c.subject,
-                self._outbox.c.payload,
-                self._outbox.c.headers,
-            )
-            .where(self._outbox.c.published_at.is_(None))
-            .order_by(self._outbox.c.seq)
-            .limit(self._batch_size)
-        )
         if self._db.is_sqlite:
             # SQLite has one writer: read, publish, then mark in a short write,
             # so that the service's own writes do not wait on NATS round trips.
-            async with self._db.reading() as session:
-                rows = (await session.execute(query)).all()
+            rows = await self._db.read(self._pending, lock=False)
             await self._publish(rows)
             if rows:
                 failpoints.hit(self._failpoints, failpoints.AFTER_PUBLISH)
-                async with self._db.transaction() as session:
-                    await self._mark_published(session, rows)
+                await self._db.write(self._mark_published, rows)
         else:
-            # Replicas share the work; a row another relay holds is skipped, not waited for.
-            async with self._db.transaction() as session:
-                rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
-                await self._publish(rows)
-                if rows:
+            # Replicas share the work; a row another relay holds is skipped, not
+            # waited for. The rows stay locked while they are published: the
+            # unit waits in its thread for the publishing done on the loop.
+            loop = asyncio.get_running_loop()
+
+            def claim_publish_mark(conn: Connection) -> list[Any]:
+                claimed = self._pending(conn, lock=True)
+                on_loop(loop, self._publish(claimed))
+                if claimed:
                     failpoints.hit(self._failpoints, failpoints.AFTER_PUBLISH)
-                await self._mark_published(session, rows)
+                self._mark_published(conn, claimed)
+                return claimed
+
+            rows = await self._db.write(claim_publish_mark)
         self.published += len(rows)
         return len(rows)
 
-    async def _publish(self, rows: Sequence[Any]) -> None:
-        for row in rows:
-            await self._js.publish(row.subject, row.payload, headers=dict(row.headers))
+    def _pending(self, conn: Connection, *, lock: bool) -> list[Any]:
+        query = self._pending_query
+        if lock:
+            query = query.with_for_update(skip_locked=True)
+        return list(conn.execute(query).all())
 
-    async def _mark_published(self, session: AsyncSession, rows: Sequence[Any]) -> None:
+    async def _publish(self, rows: Sequence[Any]) -> None:
+        """Publish in order, sending each message without waiting for the
+        previous one's PubAck: NATS keeps one connection's messages in order,
+        so the stream stores them in the rows' order. A failure is raised once
+        every ack is in or the time is up; nothing is marked then, and what did
+        reach the stream is dropped there when published again (Nats-Msg-Id
+        is the event id, inside the stream's duplicate window)."""
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            for row in rows:
+                acks.append(
+                    await self._js.publish_async(
+                        row.subject, row.payload, headers=dict(row.headers)
+                    )
+                )
+            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                results = await asyncio.gather(*acks, return_exceptions=True)
+        finally:
+            for ack in acks:
+                ack.cancel()  # a no-op for those answered; frees the client's slot of the rest
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def _mark_published(self, conn: Connection, rows: Sequence[Any]) -> None:
         if rows:
-            await session.execute(
+            conn.execute(
                 self._outbox.update()
                 .where(self._outbox.c.seq.in_([r.seq for r in rows]))
                 .values(published_at=datetime.now(UTC))
@@ -120,8 +149,11 @@ class OutboxRelay:
 
     async def purge_published(self) -> None:
         cutoff = datetime.now(UTC) - self._keep_published
-        async with self._db.transaction() as session:
-            await session.execute(self._outbox.delete().where(self._outbox.c.published_at < cutoff))
+
+        def purge(conn: Connection) -> None:
+            conn.execute(self._outbox.delete().where(self._outbox.c.published_at < cutoff))
+
+        await self._db.write(purge)
 
     async def run(self) -> None:
         last_purge = datetime.min.replace(tzinfo=UTC)

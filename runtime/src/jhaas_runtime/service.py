@@ -4,17 +4,19 @@ outbox relay, event consumers and RPC routes, started and stopped in order."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from jhaas_runtime import failpoints
 from jhaas_runtime.aio import cancel_and_wait
@@ -35,16 +37,25 @@ log = get_logger(__name__)
 
 STOP_GRACE_SECONDS = 10.0
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 @dataclass
 class UnitOfWork:
     """One transaction: the state change and the events it emits commit together."""
 
-    session: AsyncSession
+    conn: Connection
     events: list[Event] = field(default_factory=list)
 
     def emit(self, *events: Event) -> None:
         self.events.extend(events)
+
+
+def _run_with(
+    work: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, object], uow: UnitOfWork
+) -> T:
+    return work(uow, *args, **kwargs)
 
 
 class Health(msgspec.Struct, frozen=True):
@@ -113,16 +124,28 @@ class ServiceRuntime:
     def add_background(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         self.background.append((name, loop))
 
-    @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
-        async with self.db.transaction() as session:
-            uow = UnitOfWork(session)
-            yield uow
-            await record_events(session, self.tables.outbox, *uow.events)
-        if uow.events:
+    async def write(
+        self,
+        work: Callable[Concatenate[UnitOfWork, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run `work(uow, ...)` in one transaction in a database thread: what it
+        changes through `uow.conn` and the events it `uow.emit`s commit together."""
+        call = functools.partial(_run_with, work, args, kwargs)
+        result, emitted = await self.db.write(self._unit, call)
+        if emitted:
             failpoints.hit(self.settings.failpoints, failpoints.AFTER_COMMIT)
-        if uow.events and self._relay is not None:
-            self._relay.notify()
+            if self._relay is not None:
+                self._relay.notify()
+        return result
+
+    def _unit(self, conn: Connection, call: Callable[[UnitOfWork], T]) -> tuple[T, bool]:
+        uow = UnitOfWork(conn)
+        result = call(uow)
+        record_events(conn, self.tables.outbox, *uow.events)
+        return result, bool(uow.events)
 
     async def start(self) -> None:
         await upgrade_to_head(self.db, self.metadata, self.versions_dir)

@@ -87,7 +87,7 @@ class RuntimeSettings:
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> RuntimeSettings:
         env = os.environ if env is None else env
         data_dir = Path(env_str(env, "JHAAS_DATA_DIR", "./data")).resolve()
-        default_db = f"sqlite+aiosqlite:///{data_dir / (service + '.sqlite')}"
+        default_db = f"sqlite:///{data_dir / (service + '.sqlite')}"
         db_var = database_url_variable(service)
         log_format = env_str(env, "JHAAS_LOG_FORMAT", "json")
         if log_format not in {"json", "console"}:
