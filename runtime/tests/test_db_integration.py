@@ -98,11 +98,13 @@ async def test_a_cancelled_writer_finishes_its_unit_and_keeps_its_turn(
     assert await sqlite_db.read(_current) == 2  # the cancelled caller's unit committed
 
 
-async def test_a_read_survives_the_server_closing_its_connection(
-    postgres_server: PostgresServer,
+@pytest.mark.parametrize("unit", ["read", "write"])
+async def test_a_unit_survives_the_server_closing_its_connection(
+    postgres_server: PostgresServer, unit: str
 ) -> None:
-    """PostgreSQL restarted or an idle connection killed: the next read gets a
-    new connection instead of failing (there is no ping before each unit)."""
+    """PostgreSQL restarted or an idle connection killed: the next unit gets a
+    new connection instead of failing (there is no ping before each unit), and
+    a write counts once."""
     url = postgres_server.create_database(f"units_{uuid.uuid4().hex[:8]}")
     db = await _ready(url)
     try:
@@ -117,6 +119,10 @@ async def test_a_read_survives_the_server_closing_its_connection(
         finally:
             await killer.dispose()
         assert killed
-        assert await db.read(_current) == 0
+        if unit == "read":
+            assert await db.read(_current) == 0
+        else:
+            await db.write(_increment_slowly, 0)
+            assert await db.read(_current) == 1
     finally:
         await db.dispose()
