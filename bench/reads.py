@@ -83,6 +83,7 @@ async def run_once(seconds: int, concurrency: int, pg: PostgresServer | None) ->
     }
     if pg is not None:
         env["JHAAS_INSTALLATION_ID"] = "bench"
+        env["JHAAS_DEPLOYER_SECRET_KEYS"] = secrets.token_hex(32)
         for name, _module in (*SERVICES, GATEWAY):
             env[database_url_variable(name)] = pg.create_database(name.replace("-", "_"))
     label = "PostgreSQL" if pg else "SQLite"
