@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from deployer_svc.backends.base import HubBackend
 from deployer_svc.credentials import CredentialBox
-from deployer_svc.handlers import Clock, DeployerHandlers, utcnow
+from deployer_svc.handlers import Clock, DeployerHandlers, DueTimes, SchedulingConsumer, utcnow
 from deployer_svc.scheduler import Scheduler
 from deployer_svc.settings import SERVICE, DeployerSettings
 from deployer_svc.store import VERSIONS_DIR, messaging, metadata
-from jhaas_runtime.messaging import EventConsumer
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import SettingsError
 from jhaas_schemas.bus import DEPLOYER_SVC_GOVERNANCE, DEPLOYER_SVC_REQUESTS
@@ -75,20 +76,25 @@ def build_app(
     )
     runtime.rpc.route(DeployerOps.LIST_DEPLOYMENTS, ListDeployments, handlers.list_deployments)
     runtime.rpc.route(DeployerOps.REDEPLOY, RedeployHub, handlers.redeploy)
+    approvals, cancellations = DueTimes(), DueTimes()
     runtime.add_consumer(
-        EventConsumer(
+        SchedulingConsumer(
             name=GOVERNANCE_CONSUMER,
             stream=DEPLOYER_SVC_GOVERNANCE.stream.name,
-            handlers={RequestApproved: handlers.on_request_approved},
+            handlers={RequestApproved: partial(handlers.on_request_approved, due=approvals)},
             decode=decode_event,
+            due=approvals,
+            notify=scheduler.notify,
         )
     )
     runtime.add_consumer(
-        EventConsumer(
+        SchedulingConsumer(
             name=REQUESTS_CONSUMER,
             stream=DEPLOYER_SVC_REQUESTS.stream.name,
-            handlers={RequestCancelled: handlers.on_request_cancelled},
+            handlers={RequestCancelled: partial(handlers.on_request_cancelled, due=cancellations)},
             decode=decode_event,
+            due=cancellations,
+            notify=scheduler.notify,
         )
     )
     runtime.add_background("schedule", scheduler.run)
