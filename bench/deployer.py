@@ -29,8 +29,9 @@ from pathlib import Path
 
 import httpx
 import nats
+from sqlalchemy.engine import Connection
 
-from bench.common import deployer_runtime
+from bench.common import deployer_runtime, no_lock_timeouts
 from deployer_svc.app import build_app
 from deployer_svc.backends.base import BackendError, HubDeployment, HubPhase, HubStatus, Roster
 from deployer_svc.backends.local import processes_under
@@ -41,7 +42,6 @@ from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository
 from jhaas_launcher.processes import NatsServer, free_port, spawn
 from jhaas_launcher.testing import create_streams, publish, sample_spec
-from jhaas_runtime.logs import configure_logging
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.envelope import envelope
 from jhaas_schemas.events import (
@@ -64,7 +64,7 @@ def settings_for(server: NatsServer, root: Path) -> DeployerSettings:
     root.mkdir(parents=True, exist_ok=True)
     return DeployerSettings(
         runtime=deployer_runtime(
-            server.url, f"sqlite+aiosqlite:///{root / 'deployer.sqlite'}", root, pool=16
+            server.url, f"sqlite:///{root / 'deployer.sqlite'}", root, pool=16
         ),
         # Every course below starts in a day: its deploy is due at once.
         lead_time=timedelta(days=2),
@@ -319,6 +319,12 @@ async def sleep_lateness(planned: list[datetime]) -> list[float]:
     return list(await asyncio.gather(*(one(at) for at in planned)))
 
 
+def add_all(conn: Connection, records: list[DeploymentRecord]) -> None:
+    repo = DeploymentRepository(conn)
+    for record in records:
+        assert repo.add(record)
+
+
 async def lateness_figure(server: NatsServer, root: Path, count: int, spread: float) -> None:
     baseline = sorted(await sleep_lateness(planned_times(count, spread, lead=1.0)))
 
@@ -339,10 +345,7 @@ async def lateness_figure(server: NatsServer, root: Path, count: int, spread: fl
         now = datetime.now(UTC)
         planned = planned_times(count, spread, lead=3.0)
         records = [running(now, at, i) for i, at in enumerate(planned)]
-        async with runtime.db.transaction() as session:
-            repo = DeploymentRepository(session)
-            for record in records:
-                assert await repo.add(record)
+        await runtime.db.write(add_all, records)
         scheduler.notify()
         deadline = time.monotonic() + spread + 30
         while len(received) < count:
@@ -376,8 +379,10 @@ async def lateness_figure(server: NatsServer, root: Path, count: int, spread: fl
 
 
 async def main(courses: int, triggers: int, spread: float) -> None:
-    configure_logging("bench", level="WARNING")
-    with tempfile.TemporaryDirectory(prefix="jhaas-bench-deployer-") as tmp:
+    with (
+        no_lock_timeouts("bench-deployer"),
+        tempfile.TemporaryDirectory(prefix="jhaas-bench-deployer-") as tmp,
+    ):
         root = Path(tmp)
         server = NatsServer(store_dir=root / "js").start()
         try:

@@ -22,8 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from bench.common import deployer_runtime
+from bench.common import deployer_runtime, no_lock_timeouts
 from deployer_svc.app import GOVERNANCE_CONSUMER, REQUESTS_CONSUMER
 from deployer_svc.backends.local import LocalBackend
 from deployer_svc.domain import DeploymentRecord
@@ -32,7 +33,6 @@ from deployer_svc.store import VERSIONS_DIR, DeploymentRepository, messaging, me
 from jhaas_launcher.processes import PostgresServer
 from jhaas_launcher.testing import sample_spec
 from jhaas_runtime.inbox import first_delivery
-from jhaas_runtime.logs import configure_logging
 from jhaas_runtime.migrate import upgrade_to_head
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
@@ -84,21 +84,30 @@ def inbox_rows(courses: int, handled_at: Callable[[int], datetime]) -> list[dict
     ]
 
 
+def add_courses(conn: Connection, records: list[DeploymentRecord]) -> None:
+    repo = DeploymentRepository(conn)
+    for record in records:
+        assert repo.add(record)
+
+
+def insert_inbox(conn: Connection, rows: list[dict[str, object]]) -> None:
+    conn.execute(messaging.inbox.insert(), rows)
+
+
 async def fill(runtime: ServiceRuntime, history: int, retention: timedelta) -> None:
     now = datetime.now(UTC)
     past = [now - timedelta(days=400 - 360 * i / max(history, 1)) for i in range(history)]
-    async with runtime.db.transaction() as session:
-        repo = DeploymentRepository(session)
-        for i, starts_at in enumerate(past):
-            assert await repo.add(course(i, DeploymentState.DELETED, starts_at))
-        for i in range(LIVE_COURSES):
-            assert await repo.add(course(i, DeploymentState.SCHEDULED, now + timedelta(days=i + 1)))
+    finished = [course(i, DeploymentState.DELETED, starts_at) for i, starts_at in enumerate(past)]
+    live = [
+        course(i, DeploymentState.SCHEDULED, now + timedelta(days=i + 1))
+        for i in range(LIVE_COURSES)
+    ]
+    await runtime.db.write(add_courses, finished + live)
     old = inbox_rows(history, lambda i: min(past[i] + timedelta(days=91), now) - retention)
     recent = inbox_rows(LIVE_COURSES, lambda i: now - timedelta(hours=i + 1))
     rows = old + recent
     for start in range(0, len(rows), 5000):
-        async with runtime.db.transaction() as session:
-            await session.execute(messaging.inbox.insert(), rows[start : start + 5000])
+        await runtime.db.write(insert_inbox, rows[start : start + 5000])
 
 
 async def median_ms(action: Callable[[], Awaitable[object]], times: int) -> float:
@@ -110,10 +119,16 @@ async def median_ms(action: Callable[[], Awaitable[object]], times: int) -> floa
     return statistics.median(took) * 1000
 
 
-async def inbox_count(runtime: ServiceRuntime) -> int:
-    async with runtime.db.reading() as session:
-        count = await session.scalar(sa.select(sa.func.count()).select_from(messaging.inbox))
-    return int(count or 0)
+def count_inbox(conn: Connection) -> int:
+    return int(conn.scalar(sa.select(sa.func.count()).select_from(messaging.inbox)) or 0)
+
+
+def read_every_row(conn: Connection) -> None:
+    DeploymentRepository(conn).list_deployments()
+
+
+def claim_one(conn: Connection) -> bool:
+    return first_delivery(conn, messaging.inbox, GOVERNANCE_CONSUMER, str(uuid.uuid4()), "s")
 
 
 async def run_once(database_url: str, root: Path, history: int) -> str:
@@ -128,24 +143,16 @@ async def run_once(database_url: str, root: Path, history: int) -> str:
             runtime.db, backend, clock=lambda: datetime.now(UTC), notify=lambda: None
         )
 
-        async def read_every_row() -> None:
-            async with runtime.db.reading() as session:
-                await DeploymentRepository(session).list_deployments()
-
         reconcile = await median_ms(reconciler.reconcile, PASSES)
-        every_row = await median_ms(read_every_row, 5)
-        before = await inbox_count(runtime)
+        every_row = await median_ms(lambda: runtime.db.read(read_every_row), 5)
+        before = await runtime.db.read(count_inbox)
         t0 = time.perf_counter()
         await runtime.inbox_purge.purge()
         purge_s = time.perf_counter() - t0
-        after = await inbox_count(runtime)
+        after = await runtime.db.read(count_inbox)
 
         async def claim() -> None:
-            async with runtime.db.transaction() as session:
-                claimed = await first_delivery(
-                    session, messaging.inbox, GOVERNANCE_CONSUMER, str(uuid.uuid4()), "s"
-                )
-            assert claimed
+            assert await runtime.db.write(claim_one)
 
         claim_ms = await median_ms(claim, CLAIMS)
         longest = runtime.inbox_purge.longest_batch * 1000
@@ -159,8 +166,10 @@ async def run_once(database_url: str, root: Path, history: int) -> str:
 
 
 async def main(postgres: bool) -> None:
-    configure_logging("bench", level="WARNING")
-    with tempfile.TemporaryDirectory(prefix="jhaas-bench-housekeeping-") as tmp:
+    with (
+        no_lock_timeouts("bench-housekeeping"),
+        tempfile.TemporaryDirectory(prefix="jhaas-bench-housekeeping-") as tmp,
+    ):
         root = Path(tmp)
         pg = None
         if postgres:
@@ -176,7 +185,7 @@ async def main(postgres: bool) -> None:
                     if pg is not None and name == "postgresql":
                         url = pg.create_database(f"bench_housekeeping_{history}")
                     else:
-                        url = f"sqlite+aiosqlite:///{root / f'deployer-{history}.sqlite'}"
+                        url = f"sqlite:///{root / f'deployer-{history}.sqlite'}"
                     figures = await run_once(url, root / f"{name}-{history}", history)
                     print(f"  {name:10s} {history:6,d} finished: {figures}")
         finally:

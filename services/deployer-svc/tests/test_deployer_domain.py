@@ -52,8 +52,7 @@ def approval() -> RequestApproved:
 def test_approval_schedules_a_deployment_before_the_start() -> None:
     approved = approval()
     caused = env("deployer-svc", "c-1", causation_id=approved.event_id, now=NOW)
-    scheduled = domain.schedule_deployment(
-        None,
+    record, event = domain.schedule_deployment(
         approved,
         deployment_id="d-1",
         lead_time=timedelta(minutes=45),
@@ -61,8 +60,6 @@ def test_approval_schedules_a_deployment_before_the_start() -> None:
         now=NOW,
         env=caused,
     )
-    assert scheduled is not None
-    record, event = scheduled
     assert record.state == DeploymentState.SCHEDULED
     assert (record.request_id, record.leader_id) == ("r-1", "u-leader")
     assert record.configuration == approved.configuration
@@ -71,16 +68,8 @@ def test_approval_schedules_a_deployment_before_the_start() -> None:
     assert (event.deployment_id, event.deploy_at) == ("d-1", record.deploy_at)
     assert (event.starts_at, event.ends_at) == (START, START + timedelta(days=90))
     assert (event.causation_id, event.correlation_id) == (approved.event_id, "c-1")
-    again = domain.schedule_deployment(
-        record,
-        approval(),
-        deployment_id="d-2",
-        lead_time=timedelta(0),
-        grace=timedelta(0),
-        now=NOW,
-        env=caused,
-    )
-    assert again is None
+    # One per request: the store refuses a second (its unique request id), see
+    # test_deployer_integration.test_an_approval_schedules_exactly_one_deployment.
 
 
 def test_who_sees_which_deployments() -> None:

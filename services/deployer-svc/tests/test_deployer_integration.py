@@ -14,6 +14,7 @@ import nats
 import pytest
 import sqlalchemy as sa
 from nats.aio.client import Client as NATS
+from sqlalchemy.engine import Connection
 
 from deployer_svc.app import GOVERNANCE_CONSUMER, build_app
 from deployer_svc.backends.local import LocalBackend
@@ -168,12 +169,42 @@ async def test_an_approval_schedules_exactly_one_deployment(
     ]
     # Nothing else was emitted: the outbox holds the one event, and so does the stream.
     await runtime.relay.publish_pending()
-    async with runtime.db.reading() as session:
-        assert (
-            await session.scalar(sa.select(sa.func.count()).select_from(runtime.tables.outbox)) == 1
-        )
+    outbox = sa.select(sa.func.count()).select_from(runtime.tables.outbox)
+    assert await runtime.db.read(lambda conn: conn.scalar(outbox)) == 1
     info = await nc.jetstream().stream_info(DEPLOYER_STREAM.name)
     assert info.state.messages == 1
+
+
+async def test_the_scheduler_is_told_of_a_change_only_once_it_is_committed(
+    settings_for: Callable[..., RuntimeSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Told while the consumer's transaction is still open, the scheduler could
+    # read the schedule without the change and sleep past it.
+    start = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    approved = approval(str(uuid.uuid4()), start)
+    told: list[tuple[datetime | None, bool]] = []
+
+    def committed() -> bool:
+        with runtime.db.engine.connect() as conn:  # another connection: sees only commits
+            return DeploymentRepository(conn).for_request(approved.request_id) is not None
+
+    original = Scheduler.notify
+
+    def notify(self: Scheduler, at: datetime | None = None) -> None:
+        told.append((at, committed()))
+        original(self, at)
+
+    monkeypatch.setattr(Scheduler, "notify", notify)
+    runtime = build_app(DeployerSettings(runtime=settings_for("deployer-svc")))
+    await runtime.start()
+    nc = await nats.connect(runtime.settings.nats_url)
+    try:
+        await publish(nc.jetstream(), approved)
+        await eventually(lambda: asyncio.sleep(0, told), lambda t: len(t) > 0)
+        assert told == [(start - timedelta(minutes=30), True)]
+    finally:
+        await nc.close()
+        await runtime.stop()
 
 
 async def test_who_sees_which_deployments(
@@ -211,10 +242,11 @@ async def test_a_cancellation_that_overtakes_the_approval_never_builds_a_hub(
     # They travel on different streams; here the cancellation is handled first.
     await publish(nc.jetstream(), cancelled)
 
+    def cancelled_before(conn: Connection) -> bool:
+        return DeploymentRepository(conn).cancelled_before_approval(approved.request_id)
+
     async def remembered() -> bool | None:
-        async with runtime.db.reading() as session:
-            repo = DeploymentRepository(session)
-            return True if await repo.cancelled_before_approval(approved.request_id) else None
+        return True if await runtime.db.read(cancelled_before) else None
 
     await eventually(remembered)
     await publish(nc.jetstream(), approved)
@@ -270,15 +302,18 @@ async def test_an_admin_redeploys_a_failed_hub(
     with pytest.raises(RpcFailure) as not_failed:
         await redeploy(admin)
     assert not_failed.value.error.code == ErrorCode.CONFLICT
-    async with runtime.db.transaction() as session:
-        repo = DeploymentRepository(session)
-        record = await repo.get(deployment.deployment_id, for_update=True)
+
+    def fail(conn: Connection) -> None:
+        repo = DeploymentRepository(conn)
+        record = repo.get(deployment.deployment_id, for_update=True)
         assert record is not None
-        await repo.save(
+        repo.save(
             replace(
                 record, state=DeploymentState.FAILED, attempts=3, failure_reason="image pull failed"
             )
         )
+
+    await runtime.db.write(fail)
     with pytest.raises(RpcFailure) as leader:
         await redeploy(LEADER)
     assert leader.value.error.code == ErrorCode.FORBIDDEN
@@ -323,23 +358,22 @@ async def test_hub_credentials_are_sealed_and_a_clear_one_is_sealed_when_read(
     runtime, _nc, _client = service
     box = CredentialBox.from_key_file(tmp_path)
     clear = "c" * 64
-    async with runtime.db.transaction() as session:
-        repo = DeploymentRepository(session)
-        made = await repo.api_token("dep-new", "n" * 64, box)
+
+    def make(conn: Connection) -> str:
+        made = DeploymentRepository(conn).api_token("dep-new", "n" * 64, box)
         # A row as a version before encryption left it.
-        await session.execute(
-            hub_credentials.insert().values(deployment_id="dep-old", api_token=clear)
-        )
-    async with runtime.db.transaction() as session:
-        repo = DeploymentRepository(session)
-        assert made == "n" * 64
-        assert await repo.api_token("dep-new", "other", box) == made  # made once
-        assert await repo.api_token("dep-old", "other", box) == clear
-    async with runtime.db.reading() as session:
-        stored = {
-            row.deployment_id: row.api_token
-            for row in await session.execute(sa.select(hub_credentials))
-        }
+        conn.execute(hub_credentials.insert().values(deployment_id="dep-old", api_token=clear))
+        return made
+
+    def again(conn: Connection) -> tuple[str, str]:
+        repo = DeploymentRepository(conn)
+        return repo.api_token("dep-new", "other", box), repo.api_token("dep-old", "other", box)
+
+    made = await runtime.db.write(make)
+    assert made == "n" * 64
+    assert await runtime.db.write(again) == (made, clear)  # made once; the clear one kept
+    rows = await runtime.db.read(lambda conn: conn.execute(sa.select(hub_credentials)).all())
+    stored = {row.deployment_id: row.api_token for row in rows}
     assert all(value.startswith(SEALED_PREFIX) for value in stored.values())
     assert box.open(stored["dep-new"]) == made
     assert box.open(stored["dep-old"]) == clear
@@ -353,16 +387,19 @@ async def test_a_credential_no_key_opens_fails_the_deploy_naming_the_setting(
     # A credential sealed under a key this deployer does not have (the keys were
     # changed without keeping the old one); then the deploy falls due.
     foreign = CredentialBox(["f" * 40]).seal("t" * 64)
-    async with runtime.db.transaction() as session:
-        await session.execute(
+
+    def due_now_with_foreign_credential(conn: Connection) -> None:
+        conn.execute(
             hub_credentials.insert().values(
                 deployment_id=deployment.deployment_id, api_token=foreign
             )
         )
-        repo = DeploymentRepository(session)
-        record = await repo.get(deployment.deployment_id, for_update=True)
+        repo = DeploymentRepository(conn)
+        record = repo.get(deployment.deployment_id, for_update=True)
         assert record is not None
-        await repo.save(replace(record, deploy_at=datetime.now(UTC)))
+        repo.save(replace(record, deploy_at=datetime.now(UTC)))
+
+    await runtime.db.write(due_now_with_foreign_credential)
 
     async def failed() -> list[HubFailed]:
         js = nc.jetstream()

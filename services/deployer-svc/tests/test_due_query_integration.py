@@ -9,6 +9,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.engine import Connection
 
 from deployer_svc import schedule
 from deployer_svc.domain import DeploymentRecord
@@ -60,33 +61,38 @@ def every_arrangement() -> list[DeploymentRecord]:
     return records
 
 
+def add_all(conn: Connection, records: list[DeploymentRecord]) -> None:
+    repo = DeploymentRepository(conn)
+    for record in records:
+        assert repo.add(record)
+
+
+def replace_all(conn: Connection, records: list[DeploymentRecord]) -> None:
+    conn.execute(deployments.delete())
+    add_all(conn, records)
+
+
 async def test_due_picks_exactly_what_due_action_would(database_url: str) -> None:
     db = Database(database_url)
     await upgrade_to_head(db, metadata, VERSIONS_DIR)
     records = every_arrangement()
     try:
-        async with db.transaction() as session:
-            repo = DeploymentRepository(session)
-            for record in records:
-                assert await repo.add(record)
+        await db.write(add_all, records)
         for now in (NOW, PAST - timedelta(days=1), FUTURE + timedelta(days=1)):
             expected = {r.deployment_id for r in records if schedule.due_action(r, now)}
-            async with db.transaction() as session:
-                due = await DeploymentRepository(session).due(now, lock=not db.is_sqlite)
+            due = await db.write(
+                lambda conn: DeploymentRepository(conn).due(now, lock=not db.is_sqlite)  # noqa: B023
+            )
             assert {r.deployment_id for r in due} == expected, now
             if now == NOW:  # the arrangement covers both sides
                 assert 0 < len(expected) < len(records) / 2
         # And when something is next due: one aggregate row, the same answer as
         # the pure rule over every record, as the set of records changes.
         for keep in (records, records[::7], [r for r in records if r.state == "ending"], []):
-            async with db.transaction() as session:
-                await session.execute(deployments.delete())
-                for record in keep:
-                    await DeploymentRepository(session).add(record)
+            await db.write(replace_all, keep)
             times = [t for r in keep if (t := schedule.next_due(r)) is not None]
-            async with db.reading() as session:
-                assert await DeploymentRepository(session).next_due() == (
-                    min(times) if times else None
-                )
+            assert await db.read(lambda conn: DeploymentRepository(conn).next_due()) == (
+                min(times) if times else None
+            )
     finally:
         await db.dispose()

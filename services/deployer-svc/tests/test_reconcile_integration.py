@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from sqlalchemy.engine import Connection
 
 from deployer_svc.app import build_app
 from deployer_svc.backends.base import BackendError, HubDeployment, HubPhase
@@ -88,9 +89,12 @@ async def test_reconcile_rebuilds_missing_hubs_removes_finished_ones_and_keeps_u
     now = datetime.now(UTC)
     finished = replace(running_course(now, "dep-done"), state=DeploymentState.DELETED)
     runtime = build_app(settings, backend=hubs)
-    async with runtime.db.transaction() as session:
-        await DeploymentRepository(session).add(running_course(now))
-        await DeploymentRepository(session).add(finished)
+
+    def add_both(conn: Connection) -> None:
+        assert DeploymentRepository(conn).add(running_course(now))
+        assert DeploymentRepository(conn).add(finished)
+
+    await runtime.db.write(add_both)
     for leftover in ("dep-done", "dep-unknown"):
         assert (await hubs.deploy(hub(leftover))).phase == HubPhase.READY
 

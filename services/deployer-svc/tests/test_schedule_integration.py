@@ -67,8 +67,8 @@ async def test_a_course_gets_a_hub_before_it_starts_and_loses_it_after_it_ends(
         assert answer.status_code == 200
         # The deployer's credential for the hub is stored encrypted, and what it
         # decrypts to is the token the hub accepts.
-        async with runtime.db.reading() as session:
-            [sealed] = (await session.execute(sa.select(hub_credentials.c.api_token))).scalars()
+        tokens = sa.select(hub_credentials.c.api_token)
+        [sealed] = await runtime.db.read(lambda conn: conn.scalars(tokens).all())
         assert sealed.startswith(SEALED_PREFIX)
         token = credential_box(settings).open(sealed)
         async with httpx.AsyncClient() as client:

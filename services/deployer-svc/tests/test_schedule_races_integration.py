@@ -78,8 +78,9 @@ def seconds_until(moment: datetime) -> float:
 
 
 async def state_of(runtime: ServiceRuntime, approved: RequestApproved) -> DeploymentState | None:
-    async with runtime.db.reading() as session:
-        found = await DeploymentRepository(session).for_request(approved.request_id)
+    found = await runtime.db.read(
+        lambda conn: DeploymentRepository(conn).for_request(approved.request_id)
+    )
     return found.state if found else None
 
 
@@ -150,10 +151,9 @@ async def test_a_cancellation_wins_at_every_step_of_a_deploy(
         assert kinds == [DeploymentScheduled, HubDeploying, HubDeleted], kinds
         assert await backend.inner.list_managed() == []
         assert not (tmp_path / "hubs").exists() or list((tmp_path / "hubs").iterdir()) == []
-        async with runtime.db.reading() as session:
-            [record] = await DeploymentRepository(session).list_deployments(
-                request_id=approved.request_id
-            )
+        [record] = await runtime.db.read(
+            lambda conn: DeploymentRepository(conn).list_deployments(request_id=approved.request_id)
+        )
         assert record.state == DeploymentState.DELETED
 
 
@@ -194,8 +194,7 @@ async def test_one_slow_deploy_holds_up_no_other_course(
             await backend.reached("deploy")
         # Meanwhile another course starts, ends and is deleted.
         other = running_record(datetime.now(UTC), starts_in=1.0, lasts=1.0)
-        async with runtime.db.transaction() as session:
-            assert await DeploymentRepository(session).add(other)
+        assert await runtime.db.write(lambda conn: DeploymentRepository(conn).add(other))
         scheduler_of(runtime).notify()
         kinds = await eventually(
             lambda: events_of(js, other.request_id),
@@ -256,12 +255,12 @@ async def test_an_action_that_lost_its_lease_stops_before_it_emits_anything(
             await backend.reached(point)
         before = await events_of(js, course.request_id)
         # Another worker owns the row now (say this one was paused past its lease).
-        async with runtime.db.transaction() as session:
-            await session.execute(
-                deployments.update()
-                .where(deployments.c.request_id == course.request_id)
-                .values(lease_owner="another-worker", lease_until=now + timedelta(hours=1))
-            )
+        taken = (
+            deployments.update()
+            .where(deployments.c.request_id == course.request_id)
+            .values(lease_owner="another-worker", lease_until=now + timedelta(hours=1))
+        )
+        await runtime.db.write(lambda conn: conn.execute(taken))
         await eventually(lambda: asyncio.sleep(0, backend.stopped), lambda s: s == [point])
         backend.release(point)
         await asyncio.sleep(LEASE.total_seconds())  # anything it would still emit shows by now

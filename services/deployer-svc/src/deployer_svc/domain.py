@@ -63,7 +63,6 @@ class DeploymentRecord:
 
 
 def schedule_deployment(
-    existing: DeploymentRecord | None,
     approval: RequestApproved,
     *,
     deployment_id: str,
@@ -71,10 +70,9 @@ def schedule_deployment(
     grace: timedelta,
     now: datetime,
     env: Envelope,
-) -> tuple[DeploymentRecord, DeploymentScheduled] | None:
-    """An approved request gets one deployment; None when it has one already."""
-    if existing is not None:
-        return None
+) -> tuple[DeploymentRecord, DeploymentScheduled]:
+    """The deployment an approved request gets. One per request: the store keeps
+    the first and refuses another (a redelivered or a second approval)."""
     configuration = approval.configuration
     record = DeploymentRecord(
         deployment_id=deployment_id,

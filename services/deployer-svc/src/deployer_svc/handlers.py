@@ -1,31 +1,101 @@
-"""Thin handlers: decode, load, call the domain, save with the outbox."""
+"""Thin handlers: decode, load, call the domain, save with the outbox.
+
+The event handlers run inside their consumer's batch transaction, in a
+database thread: plain functions of a connection, nothing awaited.
+"""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from deployer_svc import domain, schedule
+from deployer_svc.domain import DeploymentRecord
 from deployer_svc.store import DeploymentRepository
 from jhaas_runtime.logs import get_logger
+from jhaas_runtime.messaging import EventConsumer
 from jhaas_runtime.rpc import CallContext
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.errors import NotFound
 from jhaas_schemas.events import RequestApproved, RequestCancelled
+from jhaas_schemas.model import Principal
 from jhaas_schemas.rpc import Deployment, DeploymentList, ListDeployments, RedeployHub
 
 SOURCE = "deployer-svc"
 Clock = Callable[[], datetime]
+Notify = Callable[[datetime | None], None]
 
 log = get_logger(__name__)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class DueTimes:
+    """When what a consumer's handlers changed falls due (None: now), kept until
+    the batch is over and then told to the scheduler.
+
+    A handler runs inside its batch's transaction: told from there, the
+    scheduler could read the schedule before the commit, miss the change and
+    sleep past it. After a batch that was rolled back, it looks once for nothing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # added to in a database thread, taken on the loop
+        self._times: list[datetime | None] = []
+
+    def add(self, at: datetime | None) -> None:
+        with self._lock:
+            self._times.append(at)
+
+    def tell(self, notify: Notify) -> None:
+        """Tell `notify` the earliest time added since the last call, if any."""
+        with self._lock:
+            times, self._times = self._times, []
+        if times:
+            notify(None if None in times else min(t for t in times if t is not None))
+
+
+@dataclass(kw_only=True)
+class SchedulingConsumer(EventConsumer):
+    """An event consumer whose handlers change the schedule: once a batch is
+    over (committed, or rolled back and applied one by one), what it made due
+    is told to the scheduler."""
+
+    due: DueTimes
+    notify: Notify
+
+    async def handle_batch(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().handle_batch(*args, **kwargs)
+        finally:
+            self.due.tell(self.notify)
+
+
+def _list(
+    conn: Connection, leader_id: str | None, request_id: str | None
+) -> list[DeploymentRecord]:
+    return DeploymentRepository(conn).list_deployments(leader_id=leader_id, request_id=request_id)
+
+
+def _redeploy(
+    conn: Connection, request_id: str, principal: Principal, now: datetime
+) -> DeploymentRecord:
+    repo = DeploymentRepository(conn)
+    record = repo.for_request(request_id, for_update=True)
+    if record is None:
+        raise NotFound(f"no deployment for request {request_id}")
+    new = schedule.redeploy(record, principal, now)
+    repo.save(new)
+    return new
 
 
 class DeployerHandlers:
@@ -36,7 +106,7 @@ class DeployerHandlers:
         lead_time: timedelta,
         grace: timedelta = timedelta(0),
         clock: Clock = utcnow,
-        on_change: Callable[[datetime | None], None] = lambda _at: None,
+        on_change: Notify = lambda _at: None,
     ) -> None:
         self.runtime = runtime
         self.lead_time = lead_time
@@ -48,18 +118,16 @@ class DeployerHandlers:
 
     async def list_deployments(self, ctx: CallContext, payload: ListDeployments) -> DeploymentList:
         leader_id = domain.visible_leader(ctx.principal)
-        async with self.runtime.db.reading() as session:
-            records = await DeploymentRepository(session).list_deployments(
-                leader_id=leader_id, request_id=payload.request_id
-            )
+        records = await self.runtime.db.read(_list, leader_id, payload.request_id)
         return DeploymentList(items=[r.view() for r in records])
 
-    async def on_request_approved(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+    def on_request_approved(
+        self, conn: Connection, event: Event, *, due: DueTimes
+    ) -> Sequence[Event]:
         assert isinstance(event, RequestApproved)
         now = self.clock()
-        repo = DeploymentRepository(session)
-        scheduled = domain.schedule_deployment(
-            await repo.for_request(event.request_id, for_update=True),
+        repo = DeploymentRepository(conn)
+        record, emitted = domain.schedule_deployment(
             event,
             deployment_id=str(uuid.uuid4()),
             lead_time=self.lead_time,
@@ -67,51 +135,49 @@ class DeployerHandlers:
             now=now,
             env=self._caused_by(event, now),
         )
-        if scheduled is None:
+        # The usual case, a request's first approval not overtaken by its
+        # cancellation, costs one statement; the others are told apart after.
+        if repo.add_unless_cancelled(record):
+            due.add(schedule.next_due(record))
+            return (emitted,)
+        if repo.for_request(event.request_id) is not None:
             log.info("request already has a deployment", request_id=event.request_id)
             return ()
-        record, scheduled_event = scheduled
-        emitted: Event | None = scheduled_event
-        if await repo.cancelled_before_approval(event.request_id):
-            # The cancellation overtook the approval (they travel on different
-            # streams): never build this hub; close the request at once.
-            record, emitted = schedule.cancel(record, now, self._caused_by(event, now))
-            log.info("approval of an already cancelled request", request_id=event.request_id)
-        if not await repo.add(record):
+        # Else the cancellation overtook the approval (they travel on different
+        # streams): never build this hub; close the request at once.
+        log.info("approval of an already cancelled request", request_id=event.request_id)
+        record, deleted = schedule.cancel(record, now, self._caused_by(event, now))
+        if not repo.add(record):
             log.info("deployment scheduled by another replica", request_id=event.request_id)
             return ()
-        self.on_change(schedule.next_due(record))
-        return (emitted,) if emitted is not None else ()
+        return (deleted,) if deleted is not None else ()
 
     def _caused_by(self, event: Event, now: datetime) -> Envelope:
         return envelope(
             source=SOURCE, correlation_id=event.correlation_id, causation_id=event.event_id, now=now
         )
 
-    async def on_request_cancelled(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+    def on_request_cancelled(
+        self, conn: Connection, event: Event, *, due: DueTimes
+    ) -> Sequence[Event]:
         """Unschedule a course that has no hub yet; tear down one that has (or may have)."""
         assert isinstance(event, RequestCancelled)
-        repo = DeploymentRepository(session)
-        record = await repo.for_request(event.request_id, for_update=True)
+        repo = DeploymentRepository(conn)
+        record = repo.for_request(event.request_id, for_update=True)
         if record is None:
             # The approval has not reached us yet (or never will): remember, so
             # that it does not schedule a hub when it comes.
-            await repo.remember_cancellation(event.request_id, self.clock())
+            repo.remember_cancellation(event.request_id, self.clock())
             return ()
         now = self.clock()
         new, deleted = schedule.cancel(record, now, self._caused_by(event, now))
-        await repo.save(new)
-        self.on_change(None)
+        repo.save(new)
+        due.add(None)
         return (deleted,) if deleted is not None else ()
 
     async def redeploy(self, ctx: CallContext, payload: RedeployHub) -> Deployment:
-        now = self.clock()
-        async with self.runtime.unit_of_work() as uow:
-            repo = DeploymentRepository(uow.session)
-            record = await repo.for_request(payload.request_id, for_update=True)
-            if record is None:
-                raise NotFound(f"no deployment for request {payload.request_id}")
-            new = schedule.redeploy(record, ctx.principal, now)
-            await repo.save(new)
+        new = await self.runtime.db.write(
+            _redeploy, payload.request_id, ctx.principal, self.clock()
+        )
         self.on_change(None)
         return new.view()

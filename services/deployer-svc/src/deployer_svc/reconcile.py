@@ -21,8 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy.engine import Connection
+
 from deployer_svc import schedule
 from deployer_svc.backends.base import BackendError, HubBackend, HubPhase
+from deployer_svc.domain import DeploymentRecord
 from deployer_svc.store import DeploymentRepository
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
@@ -51,10 +54,7 @@ class Reconciler:
         """(hubs the database does not know, the states of those it knows, whether the
         database has any deployment at all)."""
         managed = sorted(set(await self.backend.list_managed()))
-        async with self.db.reading() as session:
-            repo = DeploymentRepository(session)
-            known = await repo.states_of(managed)
-            has_rows = bool(known) or await repo.any_deployment()
+        known, has_rows = await self.db.read(_known, managed)
         return [d for d in managed if d not in known], known, has_rows
 
     async def reconcile(self) -> tuple[list[str], list[str]]:
@@ -87,8 +87,7 @@ class Reconciler:
         return rebuilt, removed
 
     async def _rebuild_missing(self) -> list[str]:
-        async with self.db.reading() as session:
-            running = await DeploymentRepository(session).running()
+        running = await self.db.read(_running)
         rebuilt = []
         for record in running:
             try:
@@ -98,18 +97,32 @@ class Reconciler:
                 continue
             if status.phase == HubPhase.READY:
                 continue
-            now = self.clock()
-            async with self.db.transaction() as session:
-                repo = DeploymentRepository(session)
-                current = await repo.get(record.deployment_id, for_update=True)
-                again = schedule.hub_missing(current, now) if current is not None else None
-                if again is not None:
-                    await repo.save(again)
-                    rebuilt.append(record.deployment_id)
-                    log.warning(
-                        "hub of a running course is missing; rebuilding",
-                        deployment_id=record.deployment_id,
-                        phase=status.phase.value,
-                        detail=status.detail,
-                    )
+            if await self.db.write(_rebuild, record.deployment_id, self.clock()):
+                rebuilt.append(record.deployment_id)
+                log.warning(
+                    "hub of a running course is missing; rebuilding",
+                    deployment_id=record.deployment_id,
+                    phase=status.phase.value,
+                    detail=status.detail,
+                )
         return rebuilt
+
+
+def _known(conn: Connection, managed: list[str]) -> tuple[dict[str, DeploymentState], bool]:
+    repo = DeploymentRepository(conn)
+    known = repo.states_of(managed)
+    return known, bool(known) or repo.any_deployment()
+
+
+def _running(conn: Connection) -> list[DeploymentRecord]:
+    return DeploymentRepository(conn).running()
+
+
+def _rebuild(conn: Connection, deployment_id: str, now: datetime) -> bool:
+    """Schedule the hub again, unless the row changed since it was read."""
+    repo = DeploymentRepository(conn)
+    current = repo.get(deployment_id, for_update=True)
+    again = schedule.hub_missing(current, now) if current is not None else None
+    if again is not None:
+        repo.save(again)
+    return again is not None

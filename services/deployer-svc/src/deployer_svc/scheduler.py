@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from sqlalchemy.engine import Connection
+
 from deployer_svc import schedule
 from deployer_svc.backends.base import BackendError, HubBackend, HubDeployment
 from deployer_svc.credentials import CredentialBox, CredentialError
@@ -37,8 +39,10 @@ from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository
 from jhaas_runtime.aio import cancel_and_wait, wait_event
 from jhaas_runtime.logs import correlation, get_logger
-from jhaas_runtime.service import ServiceRuntime
+from jhaas_runtime.service import ServiceRuntime, UnitOfWork
 from jhaas_schemas.envelope import Envelope, envelope
+from jhaas_schemas.model import DeletionRecord
+from jhaas_schemas.rpc import DeploymentState
 
 log = get_logger(__name__)
 
@@ -53,6 +57,39 @@ COALESCE_SECONDS = 0.05
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+Fired = tuple[Action, datetime, datetime]  # an action, when it was planned, when it fired
+
+
+def _planned(record: DeploymentRecord, action: Action) -> datetime:
+    return {
+        Action.DEPLOY: record.next_attempt_at or record.deploy_at,
+        Action.START_COURSE: record.starts_at,
+        Action.END_COURSE: record.ends_at,
+        Action.TEARDOWN: record.teardown_at,
+    }[action]
+
+
+# Units of work of one statement each (jhaas_runtime.db: `fn(conn, ...)`).
+
+
+def _next_due(conn: Connection) -> datetime | None:
+    return DeploymentRepository(conn).next_due()
+
+
+def _release_leases(conn: Connection, owner: str, deployment_ids: list[str]) -> None:
+    DeploymentRepository(conn).release_leases(owner, deployment_ids)
+
+
+def _renew_lease(
+    conn: Connection, deployment_id: str, owner: str, until: datetime
+) -> DeploymentState | None:
+    return DeploymentRepository(conn).renew_lease(deployment_id, owner, until)
+
+
+def _api_token(conn: Connection, deployment_id: str, new_token: str, box: CredentialBox) -> str:
+    return DeploymentRepository(conn).api_token(deployment_id, new_token, box)
 
 
 def worker_id() -> str:
@@ -81,7 +118,7 @@ class Scheduler:
     credentials: CredentialBox
     clock: Clock = utcnow
     owner: str = field(default_factory=worker_id)
-    fired: list[tuple[Action, datetime, datetime]] = field(default_factory=list, init=False)
+    fired: list[Fired] = field(default_factory=list, init=False)
     ticks: int = field(default=0, init=False)  # how many times the schedule was read
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _due_now: bool = field(default=False, init=False)
@@ -152,61 +189,57 @@ class Scheduler:
         return when something is next due."""
         self.ticks += 1
         now = self.clock()
-        async with self.runtime.db.reading() as session:
-            next_at = await DeploymentRepository(session).next_due()
+        next_at = await self.runtime.db.read(_next_due)
         if next_at is None or next_at > now:
             return next_at  # nothing due: no write transaction at all
-        for record, action in await self._claim_due(now):
+        slots = self.settings.max_parallel_actions - len(self._running)
+        claimed, fired, next_at = await self.runtime.write(
+            self._claim_due, now, slots, frozenset(self._running)
+        )
+        self.fired.extend(fired)
+        del self.fired[:-1000]
+        for record, action in claimed:
             self._start(record, action)
-        async with self.runtime.db.reading() as session:
-            return await DeploymentRepository(session).next_due()
+        return next_at
 
     def _env(self, record: DeploymentRecord, now: datetime) -> Envelope:
         # One correlation id per deployment ties its whole life together.
         return envelope(source=SOURCE, correlation_id=f"deployment-{record.deployment_id}", now=now)
 
-    async def _claim_due(self, now: datetime) -> list[tuple[DeploymentRecord, Action]]:
-        """In one transaction: do the instant actions, lease as many long ones as
-        there are free slots (the rest stay for later, or for another replica)."""
-        slots = self.settings.max_parallel_actions - len(self._running)
+    def _claim_due(
+        self, uow: UnitOfWork, now: datetime, slots: int, running: frozenset[str]
+    ) -> tuple[list[tuple[DeploymentRecord, Action]], list[Fired], datetime | None]:
+        """One unit of work: do the instant actions, lease as many long ones as
+        there are free `slots` (the rest stay for later, or for another replica);
+        return the long actions claimed, what fired, and when something is next due."""
         long_actions: list[tuple[DeploymentRecord, Action]] = []
-        async with self.runtime.unit_of_work() as uow:
-            repo = DeploymentRepository(uow.session)
-            for record in await repo.due(now, lock=not self.runtime.db.is_sqlite):
-                action = schedule.due_action(record, now)
-                if action is None or record.deployment_id in self._running:
-                    continue
-                if action in schedule.LONG_ACTIONS and len(long_actions) >= slots:
-                    continue
-                self._record_lateness(record, action, now)
-                env = self._env(record, now)
-                if action == Action.START_COURSE:
-                    new, started = schedule.start_course(record, now, env)
-                    uow.emit(started)
-                elif action == Action.END_COURSE:
-                    new, ended = schedule.end_course(record, now, env)
-                    uow.emit(ended)
-                elif action == Action.DEPLOY:
-                    new, deploying = schedule.begin_deploy(
-                        record, now, self.owner, self.settings.lease, env
-                    )
-                    uow.emit(deploying)
-                    long_actions.append((new, action))
-                else:
-                    new = schedule.claim(record, now, self.owner, self.settings.lease)
-                    long_actions.append((new, action))
-                await repo.save(new)
-        return long_actions
-
-    def _record_lateness(self, record: DeploymentRecord, action: Action, now: datetime) -> None:
-        planned = {
-            Action.DEPLOY: record.next_attempt_at or record.deploy_at,
-            Action.START_COURSE: record.starts_at,
-            Action.END_COURSE: record.ends_at,
-            Action.TEARDOWN: record.teardown_at,
-        }[action]
-        self.fired.append((action, planned, now))
-        del self.fired[:-1000]
+        fired: list[Fired] = []
+        repo = DeploymentRepository(uow.conn)
+        for record in repo.due(now, lock=not self.runtime.db.is_sqlite):
+            action = schedule.due_action(record, now)
+            if action is None or record.deployment_id in running:
+                continue
+            if action in schedule.LONG_ACTIONS and len(long_actions) >= slots:
+                continue
+            fired.append((action, _planned(record, action), now))
+            env = self._env(record, now)
+            if action == Action.START_COURSE:
+                new, started = schedule.start_course(record, now, env)
+                uow.emit(started)
+            elif action == Action.END_COURSE:
+                new, ended = schedule.end_course(record, now, env)
+                uow.emit(ended)
+            elif action == Action.DEPLOY:
+                new, deploying = schedule.begin_deploy(
+                    record, now, self.owner, self.settings.lease, env
+                )
+                uow.emit(deploying)
+                long_actions.append((new, action))
+            else:
+                new = schedule.claim(record, now, self.owner, self.settings.lease)
+                long_actions.append((new, action))
+            repo.save(new)
+        return long_actions, fired, repo.next_due()
 
     # -- long actions ------------------------------------------------------------------
 
@@ -238,8 +271,7 @@ class Scheduler:
                 log.exception("scheduled action failed unexpectedly")
 
     async def _release(self, record: DeploymentRecord) -> None:
-        async with self.runtime.db.transaction() as session:
-            await DeploymentRepository(session).release_leases(self.owner, [record.deployment_id])
+        await self.runtime.db.write(_release_leases, self.owner, [record.deployment_id])
 
     async def _stop_actions(self) -> None:
         """On shutdown: stop what runs and give its leases back, so the next start
@@ -252,17 +284,13 @@ class Scheduler:
             log.error("actions did not stop when cancelled", tasks=stuck)
         try:
             async with asyncio.timeout(5.0):
-                async with self.runtime.db.transaction() as session:
-                    await DeploymentRepository(session).release_leases(self.owner, list(tasks))
+                await self.runtime.db.write(_release_leases, self.owner, list(tasks))
         except Exception:
             log.warning("could not release leases on shutdown; they expire", exc_info=True)
 
     async def _renew(self, record: DeploymentRecord, action: Action) -> Verdict:
         until = self.clock() + self.settings.lease
-        async with self.runtime.db.transaction() as session:
-            state = await DeploymentRepository(session).renew_lease(
-                record.deployment_id, self.owner, until
-            )
+        state = await self.runtime.db.write(_renew_lease, record.deployment_id, self.owner, until)
         if state is None:
             return Verdict.LOST
         if not schedule.still_wanted(state, action):
@@ -303,10 +331,9 @@ class Scheduler:
                 await asyncio.wait({task})
 
     async def _hub_token(self, record: DeploymentRecord) -> str:
-        async with self.runtime.db.transaction() as session:
-            return await DeploymentRepository(session).api_token(
-                record.deployment_id, secrets.token_hex(32), self.credentials
-            )
+        return await self.runtime.db.write(
+            _api_token, record.deployment_id, secrets.token_hex(32), self.credentials
+        )
 
     async def _deploy(self, record: DeploymentRecord) -> None:
         outcome: tuple[str | None, BackendError | None]
@@ -328,41 +355,49 @@ class Scheduler:
                 outcome = (status.url or "", None)
             except BackendError as exc:
                 outcome = (None, exc)
-        now = self.clock()
-        async with self.runtime.unit_of_work() as uow:
-            repo = DeploymentRepository(uow.session)
-            current = await repo.get(record.deployment_id, for_update=True)
-            if current is None or current.lease_owner != self.owner:
-                log.warning("lost the lease while deploying; the new owner decides")
-                return
-            url, error = outcome
-            if error is None and url is not None:
-                new, ready = schedule.deploy_succeeded(current, now, url, self._env(current, now))
-                if ready is not None:
-                    uow.emit(ready)
-                    log.info("hub ready", url=url)
-                else:
-                    log.info("hub built for a course cancelled meanwhile; tearing it down")
+        await self.runtime.write(self._deployed, record.deployment_id, outcome, self.clock())
+
+    def _deployed(
+        self,
+        uow: UnitOfWork,
+        deployment_id: str,
+        outcome: tuple[str | None, BackendError | None],
+        now: datetime,
+    ) -> None:
+        """Record a deploy's outcome: only while the lease is still ours, under a row lock."""
+        repo = DeploymentRepository(uow.conn)
+        current = repo.get(deployment_id, for_update=True)
+        if current is None or current.lease_owner != self.owner:
+            log.warning("lost the lease while deploying; the new owner decides")
+            return
+        url, error = outcome
+        if error is None and url is not None:
+            new, ready = schedule.deploy_succeeded(current, now, url, self._env(current, now))
+            if ready is not None:
+                uow.emit(ready)
+                log.info("hub ready", url=url)
             else:
-                assert error is not None
-                new, failed = schedule.deploy_failed(
-                    current,
-                    now,
-                    error.reason,  # words for the leader; the details are logged below
-                    temporary=error.temporary,
-                    max_attempts=self.settings.deploy_attempts,
-                    backoff=self.settings.retry_backoff,
-                    env=self._env(current, now),
-                )
-                if failed is not None:
-                    uow.emit(failed)
-                log.warning(
-                    "hub deploy failed",
-                    reason=str(error),
-                    attempts=current.attempts,
-                    final=failed is not None,
-                )
-            await repo.save(new)
+                log.info("hub built for a course cancelled meanwhile; tearing it down")
+        else:
+            assert error is not None
+            new, failed = schedule.deploy_failed(
+                current,
+                now,
+                error.reason,  # words for the leader; the details are logged below
+                temporary=error.temporary,
+                max_attempts=self.settings.deploy_attempts,
+                backoff=self.settings.retry_backoff,
+                env=self._env(current, now),
+            )
+            if failed is not None:
+                uow.emit(failed)
+            log.warning(
+                "hub deploy failed",
+                reason=str(error),
+                attempts=current.attempts,
+                final=failed is not None,
+            )
+        repo.save(new)
 
     async def _teardown(self, record: DeploymentRecord) -> None:
         try:
@@ -371,31 +406,35 @@ class Scheduler:
             )
         except BackendError as exc:
             log.warning("teardown failed; will retry", reason=str(exc))
-            async with self.runtime.db.transaction() as session:
-                repo = DeploymentRepository(session)
-                current = await repo.get(record.deployment_id, for_update=True)
-                if current is not None and current.lease_owner == self.owner:
-                    await repo.save(
-                        schedule.teardown_failed(current, self.clock(), self.settings.retry_backoff)
-                    )
+            await self.runtime.db.write(self._teardown_failed, record.deployment_id, self.clock())
             return
-        now = self.clock()
-        async with self.runtime.unit_of_work() as uow:
-            repo = DeploymentRepository(uow.session)
-            current = await repo.get(record.deployment_id, for_update=True)
-            if current is None or current.lease_owner != self.owner:
-                log.warning("lost the lease while tearing down; the new owner decides")
-                return
-            new, deleted = schedule.teardown_done(current, now, deletion, self._env(current, now))
-            if deleted is None:
-                return
-            await repo.save(new)
-            await repo.forget_credentials(record.deployment_id)
-            uow.emit(deleted)
+        await self.runtime.write(self._torn_down, record.deployment_id, deletion, self.clock())
+
+    def _teardown_failed(self, conn: Connection, deployment_id: str, now: datetime) -> None:
+        repo = DeploymentRepository(conn)
+        current = repo.get(deployment_id, for_update=True)
+        if current is not None and current.lease_owner == self.owner:
+            repo.save(schedule.teardown_failed(current, now, self.settings.retry_backoff))
+
+    def _torn_down(
+        self, uow: UnitOfWork, deployment_id: str, deletion: DeletionRecord, now: datetime
+    ) -> None:
+        """Record a finished teardown: once, and only while the lease is still ours."""
+        repo = DeploymentRepository(uow.conn)
+        current = repo.get(deployment_id, for_update=True)
+        if current is None or current.lease_owner != self.owner:
+            log.warning("lost the lease while tearing down; the new owner decides")
+            return
+        new, deleted = schedule.teardown_done(current, now, deletion, self._env(current, now))
+        if deleted is None:
+            return
+        repo.save(new)
+        repo.forget_credentials(deployment_id)
+        uow.emit(deleted)
         log.info("hub deleted", objects=len(deletion.objects))
 
 
-def lateness_summary(fired: list[tuple[Action, datetime, datetime]]) -> tuple[float, float]:
+def lateness_summary(fired: list[Fired]) -> tuple[float, float]:
     """Median and worst delay in seconds between when actions were due and when they fired."""
     delays = sorted((actual - planned).total_seconds() for _, planned, actual in fired)
     if not delays:

@@ -1,14 +1,21 @@
-"""The deployment repository and its table."""
+"""The deployment repository and its tables.
+
+The repository is synchronous: it runs inside a unit of work, in a database
+thread (`jhaas_runtime.db`). The statements the consumers and the scheduler
+run for every event and every tick are built once, below, with bind
+parameters, so that SQLAlchemy compiles each once and then only looks it up.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from deployer_svc.credentials import SEALED_PREFIX, CredentialBox
 from deployer_svc.domain import DeploymentRecord
@@ -118,167 +125,226 @@ def _record(row: sa.Row[tuple[object, ...]]) -> DeploymentRecord:
     )
 
 
-class DeploymentRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+# -- statements built once (see the module's docstring) ---------------------------
 
-    async def for_request(
-        self, request_id: str, *, for_update: bool = False
-    ) -> DeploymentRecord | None:
-        query = sa.select(deployments).where(deployments.c.request_id == request_id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
+_c = deployments.c
+_S = DeploymentState
+_PRE_HUB = [_S.SCHEDULED.value, _S.DEPLOYING.value]
+
+_FOR_REQUEST = sa.select(deployments).where(_c.request_id == sa.bindparam("request_id"))
+_FOR_REQUEST_LOCKED = _FOR_REQUEST.with_for_update()
+_GET = sa.select(deployments).where(_c.deployment_id == sa.bindparam("deployment_id"))
+_GET_LOCKED = _GET.with_for_update()
+_CANCELLED_BEFORE_APPROVAL = sa.exists().where(
+    early_cancellations.c.request_id == sa.bindparam("request_id")
+)
+# Every column from the parameters, by the row's id (`_row` plus "id").
+_SAVE = deployments.update().where(_c.deployment_id == sa.bindparam("id"))
+# A second approval of a request (or a replica's at the same moment) inserts
+# nothing: the unique request id decides, without a savepoint to roll back to.
+# The row count says which (SQLAlchemy keeps an INSERT's only when asked to).
+_ADD = {
+    "postgresql": postgresql.insert(deployments)
+    .on_conflict_do_nothing(index_elements=[_c.request_id])
+    .execution_options(preserve_rowcount=True),
+    "sqlite": sqlite.insert(deployments)
+    .on_conflict_do_nothing(index_elements=[_c.request_id])
+    .execution_options(preserve_rowcount=True),
+}
+
+
+def _add_unless_cancelled(dialect: ModuleType) -> sa.Executable:
+    """INSERT ... SELECT <the row> WHERE NOT EXISTS <an early cancellation>
+    ON CONFLICT (request_id) DO NOTHING: an approval's usual case in one statement."""
+    row = sa.select(*(sa.bindparam(c.key, type_=c.type) for c in deployments.c))
+    insert: postgresql.Insert | sqlite.Insert = dialect.insert(deployments)
+    return (
+        insert.from_select([c.key for c in deployments.c], row.where(~_CANCELLED_BEFORE_APPROVAL))
+        .on_conflict_do_nothing(index_elements=[_c.request_id])
+        .execution_options(preserve_rowcount=True)
+    )
+
+
+_ADD_UNLESS_CANCELLED = {
+    "postgresql": _add_unless_cancelled(postgresql),
+    "sqlite": _add_unless_cancelled(sqlite),
+}
+_REMEMBER_CANCELLATION = {
+    "postgresql": postgresql.insert(early_cancellations).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(early_cancellations).on_conflict_do_nothing(),
+}
+
+
+def _due_query() -> sa.Select[tuple[object, ...]]:
+    """Deployments with an action due at :now (the SQL form of
+    `schedule.due_action`, which still decides on each row)."""
+    now = sa.bindparam("now", type_=UtcDateTime())
+    state = _c.state
+    return (
+        sa.select(deployments)
+        .where(sa.or_(_c.lease_until.is_(None), _c.lease_until <= now))
+        .where(
+            sa.or_(
+                sa.and_(state.in_([*_PRE_HUB, _S.FAILED.value]), _c.ends_at <= now),
+                sa.and_(
+                    state.in_(_PRE_HUB),
+                    _c.deploy_at <= now,
+                    sa.or_(_c.next_attempt_at.is_(None), _c.next_attempt_at <= now),
+                ),
+                sa.and_(
+                    state == _S.RUNNING.value,
+                    sa.or_(
+                        _c.ends_at <= now,
+                        sa.and_(_c.course_started.is_(False), _c.starts_at <= now),
+                    ),
+                ),
+                sa.and_(state == _S.ENDING.value, _c.teardown_at <= now),
+            )
+        )
+        .order_by(_c.deploy_at)
+    )
+
+
+def _next_due_query() -> sa.Select[tuple[object, ...]]:
+    """The earliest time of each kind over the active deployments, in one row
+    (the SQL form of `min(schedule.next_due(r))`)."""
+    state = _c.state
+    later_of = sa.case(
+        (
+            sa.and_(_c.next_attempt_at.is_not(None), _c.next_attempt_at > _c.deploy_at),
+            _c.next_attempt_at,
+        ),
+        else_=_c.deploy_at,
+    )
+    candidates = (
+        _c.ends_at,
+        _c.lease_until,
+        sa.case((state.in_(_PRE_HUB), later_of), else_=None),
+        sa.case(
+            (sa.and_(state == _S.RUNNING.value, _c.course_started.is_(False)), _c.starts_at),
+            else_=None,
+        ),
+        sa.case((state == _S.ENDING.value, _c.teardown_at), else_=None),
+    )
+    return sa.select(*(sa.func.min(t, type_=UtcDateTime()) for t in candidates)).where(
+        state.in_([s.value for s in ACTIVE])
+    )
+
+
+_DUE = _due_query()
+# PostgreSQL: replicas take different rows instead of queueing (SQLite has one writer).
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_NEXT_DUE = _next_due_query()
+_RENEW_LEASE = (
+    deployments.update()
+    .where(_c.deployment_id == sa.bindparam("id"), _c.lease_owner == sa.bindparam("owner"))
+    .values(lease_until=sa.bindparam("until"))
+    .returning(_c.state)
+)
+
+
+class DeploymentRepository:
+    """Deployments, their credentials and early cancellations, inside the
+    caller's transaction on `conn`."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def for_request(self, request_id: str, *, for_update: bool = False) -> DeploymentRecord | None:
+        query = _FOR_REQUEST_LOCKED if for_update else _FOR_REQUEST
+        row = self.conn.execute(query, {"request_id": request_id}).first()
         return _record(row) if row else None
 
-    async def list_deployments(
+    def list_deployments(
         self, *, leader_id: str | None = None, request_id: str | None = None
     ) -> list[DeploymentRecord]:
-        query = sa.select(deployments).order_by(
-            deployments.c.deploy_at, deployments.c.deployment_id
-        )
+        query = sa.select(deployments).order_by(_c.deploy_at, _c.deployment_id)
         if leader_id is not None:
-            query = query.where(deployments.c.leader_id == leader_id)
+            query = query.where(_c.leader_id == leader_id)
         if request_id is not None:
-            query = query.where(deployments.c.request_id == request_id)
-        return [_record(r) for r in (await self.session.execute(query)).all()]
+            query = query.where(_c.request_id == request_id)
+        return [_record(r) for r in self.conn.execute(query).all()]
 
-    async def get(self, deployment_id: str, *, for_update: bool = False) -> DeploymentRecord | None:
-        query = sa.select(deployments).where(deployments.c.deployment_id == deployment_id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
+    def get(self, deployment_id: str, *, for_update: bool = False) -> DeploymentRecord | None:
+        query = _GET_LOCKED if for_update else _GET
+        row = self.conn.execute(query, {"deployment_id": deployment_id}).first()
         return _record(row) if row else None
 
-    async def due(self, now: datetime, *, lock: bool) -> list[DeploymentRecord]:
-        """Deployments with an action due at `now` (the SQL form of
-        `schedule.due_action`, which still decides on each row). Only these are
-        read and locked: a tick costs what is due, not what is scheduled."""
-        c = deployments.c
-        state = c.state
-        pre_hub = [DeploymentState.SCHEDULED.value, DeploymentState.DEPLOYING.value]
-        query = (
-            sa.select(deployments)
-            .where(sa.or_(c.lease_until.is_(None), c.lease_until <= now))
-            .where(
-                sa.or_(
-                    sa.and_(state.in_([*pre_hub, DeploymentState.FAILED.value]), c.ends_at <= now),
-                    sa.and_(
-                        state.in_(pre_hub),
-                        c.deploy_at <= now,
-                        sa.or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now),
-                    ),
-                    sa.and_(
-                        state == DeploymentState.RUNNING.value,
-                        sa.or_(
-                            c.ends_at <= now,
-                            sa.and_(c.course_started.is_(False), c.starts_at <= now),
-                        ),
-                    ),
-                    sa.and_(state == DeploymentState.ENDING.value, c.teardown_at <= now),
-                )
-            )
-            .order_by(c.deploy_at)
-        )
-        if lock:
-            query = query.with_for_update(skip_locked=True)
-        return [_record(r) for r in (await self.session.execute(query)).all()]
+    def due(self, now: datetime, *, lock: bool) -> list[DeploymentRecord]:
+        """Deployments with an action due at `now`. Only these are read (and,
+        with `lock`, locked): a tick costs what is due, not what is scheduled."""
+        query = _DUE_LOCKED if lock else _DUE
+        return [_record(r) for r in self.conn.execute(query, {"now": now}).all()]
 
-    async def next_due(self) -> datetime | None:
-        """When something is next due (the SQL form of `min(schedule.next_due(r))`
-        over the active deployments), computed by the database in one row."""
-        c = deployments.c
-        state = c.state
-        pre_hub = state.in_([DeploymentState.SCHEDULED.value, DeploymentState.DEPLOYING.value])
-        later_of = sa.case(
-            (
-                sa.and_(c.next_attempt_at.is_not(None), c.next_attempt_at > c.deploy_at),
-                c.next_attempt_at,
-            ),
-            else_=c.deploy_at,
-        )
-        candidates = (
-            c.ends_at,
-            c.lease_until,
-            sa.case((pre_hub, later_of), else_=None),
-            sa.case(
-                (
-                    sa.and_(state == DeploymentState.RUNNING.value, c.course_started.is_(False)),
-                    c.starts_at,
-                ),
-                else_=None,
-            ),
-            sa.case((state == DeploymentState.ENDING.value, c.teardown_at), else_=None),
-        )
-        query = sa.select(*(sa.func.min(t, type_=UtcDateTime()) for t in candidates)).where(
-            state.in_([s.value for s in ACTIVE])
-        )
-        row = (await self.session.execute(query)).one()
-        times = [t for t in row if t is not None]
+    def next_due(self) -> datetime | None:
+        """When something is next due over the active deployments (one row)."""
+        row = self.conn.execute(_NEXT_DUE).one()
+        times: list[datetime] = [t for t in row if t is not None]
         return min(times) if times else None
 
-    async def renew_lease(
+    def renew_lease(
         self, deployment_id: str, owner: str, until: datetime
     ) -> DeploymentState | None:
         """Extend `owner`'s lease; the deployment's state, or None when the lease is
         not `owner`'s any more (it expired and another worker claimed the row)."""
-        c = deployments.c
-        state = await self.session.scalar(
-            deployments.update()
-            .where(c.deployment_id == deployment_id, c.lease_owner == owner)
-            .values(lease_until=until)
-            .returning(c.state)
+        state = self.conn.scalar(
+            _RENEW_LEASE, {"id": deployment_id, "owner": owner, "until": until}
         )
         return DeploymentState(state) if state is not None else None
 
-    async def release_leases(self, owner: str, deployment_ids: list[str]) -> None:
+    def release_leases(self, owner: str, deployment_ids: list[str]) -> None:
         """Give up `owner`'s leases on these rows at once (a stopping worker), so that
         another worker or the next start takes the actions over without waiting."""
         if deployment_ids:
-            c = deployments.c
-            await self.session.execute(
+            self.conn.execute(
                 deployments.update()
-                .where(c.deployment_id.in_(deployment_ids), c.lease_owner == owner)
+                .where(_c.deployment_id.in_(deployment_ids), _c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
 
-    async def states_of(self, deployment_ids: list[str]) -> dict[str, DeploymentState]:
+    def states_of(self, deployment_ids: list[str]) -> dict[str, DeploymentState]:
         """The state of each of these deployments that the database knows."""
-        c = deployments.c
         found: dict[str, DeploymentState] = {}
         for start in range(0, len(deployment_ids), 500):  # bounded IN lists
             chunk = deployment_ids[start : start + 500]
-            rows = await self.session.execute(
-                sa.select(c.deployment_id, c.state).where(c.deployment_id.in_(chunk))
+            rows = self.conn.execute(
+                sa.select(_c.deployment_id, _c.state).where(_c.deployment_id.in_(chunk))
             )
             found.update({row.deployment_id: DeploymentState(row.state) for row in rows})
         return found
 
-    async def running(self) -> list[DeploymentRecord]:
+    def running(self) -> list[DeploymentRecord]:
         """Deployments whose hub should be up now (reconciliation checks each)."""
-        query = sa.select(deployments).where(deployments.c.state == DeploymentState.RUNNING.value)
-        return [_record(r) for r in (await self.session.execute(query)).all()]
+        query = sa.select(deployments).where(_c.state == _S.RUNNING.value)
+        return [_record(r) for r in self.conn.execute(query).all()]
 
-    async def any_deployment(self) -> bool:
+    def any_deployment(self) -> bool:
         """Whether this database has ever scheduled a hub (an empty one next to
         existing hubs looks reset or restored)."""
-        found = await self.session.scalar(sa.select(deployments.c.deployment_id).limit(1))
-        return found is not None
+        return self.conn.scalar(sa.select(_c.deployment_id).limit(1)) is not None
 
-    async def save(self, record: DeploymentRecord) -> None:
-        await self.session.execute(
-            deployments.update()
-            .where(deployments.c.deployment_id == record.deployment_id)
-            .values(**_row(record))
-        )
+    def save(self, record: DeploymentRecord) -> None:
+        self.conn.execute(_SAVE, {**_row(record), "id": record.deployment_id})
 
-    async def api_token(self, deployment_id: str, new_token: str, box: CredentialBox) -> str:
+    def add(self, record: DeploymentRecord) -> bool:
+        """Store a new deployment; False when its request has one already (a race
+        lost, or a second approval)."""
+        added = self.conn.execute(_ADD[self.conn.dialect.name], _row(record))
+        return added.rowcount == 1
+
+    def add_unless_cancelled(self, record: DeploymentRecord) -> bool:
+        """Store a new deployment unless its request has one already or was
+        cancelled before its approval, in one statement; False when it did not."""
+        added = self.conn.execute(_ADD_UNLESS_CANCELLED[self.conn.dialect.name], _row(record))
+        return added.rowcount == 1
+
+    def api_token(self, deployment_id: str, new_token: str, box: CredentialBox) -> str:
         """The hub's API token, made (from `new_token`) the first time it is asked
         for; stored encrypted with `box`."""
         where = hub_credentials.c.deployment_id == deployment_id
-        found = await self.session.scalar(sa.select(hub_credentials.c.api_token).where(where))
+        found = self.conn.scalar(sa.select(hub_credentials.c.api_token).where(where))
         if found is None:
-            await self.session.execute(
+            self.conn.execute(
                 hub_credentials.insert().values(
                     deployment_id=deployment_id, api_token=box.seal(new_token)
                 )
@@ -286,37 +352,24 @@ class DeploymentRepository:
             return new_token
         if not str(found).startswith(SEALED_PREFIX):
             # Stored in the clear by a version before encryption: seal it now.
-            await self.session.execute(
+            self.conn.execute(
                 hub_credentials.update().where(where).values(api_token=box.seal(str(found)))
             )
             return str(found)
         return box.open(str(found))
 
-    async def forget_credentials(self, deployment_id: str) -> None:
-        await self.session.execute(
+    def forget_credentials(self, deployment_id: str) -> None:
+        self.conn.execute(
             hub_credentials.delete().where(hub_credentials.c.deployment_id == deployment_id)
         )
 
-    async def remember_cancellation(self, request_id: str, now: datetime) -> None:
-        exists = await self.cancelled_before_approval(request_id)
-        if not exists:
-            await self.session.execute(
-                early_cancellations.insert().values(request_id=request_id, cancelled_at=now)
-            )
-
-    async def cancelled_before_approval(self, request_id: str) -> bool:
-        found = await self.session.scalar(
-            sa.select(early_cancellations.c.request_id).where(
-                early_cancellations.c.request_id == request_id
-            )
+    def remember_cancellation(self, request_id: str, now: datetime) -> None:
+        self.conn.execute(
+            _REMEMBER_CANCELLATION[self.conn.dialect.name],
+            {"request_id": request_id, "cancelled_at": now},
         )
-        return found is not None
 
-    async def add(self, record: DeploymentRecord) -> bool:
-        """Store a new deployment; False when its request has one already (a race lost)."""
-        try:
-            async with self.session.begin_nested():
-                await self.session.execute(deployments.insert().values(**_row(record)))
-        except IntegrityError:
-            return False
-        return True
+    def cancelled_before_approval(self, request_id: str) -> bool:
+        return bool(
+            self.conn.scalar(sa.select(_CANCELLED_BEFORE_APPROVAL), {"request_id": request_id})
+        )
