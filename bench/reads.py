@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import LOCK_TIMEOUTS
 from jhaas_launcher.processes import PostgresServer, free_port, wait_for_port
 from jhaas_launcher.stack import GATEWAY, SERVICES, Stack
 from jhaas_runtime.settings import database_url_variable
@@ -35,9 +36,6 @@ def wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> tu
     return rate, f"p50 {pct['50']:>8}  p90 {pct['90']:>8}  p99 {pct['99']:>8}"
 
 
-LOCK_TIMEOUT = "database is locked"
-
-
 def rss_mb(pid: int) -> float:
     """The process's peak resident memory so far (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -47,12 +45,12 @@ def rss_mb(pid: int) -> float:
 
 
 def lock_timeouts(log_dir: Path) -> list[str]:
-    """Every log line of every process that reports SQLite's lock timeout."""
+    """Every log line of every process that says a database lock timed out."""
     return [
         f"{log.name}: {line[:200]}"
         for log in sorted(log_dir.glob("*.log"))
         for line in log.read_text(errors="replace").splitlines()
-        if LOCK_TIMEOUT in line
+        if any(words in line for words in LOCK_TIMEOUTS)
     ]
 
 
@@ -119,8 +117,12 @@ async def run_once(seconds: int, concurrency: int, pg: PostgresServer | None) ->
                 + ", ".join(f"{name} {mb:.0f}" for name, mb in rss.items())
                 + f";  lock timeouts in the logs: {len(locked)}"
             )
-            for line in locked:
-                print(f"    {line}")
+            if locked:
+                print("".join(f"    {line}\n" for line in locked[:5]), end="")
+                raise SystemExit(
+                    f"FAILED: {len(locked)} log lines say a database lock timed out; "
+                    "the figures above do not count"
+                )
         finally:
             if bare is not None:
                 bare.terminate()
