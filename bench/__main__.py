@@ -29,7 +29,7 @@ def main() -> None:
     if args.which in ("all", "reads"):
         from bench import reads
 
-        asyncio.run(reads.main(args.seconds, args.concurrency))
+        asyncio.run(reads.main(args.seconds, args.concurrency, postgres=not args.no_postgres))
     if args.which in ("all", "deployer"):
         from bench import deployer
 

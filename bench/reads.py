@@ -1,5 +1,6 @@
 """Authenticated reads per second and p50/p99 latency: GET /api/v1/requests/{id}
-through gateway -> NATS request-reply -> request-svc -> SQLite, next to a bare
+through gateway -> NATS request-reply -> request-svc -> SQLite, then the same
+with every service on PostgreSQL, each next to a bare
 Litestar endpoint that checks the same bearer token (bench/bare_app.py), both
 loaded the same way in the same run on this machine."""
 
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from jhaas_launcher.processes import free_port, wait_for_port
-from jhaas_launcher.stack import Stack
+from jhaas_launcher.processes import PostgresServer, free_port, wait_for_port
+from jhaas_launcher.stack import GATEWAY, SERVICES, Stack
+from jhaas_runtime.settings import database_url_variable
 
 
 def wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> tuple[float, str]:
@@ -33,48 +35,92 @@ def wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> tu
     return rate, f"p50 {pct['50']:>8}  p90 {pct['90']:>8}  p99 {pct['99']:>8}"
 
 
-async def main(seconds: int, concurrency: int) -> None:
+LOCK_TIMEOUT = "database is locked"
+
+
+def rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def lock_timeouts(log_dir: Path) -> list[str]:
+    """Every log line of every process that reports SQLite's lock timeout."""
+    return [
+        f"{log.name}: {line[:200]}"
+        for log in sorted(log_dir.glob("*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if LOCK_TIMEOUT in line
+    ]
+
+
+async def main(seconds: int, concurrency: int, postgres: bool = True) -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk (./jhaas bench installs it)")
+    print(
+        f"\n== reads: authenticated GETs for {seconds}s each, {concurrency} connections"
+        " (wrk, one thread) =="
+    )
+    await run_once(seconds, concurrency, None)
+    if postgres:
+        pg_root = Path(tempfile.mkdtemp(prefix="jhaas-bench-pg-"))
+        pg = PostgresServer(data_dir=pg_root / "data").start()
+        try:
+            await run_once(seconds, concurrency, pg)
+        finally:
+            pg.stop()
+            shutil.rmtree(pg_root, ignore_errors=True)
+
+
+async def run_once(seconds: int, concurrency: int, pg: PostgresServer | None) -> None:
     secret = secrets.token_hex(32)
+    env = {
+        "JHAAS_JWT_SECRET": secret,
+        "JHAAS_ADMIN_PASSWORD": "bench-admin-password",
+        "JHAAS_LOG_LEVEL": "WARNING",
+    }
+    if pg is not None:
+        env["JHAAS_INSTALLATION_ID"] = "bench"
+        env["JHAAS_DEPLOYER_SECRET_KEYS"] = secrets.token_hex(32)
+        for name, _module in (*SERVICES, GATEWAY):
+            env[database_url_variable(name)] = pg.create_database(name.replace("-", "_"))
+    label = "PostgreSQL" if pg else "SQLite"
     with tempfile.TemporaryDirectory(prefix="jhaas-bench-reads-") as tmp:
-        stack = Stack(
-            data_dir=Path(tmp) / "data",
-            extra_env={
-                "JHAAS_JWT_SECRET": secret,
-                "JHAAS_ADMIN_PASSWORD": "bench-admin-password",
-                "JHAAS_LOG_LEVEL": "WARNING",
-            },
-        )
+        stack = Stack(data_dir=Path(tmp) / "data", extra_env=env)
         bare_port = free_port()
         bare = None
         try:
             await stack.start()
-            env = stack.env("gateway")  # it checks tokens like the gateway: same secret
+            # It checks tokens like the gateway: same code, same secret.
             bare = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
-                [sys.executable, "-m", "bench.bare_app", str(bare_port)], env=env
+                [sys.executable, "-m", "bench.bare_app", str(bare_port)], env=stack.env("gateway")
             )
             wait_for_port(bare_port, process=bare, what="bare app")
             async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
                 headers, request_id = await _leader_with_request(client)
+            bare_url = f"http://127.0.0.1:{bare_port}/bare/{request_id}"
+            gateway_url = f"{stack.gateway_url}/api/v1/requests/{request_id}"
             # Warm both up (connections, caches) before measuring.
-            wrk(f"{stack.gateway_url}/api/v1/requests/{request_id}", headers, 1, concurrency)
-            wrk(f"http://127.0.0.1:{bare_port}/bare/{request_id}", headers, 1, concurrency)
-            bare_rate, bare_lat = wrk(
-                f"http://127.0.0.1:{bare_port}/bare/{request_id}", headers, seconds, concurrency
-            )
-            gw_rate, gw_lat = wrk(
-                f"{stack.gateway_url}/api/v1/requests/{request_id}", headers, seconds, concurrency
-            )
+            wrk(gateway_url, headers, 1, concurrency)
+            wrk(bare_url, headers, 1, concurrency)
+            bare_rate, bare_lat = wrk(bare_url, headers, seconds, concurrency)
+            gw_rate, gw_lat = wrk(gateway_url, headers, seconds, concurrency)
+            rss = {name: rss_mb(h.process.pid) for name, h in stack.processes.items()}
+            locked = lock_timeouts(stack.log_dir)
+            print(f"  bare Litestar + same token check   : {bare_rate:7.0f} req/s  {bare_lat}")
             print(
-                f"\n== reads: authenticated GETs for {seconds}s each, {concurrency} connections"
-                " (wrk, one thread) =="
-            )
-            print(f"  bare Litestar + same token check : {bare_rate:7.0f} req/s  {bare_lat}")
-            print(
-                f"  gateway -> NATS -> svc -> SQLite : {gw_rate:7.0f} req/s  {gw_lat}"
+                f"  gateway -> NATS -> svc -> {label:10s}: {gw_rate:7.0f} req/s  {gw_lat}"
                 f"  ({gw_rate / bare_rate:.0%} of bare)"
             )
+            print(
+                "  peak RSS (MB): "
+                + ", ".join(f"{name} {mb:.0f}" for name, mb in rss.items())
+                + f";  lock timeouts in the logs: {len(locked)}"
+            )
+            for line in locked:
+                print(f"    {line}")
         finally:
             if bare is not None:
                 bare.terminate()

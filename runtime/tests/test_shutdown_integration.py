@@ -54,8 +54,7 @@ async def test_stop_right_after_a_commit_publishes_the_event_once_and_returns(
     runtime = build(settings_for(SERVICE))
     await runtime.start()
     event = sample_submitted("r-stop")
-    async with runtime.unit_of_work() as uow:
-        uow.emit(event)
+    await runtime.write(lambda uow: uow.emit(event))
     async with asyncio.timeout(HANG_GUARD):
         await runtime.stop()
 

@@ -80,7 +80,7 @@ def test_each_process_gets_only_its_own_secrets(tmp_path: Path) -> None:
             "JHAAS_ADMIN_PASSWORD": "a long admin password",
             "JHAAS_JWT_SECRET": "x" * 40,
             "JHAAS_DEPLOYER_SECRET_KEYS": "y" * 40,
-            "JHAAS_REQUEST_SVC_DATABASE_URL": "postgresql+asyncpg://r:pw@db/request_svc",
+            "JHAAS_REQUEST_SVC_DATABASE_URL": "postgresql+psycopg://r:pw@db/request_svc",
             "JHAAS_NATS_SEED_FILE": "/somewhere/else.nk",
         },
     )

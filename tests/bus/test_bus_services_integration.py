@@ -56,7 +56,7 @@ def settings(
     return RuntimeSettings(
         service=service,
         nats_url=server.url,
-        database_url=f"sqlite+aiosqlite:///{root / (service + '.sqlite')}",
+        database_url=f"sqlite:///{root / (service + '.sqlite')}",
         db_pool_size=4,
         data_dir=root,
         stream_replicas=1,

@@ -539,7 +539,7 @@ def test_each_deployment_reads_its_own_database_and_the_shared_settings() -> Non
         assert env_name == key
         assert settings.database_url == secret_values[key]
         assert urlsplit(settings.database_url).path == f"/{module}"
-        assert settings.database_url.startswith("postgresql+asyncpg://")
+        assert settings.database_url.startswith("postgresql+psycopg://")
         database_urls.add(settings.database_url)
         # Gateway secrets reach the gateway only.
         gateway_secrets = GATEWAY_ONLY_SECRETS & set(refs)
@@ -852,7 +852,7 @@ def test_compose_gives_each_service_its_own_database() -> None:
         env = environment_of(service)
         settings = RuntimeSettings.from_env(service_name, as_mounted(env, COMPOSE_SEED_FILE))
         url = urlsplit(settings.database_url)
-        assert settings.database_url.startswith("postgresql+asyncpg://"), module
+        assert settings.database_url.startswith("postgresql+psycopg://"), module
         assert (url.hostname, url.port, url.path) == ("postgres", 5432, f"/{module}")
         databases.add(url.path)
         # No service is handed another service's database URL.

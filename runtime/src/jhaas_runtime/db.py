@@ -127,8 +127,8 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False}
         else:
             # A connection the server closed is noticed by the first statement
-            # on it: the pool is invalidated and `read` tries once more. A ping
-            # before every unit would cost a round trip each.
+            # on it: the pool is invalidated and the unit runs once more (_run).
+            # A ping before every unit would cost a round trip each.
             kwargs["pool_recycle"] = 1800
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         if self.is_sqlite:
@@ -150,8 +150,7 @@ class Database:
     ) -> T:
         """Run `work(connection, ...)` for reading. On SQLite each statement is
         its own snapshot (autocommit); on PostgreSQL the unit is one
-        transaction, rolled back at the end. A connection found closed by the
-        server is replaced and the unit run once more."""
+        transaction, rolled back at the end."""
         call = _bound(work, args, kwargs)
         return await self._in_thread(self._read_unit, call)
 
@@ -178,18 +177,34 @@ class Database:
         return await asyncio.wrap_future(future)
 
     def _read_unit(self, call: Callable[[Connection], T]) -> T:
-        try:
-            with self.engine.connect() as conn, conn.begin():
-                return call(conn)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-        with self.engine.connect() as conn, conn.begin():
-            return call(conn)
+        return self._run(self.engine, call)
 
     def _write_unit(self, call: Callable[[Connection], T]) -> T:
-        with self._write_engine.connect() as conn, conn.begin():
-            return call(conn)
+        return self._run(self._write_engine, call)
+
+    @staticmethod
+    def _run(engine: Engine, call: Callable[[Connection], T]) -> T:
+        """One transaction; run once more on a new connection when the first
+        one was found closed by the server while the unit ran (a PostgreSQL
+        restart, an idle connection killed). Only then: the failure came before
+        the commit, so nothing of the first run was kept. A unit is a plain
+        function of its connection, so running it again does the same."""
+        for attempt in (1, 2):
+            with engine.connect() as conn:
+                transaction = conn.begin()
+                try:
+                    result = call(conn)
+                except DBAPIError as exc:
+                    transaction.rollback()
+                    if attempt == 1 and exc.connection_invalidated:
+                        continue
+                    raise
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                transaction.commit()
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _submit(
         self, unit: Callable[[Callable[[Connection], T]], T], call: Callable[[Connection], T]

@@ -82,11 +82,10 @@ async def test_starts_answers_health_and_records_a_deleted_hub_once(
         assert consumer.dead_lettered == 0
         assert consumer.duplicates == 1
 
-        async with runtime.db.reading() as session:
-            rows = (await session.execute(sa.select(purged_courses))).all()
-            inbox = await session.scalar(
-                sa.select(sa.func.count()).select_from(runtime.tables.inbox)
-            )
+        rows = await runtime.db.read(lambda conn: conn.execute(sa.select(purged_courses)).all())
+        inbox = await runtime.db.read(
+            lambda conn: conn.scalar(sa.select(sa.func.count()).select_from(runtime.tables.inbox))
+        )
         assert [(r.request_id, r.deployment_id, r.hub_deleted_at) for r in rows] == [
             (deleted.request_id, deleted.deployment_id, deleted_at)
         ]

@@ -6,13 +6,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from governance_svc import domain
 from governance_svc.store import ReviewRepository
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.rpc import CallContext
-from jhaas_runtime.service import ServiceRuntime
+from jhaas_runtime.service import ServiceRuntime, UnitOfWork
 from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.events import (
     RequestCancelled,
@@ -66,13 +66,15 @@ class GovernanceHandlers:
 
     async def list_reviews(self, ctx: CallContext, payload: ListReviews) -> ReviewList:
         domain.ensure_can_list(ctx.principal)
-        async with self.runtime.db.reading() as session:
-            records = await ReviewRepository(session).list_reviews(state=payload.state)
+        records = await self.runtime.db.read(
+            lambda conn: ReviewRepository(conn).list_reviews(state=payload.state)
+        )
         return ReviewList(items=[r.view() for r in records])
 
     async def get_review(self, ctx: CallContext, payload: GetReview) -> Review:
-        async with self.runtime.db.reading() as session:
-            record = await ReviewRepository(session).get(payload.request_id)
+        record = await self.runtime.db.read(
+            lambda conn: ReviewRepository(conn).get(payload.request_id)
+        )
         return domain.ensure_visible(record, ctx.principal, payload.request_id).view()
 
     async def approve(self, ctx: CallContext, payload: ApproveRequest) -> Review:
@@ -121,67 +123,70 @@ class GovernanceHandlers:
         """Load the review under a lock, decide, keep the decision's audit row and
         emit its event, all in one transaction."""
         now = self.clock()
-        async with self.runtime.unit_of_work() as uow:
-            repo = ReviewRepository(uow.session)
-            record = await self._for_decision(repo, ctx, request_id)
-            new, decision, event = decide(record, now, self._env(ctx, now))
-            await repo.save(new)
-            await repo.record_decision(new.review_id, decision)
-            uow.emit(event)
-        return new.view()
 
-    async def _for_decision(
+        def apply(uow: UnitOfWork) -> domain.ReviewRecord:
+            repo = ReviewRepository(uow.conn)
+            record = self._for_decision(repo, ctx, request_id)
+            new, decision, event = decide(record, now, self._env(ctx, now))
+            repo.save(new)
+            repo.record_decision(new.review_id, decision)
+            uow.emit(event)
+            return new
+
+        return (await self.runtime.write(apply)).view()
+
+    def _for_decision(
         self, repo: ReviewRepository, ctx: CallContext, request_id: str
     ) -> domain.ReviewRecord:
-        record = await repo.get(request_id, for_update=True)
+        record = repo.get(request_id, for_update=True)
         return domain.ensure_visible(record, ctx.principal, request_id)
 
     # --- request events -------------------------------------------------------
 
-    async def on_request_submitted(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+    def on_request_submitted(self, conn: Connection, event: Event) -> Sequence[Event]:
         assert isinstance(event, RequestSubmitted)
-        repo = ReviewRepository(session)
-        existing = await repo.get(event.request_id, for_update=True)
+        repo = ReviewRepository(conn)
+        existing = repo.get(event.request_id, for_update=True)
         new = domain.on_request_submitted(
             existing, event, review_id=str(uuid.uuid4()), now=self.clock()
         )
-        if new is not None and not await repo.add(new):
+        if new is not None and not repo.add(new):
             log.info("review already opened by another replica", request_id=event.request_id)
         return ()
 
-    async def on_request_updated(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+    def on_request_updated(self, conn: Connection, event: Event) -> Sequence[Event]:
         assert isinstance(event, RequestUpdated)
-        repo = ReviewRepository(session)
-        existing = await repo.get(event.request_id, for_update=True)
+        repo = ReviewRepository(conn)
+        existing = repo.get(event.request_id, for_update=True)
         new = domain.on_request_updated(
             existing, event, review_id=str(uuid.uuid4()), now=self.clock()
         )
         if new is None:
             log.info("request update no longer applies", request_id=event.request_id)
         elif existing is None:
-            await repo.add(new)
+            repo.add(new)
         else:
-            await repo.save(new)
+            repo.save(new)
         return ()
 
-    async def on_request_withdrawn(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+    def on_request_withdrawn(self, conn: Connection, event: Event) -> Sequence[Event]:
         assert isinstance(event, RequestWithdrawn)
-        repo = ReviewRepository(session)
-        existing = await repo.get(event.request_id, for_update=True)
+        repo = ReviewRepository(conn)
+        existing = repo.get(event.request_id, for_update=True)
         if existing is None:
             raise SubmissionNotSeenYet(event.request_id)
         new = domain.on_request_withdrawn(existing, event, now=self.clock())
         if new is not None:
-            await repo.save(new)
+            repo.save(new)
         return ()
 
-    async def on_request_cancelled(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+    def on_request_cancelled(self, conn: Connection, event: Event) -> Sequence[Event]:
         assert isinstance(event, RequestCancelled)
-        repo = ReviewRepository(session)
-        existing = await repo.get(event.request_id, for_update=True)
+        repo = ReviewRepository(conn)
+        existing = repo.get(event.request_id, for_update=True)
         if existing is None:
             raise SubmissionNotSeenYet(event.request_id)
         new = domain.on_request_cancelled(existing, event, now=self.clock())
         if new is not None:
-            await repo.save(new)
+            repo.save(new)
         return ()

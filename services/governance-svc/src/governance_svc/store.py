@@ -7,10 +7,10 @@ from pathlib import Path
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from governance_svc.domain import ReviewRecord
+from jhaas_runtime.db import insert_for
 from jhaas_runtime.tables import add_messaging_tables
 from jhaas_runtime.types import UtcDateTime
 from jhaas_schemas.model import HubSpec
@@ -93,29 +93,29 @@ def _decision(row: sa.Row[tuple[object, ...]]) -> Decision:
 
 
 class ReviewRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
 
-    async def get(self, request_id: str, *, for_update: bool = False) -> ReviewRecord | None:
+    def get(self, request_id: str, *, for_update: bool = False) -> ReviewRecord | None:
         query = sa.select(reviews).where(reviews.c.request_id == request_id)
         if for_update:
             query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
+        row = self.conn.execute(query).first()
         if row is None:
             return None
-        history = await self._decisions([row._mapping["review_id"]])
+        history = self._decisions([row._mapping["review_id"]])
         return _review(row, tuple(history[row._mapping["review_id"]]))
 
-    async def list_reviews(self, *, state: ReviewState | None = None) -> list[ReviewRecord]:
+    def list_reviews(self, *, state: ReviewState | None = None) -> list[ReviewRecord]:
         # Oldest first: a queue is worked through in the order it was filled.
         query = sa.select(reviews).order_by(reviews.c.submitted_at, reviews.c.review_id)
         if state is not None:
             query = query.where(reviews.c.state == state.value)
-        rows = (await self.session.execute(query)).all()
-        history = await self._decisions([r._mapping["review_id"] for r in rows])
+        rows = self.conn.execute(query).all()
+        history = self._decisions([r._mapping["review_id"] for r in rows])
         return [_review(r, tuple(history[r._mapping["review_id"]])) for r in rows]
 
-    async def _decisions(self, review_ids: list[str]) -> dict[str, list[Decision]]:
+    def _decisions(self, review_ids: list[str]) -> dict[str, list[Decision]]:
         history: dict[str, list[Decision]] = defaultdict(list)
         if review_ids:
             query = (
@@ -123,26 +123,26 @@ class ReviewRepository:
                 .where(decisions.c.review_id.in_(review_ids))
                 .order_by(decisions.c.decision_id)
             )
-            for row in (await self.session.execute(query)).all():
+            for row in self.conn.execute(query).all():
                 history[row._mapping["review_id"]].append(_decision(row))
         return history
 
-    async def add(self, review: ReviewRecord) -> bool:
+    def add(self, review: ReviewRecord) -> bool:
         """Store a new review; False when its request has one already (a race lost)."""
-        try:
-            async with self.session.begin_nested():
-                await self.session.execute(reviews.insert().values(**_row(review)))
-        except IntegrityError:
-            return False
-        return True
+        added = self.conn.execute(
+            insert_for(self.conn, reviews)
+            .values(**_row(review))
+            .on_conflict_do_nothing(index_elements=[reviews.c.request_id])
+        )
+        return bool(added.rowcount == 1)
 
-    async def save(self, review: ReviewRecord) -> None:
-        await self.session.execute(
+    def save(self, review: ReviewRecord) -> None:
+        self.conn.execute(
             reviews.update().where(reviews.c.review_id == review.review_id).values(**_row(review))
         )
 
-    async def record_decision(self, review_id: str, decision: Decision) -> None:
-        await self.session.execute(
+    def record_decision(self, review_id: str, decision: Decision) -> None:
+        self.conn.execute(
             decisions.insert().values(
                 review_id=review_id,
                 state=decision.state.value,

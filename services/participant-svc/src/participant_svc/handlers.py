@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.service import ServiceRuntime
@@ -28,12 +28,12 @@ class ParticipantHandlers:
         self.runtime = runtime
         self.clock = clock
 
-    async def on_hub_deleted(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+    def on_hub_deleted(self, conn: Connection, event: Event) -> Sequence[Event]:
         assert isinstance(event, HubDeleted)
-        repo = PurgedCourseRepository(session)
-        course = domain.on_hub_deleted(await repo.get(event.request_id), event, now=self.clock())
+        repo = PurgedCourseRepository(conn)
+        course = domain.on_hub_deleted(repo.get(event.request_id), event, now=self.clock())
         if course is None:
             log.info("course already marked for purging", request_id=event.request_id)
         else:
-            await repo.add(course)
+            repo.add(course)
         return ()

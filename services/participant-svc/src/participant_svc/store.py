@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
+from jhaas_runtime.db import insert_for
 from jhaas_runtime.tables import add_messaging_tables
 from jhaas_runtime.types import UtcDateTime
 from participant_svc.domain import PurgedCourse
@@ -29,14 +29,12 @@ purged_courses = sa.Table(
 
 
 class PurgedCourseRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
 
-    async def get(self, request_id: str) -> PurgedCourse | None:
-        row = (
-            await self.session.execute(
-                sa.select(purged_courses).where(purged_courses.c.request_id == request_id)
-            )
+    def get(self, request_id: str) -> PurgedCourse | None:
+        row = self.conn.execute(
+            sa.select(purged_courses).where(purged_courses.c.request_id == request_id)
         ).first()
         if row is None:
             return None
@@ -48,18 +46,16 @@ class PurgedCourseRepository:
             recorded_at=m["recorded_at"],
         )
 
-    async def add(self, course: PurgedCourse) -> bool:
+    def add(self, course: PurgedCourse) -> bool:
         """Record a course; False when another replica recorded it first."""
-        try:
-            async with self.session.begin_nested():
-                await self.session.execute(
-                    purged_courses.insert().values(
-                        request_id=course.request_id,
-                        deployment_id=course.deployment_id,
-                        hub_deleted_at=course.hub_deleted_at,
-                        recorded_at=course.recorded_at,
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+        added = self.conn.execute(
+            insert_for(self.conn, purged_courses)
+            .values(
+                request_id=course.request_id,
+                deployment_id=course.deployment_id,
+                hub_deleted_at=course.hub_deleted_at,
+                recorded_at=course.recorded_at,
+            )
+            .on_conflict_do_nothing(index_elements=[purged_courses.c.request_id])
+        )
+        return bool(added.rowcount == 1)

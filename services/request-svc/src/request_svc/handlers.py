@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from jhaas_runtime.rpc import CallContext
-from jhaas_runtime.service import ServiceRuntime
+from jhaas_runtime.service import ServiceRuntime, UnitOfWork
 from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.errors import Forbidden
 from jhaas_schemas.events import (
@@ -64,14 +64,16 @@ class RequestHandlers:
             now=now,
             env=self._env(ctx, now),
         )
-        async with self.runtime.unit_of_work() as uow:
-            await HubRequestRepository(uow.session).add(state)
+
+        def add(uow: UnitOfWork) -> None:
+            HubRequestRepository(uow.conn).add(state)
             uow.emit(event)
+
+        await self.runtime.write(add)
         return state.view()
 
     async def get(self, ctx: CallContext, payload: GetRequest) -> HubRequest:
-        async with self.runtime.db.reading() as session:
-            state = await HubRequestRepository(session).get(payload.request_id)
+        state = await self.runtime.db.read(_get, payload.request_id)
         return domain.ensure_visible(state, ctx.principal, payload.request_id).view()
 
     async def list(self, ctx: CallContext, payload: ListRequests) -> HubRequestList:
@@ -80,10 +82,9 @@ class RequestHandlers:
             if not ctx.principal.has(Role.GOVERNANCE, Role.ADMIN):
                 raise Forbidden("only governance and admins can list every request")
             leader_id = None
-        async with self.runtime.db.reading() as session:
-            states = await HubRequestRepository(session).list(
-                leader_id=leader_id, status=payload.status
-            )
+        states = await self.runtime.db.read(
+            lambda conn: HubRequestRepository(conn).list(leader_id=leader_id, status=payload.status)
+        )
         return HubRequestList(items=[s.view() for s in states])
 
     async def update(self, ctx: CallContext, payload: UpdateRequest) -> HubRequest:
@@ -122,35 +123,42 @@ class RequestHandlers:
         """Load the request under a lock, apply the domain change, save it and
         emit its event in one transaction (nothing when the change is a no-op)."""
         now = self.clock()
-        async with self.runtime.unit_of_work() as uow:
-            repo = HubRequestRepository(uow.session)
+
+        def apply(uow: UnitOfWork) -> domain.HubRequestState:
+            repo = HubRequestRepository(uow.conn)
             state = domain.ensure_visible(
-                await repo.get(request_id, for_update=True), ctx.principal, request_id
+                repo.get(request_id, for_update=True), ctx.principal, request_id
             )
             new, event = change(state, now, self._env(ctx, now))
             if event is not None:
-                await repo.save(new)
+                repo.save(new)
                 uow.emit(event)
-        return new.view()
+            return new
 
-    async def on_review_decision(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+        return (await self.runtime.write(apply)).view()
+
+    def on_review_decision(self, conn: Connection, event: Event) -> Sequence[Event]:
         assert isinstance(event, RequestApproved | RequestRejected | ChangesRequested)
-        repo = HubRequestRepository(session)
-        state = await repo.get(event.request_id, for_update=True)
+        repo = HubRequestRepository(conn)
+        state = repo.get(event.request_id, for_update=True)
         if state is None:
             return ()
         new = domain.on_review_decision(state, event, self.clock())
         if new is not None:
-            await repo.save(new)
+            repo.save(new)
         return ()
 
-    async def on_deployment_event(self, session: AsyncSession, event: Event) -> Sequence[Event]:
+    def on_deployment_event(self, conn: Connection, event: Event) -> Sequence[Event]:
         assert isinstance(event, HubDeploying | HubReady | HubFailed | CourseEnded | HubDeleted)
-        repo = HubRequestRepository(session)
-        state = await repo.get(event.request_id, for_update=True)
+        repo = HubRequestRepository(conn)
+        state = repo.get(event.request_id, for_update=True)
         if state is None:
             return ()
         new = domain.on_deployment_event(state, event, self.clock())
         if new is not None:
-            await repo.save(new)
+            repo.save(new)
         return ()
+
+
+def _get(conn: Connection, request_id: str) -> domain.HubRequestState | None:
+    return HubRequestRepository(conn).get(request_id)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from jhaas_runtime.tables import add_messaging_tables
 from jhaas_runtime.types import UtcDateTime
@@ -77,18 +77,25 @@ def _state(row: sa.Row[tuple[object, ...]]) -> HubRequestState:
     )
 
 
-class HubRequestRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+_GET = sa.select(hub_requests).where(hub_requests.c.request_id == sa.bindparam("request_id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+_SLUG_HOLDER = sa.select(hub_requests.c.request_id).where(
+    hub_requests.c.active_slug == sa.bindparam("slug")
+)
+_INSERT = hub_requests.insert()
+_UPDATE = hub_requests.update().where(hub_requests.c.request_id == sa.bindparam("key"))
 
-    async def get(self, request_id: str, *, for_update: bool = False) -> HubRequestState | None:
-        query = sa.select(hub_requests).where(hub_requests.c.request_id == request_id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
+
+class HubRequestRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, request_id: str, *, for_update: bool = False) -> HubRequestState | None:
+        query = _GET_FOR_UPDATE if for_update else _GET
+        row = self.conn.execute(query, {"request_id": request_id}).first()
         return _state(row) if row else None
 
-    async def list(
+    def list(
         self, *, leader_id: str | None = None, status: RequestStatus | None = None
     ) -> list[HubRequestState]:
         query = sa.select(hub_requests).order_by(hub_requests.c.created_at.desc())
@@ -96,33 +103,27 @@ class HubRequestRepository:
             query = query.where(hub_requests.c.leader_id == leader_id)
         if status is not None:
             query = query.where(hub_requests.c.status == status.value)
-        return [_state(r) for r in (await self.session.execute(query)).all()]
+        return [_state(r) for r in self.conn.execute(query).all()]
 
-    async def ensure_slug_free(self, slug: str, request_id: str) -> None:
-        holder = await self.session.scalar(
-            sa.select(hub_requests.c.request_id).where(hub_requests.c.active_slug == slug)
-        )
+    def ensure_slug_free(self, slug: str, request_id: str) -> None:
+        holder = self.conn.scalar(_SLUG_HOLDER, {"slug": slug})
         if holder is not None and holder != request_id:
             raise Conflict(f"the slug {slug!r} is taken", {"spec.slug": "is taken"})
 
-    async def add(self, state: HubRequestState) -> None:
-        await self.ensure_slug_free(state.spec.slug, state.request_id)
-        await self._write(hub_requests.insert().values(**_row(state)), state.spec.slug)
+    def add(self, state: HubRequestState) -> None:
+        self.ensure_slug_free(state.spec.slug, state.request_id)
+        self._write(_INSERT, _row(state), state.spec.slug)
 
-    async def save(self, state: HubRequestState) -> None:
+    def save(self, state: HubRequestState) -> None:
         if state.active_slug:
-            await self.ensure_slug_free(state.active_slug, state.request_id)
-        await self._write(
-            hub_requests.update()
-            .where(hub_requests.c.request_id == state.request_id)
-            .values(**_row(state)),
-            state.spec.slug,
-        )
+            self.ensure_slug_free(state.active_slug, state.request_id)
+        self._write(_UPDATE, {**_row(state), "key": state.request_id}, state.spec.slug)
 
-    async def _write(self, statement: sa.Executable, slug: str) -> None:
+    def _write(self, statement: sa.Executable, values: dict[str, object], slug: str) -> None:
         try:
-            async with self.session.begin_nested():
-                await self.session.execute(statement)
+            self.conn.execute(statement, values)
         except IntegrityError:
-            # Two leaders claimed the same slug at the same moment.
+            # Two leaders claimed the same slug at the same moment (PostgreSQL;
+            # on SQLite writers take turns). The unit of work ends here and is
+            # rolled back whole, so no savepoint is needed.
             raise Conflict(f"the slug {slug!r} is taken", {"spec.slug": "is taken"}) from None
