@@ -42,7 +42,7 @@ async def client(gateway_settings: GatewaySettings) -> AsyncIterator[Client]:
 def second_database_url(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> str:
     """A database of its own for a second service, on the same engine as `database_url`."""
     if database_url.startswith("sqlite"):
-        return f"sqlite+aiosqlite:///{tmp_path / 'request-svc.sqlite'}"
+        return f"sqlite:///{tmp_path / 'request-svc.sqlite'}"
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.create_database(f"r_{uuid.uuid4().hex[:12]}")
 

@@ -242,28 +242,29 @@ async def test_accounts_made_before_the_upgrade_keep_signing_in(
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
 
+    def add_admin(connection: Connection, password_hash: str) -> None:
+        connection.execute(
+            sa.text(
+                "INSERT INTO users (user_id, username, display_name, password_hash,"
+                " disabled, created_at, updated_at) VALUES (:id, :name, '', :hash,"
+                " false, :now, :now)"
+            ),
+            {
+                "id": "7d0f4a52-4a43-4d5c-9d32-5ee0f1c6a001",
+                "name": ADMIN[0],
+                "hash": password_hash,
+                "now": datetime.now(UTC),
+            },
+        )
+        connection.execute(
+            sa.text("INSERT INTO user_roles (user_id, role) VALUES (:id, 'admin')"),
+            {"id": "7d0f4a52-4a43-4d5c-9d32-5ee0f1c6a001"},
+        )
+
     try:
-        async with db.engine.begin() as connection:
-            await connection.run_sync(to_first_revision)
+        await db.write(to_first_revision)
         accounts = Accounts(db, fast_passwords(), session_ttl=timedelta(hours=1))
-        async with db.transaction() as session:
-            await session.execute(
-                sa.text(
-                    "INSERT INTO users (user_id, username, display_name, password_hash,"
-                    " disabled, created_at, updated_at) VALUES (:id, :name, '', :hash,"
-                    " false, :now, :now)"
-                ),
-                {
-                    "id": "7d0f4a52-4a43-4d5c-9d32-5ee0f1c6a001",
-                    "name": ADMIN[0],
-                    "hash": accounts.passwords.hash(ADMIN[1]),
-                    "now": datetime.now(UTC),
-                },
-            )
-            await session.execute(
-                sa.text("INSERT INTO user_roles (user_id, role) VALUES (:id, 'admin')"),
-                {"id": "7d0f4a52-4a43-4d5c-9d32-5ee0f1c6a001"},
-            )
+        await db.write(add_admin, accounts.passwords.hash(ADMIN[1]))
     finally:
         await db.dispose()
     async with make_client(gateway_settings) as client:  # migrates to head at start

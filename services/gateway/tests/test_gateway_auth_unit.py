@@ -12,6 +12,7 @@ from argon2 import PasswordHasher
 
 from gateway.auth import (
     AUDIENCE,
+    VERIFIED_TOKENS,
     BearerTokens,
     InvalidToken,
     Passwords,
@@ -153,6 +154,52 @@ def test_tampered_payload_is_refused() -> None:
 def test_garbage_is_refused() -> None:
     with pytest.raises(InvalidToken):
         tokens().verify("not.a.token")
+
+
+class StoppedClock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_token_verified_before_is_still_refused_once_it_expires() -> None:
+    clock = StoppedClock()
+    codec = BearerTokens(SECRET, issuer=ISSUER, clock=clock)
+    token = issue(codec, ttl=900)
+    expires = codec.verify(token).expires_at.timestamp()
+    clock.now = expires + 4  # within the leeway, as PyJWT allows
+    assert codec.verify(token).user_id == "u-1"
+    clock.now = expires + 5
+    with pytest.raises(InvalidToken, match="expired"):
+        codec.verify(token)
+    with pytest.raises(InvalidToken, match="expired"):
+        codec.verify(token)  # and at every later try
+
+
+def test_a_token_verified_before_lets_no_changed_copy_through() -> None:
+    codec = tokens()
+    genuine = issue(codec)
+    assert codec.verify(genuine).roles == (Role.LEADER, Role.ADMIN)
+    header, payload, signature = genuine.split(".")
+    claims = jwt.decode(genuine, options={"verify_signature": False})
+    claims["roles"] = ["admin", "governance"]
+    for changed in (
+        f"{header}.{b64(claims)}.{signature}",
+        f"{header}.{payload}.{signature[:-2]}",
+        f"{header}.{payload}.{signature[:-1]}{'B' if signature[-1] == 'A' else 'A'}",
+        issue(tokens(secret=b"x" * 32)),
+    ):
+        with pytest.raises(InvalidToken, match="not valid"):
+            codec.verify(changed)
+
+
+def test_tokens_remembered_are_bounded() -> None:
+    codec = tokens()
+    for _ in range(VERIFIED_TOKENS + 50):
+        codec.verify(issue(codec))
+    assert len(codec._verified) == VERIFIED_TOKENS
 
 
 # --- session and CSRF tokens --------------------------------------------------

@@ -26,7 +26,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.max_body_bytes == 65536
     assert settings.public_url == "http://127.0.0.1:8000"
     assert settings.admin_password is None
-    assert settings.runtime.database_url == f"sqlite+aiosqlite:///{tmp_path / 'gateway.sqlite'}"
+    assert settings.runtime.database_url == f"sqlite:///{tmp_path / 'gateway.sqlite'}"
 
 
 def test_values_from_the_environment(tmp_path: Path) -> None:

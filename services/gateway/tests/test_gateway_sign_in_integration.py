@@ -206,8 +206,7 @@ async def test_parallel_attempts_after_a_wait_get_one_check(
 
         results = await asyncio.gather(*(attempt(n) for n in range(12)))
         assert sorted(results) == [False] * 11 + [True]
-        async with dbs[0].reading() as session:
-            counts = (await session.execute(sign_in_attempts.select())).all()
+        counts = await dbs[0].read(lambda conn: conn.execute(sign_in_attempts.select()).all())
         assert sorted(row.failures for row in counts) == [4, 4, 4]
     finally:
         for db in dbs:
@@ -223,8 +222,7 @@ async def test_counts_idle_for_the_window_are_pruned(
     throttle = SignInThrottle(db, settings.throttle_policy, settings.jwt_secret, clock)
 
     async def keys() -> int:
-        async with db.reading() as session:
-            return len((await session.execute(sign_in_attempts.select())).all())
+        return len(await db.read(lambda conn: conn.execute(sign_in_attempts.select()).all()))
 
     try:
         for n in range(3):

@@ -14,12 +14,21 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from gateway.auth import Passwords, TokenClaims, new_session_token, session_token_digest
 from gateway.password_rules import password_problem
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE
-from gateway.store import AccountStore, SessionRecord, UsernameTaken, UserRecord, sessions
+from gateway.store import (
+    LIVE_CALLER_BY_SESSION,
+    LIVE_CALLER_BY_TOKEN_HASH,
+    AccountStore,
+    LiveCaller,
+    SessionRecord,
+    UsernameTaken,
+    UserRecord,
+    find_live_caller,
+)
 from jhaas_runtime.db import Database
 from jhaas_runtime.files import write_private_file
 from jhaas_runtime.logs import get_logger
@@ -124,8 +133,7 @@ class Accounts:
     # --- sign-in -------------------------------------------------------------
 
     async def sign_in(self, username: str, password: str) -> SignedIn:
-        async with self.db.reading() as session:
-            user = await AccountStore(session).get_user_by_username(username)
+        user = await self.db.read(lambda conn: AccountStore(conn).get_user_by_username(username))
         stored = user.password_hash if user else None
         if not await asyncio.to_thread(self.passwords.verify, stored, password) or user is None:
             raise SignInRefused(WRONG_CREDENTIALS)
@@ -143,18 +151,7 @@ class Accounts:
             created_at=now,
             expires_at=now + self.session_ttl,
         )
-        async with self.db.transaction() as session:
-            store = AccountStore(session)
-            await store.delete_expired_sessions(now)
-            await store.add_session(record)
-            if rehashed is not None and await store.replace_password_hash(
-                user.user_id,
-                old_hash=user.password_hash,
-                new_hash=rehashed,
-                password_change_required=user.password_change_required,
-                now=now,
-            ):
-                user = replace(user, password_hash=rehashed, updated_at=now)
+        user = await self.db.write(_open_session, user, record, rehashed, now)
         return SignedIn(
             user=user,
             session_id=record.session_id,
@@ -163,27 +160,15 @@ class Accounts:
         )
 
     async def caller_for_session_token(self, token: str) -> Caller | None:
-        return await self._live_caller(sessions.c.token_hash == session_token_digest(token))
+        params = {"token_hash": session_token_digest(token), "now": self.clock()}
+        found = await self.db.read(find_live_caller, LIVE_CALLER_BY_TOKEN_HASH, params)
+        return None if found is None else _caller(found)
 
     async def caller_for_token(self, claims: TokenClaims) -> Caller | None:
         """The caller of a verified bearer token while its session lives and its user is enabled."""
-        caller = await self._live_caller(sessions.c.session_id == claims.session_id)
-        return caller if caller is not None and caller.user_id == claims.user_id else None
-
-    async def _live_caller(self, condition: sa.ColumnElement[bool]) -> Caller | None:
-        async with self.db.reading() as session:
-            found = await AccountStore(session).live_caller(condition, self.clock())
-        if found is None:
-            return None
-        record, user = found
-        # Roles come from the account as it is now: a revoked role ends at once.
-        return Caller(
-            user_id=user.user_id,
-            username=user.username,
-            roles=user.roles,
-            session_id=record.session_id,
-            password_change_required=user.password_change_required,
-        )
+        params = {"session_id": claims.session_id, "user_id": claims.user_id, "now": self.clock()}
+        found = await self.db.read(find_live_caller, LIVE_CALLER_BY_SESSION, params)
+        return None if found is None else _caller(found)
 
     async def change_password(self, caller: Caller, current: str, new: str) -> UserRecord:
         """Replace the caller's password; every other session of theirs ends.
@@ -196,33 +181,8 @@ class Accounts:
         if not await asyncio.to_thread(self.passwords.verify, user.password_hash, current):
             raise WrongPassword
         new_hash = await asyncio.to_thread(self.passwords.hash, new)
-        now = self.clock()
-        # The hashing took a while: decide on the row as it is now, under its lock,
-        # and write only the password (an admin may have disabled the account or
-        # changed its roles meanwhile; that must stand).
-        async with self.db.transaction() as session:
-            store = AccountStore(session)
-            current_user = await store.get_user(user.user_id, for_update=True)
-            if (
-                current_user is None
-                or current_user.disabled
-                or not await store.session_alive(caller.session_id, now)
-            ):
-                raise SignInEnded
-            if not await store.replace_password_hash(
-                user.user_id,
-                old_hash=user.password_hash,
-                new_hash=new_hash,
-                password_change_required=False,
-                now=now,
-            ):
-                raise Conflict(
-                    "the password was changed meanwhile; sign in again with the new one",
-                    {"current_password": "is no longer the password"},
-                )
-            await store.delete_sessions_of(user.user_id, keep=caller.session_id)
-        changed = replace(
-            current_user, password_hash=new_hash, password_change_required=False, updated_at=now
+        changed = await self.db.write(
+            _replace_password, user, caller.session_id, new_hash, self.clock()
         )
         self._forget_initial_password(current)
         log.info("password changed", username=user.username)
@@ -237,22 +197,19 @@ class Accounts:
             log.info("initial admin password file deleted", path=str(path))
 
     async def end_session(self, session_id: str) -> None:
-        async with self.db.transaction() as session:
-            await AccountStore(session).delete_session(session_id)
+        await self.db.write(lambda conn: AccountStore(conn).delete_session(session_id))
 
     # --- users ---------------------------------------------------------------
 
     async def get_user(self, user_id: str) -> UserRecord:
         _require_user_id(user_id)
-        async with self.db.reading() as session:
-            user = await AccountStore(session).get_user(user_id)
+        user = await self.db.read(lambda conn: AccountStore(conn).get_user(user_id))
         if user is None:
             raise NotFound(f"no user {user_id!r}")
         return user
 
     async def list_users(self) -> list[UserRecord]:
-        async with self.db.reading() as session:
-            return await AccountStore(session).list_users()
+        return await self.db.read(lambda conn: AccountStore(conn).list_users())
 
     async def create_user(
         self,
@@ -278,8 +235,7 @@ class Accounts:
             password_change_required=password_change_required,
         )
         try:
-            async with self.db.transaction() as session:
-                await AccountStore(session).add_user(user)
+            await self.db.write(lambda conn: AccountStore(conn).add_user(user))
         except UsernameTaken:
             raise Conflict(
                 f"the username {username!r} is taken", {"username": "is taken"}
@@ -290,35 +246,13 @@ class Accounts:
         self, user_id: str, *, roles: tuple[Role, ...] | None, disabled: bool | None
     ) -> UserRecord:
         _require_user_id(user_id)
-        async with self.db.transaction() as session:
-            store = AccountStore(session)
-            user = await store.get_user(user_id, for_update=True)
-            if user is None:
-                raise NotFound(f"no user {user_id!r}")
-            changed = replace(
-                user,
-                roles=user.roles if roles is None else tuple(sorted(set(roles))),
-                disabled=user.disabled if disabled is None else disabled,
-                updated_at=self.clock(),
-            )
-            await store.save_user(changed)
-            if await store.count_active_admins() == 0:
-                field = "disabled" if changed.disabled and not user.disabled else "roles"
-                raise Conflict(
-                    "this change would leave no active admin",
-                    {field: "would remove the last admin"},
-                )
-            if changed.disabled:
-                await store.delete_sessions_of(user_id)
-        return changed
+        return await self.db.write(_update_user, user_id, roles, disabled, self.clock())
 
     async def ensure_first_admin(self, username: str, password: str | None, data_dir: Path) -> None:
         """Create the first admin when there is none; a generated password goes to a 0600 file."""
-        async with self.db.reading() as session:
-            store = AccountStore(session)
-            if await store.count_active_admins() > 0:
-                return
-            existing = await store.get_user_by_username(username)
+        admins, existing = await self.db.read(_admins_and_user, username)
+        if admins > 0:
+            return
         if existing is not None:
             log.warning(
                 "no active admin, and the account named for the first admin exists; "
@@ -344,14 +278,110 @@ class Accounts:
             password_change_required=password is None,
         )
         try:
-            async with self.db.transaction() as session:
-                await AccountStore(session).add_user(user)
-                if password is None:
-                    # Written before the commit: no admin exists whose password is lost.
-                    write_private_file(password_file, secret + "\n", overwrite=True)
+            generated = (password_file, secret) if password is None else None
+            await self.db.write(_add_first_admin, user, generated)
         except UsernameTaken:
             return  # another replica created it at the same moment
         if password is None:
             log.info("first admin created", username=username, password_file=str(password_file))
         else:
             log.info("first admin created", username=username)
+
+
+# --- units of work: each runs whole in one database thread, in one transaction
+
+
+def _caller(found: LiveCaller) -> Caller:
+    # Roles come from the account as it is now: a revoked role ends at once.
+    return Caller(
+        user_id=found.user_id,
+        username=found.username,
+        roles=found.roles,
+        session_id=found.session_id,
+        password_change_required=found.password_change_required,
+    )
+
+
+def _open_session(
+    conn: Connection, user: UserRecord, record: SessionRecord, rehashed: str | None, now: datetime
+) -> UserRecord:
+    store = AccountStore(conn)
+    store.delete_expired_sessions(now)
+    store.add_session(record)
+    if rehashed is not None and store.replace_password_hash(
+        user.user_id,
+        old_hash=user.password_hash,
+        new_hash=rehashed,
+        password_change_required=user.password_change_required,
+        now=now,
+    ):
+        return replace(user, password_hash=rehashed, updated_at=now)
+    return user
+
+
+def _replace_password(
+    conn: Connection, user: UserRecord, session_id: str, new_hash: str, now: datetime
+) -> UserRecord:
+    # The hashing took a while: decide on the row as it is now, under its lock,
+    # and write only the password (an admin may have disabled the account or
+    # changed its roles meanwhile; that must stand).
+    store = AccountStore(conn)
+    current = store.get_user(user.user_id, for_update=True)
+    if current is None or current.disabled or not store.session_alive(session_id, now):
+        raise SignInEnded
+    if not store.replace_password_hash(
+        user.user_id,
+        old_hash=user.password_hash,
+        new_hash=new_hash,
+        password_change_required=False,
+        now=now,
+    ):
+        raise Conflict(
+            "the password was changed meanwhile; sign in again with the new one",
+            {"current_password": "is no longer the password"},
+        )
+    store.delete_sessions_of(user.user_id, keep=session_id)
+    return replace(current, password_hash=new_hash, password_change_required=False, updated_at=now)
+
+
+def _update_user(
+    conn: Connection,
+    user_id: str,
+    roles: tuple[Role, ...] | None,
+    disabled: bool | None,
+    now: datetime,
+) -> UserRecord:
+    store = AccountStore(conn)
+    user = store.get_user(user_id, for_update=True)
+    if user is None:
+        raise NotFound(f"no user {user_id!r}")
+    changed = replace(
+        user,
+        roles=user.roles if roles is None else tuple(sorted(set(roles))),
+        disabled=user.disabled if disabled is None else disabled,
+        updated_at=now,
+    )
+    store.save_user(changed)
+    if store.count_active_admins() == 0:  # raising rolls the change back
+        field = "disabled" if changed.disabled and not user.disabled else "roles"
+        raise Conflict(
+            "this change would leave no active admin", {field: "would remove the last admin"}
+        )
+    if changed.disabled:
+        store.delete_sessions_of(user_id)
+    return changed
+
+
+def _admins_and_user(conn: Connection, username: str) -> tuple[int, UserRecord | None]:
+    store = AccountStore(conn)
+    return store.count_active_admins(), store.get_user_by_username(username)
+
+
+def _add_first_admin(
+    conn: Connection, user: UserRecord, generated: tuple[Path, str] | None
+) -> None:
+    AccountStore(conn).add_user(user)
+    if generated is not None:
+        # Written before the commit: no admin exists whose password is lost.
+        path, secret = generated
+        write_private_file(path, secret + "\n", overwrite=True)

@@ -128,7 +128,14 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=reject_invalid_body,
         before_send=[send_correlation_header],
-        middleware=[make_access_log(settings.trusted_proxies)],
+        middleware=[
+            make_access_log(
+                settings.trusted_proxies,
+                service=SERVICE,
+                level=settings.runtime.log_level,
+                fmt=settings.runtime.log_format,
+            )
+        ],
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         state=State({"gateway": gateway}),

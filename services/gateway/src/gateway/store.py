@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
+from jhaas_runtime.db import insert_for
 from jhaas_runtime.types import UtcDateTime
 from jhaas_schemas.model import Role
 
@@ -112,33 +112,101 @@ def _ordered(roles: set[Role] | tuple[Role, ...] | list[Role]) -> tuple[Role, ..
     return tuple(sorted(set(roles)))
 
 
+# The principal lookup runs on every authenticated request: built once, so each
+# run is a hit in SQLAlchemy's compiled-statement cache, and it selects only
+# what a Caller needs (no hashes, no timestamps to convert).
+def _live_caller_query(*conditions: sa.ColumnElement[bool]) -> sa.Select[tuple[object, ...]]:
+    return (
+        sa.select(
+            sessions.c.session_id,
+            users.c.user_id,
+            users.c.username,
+            users.c.password_change_required,
+            user_roles.c.role,
+        )
+        .select_from(
+            sessions.join(users, users.c.user_id == sessions.c.user_id).outerjoin(
+                user_roles, user_roles.c.user_id == users.c.user_id
+            )
+        )
+        .where(
+            *conditions,
+            sessions.c.expires_at > sa.bindparam("now"),
+            users.c.disabled.is_(False),
+        )
+    )
+
+
+# Parameters: session_id, user_id (both from a verified bearer token), now.
+LIVE_CALLER_BY_SESSION = _live_caller_query(
+    sessions.c.session_id == sa.bindparam("session_id"),
+    sessions.c.user_id == sa.bindparam("user_id"),
+)
+# Parameters: token_hash (SHA-256 of the session cookie), now.
+LIVE_CALLER_BY_TOKEN_HASH = _live_caller_query(sessions.c.token_hash == sa.bindparam("token_hash"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LiveCaller:
+    """A live session and its enabled user, with the user's roles as they are now."""
+
+    session_id: str
+    user_id: str
+    username: str
+    roles: tuple[Role, ...]
+    password_change_required: bool
+
+
+def find_live_caller(
+    conn: Connection, query: sa.Select[tuple[object, ...]], params: dict[str, object]
+) -> LiveCaller | None:
+    """Run one of the LIVE_CALLER_* queries: None when the session or its user is gone."""
+    rows = conn.execute(query, params).all()
+    if not rows:
+        return None
+    first = rows[0]
+    return LiveCaller(
+        session_id=first.session_id,
+        user_id=first.user_id,
+        username=first.username,
+        roles=_ordered([Role(row.role) for row in rows if row.role is not None]),
+        password_change_required=bool(first.password_change_required),
+    )
+
+
 class AccountStore:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """Users and sessions over one connection, inside the caller's transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
 
     # --- users ---------------------------------------------------------------
 
-    async def add_user(self, user: UserRecord) -> None:
-        try:
-            async with self.session.begin_nested():
-                await self.session.execute(
-                    users.insert().values(
-                        user_id=user.user_id,
-                        username=user.username,
-                        display_name=user.display_name,
-                        password_hash=user.password_hash,
-                        disabled=user.disabled,
-                        created_at=user.created_at,
-                        updated_at=user.updated_at,
-                        password_change_required=user.password_change_required,
-                    )
-                )
-        except IntegrityError:
-            raise UsernameTaken(user.username) from None
-        await self._write_roles(user.user_id, user.roles)
+    def add_user(self, user: UserRecord) -> None:
+        # ON CONFLICT instead of catching the error: on PostgreSQL a failed
+        # statement would abort the whole transaction. (RETURNING, because
+        # psycopg reports no row count for an INSERT.)
+        inserted = self.conn.scalar(
+            insert_for(self.conn, users)
+            .values(
+                user_id=user.user_id,
+                username=user.username,
+                display_name=user.display_name,
+                password_hash=user.password_hash,
+                disabled=user.disabled,
+                created_at=user.created_at,
+                updated_at=user.updated_at,
+                password_change_required=user.password_change_required,
+            )
+            .on_conflict_do_nothing(index_elements=["username"])
+            .returning(users.c.user_id)
+        )
+        if inserted is None:
+            raise UsernameTaken(user.username)
+        self._write_roles(user.user_id, user.roles)
 
-    async def save_user(self, user: UserRecord) -> None:
-        await self.session.execute(
+    def save_user(self, user: UserRecord) -> None:
+        self.conn.execute(
             users.update()
             .where(users.c.user_id == user.user_id)
             .values(
@@ -149,10 +217,10 @@ class AccountStore:
                 password_change_required=user.password_change_required,
             )
         )
-        await self.session.execute(user_roles.delete().where(user_roles.c.user_id == user.user_id))
-        await self._write_roles(user.user_id, user.roles)
+        self.conn.execute(user_roles.delete().where(user_roles.c.user_id == user.user_id))
+        self._write_roles(user.user_id, user.roles)
 
-    async def replace_password_hash(
+    def replace_password_hash(
         self,
         user_id: str,
         *,
@@ -164,7 +232,7 @@ class AccountStore:
         """Set only the password columns, and only if the stored hash is still
         `old_hash` (nobody changed the password since it was checked): a whole-row
         write could undo what an admin changed meanwhile (disabled, roles)."""
-        result = await self.session.execute(
+        result = self.conn.execute(
             users.update()
             .where(users.c.user_id == user_id, users.c.password_hash == old_hash)
             .values(
@@ -173,66 +241,66 @@ class AccountStore:
                 updated_at=now,
             )
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]  # CursorResult
+        return result.rowcount == 1
 
-    async def session_alive(self, session_id: str, now: datetime) -> bool:
-        found = await self.session.scalar(
+    def session_alive(self, session_id: str, now: datetime) -> bool:
+        found = self.conn.scalar(
             sa.select(sessions.c.session_id).where(
                 sessions.c.session_id == session_id, sessions.c.expires_at > now
             )
         )
         return found is not None
 
-    async def _write_roles(self, user_id: str, roles: tuple[Role, ...]) -> None:
+    def _write_roles(self, user_id: str, roles: tuple[Role, ...]) -> None:
         if roles:
-            await self.session.execute(
+            self.conn.execute(
                 user_roles.insert(), [{"user_id": user_id, "role": role.value} for role in roles]
             )
 
-    async def get_user(self, user_id: str, *, for_update: bool = False) -> UserRecord | None:
-        return await self._one(users.c.user_id == user_id, for_update=for_update)
+    def get_user(self, user_id: str, *, for_update: bool = False) -> UserRecord | None:
+        return self._one(users.c.user_id == user_id, for_update=for_update)
 
-    async def get_user_by_username(self, username: str) -> UserRecord | None:
-        return await self._one(users.c.username == username)
+    def get_user_by_username(self, username: str) -> UserRecord | None:
+        return self._one(users.c.username == username)
 
-    async def _one(
+    def _one(
         self, condition: sa.ColumnElement[bool], *, for_update: bool = False
     ) -> UserRecord | None:
         query = sa.select(users).where(condition)
         if for_update:
             query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
+        row = self.conn.execute(query).first()
         if row is None:
             return None
-        roles = await self._roles_of([row.user_id])
+        roles = self._roles_of([row.user_id])
         return _user(row, roles.get(row.user_id, ()))
 
-    async def list_users(self) -> list[UserRecord]:
-        rows = (await self.session.execute(sa.select(users).order_by(users.c.username))).all()
-        roles = await self._roles_of([row.user_id for row in rows])
+    def list_users(self) -> list[UserRecord]:
+        rows = self.conn.execute(sa.select(users).order_by(users.c.username)).all()
+        roles = self._roles_of([row.user_id for row in rows])
         return [_user(row, roles.get(row.user_id, ())) for row in rows]
 
-    async def _roles_of(self, user_ids: list[str]) -> dict[str, tuple[Role, ...]]:
+    def _roles_of(self, user_ids: list[str]) -> dict[str, tuple[Role, ...]]:
         if not user_ids:
             return {}
         found: dict[str, set[Role]] = {}
         query = sa.select(user_roles).where(user_roles.c.user_id.in_(user_ids))
-        for row in (await self.session.execute(query)).all():
+        for row in self.conn.execute(query).all():
             found.setdefault(row.user_id, set()).add(Role(row.role))
         return {user_id: _ordered(roles) for user_id, roles in found.items()}
 
-    async def count_active_admins(self) -> int:
+    def count_active_admins(self) -> int:
         query = (
             sa.select(sa.func.count())
             .select_from(users.join(user_roles, users.c.user_id == user_roles.c.user_id))
             .where(user_roles.c.role == Role.ADMIN.value, users.c.disabled.is_(False))
         )
-        return int(await self.session.scalar(query) or 0)
+        return int(self.conn.scalar(query) or 0)
 
     # --- sessions ------------------------------------------------------------
 
-    async def add_session(self, record: SessionRecord) -> None:
-        await self.session.execute(
+    def add_session(self, record: SessionRecord) -> None:
+        self.conn.execute(
             sessions.insert().values(
                 session_id=record.session_id,
                 token_hash=record.token_hash,
@@ -242,43 +310,18 @@ class AccountStore:
             )
         )
 
-    async def live_caller(
-        self, condition: sa.ColumnElement[bool], now: datetime
-    ) -> tuple[SessionRecord, UserRecord] | None:
-        """The session matching `condition` and its enabled user, in one query
-        (it runs on every authenticated request); None when either is gone."""
-        query = (
-            sa.select(sessions, users, user_roles.c.role)
-            .join(users, users.c.user_id == sessions.c.user_id)
-            .outerjoin(user_roles, user_roles.c.user_id == users.c.user_id)
-            .where(condition, sessions.c.expires_at > now, users.c.disabled.is_(False))
-        )
-        rows = (await self.session.execute(query)).all()
-        if not rows:
-            return None
-        first = rows[0]
-        record = SessionRecord(
-            session_id=first.session_id,
-            token_hash=first.token_hash,
-            user_id=first.user_id,
-            created_at=first.created_at,
-            expires_at=first.expires_at,
-        )
-        roles = _ordered([Role(row.role) for row in rows if row.role is not None])
-        return record, _user(first, roles)
+    def delete_session(self, session_id: str) -> None:
+        self.conn.execute(sessions.delete().where(sessions.c.session_id == session_id))
 
-    async def delete_session(self, session_id: str) -> None:
-        await self.session.execute(sessions.delete().where(sessions.c.session_id == session_id))
-
-    async def delete_sessions_of(self, user_id: str, *, keep: str | None = None) -> None:
+    def delete_sessions_of(self, user_id: str, *, keep: str | None = None) -> None:
         """End the user's sessions, but for the one named `keep`."""
         condition = sessions.c.user_id == user_id
         if keep is not None:
             condition = sa.and_(condition, sessions.c.session_id != keep)
-        await self.session.execute(sessions.delete().where(condition))
+        self.conn.execute(sessions.delete().where(condition))
 
-    async def delete_expired_sessions(self, now: datetime) -> None:
-        await self.session.execute(sessions.delete().where(sessions.c.expires_at <= now))
+    def delete_expired_sessions(self, now: datetime) -> None:
+        self.conn.execute(sessions.delete().where(sessions.c.expires_at <= now))
 
 
 def _user(row: sa.Row[tuple[object, ...]], roles: tuple[Role, ...]) -> UserRecord:

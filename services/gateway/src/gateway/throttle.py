@@ -32,7 +32,8 @@ Threat model and answers:
   JHAAS_JWT_SECRET starts every count afresh.
 - Growth: a row exists only for an attempt that was checked (each costs an
   argon2 hash, which bounds the rate), and rows idle for `window_seconds`
-  are deleted by the next attempt at least PRUNE_EVERY after the last prune.
+  are deleted by the next attempt at least PRUNE_EVERY after the last prune,
+  inside that attempt's own transaction.
 """
 
 from __future__ import annotations
@@ -42,12 +43,12 @@ import hashlib
 import hmac
 import ipaddress
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from gateway.store import known_sign_ins, sign_in_attempts
 from jhaas_runtime.db import Database, insert_for
@@ -155,14 +156,6 @@ class SignInThrottle:
         fresh = -60 <= age <= KNOWN_FOR.total_seconds()
         return fresh and hmac.compare_digest(signature.encode(), expected.encode())
 
-    async def _address_is_known(self, account: str, address: str, now: datetime) -> bool:
-        query = sa.select(known_sign_ins.c.seen_at).where(
-            known_sign_ins.c.key == self._key("known", account, address)
-        )
-        async with self.db.reading() as session:
-            seen_at = await session.scalar(query)
-        return seen_at is not None and now - seen_at < KNOWN_FOR
-
     # --- attempts -------------------------------------------------------------
 
     async def begin(self, username: str, address: str, device: str | None = None) -> Attempt:
@@ -170,81 +163,116 @@ class SignInThrottle:
         now = self.clock()
         account, address = account_key(username), address_key(address)
         keys = {"pair": self._key("pair", account, address)}
-        known = self._device_is_known(device, account, now)
-        if not known:
+        account_wide: tuple[str, str] | None = None
+        if not self._device_is_known(device, account, now):
             # A known device (a signed cookie only a past sign-in to this very
             # account got) is exempt from the address count too: an attacker on
             # the same address (a campus NAT, the ingress when no proxy is
             # trusted) cannot hold the owner up by failing on other accounts.
             keys["address"] = self._key("address", address)
-        if not known and not await self._address_is_known(account, address, now):
-            keys["account"] = self._key("account", account)
-        async with self.db.transaction() as session:
-            await _insert_missing(session, keys.values(), now)
-            query = (
-                sa.select(sign_in_attempts)
-                .where(sign_in_attempts.c.key.in_(keys.values()))
-                .order_by(sign_in_attempts.c.key)  # one lock order for every replica
-                .with_for_update()
-            )
-            rows = {row.key: row for row in (await session.execute(query)).all()}
-            wait = max(
-                self.policy.wait(kind, rows[key].failures, rows[key].last_at, now)
-                for kind, key in keys.items()
-            )
-            if wait > 0:
-                raise TooManyAttempts(max(1, math.ceil(wait)))  # rolls back: nothing counted
-            for key, row in rows.items():
-                failures = self.policy.remembered(row.failures, row.last_at, now) + 1
-                await session.execute(
-                    sign_in_attempts.update()
-                    .where(sign_in_attempts.c.key == key)
-                    .values(failures=failures, last_at=now)
-                )
-        await self._prune(sign_in_attempts, sign_in_attempts.c.last_at, now - self.policy.window)
+            # The account count, unless the owner signed in from this address before.
+            account_wide = (self._key("known", account, address), self._key("account", account))
+        prune = self._prune_due(sign_in_attempts, now)
+        keys = await self.db.write(self._count, keys, account_wide, now, prune)
+        self._pruned(sign_in_attempts, now, prune)
         return Attempt(account, address, keys)
+
+    def _count(
+        self,
+        conn: Connection,
+        keys: dict[str, str],
+        account_wide: tuple[str, str] | None,
+        now: datetime,
+        prune: bool,
+    ) -> dict[str, str]:
+        """The unit of `begin`: raising TooManyAttempts rolls it back, nothing is counted."""
+        if account_wide is not None:
+            known, account = account_wide
+            seen_at = conn.scalar(
+                sa.select(known_sign_ins.c.seen_at).where(known_sign_ins.c.key == known)
+            )
+            if seen_at is None or now - seen_at >= KNOWN_FOR:
+                keys = {**keys, "account": account}
+        conn.execute(
+            insert_for(conn, sign_in_attempts)
+            .values([{"key": key, "failures": 0, "last_at": now} for key in sorted(keys.values())])
+            .on_conflict_do_nothing()
+        )
+        query = (
+            sa.select(sign_in_attempts)
+            .where(sign_in_attempts.c.key.in_(keys.values()))
+            .order_by(sign_in_attempts.c.key)  # one lock order for every replica
+            .with_for_update()
+        )
+        rows = {row.key: (row.failures, row.last_at) for row in conn.execute(query).all()}
+        # A row a concurrent prune deleted after our insert counts from zero.
+        counts = {key: rows.get(key, (0, now)) for key in keys.values()}
+        wait = max(self.policy.wait(kind, *counts[key], now) for kind, key in keys.items())
+        if wait > 0:
+            raise TooManyAttempts(max(1, math.ceil(wait)))
+        counted = [
+            {
+                "key": key,
+                "failures": self.policy.remembered(failures, last_at, now) + 1,
+                "last_at": now,
+            }
+            for key, (failures, last_at) in counts.items()
+        ]
+        upsert = insert_for(conn, sign_in_attempts).values(counted)
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["key"],
+                set_={"failures": upsert.excluded.failures, "last_at": upsert.excluded.last_at},
+            )
+        )
+        if prune:
+            _prune(conn, sign_in_attempts, sign_in_attempts.c.last_at, now - self.policy.window)
+        return keys
 
     async def succeeded(self, attempt: Attempt) -> str:
         """Give the attempt back, remember the address; the new known-device cookie."""
         now = self.clock()
-        counted = [key for kind, key in attempt.keys.items() if kind != "pair"]
         known = self._key("known", attempt.account, attempt.address)
-        async with self.db.transaction() as session:
-            await session.execute(
-                sign_in_attempts.delete().where(sign_in_attempts.c.key == attempt.keys["pair"])
-            )
-            await session.execute(
-                sign_in_attempts.update()
-                .where(sign_in_attempts.c.key.in_(counted), sign_in_attempts.c.failures > 0)
-                .values(failures=sign_in_attempts.c.failures - 1)
-            )
-            insert = insert_for(session, known_sign_ins).values(key=known, seen_at=now)
-            await session.execute(
-                insert.on_conflict_do_update(index_elements=["key"], set_={"seen_at": now})
-            )
-        await self._prune(known_sign_ins, known_sign_ins.c.seen_at, now - KNOWN_FOR)
+        prune = self._prune_due(known_sign_ins, now)
+        await self.db.write(_give_back, attempt.keys, known, now, prune)
+        self._pruned(known_sign_ins, now, prune)
         return self.device_token(attempt.account, now)
 
-    async def _prune(self, table: sa.Table, column: sa.Column[datetime], cutoff: datetime) -> None:
-        now = self.clock()
+    def _prune_due(self, table: sa.Table, now: datetime) -> bool:
         last = self._pruned_at.get(table.name)
-        if last is not None and now - last < PRUNE_EVERY:
-            return
-        self._pruned_at[table.name] = now
-        # SKIP LOCKED: rows another attempt holds are left for a later prune,
-        # so pruning never waits for, or deadlocks with, an attempt.
-        stale = (
-            sa.select(table.c.key)
-            .where(column < cutoff)
-            .limit(PRUNE_BATCH)
-            .with_for_update(skip_locked=True)
-        )
-        async with self.db.transaction() as session:
-            await session.execute(table.delete().where(table.c.key.in_(stale.scalar_subquery())))
+        return last is None or now - last >= PRUNE_EVERY
+
+    def _pruned(self, table: sa.Table, now: datetime, pruned: bool) -> None:
+        if pruned:
+            self._pruned_at[table.name] = now
 
 
-async def _insert_missing(session: AsyncSession, keys: Iterable[str], now: datetime) -> None:
-    rows = [{"key": key, "failures": 0, "last_at": now} for key in sorted(keys)]
-    await session.execute(
-        insert_for(session, sign_in_attempts).values(rows).on_conflict_do_nothing()
+def _give_back(
+    conn: Connection, keys: dict[str, str], known: str, now: datetime, prune: bool
+) -> None:
+    """The unit of `succeeded`."""
+    counted = [key for kind, key in keys.items() if kind != "pair"]
+    conn.execute(sign_in_attempts.delete().where(sign_in_attempts.c.key == keys["pair"]))
+    conn.execute(
+        sign_in_attempts.update()
+        .where(sign_in_attempts.c.key.in_(counted), sign_in_attempts.c.failures > 0)
+        .values(failures=sign_in_attempts.c.failures - 1)
     )
+    insert = insert_for(conn, known_sign_ins).values(key=known, seen_at=now)
+    conn.execute(insert.on_conflict_do_update(index_elements=["key"], set_={"seen_at": now}))
+    if prune:
+        _prune(conn, known_sign_ins, known_sign_ins.c.seen_at, now - KNOWN_FOR)
+
+
+def _prune(
+    conn: Connection, table: sa.Table, column: sa.Column[datetime], cutoff: datetime
+) -> None:
+    # SKIP LOCKED: rows another attempt holds are left for a later prune,
+    # so pruning never waits for, or deadlocks with, an attempt.
+    stale = (
+        sa.select(table.c.key)
+        .where(column < cutoff)
+        .limit(PRUNE_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    conn.execute(table.delete().where(table.c.key.in_(stale.scalar_subquery())))

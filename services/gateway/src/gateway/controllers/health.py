@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from litestar import MediaType, Request, Response, get
 from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+from sqlalchemy.engine import Connection
 
 from gateway.context import gateway_of
 from gateway.errors import error_response
@@ -36,12 +37,15 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
     if gateway.nc is None or not gateway.nc.is_connected:
         return error_response(request, HTTP_503_SERVICE_UNAVAILABLE, "NATS is not connected")
     try:
-        async with gateway.db.reading() as session:
-            await session.execute(sa.text("SELECT 1"))
+        await gateway.db.read(_ping)
     except Exception as exc:  # any database failure means "not ready"
         message = f"the database does not answer: {type(exc).__name__}"
         return error_response(request, HTTP_503_SERVICE_UNAVAILABLE, message)
     return Response(Health(status="ready"))
+
+
+def _ping(conn: Connection) -> None:
+    conn.execute(sa.text("SELECT 1"))
 
 
 INDEX_PAGE = """<!doctype html>
