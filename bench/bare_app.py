@@ -2,7 +2,10 @@
 same bearer token as the gateway (same verifier, same secret), run by the same
 server (uvicorn), and answers a constant body without NATS or a database.
 
-Run as `python -m bench.bare_app PORT` with JHAAS_JWT_SECRET and JHAAS_PUBLIC_URL set.
+Run as `python -m bench.bare_app PORT [full|remembered]` with JHAAS_JWT_SECRET and
+JHAAS_PUBLIC_URL set. `full` (the default) verifies the token in full on every
+request, as the baseline was defined when the goal was set; `remembered` uses the
+gateway's verified-token memory too, which leaves little but Litestar itself.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from litestar.exceptions import NotAuthorizedException
 from gateway.auth import BearerTokens, InvalidToken
 
 
-def create_bare_app(tokens: BearerTokens) -> Litestar:
+def create_bare_app(tokens: BearerTokens, *, full: bool = True) -> Litestar:
+    check = tokens.verify_in_full if full else tokens.verify
+
     @get("/bare/{request_id:str}")
     async def read(request: Request[object, object, object], request_id: str) -> dict[str, str]:
         header = request.headers.get("authorization", "")
@@ -25,7 +30,7 @@ def create_bare_app(tokens: BearerTokens) -> Litestar:
         if scheme.lower() != "bearer":
             raise NotAuthorizedException("bearer token required")
         try:
-            claims = tokens.verify(token)
+            claims = check(token)
         except InvalidToken as exc:
             raise NotAuthorizedException(str(exc)) from None
         return {"request_id": request_id, "user_id": claims.user_id}
@@ -35,5 +40,7 @@ def create_bare_app(tokens: BearerTokens) -> Litestar:
 
 if __name__ == "__main__":
     secret = os.environ["JHAAS_JWT_SECRET"].encode()
-    app = create_bare_app(BearerTokens(secret, issuer=os.environ["JHAAS_PUBLIC_URL"]))
+    full = (sys.argv[2] if len(sys.argv) > 2 else "full") == "full"
+    tokens = BearerTokens(secret, issuer=os.environ["JHAAS_PUBLIC_URL"])
+    app = create_bare_app(tokens, full=full)
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)

@@ -36,12 +36,13 @@ def wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> tu
     return rate, f"p50 {pct['50']:>8}  p90 {pct['90']:>8}  p99 {pct['99']:>8}"
 
 
-def rss_mb(pid: int) -> float:
-    """The process's peak resident memory so far (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def rss_mb(pid: int) -> str:
+    """The process's resident memory now and its peak since start, in MB."""
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    now, peak = (int(status[key].split()[0]) // 1024 for key in ("VmRSS", "VmHWM"))
+    return f"{now} ({peak})"
 
 
 def lock_timeouts(log_dir: Path) -> list[str]:
@@ -87,34 +88,44 @@ async def run_once(seconds: int, concurrency: int, pg: PostgresServer | None) ->
     label = "PostgreSQL" if pg else "SQLite"
     with tempfile.TemporaryDirectory(prefix="jhaas-bench-reads-") as tmp:
         stack = Stack(data_dir=Path(tmp) / "data", extra_env=env)
-        bare_port = free_port()
-        bare = None
+        bares: list[subprocess.Popen[bytes]] = []
         try:
             await stack.start()
-            # It checks tokens like the gateway: same code, same secret.
-            bare = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
-                [sys.executable, "-m", "bench.bare_app", str(bare_port)], env=stack.env("gateway")
-            )
-            wait_for_port(bare_port, process=bare, what="bare app")
+            # They check tokens like the gateway: same code, same secret.
+            ports = {}
+            for mode in ("full", "remembered"):
+                ports[mode] = free_port()
+                bares.append(
+                    subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
+                        [sys.executable, "-m", "bench.bare_app", str(ports[mode]), mode],
+                        env=stack.env("gateway"),
+                    )
+                )
+                wait_for_port(ports[mode], process=bares[-1], what="bare app")
             async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
                 headers, request_id = await _leader_with_request(client)
-            bare_url = f"http://127.0.0.1:{bare_port}/bare/{request_id}"
+            bare_urls = {m: f"http://127.0.0.1:{p}/bare/{request_id}" for m, p in ports.items()}
             gateway_url = f"{stack.gateway_url}/api/v1/requests/{request_id}"
-            # Warm both up (connections, caches) before measuring.
-            wrk(gateway_url, headers, 1, concurrency)
-            wrk(bare_url, headers, 1, concurrency)
-            bare_rate, bare_lat = wrk(bare_url, headers, seconds, concurrency)
+            # Warm each up (connections, caches) before measuring.
+            for url in (gateway_url, *bare_urls.values()):
+                wrk(url, headers, 1, concurrency)
+            bare_rate, bare_lat = wrk(bare_urls["full"], headers, seconds, concurrency)
             gw_rate, gw_lat = wrk(gateway_url, headers, seconds, concurrency)
             rss = {name: rss_mb(h.process.pid) for name, h in stack.processes.items()}
+            mem_rate, mem_lat = wrk(bare_urls["remembered"], headers, seconds, concurrency)
             locked = lock_timeouts(stack.log_dir)
-            print(f"  bare Litestar + same token check   : {bare_rate:7.0f} req/s  {bare_lat}")
+            print(f"  bare Litestar + full token check     : {bare_rate:7.0f} req/s  {bare_lat}")
             print(
-                f"  gateway -> NATS -> svc -> {label:10s}: {gw_rate:7.0f} req/s  {gw_lat}"
+                f"  gateway -> NATS -> svc -> {label:10s}  : {gw_rate:7.0f} req/s  {gw_lat}"
                 f"  ({gw_rate / bare_rate:.0%} of bare)"
             )
             print(
-                "  peak RSS (MB): "
-                + ", ".join(f"{name} {mb:.0f}" for name, mb in rss.items())
+                f"  bare Litestar + remembered token     : {mem_rate:7.0f} req/s  {mem_lat}"
+                f"  (gateway: {gw_rate / mem_rate:.0%} of it)"
+            )
+            print(
+                "  RSS right after the load, MB (peak since start): "
+                + ", ".join(f"{name} {mb}" for name, mb in rss.items())
                 + f";  lock timeouts in the logs: {len(locked)}"
             )
             if locked:
@@ -124,7 +135,7 @@ async def run_once(seconds: int, concurrency: int, pg: PostgresServer | None) ->
                     "the figures above do not count"
                 )
         finally:
-            if bare is not None:
+            for bare in bares:
                 bare.terminate()
                 bare.wait(10)
             stack.stop()

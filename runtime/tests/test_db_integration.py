@@ -126,3 +126,16 @@ async def test_a_unit_survives_the_server_closing_its_connection(
             assert await db.read(_current) == 1
     finally:
         await db.dispose()
+
+
+async def test_a_lookup_sees_what_was_committed_before_it(db: Database) -> None:
+    """On SQLite a lookup runs at once on the event loop, on PostgreSQL in a
+    thread; either way it reads the committed state, never a writer's half."""
+    assert await db.lookup(_current) == 0
+    await db.write(_increment_slowly, 0)
+    assert await db.lookup(_current) == 1
+    slow = asyncio.create_task(db.write(_increment_slowly, 0.2))
+    await asyncio.sleep(0.05)  # the writer holds its transaction, uncommitted
+    assert await db.lookup(_current) == 1
+    await slow
+    assert await db.lookup(_current) == 2

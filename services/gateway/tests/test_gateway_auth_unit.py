@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -211,3 +213,35 @@ def test_session_digest_and_csrf_token_are_bound_to_the_session() -> None:
     assert csrf_token_for(SECRET, "a") == csrf_token_for(SECRET, "a")
     assert csrf_token_for(SECRET, "a") != csrf_token_for(SECRET, "b")
     assert csrf_token_for(SECRET, "a") != csrf_token_for(b"y" * 32, "a")
+
+
+class _Watched(PasswordHasher):
+    """argon2 itself, counting how many hashes run at the same moment."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=2, memory_cost=8192, parallelism=1)
+        self.running = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return super().hash(password, salt=salt)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+async def test_a_burst_of_hashes_runs_at_most_two_at_once() -> None:
+    """Each argon2 hash holds its memory cost (64 MiB by default) while it runs:
+    twelve sign-ins at once must not hold twelve times that."""
+    hasher = _Watched()
+    passwords = Passwords(hasher)
+    hashes = await asyncio.gather(
+        *(asyncio.to_thread(passwords.hash, f"password number {i}") for i in range(12))
+    )
+    assert len(set(hashes)) == 12
+    assert hasher.most == 2

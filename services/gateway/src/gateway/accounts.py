@@ -161,13 +161,13 @@ class Accounts:
 
     async def caller_for_session_token(self, token: str) -> Caller | None:
         params = {"token_hash": session_token_digest(token), "now": self.clock()}
-        found = await self.db.read(find_live_caller, LIVE_CALLER_BY_TOKEN_HASH, params)
+        found = await self.db.lookup(find_live_caller, LIVE_CALLER_BY_TOKEN_HASH, params)
         return None if found is None else _caller(found)
 
     async def caller_for_token(self, claims: TokenClaims) -> Caller | None:
         """The caller of a verified bearer token while its session lives and its user is enabled."""
         params = {"session_id": claims.session_id, "user_id": claims.user_id, "now": self.clock()}
-        found = await self.db.read(find_live_caller, LIVE_CALLER_BY_SESSION, params)
+        found = await self.db.lookup(find_live_caller, LIVE_CALLER_BY_SESSION, params)
         return None if found is None else _caller(found)
 
     async def change_password(self, caller: Caller, current: str, new: str) -> UserRecord:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,20 +29,28 @@ EXPIRED = "the bearer token has expired; sign in again"
 
 
 class Passwords:
-    """argon2id hashing; a check for an unknown user costs as much as for a known one."""
+    """argon2id hashing; a check for an unknown user costs as much as for a known one.
 
-    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+    Each hash or check takes argon2's memory cost (64 MiB by default) while it
+    runs, so at most `concurrent` run at once: a burst of sign-ins queues for
+    the CPU it needs anyway instead of growing the gateway by 64 MiB per attempt.
+    """
+
+    def __init__(self, hasher: PasswordHasher | None = None, *, concurrent: int = 2) -> None:
         self._hasher = hasher or PasswordHasher()
+        self._turns = threading.BoundedSemaphore(concurrent)
         # Verified against when the user does not exist, so the answer takes as long.
-        self._dummy_hash: str = self._hasher.hash(secrets.token_urlsafe(24))
+        self._dummy_hash: str = self.hash(secrets.token_urlsafe(24))
 
     def hash(self, password: str) -> str:
-        result: str = self._hasher.hash(password)
+        with self._turns:
+            result: str = self._hasher.hash(password)
         return result
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         try:
-            self._hasher.verify(stored_hash or self._dummy_hash, password)
+            with self._turns:
+                self._hasher.verify(stored_hash or self._dummy_hash, password)
         except (VerificationError, InvalidHashError):
             return False
         return stored_hash is not None
@@ -119,7 +128,7 @@ class BearerTokens:
     def verify(self, token: str) -> TokenClaims:
         known = self._verified.get(token)
         if known is None:
-            return self._remember(token, self._decode(token))
+            return self._remember(token, self.verify_in_full(token))
         claims, expired_from = known
         if self._clock() >= expired_from:
             raise InvalidToken(EXPIRED)  # and stays remembered as expired until it ages out
@@ -132,7 +141,9 @@ class BearerTokens:
         self._verified[token] = (claims, claims.expires_at.timestamp() + LEEWAY_SECONDS)
         return claims
 
-    def _decode(self, token: str) -> TokenClaims:
+    def verify_in_full(self, token: str) -> TokenClaims:
+        """Every check PyJWT makes, without remembering: what `verify` does
+        the first time it sees a token."""
         try:
             claims = jwt.decode(
                 token,

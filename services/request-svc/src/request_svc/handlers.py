@@ -73,7 +73,7 @@ class RequestHandlers:
         return state.view()
 
     async def get(self, ctx: CallContext, payload: GetRequest) -> HubRequest:
-        state = await self.runtime.db.read(_get, payload.request_id)
+        state = await self.runtime.db.lookup(_get, payload.request_id)
         return domain.ensure_visible(state, ctx.principal, payload.request_id).view()
 
     async def list(self, ctx: CallContext, payload: ListRequests) -> HubRequestList:
