@@ -40,7 +40,8 @@ class Passwords:
         self._hasher = hasher or PasswordHasher()
         self._turns = threading.BoundedSemaphore(concurrent)
         # Verified against when the user does not exist, so the answer takes as long.
-        self._dummy_hash: str = self.hash(secrets.token_urlsafe(24))
+        with self._turns:
+            self._dummy_hash: str = self._hasher.hash(secrets.token_urlsafe(24))
 
     def hash(self, password: str) -> str:
         with self._turns:
