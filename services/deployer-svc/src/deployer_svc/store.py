@@ -8,6 +8,7 @@ parameters, so that SQLAlchemy compiles each once and then only looks it up.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -169,6 +170,20 @@ _ADD_UNLESS_CANCELLED = {
     "postgresql": _add_unless_cancelled(postgresql),
     "sqlite": _add_unless_cancelled(sqlite),
 }
+# A batch of approvals: executed with a list of rows, SQLAlchemy sends this as
+# multi-row INSERTs pasted into SQL compiled once ("insertmanyvalues"), and
+# only the rows inserted come back.
+_ADD_MANY = {
+    "postgresql": postgresql.insert(deployments)
+    .on_conflict_do_nothing(index_elements=[_c.request_id])
+    .returning(_c.request_id),
+    "sqlite": sqlite.insert(deployments)
+    .on_conflict_do_nothing(index_elements=[_c.request_id])
+    .returning(_c.request_id),
+}
+_CANCELLED_AMONG = sa.select(early_cancellations.c.request_id).where(
+    early_cancellations.c.request_id.in_(sa.bindparam("request_ids", expanding=True))
+)
 _REMEMBER_CANCELLATION = {
     "postgresql": postgresql.insert(early_cancellations).on_conflict_do_nothing(),
     "sqlite": sqlite.insert(early_cancellations).on_conflict_do_nothing(),
@@ -337,6 +352,22 @@ class DeploymentRepository:
         cancelled before its approval, in one statement; False when it did not."""
         added = self.conn.execute(_ADD_UNLESS_CANCELLED[self.conn.dialect.name], _row(record))
         return added.rowcount == 1
+
+    def add_all_unless_cancelled(self, records: Sequence[DeploymentRecord]) -> set[str]:
+        """Store new deployments, each unless its request has one already (also
+        one earlier in `records`: the first of a request is the one kept) or was
+        cancelled before its approval; the request ids stored. What
+        `add_unless_cancelled` does for one, for many in two statements."""
+        first: dict[str, DeploymentRecord] = {}
+        for record in records:
+            first.setdefault(record.request_id, record)
+        if not first:
+            return set()
+        cancelled = set(self.conn.scalars(_CANCELLED_AMONG, {"request_ids": list(first)}))
+        rows = [_row(r) for request_id, r in first.items() if request_id not in cancelled]
+        if not rows:
+            return set()
+        return set(self.conn.scalars(_ADD_MANY[self.conn.dialect.name], rows))
 
     def api_token(self, deployment_id: str, new_token: str, box: CredentialBox) -> str:
         """The hub's API token, made (from `new_token`) the first time it is asked
