@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from jhaas_runtime.db import Database, insert_for
@@ -68,10 +69,9 @@ DEFAULT_REPLAY_WINDOW = replay_window_for(DEFAULT_RETENTION)
 
 
 # One claim statement per inbox table and dialect, built on first use (each
-# service has its own tables). Executed with a list of rows, SQLAlchemy sends
-# it as multi-row INSERTs (its "insertmanyvalues"), pasting the rows into
-# SQL it compiled once; a `.values(rows)` built per batch was compiled again
-# every time, and cost ~5x as much CPU per event.
+# service has its own tables), so that SQLAlchemy compiles it once; a
+# `.values(rows)` built per batch was compiled again every time, and cost ~5x
+# as much CPU per event.
 _claims: dict[tuple[sa.Table, str], sa.Executable] = {}
 
 
@@ -80,11 +80,42 @@ def _claim(conn: Connection, inbox: sa.Table) -> sa.Executable:
     claim = _claims.get(key)
     if claim is None:
         claim = _claims[key] = (
-            insert_for(conn, inbox)
+            _claim_listed(inbox)
+            if conn.dialect.name == "postgresql"
+            else insert_for(conn, inbox)
             .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
             .returning(inbox.c.event_id)
         )
     return claim
+
+
+def _claim_listed(inbox: sa.Table) -> sa.Executable:
+    """PostgreSQL: the ids and subjects as two array parameters (unnest), so the
+    statement's text is the same for every batch. With a placeholder per value
+    (SQLAlchemy's multi-row INSERT, as on SQLite) it is long and changes with
+    the batch's size, and psycopg converts the placeholders of such a text
+    anew every time."""
+    text_array = postgresql.ARRAY(sa.String)
+    listed = (
+        sa.func.unnest(
+            sa.bindparam("event_ids", type_=text_array),
+            sa.bindparam("subjects", type_=text_array),
+        )
+        .table_valued("event_id", "subject")
+        .render_derived(name="listed")
+    )
+    rows = sa.select(
+        sa.bindparam("consumer", type_=inbox.c.consumer.type),
+        listed.c.event_id,
+        listed.c.subject,
+        sa.bindparam("handled_at", type_=inbox.c.handled_at.type),
+    )
+    return (
+        postgresql.insert(inbox)
+        .from_select(["consumer", "event_id", "subject", "handled_at"], rows)
+        .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
+        .returning(inbox.c.event_id)
+    )
 
 
 def first_deliveries(
@@ -101,11 +132,23 @@ def first_deliveries(
     if not events:
         return set()
     now = datetime.now(UTC)
+    subjects = dict(events)
+    claim = _claim(conn, inbox)
+    if conn.dialect.name == "postgresql":
+        listed = {
+            "consumer": consumer,
+            "event_ids": list(subjects),
+            "subjects": list(subjects.values()),
+            "handled_at": now,
+        }
+        return set(conn.scalars(claim, listed))
+    # Executed with a list of rows, SQLAlchemy sends multi-row INSERTs pasted
+    # into SQL it compiled once ("insertmanyvalues").
     rows = [
         {"consumer": consumer, "event_id": event_id, "subject": subject, "handled_at": now}
-        for event_id, subject in dict(events).items()
+        for event_id, subject in subjects.items()
     ]
-    return set(conn.execute(_claim(conn, inbox), rows).scalars())
+    return set(conn.scalars(claim, rows))
 
 
 def first_delivery(
