@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import StatementError
 
 from deployer_svc import domain
 from deployer_svc.domain import DeploymentRecord
@@ -98,5 +99,10 @@ async def test_a_batch_of_approvals_keeps_the_same_rules_in_one_statement(
         stored = await db.read(lambda conn: DeploymentRepository(conn).list_deployments())
         by_request = {r.request_id: r for r in stored}
         assert by_request == {"r-earlier": earlier, "r-1": first, "r-2": fresh}
+        naive = replace(scheduled("r-3"), deploy_at=NOW.replace(tzinfo=None))
+        with pytest.raises((ValueError, StatementError), match="naive datetime"):
+            await db.write(
+                lambda conn: DeploymentRepository(conn).add_all_unless_cancelled([naive])
+            )
     finally:
         await db.dispose()
