@@ -21,13 +21,6 @@ __all__ = ["SERVICE", "build_app", "build_backend"]
 
 GOVERNANCE_CONSUMER = DEPLOYER_SVC_GOVERNANCE.name
 REQUESTS_CONSUMER = DEPLOYER_SVC_REQUESTS.name
-# Events fetched and applied per transaction (the kit's default is 32): what a
-# batch costs whatever its size (a fetch round, a thread hop, a commit, a relay
-# cycle) is spread over more events. 128 took the CPU per approval from ~495 to
-# ~405 us on SQLite and from ~550 to ~475 us on PostgreSQL (`./jhaas bench
-# events`); a batch holds SQLite's write turn for some 30 ms, and a fetch
-# returns what is there at once, never waiting to fill it.
-CONSUMER_BATCH = 128
 
 
 def build_backend(settings: DeployerSettings) -> HubBackend:
@@ -96,7 +89,6 @@ def build_app(
             handlers={},
             batch_handlers={RequestApproved: partial(handlers.on_requests_approved, due=approvals)},
             decode=decode_event,
-            batch_size=CONSUMER_BATCH,
             after_batch=partial(approvals.tell, scheduler.notify),
         )
     )
@@ -106,7 +98,6 @@ def build_app(
             stream=DEPLOYER_SVC_REQUESTS.stream.name,
             handlers={RequestCancelled: partial(handlers.on_request_cancelled, due=cancellations)},
             decode=decode_event,
-            batch_size=CONSUMER_BATCH,
             after_batch=partial(cancellations.tell, scheduler.notify),
         )
     )
