@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import StatementError
 
 from deployer_svc import domain
 from deployer_svc.domain import DeploymentRecord
@@ -72,5 +73,36 @@ async def test_one_deployment_per_request_and_none_after_an_early_cancellation(
         assert await db.read(
             lambda conn: DeploymentRepository(conn).cancelled_before_approval("r-2")
         )
+    finally:
+        await db.dispose()
+
+
+async def test_a_batch_of_approvals_keeps_the_same_rules_in_one_statement(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    await upgrade_to_head(db, metadata, VERSIONS_DIR)
+    earlier, cancelled = scheduled("r-earlier"), scheduled("r-cancelled")
+    first, fresh = scheduled("r-1"), scheduled("r-2")
+    second = replace(scheduled("r-1"), leader_id="u-other")  # in the same batch
+    again = replace(scheduled("r-earlier"), leader_id="u-other")  # of a batch before
+
+    def approvals(conn: Connection) -> tuple[set[str], set[str], set[str]]:
+        repo = DeploymentRepository(conn)
+        repo.remember_cancellation("r-cancelled", NOW)
+        before = repo.add_all_unless_cancelled([earlier])
+        batch = repo.add_all_unless_cancelled([first, again, cancelled, second, fresh])
+        return before, batch, repo.add_all_unless_cancelled([])
+
+    try:
+        assert await db.write(approvals) == ({"r-earlier"}, {"r-1", "r-2"}, set())
+        stored = await db.read(lambda conn: DeploymentRepository(conn).list_deployments())
+        by_request = {r.request_id: r for r in stored}
+        assert by_request == {"r-earlier": earlier, "r-1": first, "r-2": fresh}
+        naive = replace(scheduled("r-3"), deploy_at=NOW.replace(tzinfo=None))
+        with pytest.raises((ValueError, StatementError), match="naive datetime"):
+            await db.write(
+                lambda conn: DeploymentRepository(conn).add_all_unless_cancelled([naive])
+            )
     finally:
         await db.dispose()

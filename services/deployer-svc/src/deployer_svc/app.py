@@ -6,10 +6,11 @@ from functools import partial
 
 from deployer_svc.backends.base import HubBackend
 from deployer_svc.credentials import CredentialBox
-from deployer_svc.handlers import Clock, DeployerHandlers, DueTimes, SchedulingConsumer, utcnow
+from deployer_svc.handlers import Clock, DeployerHandlers, DueTimes, utcnow
 from deployer_svc.scheduler import Scheduler
 from deployer_svc.settings import SERVICE, DeployerSettings
 from deployer_svc.store import VERSIONS_DIR, messaging, metadata
+from jhaas_runtime.messaging import EventConsumer
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import SettingsError
 from jhaas_schemas.bus import DEPLOYER_SVC_GOVERNANCE, DEPLOYER_SVC_REQUESTS
@@ -20,13 +21,6 @@ __all__ = ["SERVICE", "build_app", "build_backend"]
 
 GOVERNANCE_CONSUMER = DEPLOYER_SVC_GOVERNANCE.name
 REQUESTS_CONSUMER = DEPLOYER_SVC_REQUESTS.name
-# Events fetched and applied per transaction (the kit's default is 32): what a
-# batch costs whatever its size (a fetch round, a thread hop, a commit, a relay
-# cycle) is spread over more events. 128 took the CPU per approval from ~495 to
-# ~405 us on SQLite and from ~550 to ~475 us on PostgreSQL (`./jhaas bench
-# events`); a batch holds SQLite's write turn for some 30 ms, and a fetch
-# returns what is there at once, never waiting to fill it.
-CONSUMER_BATCH = 128
 
 
 def build_backend(settings: DeployerSettings) -> HubBackend:
@@ -84,26 +78,27 @@ def build_app(
     runtime.rpc.route(DeployerOps.LIST_DEPLOYMENTS, ListDeployments, handlers.list_deployments)
     runtime.rpc.route(DeployerOps.REDEPLOY, RedeployHub, handlers.redeploy)
     approvals, cancellations = DueTimes(), DueTimes()
+    # What a batch made due is told to the scheduler once it is over (committed,
+    # or rolled back and applied one by one): told from inside the batch's
+    # transaction, the scheduler could read the schedule without the change
+    # and sleep past it.
     runtime.add_consumer(
-        SchedulingConsumer(
+        EventConsumer(
             name=GOVERNANCE_CONSUMER,
             stream=DEPLOYER_SVC_GOVERNANCE.stream.name,
-            handlers={RequestApproved: partial(handlers.on_request_approved, due=approvals)},
+            handlers={},
+            batch_handlers={RequestApproved: partial(handlers.on_requests_approved, due=approvals)},
             decode=decode_event,
-            batch_size=CONSUMER_BATCH,
-            due=approvals,
-            notify=scheduler.notify,
+            after_batch=partial(approvals.tell, scheduler.notify),
         )
     )
     runtime.add_consumer(
-        SchedulingConsumer(
+        EventConsumer(
             name=REQUESTS_CONSUMER,
             stream=DEPLOYER_SVC_REQUESTS.stream.name,
             handlers={RequestCancelled: partial(handlers.on_request_cancelled, due=cancellations)},
             decode=decode_event,
-            batch_size=CONSUMER_BATCH,
-            due=cancellations,
-            notify=scheduler.notify,
+            after_batch=partial(cancellations.tell, scheduler.notify),
         )
     )
     runtime.add_background("schedule", scheduler.run)

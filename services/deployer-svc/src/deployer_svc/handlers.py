@@ -9,22 +9,19 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from deployer_svc import domain, schedule
 from deployer_svc.domain import DeploymentRecord
 from deployer_svc.store import DeploymentRepository
-from jhaas_runtime.logs import get_logger
-from jhaas_runtime.messaging import EventConsumer
+from jhaas_runtime.logs import correlation, get_logger
 from jhaas_runtime.rpc import CallContext
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.errors import NotFound
-from jhaas_schemas.events import RequestApproved, RequestCancelled
+from jhaas_schemas.events import DeploymentScheduled, RequestApproved, RequestCancelled
 from jhaas_schemas.model import Principal
 from jhaas_schemas.rpc import Deployment, DeploymentList, ListDeployments, RedeployHub
 
@@ -62,22 +59,6 @@ class DueTimes:
             times, self._times = self._times, []
         if times:
             notify(None if None in times else min(t for t in times if t is not None))
-
-
-@dataclass(kw_only=True)
-class SchedulingConsumer(EventConsumer):
-    """An event consumer whose handlers change the schedule: once a batch is
-    over (committed, or rolled back and applied one by one), what it made due
-    is told to the scheduler."""
-
-    due: DueTimes
-    notify: Notify
-
-    async def handle_batch(self, *args: Any, **kwargs: Any) -> None:
-        try:
-            await super().handle_batch(*args, **kwargs)
-        finally:
-            self.due.tell(self.notify)
 
 
 def _list(
@@ -121,13 +102,33 @@ class DeployerHandlers:
         records = await self.runtime.db.read(_list, leader_id, payload.request_id)
         return DeploymentList(items=[r.view() for r in records])
 
-    def on_request_approved(
-        self, conn: Connection, event: Event, *, due: DueTimes
-    ) -> Sequence[Event]:
-        assert isinstance(event, RequestApproved)
+    def on_requests_approved(
+        self, conn: Connection, events: Sequence[Event], *, due: DueTimes
+    ) -> list[Sequence[Event]]:
+        """A batch of approvals, in order. The usual case, a request's first
+        approval not overtaken by its cancellation, is stored for all of them
+        with one statement; each of the others as `on_request_approved` does,
+        after it, which decides the same as in order: they add nothing but
+        what their own request's row or cancellation decides."""
         now = self.clock()
-        repo = DeploymentRepository(conn)
-        record, emitted = domain.schedule_deployment(
+        planned = [self._scheduled(event, now) for event in events]
+        stored = DeploymentRepository(conn).add_all_unless_cancelled([r for r, _ in planned])
+        emitted: list[Sequence[Event]] = []
+        for event, (record, scheduled) in zip(events, planned, strict=True):
+            if record.request_id in stored:
+                stored.discard(record.request_id)  # a later one of the request is a second one
+                due.add(schedule.next_due(record))
+                emitted.append((scheduled,))
+                continue
+            with correlation(event.correlation_id, event_id=event.event_id):
+                emitted.append(self.on_request_approved(conn, event, due=due))
+        return emitted
+
+    def _scheduled(
+        self, event: Event, now: datetime
+    ) -> tuple[DeploymentRecord, DeploymentScheduled]:
+        assert isinstance(event, RequestApproved)
+        return domain.schedule_deployment(
             event,
             deployment_id=str(uuid.uuid4()),
             lead_time=self.lead_time,
@@ -135,6 +136,14 @@ class DeployerHandlers:
             now=now,
             env=self._caused_by(event, now),
         )
+
+    def on_request_approved(
+        self, conn: Connection, event: Event, *, due: DueTimes
+    ) -> Sequence[Event]:
+        assert isinstance(event, RequestApproved)
+        now = self.clock()
+        repo = DeploymentRepository(conn)
+        record, emitted = self._scheduled(event, now)
         # The usual case, a request's first approval not overtaken by its
         # cancellation, costs one statement; the others are told apart after.
         if repo.add_unless_cancelled(record):
