@@ -133,8 +133,10 @@ class ReviewRepository:
             insert_for(self.conn, reviews)
             .values(**_row(review))
             .on_conflict_do_nothing(index_elements=[reviews.c.request_id])
+            # RETURNING: SQLAlchemy keeps no row count for an INSERT on psycopg.
+            .returning(reviews.c.review_id)
         )
-        return bool(added.rowcount == 1)
+        return added.first() is not None
 
     def save(self, review: ReviewRecord) -> None:
         self.conn.execute(

@@ -57,5 +57,7 @@ class PurgedCourseRepository:
                 recorded_at=course.recorded_at,
             )
             .on_conflict_do_nothing(index_elements=[purged_courses.c.request_id])
+            # RETURNING: SQLAlchemy keeps no row count for an INSERT on psycopg.
+            .returning(purged_courses.c.request_id)
         )
-        return bool(added.rowcount == 1)
+        return added.first() is not None
