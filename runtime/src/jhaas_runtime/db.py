@@ -125,6 +125,10 @@ class Database:
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["poolclass"] = sa.QueuePool
             kwargs["connect_args"] = {"check_same_thread": False}
+            # One connection more than threads: a `lookup` on the event loop
+            # always finds one at once instead of waiting (and holding the
+            # loop) while every thread is busy.
+            kwargs["pool_size"] = pool_size + 1
         else:
             # A connection the server closed is noticed by the first statement
             # on it: the pool is invalidated and the unit runs once more (_run).
