@@ -96,11 +96,17 @@ def on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 
-def _bound(
+A = TypeVar("A")
+
+
+def bound(
     work: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Callable[[Connection], T]:
-    def call(conn: Connection) -> T:
-        return work(conn, *args, **kwargs)
+) -> Callable[[A], T]:
+    """`work` with its other arguments given: called with the unit's first one
+    (a connection, or a service's unit of work)."""
+
+    def call(first: A) -> T:
+        return work(first, *args, **kwargs)
 
     return call
 
@@ -153,10 +159,6 @@ class Database:
         # SQLite: one writer at a time inside this process, first come first served.
         self._write_turn: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
     async def read(
         self, work: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
@@ -164,7 +166,7 @@ class Database:
         statement sees its own consistent snapshot (as it would in a READ
         COMMITTED transaction). A read that must see several tables at one
         instant, or lock rows, is a `write`."""
-        call = _bound(work, args, kwargs)
+        call = bound(work, args, kwargs)
         return await self._in_thread(self._read_unit, call)
 
     async def lookup(
@@ -177,7 +179,7 @@ class Database:
         on PostgreSQL it is a `read` (a network round trip must not hold the
         event loop). Never for a read whose size grows with the data."""
         if self.is_sqlite:
-            return self._read_unit(_bound(work, args, kwargs))
+            return self._read_unit(bound(work, args, kwargs))
         return await self.read(work, *args, **kwargs)
 
     async def write(
@@ -188,7 +190,7 @@ class Database:
 
         A caller cancelled while its unit runs does not stop the unit: it ends
         with its commit or rollback (and keeps SQLite's turn until then)."""
-        call = _bound(work, args, kwargs)
+        call = bound(work, args, kwargs)
         if self._write_turn is None:
             return await self._in_thread(self._write_unit, call)
         await self._write_turn.acquire()

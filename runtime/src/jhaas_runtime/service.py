@@ -4,7 +4,6 @@ outbox relay, event consumers and RPC routes, started and stopped in order."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import signal
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -20,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from jhaas_runtime import failpoints
 from jhaas_runtime.aio import cancel_and_wait
-from jhaas_runtime.db import Database
+from jhaas_runtime.db import Database, bound
 from jhaas_runtime.inbox import InboxPurge, replay_window_for
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.messaging import EventConsumer, connect, ensure_streams, run_forever
@@ -50,12 +49,6 @@ class UnitOfWork:
 
     def emit(self, *events: Event) -> None:
         self.events.extend(events)
-
-
-def _run_with(
-    work: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, object], uow: UnitOfWork
-) -> T:
-    return work(uow, *args, **kwargs)
 
 
 class Health(msgspec.Struct, frozen=True):
@@ -133,7 +126,7 @@ class ServiceRuntime:
     ) -> T:
         """Run `work(uow, ...)` in one transaction in a database thread: what it
         changes through `uow.conn` and the events it `uow.emit`s commit together."""
-        call = functools.partial(_run_with, work, args, kwargs)
+        call: Callable[[UnitOfWork], T] = bound(work, args, kwargs)
         result, emitted = await self.db.write(self._unit, call)
         if emitted:
             failpoints.hit(self.settings.failpoints, failpoints.AFTER_COMMIT)
