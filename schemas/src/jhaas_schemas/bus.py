@@ -34,8 +34,11 @@ REQUEST_SVC_GOVERNANCE = DurableConsumer("request-svc-governance", GOVERNANCE_ST
 REQUEST_SVC_DEPLOYER = DurableConsumer("request-svc-deployer", DEPLOYER_STREAM)
 GOVERNANCE_SVC_REQUESTS = DurableConsumer("governance-svc-requests", REQUEST_STREAM)
 PARTICIPANT_SVC_DEPLOYER = DurableConsumer("participant-svc-deployer", DEPLOYER_STREAM)
+PARTICIPANT_SVC_GOVERNANCE = DurableConsumer("participant-svc-governance", GOVERNANCE_STREAM)
+PARTICIPANT_SVC_REQUESTS = DurableConsumer("participant-svc-requests", REQUEST_STREAM)
 DEPLOYER_SVC_GOVERNANCE = DurableConsumer("deployer-svc-governance", GOVERNANCE_STREAM)
 DEPLOYER_SVC_REQUESTS = DurableConsumer("deployer-svc-requests", REQUEST_STREAM)
+DEPLOYER_SVC_PARTICIPANTS = DurableConsumer("deployer-svc-participants", PARTICIPANT_STREAM)
 
 ROLES: dict[str, BusRole] = {
     role.service: role
@@ -56,13 +59,17 @@ ROLES: dict[str, BusRole] = {
             service="participant-svc",
             context="participant",
             stream=PARTICIPANT_STREAM,
-            consumers=(PARTICIPANT_SVC_DEPLOYER,),
+            consumers=(
+                PARTICIPANT_SVC_DEPLOYER,
+                PARTICIPANT_SVC_GOVERNANCE,
+                PARTICIPANT_SVC_REQUESTS,
+            ),
         ),
         BusRole(
             service="deployer-svc",
             context="deployer",
             stream=DEPLOYER_STREAM,
-            consumers=(DEPLOYER_SVC_GOVERNANCE, DEPLOYER_SVC_REQUESTS),
+            consumers=(DEPLOYER_SVC_GOVERNANCE, DEPLOYER_SVC_REQUESTS, DEPLOYER_SVC_PARTICIPANTS),
         ),
     )
 }

@@ -131,6 +131,22 @@ class ParticipantLeft(Event, frozen=True, tag=event_tag("participant", "left")):
     user_id: str
 
 
+class TutorAdded(Event, frozen=True, tag=event_tag("participant", "tutor_added")):
+    """The leader named a tutor: they manage participants and may enter their servers."""
+
+    request_id: str
+    user_id: str
+    added_by: str
+
+
+class TutorRemoved(Event, frozen=True, tag=event_tag("participant", "tutor_removed")):
+    """The leader took a tutor's role away."""
+
+    request_id: str
+    user_id: str
+    removed_by: str
+
+
 class RosterPurged(Event, frozen=True, tag=event_tag("participant", "roster_purged")):
     """Every participation of a deleted course was deleted."""
 
@@ -165,6 +181,9 @@ class HubReady(Event, frozen=True, tag=event_tag("deployer", "hub_ready")):
     deployment_id: str
     request_id: str
     url: str
+    # What the hub cannot do here, in words for the leader (e.g. the local backend
+    # without root cannot isolate participants, or the host refused a memory limit).
+    warnings: tuple[str, ...] = ()
 
 
 class HubFailed(Event, frozen=True, tag=event_tag("deployer", "hub_failed")):
@@ -206,6 +225,8 @@ PARTICIPANT_EVENTS = (
     ParticipantRejected,
     ParticipantRemoved,
     ParticipantLeft,
+    TutorAdded,
+    TutorRemoved,
     RosterPurged,
 )
 DEPLOYER_EVENTS = (
@@ -237,6 +258,8 @@ AnyEvent = (
     | ParticipantRejected
     | ParticipantRemoved
     | ParticipantLeft
+    | TutorAdded
+    | TutorRemoved
     | RosterPurged
     | DeploymentScheduled
     | HubDeploying

@@ -220,12 +220,176 @@ class ReviewList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[Review]
 
 
+# --- participant-svc ---------------------------------------------------------
+
+
+class ParticipantOps:
+    COURSE = rpc_subject("participant", "course")  # CourseRef -> Course (leader, tutor)
+    ROTATE_JOIN = rpc_subject("participant", "rotate_join")  # CourseRef -> Course (leader)
+    SET_JOIN_OPEN = rpc_subject("participant", "set_join_open")  # SetJoinOpen -> Course
+    FIND_BY_CODE = rpc_subject("participant", "find_by_code")  # JoinCodeRef -> CoursePreview
+    APPLY = rpc_subject("participant", "apply")  # Apply -> Participation
+    LIST = rpc_subject("participant", "list")  # ListParticipations -> ParticipationList
+    ACCEPT = rpc_subject("participant", "accept")  # Decide -> ParticipationList
+    REJECT = rpc_subject("participant", "reject")  # RejectParticipations -> ParticipationList
+    REMOVE = rpc_subject("participant", "remove")  # RemoveParticipant -> Participation
+    REOPEN = rpc_subject("participant", "reopen")  # ParticipationRef -> Participation
+    LEAVE = rpc_subject("participant", "leave")  # CourseRef -> Participation (the caller's)
+    ADD_TUTOR = rpc_subject("participant", "add_tutor")  # TutorRef -> Course (leader)
+    REMOVE_TUTOR = rpc_subject("participant", "remove_tutor")  # TutorRef -> Course (leader)
+    MY_COURSES = rpc_subject("participant", "my_courses")  # Empty -> MyCourseList
+    # The caller's role in one course: the gateway asks at its OAuth authorize step.
+    ACCESS = rpc_subject("participant", "access")  # CourseRef -> CourseAccess
+
+
+class ParticipationStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    REMOVED = "removed"
+    LEFT = "left"
+
+
+class CourseRole(enum.StrEnum):
+    LEADER = "leader"
+    TUTOR = "tutor"
+    PARTICIPANT = "participant"  # accepted
+
+
+# A join code as people type it: letters and digits (the service normalises case).
+JoinCode = Annotated[str, msgspec.Meta(min_length=4, max_length=32, pattern=r"^[A-Za-z0-9-]+$")]
+UserId = Annotated[str, single_line(min_length=1, max_length=64)]
+ParticipationId = Annotated[str, single_line(min_length=1, max_length=64)]
+ApplicationMessage = Annotated[str, multi_line(max_length=2000)]
+
+
+class CourseRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    request_id: RequestId
+
+
+class SetJoinOpen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    request_id: RequestId
+    open: bool
+
+
+class JoinCodeRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    code: JoinCode
+
+
+class Apply(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    code: JoinCode
+    message: ApplicationMessage = ""
+
+
+class ListParticipations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    request_id: RequestId
+    status: ParticipationStatus | None = None
+
+
+class Decide(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Accept one or many applications (all or none)."""
+
+    request_id: RequestId
+    participation_ids: Annotated[list[ParticipationId], msgspec.Meta(min_length=1, max_length=5000)]
+
+
+class RejectParticipations(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    request_id: RequestId
+    participation_ids: Annotated[list[ParticipationId], msgspec.Meta(min_length=1, max_length=5000)]
+    reason: Comment = ""
+
+
+class ParticipationRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    request_id: RequestId
+    participation_id: ParticipationId
+
+
+class RemoveParticipant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    request_id: RequestId
+    participation_id: ParticipationId
+    reason: Comment = ""
+
+
+class TutorRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    request_id: RequestId
+    user_id: UserId
+
+
+class Participation(msgspec.Struct, frozen=True, kw_only=True):
+    participation_id: str
+    request_id: str
+    user_id: str
+    status: ParticipationStatus
+    message: str
+    applied_at: datetime
+    updated_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str = ""
+
+
+class ParticipationList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Participation]
+
+
+class Course(msgspec.Struct, frozen=True, kw_only=True):
+    """An approved course as its leader and tutors see it."""
+
+    request_id: str
+    leader_id: str
+    title: str
+    slug: str
+    starts_at: datetime
+    ends_at: datetime
+    max_participants: int  # the approved number
+    accepted: int
+    join_code: str
+    join_open: bool
+    tutors: list[str]  # user ids
+    hub_status: DeploymentState
+    hub_url: str | None = None
+
+
+class CoursePreview(msgspec.Struct, frozen=True, kw_only=True):
+    """What a join code tells someone who may apply."""
+
+    request_id: str
+    title: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+class CourseAccess(msgspec.Struct, frozen=True, kw_only=True):
+    request_id: str
+    title: str
+    role: CourseRole | None = None  # None: not in this course (applied, rejected, a stranger)
+    participation_status: ParticipationStatus | None = None
+
+
+class MyCourse(msgspec.Struct, frozen=True, kw_only=True):
+    request_id: str
+    title: str
+    role: CourseRole | None  # None: applied and waiting, or rejected
+    starts_at: datetime
+    ends_at: datetime
+    hub_status: DeploymentState
+    hub_url: str | None = None
+    participation_status: ParticipationStatus | None = None
+
+
+class MyCourseList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[MyCourse]
+
+
 # --- deployer-svc ------------------------------------------------------------
 
 
 class DeployerOps:
     LIST_DEPLOYMENTS = rpc_subject("deployer", "list_deployments")
     REDEPLOY = rpc_subject("deployer", "redeploy")
+    # The gateway reads a hub's OAuth client registration (made by the deployer when
+    # it deploys the hub) at its authorize, token and userinfo steps.
+    OAUTH_CLIENT = rpc_subject("deployer", "oauth_client")  # GetOAuthClient -> OAuthClient
 
 
 class DeploymentState(enum.StrEnum):
@@ -248,6 +412,22 @@ class RedeployHub(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     request_id: RequestId
 
 
+class GetOAuthClient(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    client_id: Annotated[str, single_line(min_length=1, max_length=128)]
+
+
+class OAuthClient(msgspec.Struct, frozen=True, kw_only=True):
+    """A hub as an OAuth client of the gateway. The secret itself never leaves the
+    deployer (it is sealed in its database and written only into the hub's own
+    secret); the gateway compares the SHA-256 of what a client presents."""
+
+    client_id: str
+    deployment_id: str
+    request_id: str
+    redirect_uri: str  # matched exactly, character for character
+    secret_sha256: str  # hex
+
+
 class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     deployment_id: str
     request_id: str
@@ -262,6 +442,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     teardown_at: datetime | None = None
     attempts: int = 0
     failure_reason: str = ""
+    warnings: list[str] = []  # what the hub cannot do here (HubReady.warnings)
 
 
 class DeploymentList(msgspec.Struct, frozen=True, kw_only=True):
@@ -269,8 +450,15 @@ class DeploymentList(msgspec.Struct, frozen=True, kw_only=True):
 
 
 __all__ = [
+    "Apply",
     "ApproveRequest",
     "CancelRequest",
+    "Course",
+    "CourseAccess",
+    "CoursePreview",
+    "CourseRef",
+    "CourseRole",
+    "Decide",
     "Decision",
     "DeployerOps",
     "Deployment",
@@ -278,6 +466,7 @@ __all__ = [
     "DeploymentState",
     "Empty",
     "ErrorCode",
+    "GetOAuthClient",
     "GetRequest",
     "GetReview",
     "GovernanceOps",
@@ -285,11 +474,23 @@ __all__ = [
     "HubRequestList",
     "HubSpec",
     "HubSpecUpdate",
+    "JoinCodeRef",
     "ListDeployments",
+    "ListParticipations",
     "ListRequests",
     "ListReviews",
+    "MyCourse",
+    "MyCourseList",
+    "OAuthClient",
+    "ParticipantOps",
+    "Participation",
+    "ParticipationList",
+    "ParticipationRef",
+    "ParticipationStatus",
     "RedeployHub",
+    "RejectParticipations",
     "RejectRequest",
+    "RemoveParticipant",
     "RequestChanges",
     "RequestOps",
     "Resources",
@@ -300,7 +501,9 @@ __all__ = [
     "RpcCall",
     "RpcError",
     "RpcReply",
+    "SetJoinOpen",
     "SubmitRequest",
+    "TutorRef",
     "UpdateRequest",
     "WithdrawRequest",
 ]
