@@ -58,10 +58,23 @@ class HubStatus:
 
 @dataclass(frozen=True, kw_only=True)
 class Roster:
-    """Who may use the hub now: usernames as the gateway's OAuth provider names them."""
+    """Who may use the hub now, by hub username (`jhaas_schemas.hubnames`).
+
+    The leader and tutors are the course's staff: they may see, start, stop and
+    enter the participants' servers (a scoped hub role, never hub admin).
+    """
 
     leader: str
+    tutors: frozenset[str] = field(default_factory=frozenset)
     participants: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def staff(self) -> frozenset[str]:
+        return frozenset({self.leader, *self.tutors})
+
+    @property
+    def everyone(self) -> frozenset[str]:
+        return self.staff | self.participants
 
 
 class BackendError(Exception):
