@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
@@ -18,12 +19,15 @@ from gateway.context import Gateway, send_correlation_header
 from gateway.controllers.auth import AuthController
 from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.health import healthz, index, readyz
+from gateway.controllers.oauth import OAuthController, openid_configuration
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
+from gateway.controllers.signin import sign_in, sign_in_form
 from gateway.controllers.users import UserController
 from gateway.dependencies import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
 from gateway.guards import SESSION_COOKIE
+from gateway.oauth.provider import Provider
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
 from gateway.throttle import SignInThrottle
@@ -51,7 +55,23 @@ def build_gateway(
     )
     tokens = BearerTokens(settings.jwt_secret, issuer=settings.token_issuer)
     throttle = SignInThrottle(db, settings.throttle_policy, settings.jwt_secret, clock)
-    return Gateway(settings=settings, db=db, accounts=accounts, tokens=tokens, throttle=throttle)
+
+    def rpc() -> RpcClient:  # the bus is connected by the lifespan, after this
+        return gateway.rpc
+
+    oauth = Provider(
+        db=db,
+        issuer=settings.token_issuer,
+        secret=settings.jwt_secret,
+        token_ttl_seconds=settings.oauth_token_ttl_seconds,
+        key_rotation=timedelta(days=settings.oauth_key_rotation_days),
+        rpc=rpc,
+        clock=clock,
+    )
+    gateway = Gateway(
+        settings=settings, db=db, accounts=accounts, tokens=tokens, throttle=throttle, oauth=oauth
+    )
+    return gateway
 
 
 def openapi_config(settings: GatewaySettings) -> OpenAPIConfig:
@@ -109,6 +129,7 @@ def create_app(
                 # reconnecting has nothing to drain and is simply closed.
                 await (nc.drain() if nc.is_connected else nc.close())
             gateway.rpc_client = None
+            gateway.oauth.close()
             await gateway.db.dispose()
             log.info("gateway stopped")
 
@@ -123,7 +144,16 @@ def create_app(
         ],
     )
     return Litestar(
-        route_handlers=[api, healthz, readyz, index],
+        route_handlers=[
+            api,
+            healthz,
+            readyz,
+            index,
+            OAuthController,
+            openid_configuration,
+            sign_in_form,
+            sign_in,
+        ],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=reject_invalid_body,

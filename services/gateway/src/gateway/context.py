@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 
 from gateway.accounts import Accounts, Caller
 from gateway.auth import BearerTokens
+from gateway.oauth.provider import Provider
 from gateway.settings import GatewaySettings
 from gateway.throttle import SignInThrottle
 from jhaas_runtime.db import Database
@@ -38,6 +39,7 @@ class Gateway:
     accounts: Accounts
     tokens: BearerTokens
     throttle: SignInThrottle
+    oauth: Provider
     nc: NATS | None = field(default=None)
     rpc_client: RpcClient | None = field(default=None)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -48,8 +50,13 @@ class GatewaySettings:
     login_window_seconds: int = 900
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     public_url: str = "http://127.0.0.1:8000"
+    oauth_token_ttl_seconds: int = 3600
+    oauth_key_rotation_days: int = 30
 
     def __post_init__(self) -> None:
+        problem = public_url_problem(self.public_url)
+        if problem:
+            raise SettingsError(f"JHAAS_PUBLIC_URL {problem}")
         if len(self.jwt_secret) < MIN_SECRET_BYTES:
             raise SettingsError(f"JHAAS_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
         # The first admin obeys the rules of every other account.
@@ -109,7 +116,33 @@ class GatewaySettings:
             login_window_seconds=env_int(env, "JHAAS_LOGIN_WINDOW_SECONDS", 900, minimum=2),
             trusted_proxies=_trusted_proxies(env),
             public_url=env_str(env, "JHAAS_PUBLIC_URL", "http://127.0.0.1:8000"),
+            oauth_token_ttl_seconds=env_int(env, "JHAAS_OAUTH_TOKEN_TTL_SECONDS", 3600, minimum=60),
+            oauth_key_rotation_days=env_int(env, "JHAAS_OAUTH_KEY_ROTATION_DAYS", 30, minimum=1),
         )
+
+
+def public_url_problem(url: str) -> str | None:
+    """None for an https URL, or http on loopback; else why not.
+
+    The public URL is the hubs' OAuth issuer: over plain http on a network a
+    code, a client secret and the tokens would travel in the clear.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return f"is not a URL: {url[:100]!r}"
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme != "http" or not host:
+        return f"must be an https:// URL, not {url[:100]!r}"
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return f"must use https:// (plain http only on loopback), not {url[:100]!r}"
 
 
 def _trusted_proxies(env: Mapping[str, str]) -> TrustedProxies:

@@ -1,0 +1,115 @@
+"""The browser's sign-in page: where the OAuth authorize step sends a stranger.
+
+A plain form (no script), protected against login CSRF by a random cookie
+only this path sees (SameSite=Strict) and a form field bound to it by HMAC.
+After signing in it goes to `next`, which may only be a path on this site.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from litestar import MediaType, Request, Response, get, post
+from litestar.datastructures import Cookie
+
+from gateway.accounts import SignInRefused
+from gateway.context import gateway_of
+from gateway.controllers.auth import (
+    AUTH_PATH,
+    DEVICE_COOKIE,
+    _begin_attempt,
+    _cookie,
+    _session_cookies,
+)
+from gateway.errors import TooManyRequests
+from gateway.oauth.pages import problem_page, sign_in_page
+from gateway.throttle import KNOWN_FOR
+
+SIGN_IN_PATH = "/signin"
+FORM_COOKIE = "jhaas_signin"
+FORM_LIFETIME = timedelta(hours=1)
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+MAX_NEXT = 4000
+
+
+def safe_next(value: str | None) -> str:
+    """`value` when it is a path on this site, else "/": never another origin."""
+    if not value or len(value) > MAX_NEXT or not value.startswith("/"):
+        return "/"
+    if value.startswith("//") or "\\" in value:
+        return "/"  # "//evil.example" and "/\\evil.example" leave the site in browsers
+    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in value):
+        return "/"
+    parts = urlsplit(value)
+    return "/" if parts.scheme or parts.netloc else value
+
+
+def _form_token(secret: bytes, cookie: str) -> str:
+    return hmac.new(secret, b"signin-form:" + cookie.encode(), hashlib.sha256).hexdigest()
+
+
+def _form_cookie(request: Request[Any, Any, Any], value: str) -> Cookie:
+    settings = gateway_of(request).settings
+    return Cookie(
+        key=FORM_COOKIE,
+        value=value,
+        max_age=int(FORM_LIFETIME.total_seconds()),
+        path=SIGN_IN_PATH,
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="strict",
+    )
+
+
+def _form(
+    request: Request[Any, Any, Any], next_url: str, status: int = 200, **shown: str
+) -> Response[str]:
+    cookie = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(24)
+    secret = gateway_of(request).settings.jwt_secret
+    response = sign_in_page(
+        next_url=next_url, csrf=_form_token(secret, cookie), status=status, **shown
+    )
+    response.cookies.append(_form_cookie(request, cookie))
+    return response
+
+
+@get(SIGN_IN_PATH, media_type=MediaType.HTML, include_in_schema=False, security=[])
+async def sign_in_form(request: Request[Any, Any, Any]) -> Response[str]:
+    return _form(request, safe_next(request.query_params.get("next")))
+
+
+@post(SIGN_IN_PATH, media_type=MediaType.HTML, include_in_schema=False, security=[])
+async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
+    gateway = gateway_of(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != FORM_MEDIA_TYPE:
+        return problem_page(415, "Sign in", f"send the form as {FORM_MEDIA_TYPE}")
+    try:
+        fields = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return problem_page(400, "Sign in", "the form is not valid UTF-8")
+    next_url = safe_next(fields.get("next"))
+    cookie = request.cookies.get(FORM_COOKIE, "")
+    expected = _form_token(gateway.settings.jwt_secret, cookie)
+    if not cookie or not hmac.compare_digest(fields.get("csrf", ""), expected):
+        return _form(request, next_url, 403, error="The form expired; please sign in again.")
+    username, password = fields.get("username", ""), fields.get("password", "")
+    if not username or not password or len(username) > 64 or len(password) > 1024:
+        return _form(request, next_url, 400, error="Enter your username and password.")
+    try:
+        attempt = await _begin_attempt(gateway.throttle, gateway.settings, request, username)
+    except TooManyRequests as exc:
+        return _form(request, next_url, 429, error=str(exc), username=username)
+    try:
+        signed_in = await gateway.accounts.sign_in(username, password)
+    except SignInRefused as exc:
+        return _form(request, next_url, 401, error=str(exc).capitalize() + ".", username=username)
+    device = await gateway.throttle.succeeded(attempt)
+    cookies = _session_cookies(gateway.settings, signed_in, gateway.accounts.clock())
+    cookies.append(_cookie(gateway.settings, DEVICE_COOKIE, device, KNOWN_FOR, path=AUTH_PATH))
+    return Response("", status_code=303, headers={"Location": next_url}, cookies=cookies)
