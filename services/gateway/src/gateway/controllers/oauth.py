@@ -181,7 +181,7 @@ class OAuthController(Controller):
             return _oauth_error(503, "temporarily_unavailable", UNAVAILABLE)
         return _json(answer)
 
-    @route("/userinfo", http_method=["GET", "POST"], media_type=MediaType.JSON)
+    @route("/userinfo", http_method=["GET", "POST"], status_code=200, media_type=MediaType.JSON)
     async def userinfo(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Who the access token's person is, and their role in the course (live)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")

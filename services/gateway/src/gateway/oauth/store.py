@@ -84,6 +84,25 @@ class CodeRecord:
     expires_at: datetime
     used_at: datetime | None = None
 
+    # What Authlib asks of a code (its AuthorizationCodeMixin).
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> None:
+        return None
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> None:
+        return None
+
 
 @dataclass(frozen=True, kw_only=True)
 class TokenRecord:
