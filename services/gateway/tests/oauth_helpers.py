@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import nats
-
 from gateway_helpers import Client, LoopThread
+
 from jhaas_runtime.rpc import CallContext, RpcServer
 from jhaas_schemas.errors import NotFound
 from jhaas_schemas.rpc import (
