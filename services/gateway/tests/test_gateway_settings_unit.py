@@ -156,3 +156,19 @@ def test_a_weak_admin_password_is_refused_at_start(tmp_path: Path, password: str
     env = {"JHAAS_DATA_DIR": str(tmp_path), "JHAAS_ADMIN_PASSWORD": password}
     with pytest.raises(SettingsError, match="JHAAS_ADMIN_PASSWORD"):
         GatewaySettings.from_env({**env, "JHAAS_ADMIN_USERNAME": "administrator"})
+
+
+@pytest.mark.parametrize(
+    "url", ["http://jhaas.example.org", "http://10.0.0.5:8000", "ftp://x", "jhaas.example.org"]
+)
+def test_a_public_url_in_the_clear_off_loopback_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="JHAAS_PUBLIC_URL"):
+        GatewaySettings.from_env({"JHAAS_JWT_SECRET": "x" * 32, "JHAAS_PUBLIC_URL": url})
+
+
+@pytest.mark.parametrize(
+    "url", ["https://jhaas.example.org", "http://127.0.0.1:8000", "http://localhost:8000"]
+)
+def test_https_or_loopback_public_urls_are_accepted(url: str) -> None:
+    settings = GatewaySettings.from_env({"JHAAS_JWT_SECRET": "x" * 32, "JHAAS_PUBLIC_URL": url})
+    assert settings.public_url == url
