@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from deployer_svc.app import build_app
-from deployer_svc.backends.local import processes_under
+from deployer_svc.backends.local import LocalBackend, processes_under
 from deployer_svc.roster_sync import RosterSync
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import messaging
@@ -263,6 +263,10 @@ async def test_the_hub_follows_the_roster_and_its_oauth_client_stays_secret(
     finally:
         await nc.close()
         await runtime.stop()
+        hubs = tmp_path / "hubs"
+        if hubs.exists():  # what a failing run left running
+            for entry in hubs.iterdir():
+                await LocalBackend(hubs).teardown(entry.name)
 
 
 def gone(pids: list[int]) -> Callable[[], Awaitable[bool]]:
