@@ -97,8 +97,6 @@ def hubs(
         authorize_url=draw(hostile),
         token_url=draw(hostile),
         userdata_url=draw(hostile),
-        allowed_users=frozenset(draw(st.lists(hostile, max_size=4))),
-        admin_users=frozenset(draw(st.lists(hostile, max_size=2))),
     )
     return HubDeployment(
         deployment_id=draw(ids),

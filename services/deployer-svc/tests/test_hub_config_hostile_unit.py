@@ -19,6 +19,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from deployer_svc.backends import k8s_manifests as km
 from deployer_svc.backends.base import BackendError, HubDeployment, OAuthClient
+from deployer_svc.backends.hub_roles import hub_groups, hub_roles
 from deployer_svc.backends.hub_settings import CONFIG_FILE, CONFIG_TEXT, SETTINGS_FILE
 from deployer_svc.backends.local import LocalBackend
 from deployer_svc.backends.local_config import HubLayout, Ports, cpu_cores, memory_bytes
@@ -71,6 +72,18 @@ def assert_oauth(section: Any, oauth: OAuthClient) -> None:
     assert section.authorize_url == oauth.authorize_url
     assert section.token_url == oauth.token_url
     assert section.userdata_url == oauth.userdata_url
+    assert section.username_claim == "preferred_username"
+    assert section.scope == ["openid", "profile"]
+    assert section.enable_pkce is True
+
+
+def assert_roles(hub: Any) -> None:
+    """The same groups and roles whatever the hub's other values: nobody is admin."""
+    assert hub.load_groups == hub_groups()
+    assert hub.load_roles == hub_roles(
+        deployer_service="jhaas-deployer", culler_service="idle-culler"
+    )
+    assert {"name": "admin", "users": [], "services": []} in hub.load_roles
 
 
 # --- what fails before the change: values pasted into a Python file ---------------------
@@ -139,8 +152,8 @@ def test_local_hub_keeps_every_hostile_value_as_data(hub: HubDeployment) -> None
         assert "GenericOAuthenticator" not in config
         return
     assert_oauth(config.GenericOAuthenticator, hub.oauth)
-    assert config.Authenticator.allowed_users == sorted(hub.oauth.allowed_users)
-    assert config.Authenticator.admin_users == sorted(hub.oauth.admin_users)
+    assert config.Authenticator == {"allow_existing_users": True, "allow_all": False}
+    assert_roles(config.JupyterHub)
 
 
 @BOUNDED
@@ -169,8 +182,8 @@ def test_kubernetes_hub_keeps_every_hostile_value_as_data(hub: HubDeployment) ->
         return
     assert_oauth(config.GenericOAuthenticator, hub.oauth)
     assert config.GenericOAuthenticator.oauth_callback_url == f"{url}hub/oauth_callback"
-    assert config.GenericOAuthenticator.allowed_users == sorted(hub.oauth.allowed_users)
-    assert config.GenericOAuthenticator.admin_users == sorted(hub.oauth.admin_users)
+    assert config.Authenticator == {"allow_existing_users": True, "allow_all": False}
+    assert_roles(config.JupyterHub)
 
 
 def _parses(text: str) -> bool:

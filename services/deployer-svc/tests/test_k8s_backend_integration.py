@@ -310,7 +310,7 @@ class FakeHubApi:
 
     def __init__(self, token: str) -> None:
         self.token = token
-        self.users: dict[str, bool] = {"old-participant": False}
+        self.users: dict[str, set[str]] = {"old-participant": {"course-participants"}}
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -320,7 +320,7 @@ class FakeHubApi:
 
     async def list_users(self, request: web.Request) -> web.Response:
         self._authorized(request)
-        items = [{"name": n, "admin": a} for n, a in sorted(self.users.items())]
+        items = [{"name": n, "groups": sorted(g)} for n, g in sorted(self.users.items())]
         offset = int(request.query.get("offset", "0"))
         limit = int(request.query.get("limit", "200"))
         return web.json_response(items[offset : offset + limit])
@@ -328,7 +328,7 @@ class FakeHubApi:
     async def create_users(self, request: web.Request) -> web.Response:
         self._authorized(request)
         for name in (await request.json())["usernames"]:
-            self.users[name] = False
+            self.users[name] = set()
         return web.json_response([], status=201)
 
     async def delete_user(self, request: web.Request) -> web.Response:
@@ -336,9 +336,16 @@ class FakeHubApi:
         self.users.pop(request.match_info["name"], None)
         return web.Response(status=204)
 
-    async def patch_user(self, request: web.Request) -> web.Response:
+    async def stop_server(self, request: web.Request) -> web.Response:
         self._authorized(request)
-        self.users[request.match_info["name"]] = bool((await request.json())["admin"])
+        return web.Response(status=204)  # nobody runs a server here
+
+    async def group_members(self, request: web.Request) -> web.Response:
+        self._authorized(request)
+        group = request.match_info["group"]
+        for name in (await request.json())["users"]:
+            members = self.users[name]
+            (members.add if request.method == "POST" else members.discard)(group)
         return web.json_response({})
 
     async def start(self) -> None:
@@ -346,7 +353,9 @@ class FakeHubApi:
         app.router.add_get("/hub/api/users", self.list_users)
         app.router.add_post("/hub/api/users", self.create_users)
         app.router.add_delete("/hub/api/users/{name}", self.delete_user)
-        app.router.add_patch("/hub/api/users/{name}", self.patch_user)
+        app.router.add_delete("/hub/api/users/{name}/server", self.stop_server)
+        app.router.add_post("/hub/api/groups/{group}/users", self.group_members)
+        app.router.add_delete("/hub/api/groups/{group}/users", self.group_members)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -375,7 +384,7 @@ async def test_sync_roster_through_the_hub_api(double: K8sDouble) -> None:
         await b.sync_roster(
             hub.deployment_id, Roster(leader="lea", participants=frozenset({"pat"}))
         )
-        assert fake.users == {"lea": True, "pat": False}
+        assert fake.users == {"lea": {"course-staff"}, "pat": {"course-participants"}}
         with pytest.raises(BackendError) as caught:
             await b.sync_roster("never-deployed", Roster(leader="lea"))
         assert caught.value.temporary

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,8 +65,6 @@ def make_hub(
         authorize_url="https://jhaas.example.org/oauth/authorize",
         token_url="http://gateway.jhaas.svc:8000/oauth/token",
         userdata_url="http://gateway.jhaas.svc:8000/oauth/userinfo",
-        allowed_users=frozenset({"zoe", "ada", "bob"}),
-        admin_users=frozenset({"ada"}),
     )
     return HubDeployment(
         deployment_id="dep-42",
@@ -226,7 +223,12 @@ async def test_config_loads_and_kubespawner_accepts_it_with_gpus(
     assert hub_config.cookie_secret == bytes.fromhex(SECRETS.cookie_secret_hex)
     assert config.ConfigurableHTTPProxy.auth_token == SECRETS.proxy_auth_token
     assert config.GenericOAuthenticator.client_secret == OAUTH_SECRET
-    assert config.GenericOAuthenticator.allowed_users == ["ada", "bob", "zoe"]
+    assert config.Authenticator.allow_existing_users is True
+    assert config.Authenticator.allow_all is False
+    roles = {role["name"]: role for role in hub_config.load_roles}
+    assert roles["admin"] == {"name": "admin", "users": [], "services": []}
+    assert roles["course-staff"]["groups"] == ["course-staff"]
+    assert set(hub_config.load_groups) == {"course-staff", "course-participants"}
     services = {service["name"]: service for service in hub_config.services}
     assert services["jhaas-deployer"]["api_token"] == DEPLOYER_TOKEN
     assert "jupyterhub_idle_culler" in services["idle-culler"]["command"]
@@ -403,6 +405,7 @@ def test_every_configured_name_is_a_real_trait(
         "ConfigurableHTTPProxy": ConfigurableHTTPProxy,
         "KubeSpawner": KubeSpawner,
         "GenericOAuthenticator": GenericOAuthenticator,
+        "Authenticator": GenericOAuthenticator,
     }
     config = load_config(make_hub(gpus=1), tmp_path, monkeypatch)
     assert set(config) <= set(classes)
@@ -413,17 +416,14 @@ def test_every_configured_name_is_a_real_trait(
     assert authenticator.client_secret == OAUTH_SECRET
     assert authenticator.token_url == "http://gateway.jhaas.svc:8000/oauth/token"
     assert authenticator.oauth_callback_url == "https://ds101.hubs.example.org/hub/oauth_callback"
-    assert authenticator.admin_users == {"ada"}
+    assert authenticator.admin_users == set()
+    assert authenticator.allowed_users == set()
+    assert authenticator.scope == ["openid", "profile"]
+    assert authenticator.username_claim == "preferred_username"
 
 
 def test_settings_are_deterministic_and_name_no_secret() -> None:
-    shuffled = make_hub()
-    assert shuffled.oauth is not None
-    reordered = replace(
-        shuffled,
-        oauth=replace(shuffled.oauth, allowed_users=frozenset(["bob", "zoe", "ada"])),
-    )
-    assert config_files(shuffled) == config_files(reordered)
+    assert config_files(make_hub()) == config_files(make_hub())
     text = config_files(make_hub())[SETTINGS_FILE]
     for secret in (DEPLOYER_TOKEN, OAUTH_SECRET, SECRETS.proxy_auth_token):
         assert secret not in text

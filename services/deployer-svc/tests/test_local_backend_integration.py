@@ -148,18 +148,20 @@ async def test_local_hub_lifecycle(hub_root: Path) -> None:
 
     auth = {"Authorization": f"token {API_TOKEN}"}
 
-    async def users() -> dict[str, bool]:
+    async def users() -> dict[str, tuple[bool, list[str]]]:
         async with httpx.AsyncClient(base_url=api, headers=auth, timeout=10) as client:
             response = await client.get("/users")
             response.raise_for_status()
-            return {u["name"]: u["admin"] for u in response.json()}
+            return {u["name"]: (u["admin"], sorted(u["groups"])) for u in response.json()}
 
+    staff, participant = (False, ["course-staff"]), (False, ["course-participants"])
     await backend.sync_roster(
-        DEPLOYMENT, Roster(leader="lea", participants=frozenset({"alice", "bob"}))
+        DEPLOYMENT,
+        Roster(leader="lea", tutors=frozenset({"tim"}), participants=frozenset({"alice", "bob"})),
     )
-    assert await users() == {"lea": True, "alice": False, "bob": False}
+    assert await users() == {"lea": staff, "tim": staff, "alice": participant, "bob": participant}
     await backend.sync_roster(DEPLOYMENT, Roster(leader="lea", participants=frozenset({"alice"})))
-    assert await users() == {"lea": True, "alice": False}
+    assert await users() == {"lea": staff, "alice": participant}
 
     # A single-user server really starts (as root: --allow-root) inside the hub's folder.
     async with httpx.AsyncClient(base_url=api, headers=auth, timeout=10) as client:
@@ -187,8 +189,6 @@ async def test_local_hub_lifecycle(hub_root: Path) -> None:
         authorize_url="http://127.0.0.1:9/oauth/authorize",
         token_url="http://127.0.0.1:9/oauth/token",
         userdata_url="http://127.0.0.1:9/oauth/userinfo",
-        allowed_users=frozenset({"lea", "alice"}),
-        admin_users=frozenset({"lea"}),
     )
     changed = await backend.deploy(replace(hub_deployment(), oauth=oauth))
     assert changed.phase is HubPhase.READY and changed.url == url
@@ -198,7 +198,7 @@ async def test_local_hub_lifecycle(hub_root: Path) -> None:
     assert "GenericOAuthenticator" in (folder / "hub_settings.json").read_text()
     assert (folder / "jupyterhub_config.py").read_text() == CONFIG_TEXT  # the same, as data
     hub_pid = new_pid
-    assert await users() == {"lea": True, "alice": False}
+    assert await users() == {"lea": staff, "alice": participant}
     # The same request again changes nothing.
     await backend.deploy(replace(hub_deployment(), oauth=oauth))
     assert json.loads((folder / "state.json").read_text())["pid"] == hub_pid

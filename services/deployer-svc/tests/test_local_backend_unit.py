@@ -13,11 +13,10 @@ from oauthenticator.generic import GenericOAuthenticator
 from traitlets.config.loader import PyFileConfigLoader
 
 from deployer_svc.backends.base import BackendError, HubDeployment, HubPhase, OAuthClient
+from deployer_svc.backends.hub_roles import CULLER_SCOPES, DEPLOYER_SCOPES, STAFF_SCOPES
 from deployer_svc.backends.hub_settings import CONFIG_TEXT
 from deployer_svc.backends.local import HubState, LocalBackend
 from deployer_svc.backends.local_config import (
-    CULLER_SCOPES,
-    DEPLOYER_SCOPES,
     HubLayout,
     Ports,
     cpu_cores,
@@ -51,8 +50,6 @@ OAUTH = OAuthClient(
     authorize_url="https://gw.example/oauth/authorize",
     token_url="https://gw.example/oauth/token",
     userdata_url="https://gw.example/oauth/userinfo",
-    allowed_users=frozenset({"lea", "alice", "bob"}),
-    admin_users=frozenset({"lea"}),
 )
 
 
@@ -110,9 +107,17 @@ def test_config_loads_with_the_expected_values(tmp_path: Path) -> None:
     roles = {r["name"]: r for r in hub.load_roles}
     assert roles["jhaas-deployer"]["scopes"] == list(DEPLOYER_SCOPES)
     assert roles["jhaas-deployer"]["services"] == ["jhaas-deployer"]
-    assert roles["admin"]["services"] == ["jhaas-deployer"]
+    # Nobody is hub admin: the admin role's members are listed, and empty.
+    assert roles["admin"] == {"name": "admin", "users": [], "services": []}
     assert roles["idle-culler"]["scopes"] == list(CULLER_SCOPES)
     assert roles["idle-culler"]["services"] == ["idle-culler"]
+    assert roles["course-staff"] == {
+        "name": "course-staff",
+        "scopes": list(STAFF_SCOPES),
+        "groups": ["course-staff"],
+    }
+    assert all(scope.endswith("!group=course-participants") for scope in STAFF_SCOPES)
+    assert hub.load_groups == {"course-staff": {}, "course-participants": {}}
 
 
 def test_lab_interface_and_root_flag(tmp_path: Path) -> None:
@@ -137,20 +142,13 @@ def test_oauth_configures_the_generic_authenticator(tmp_path: Path) -> None:
     assert config.Authenticator.allow_all is False
     authenticator = GenericOAuthenticator(config=config)
     assert authenticator.client_secret == CLIENT_SECRET
-    assert authenticator.allowed_users == {"lea", "alice", "bob"}
-    assert authenticator.admin_users == {"lea"}
-
-
-def test_oauth_with_no_users_lets_nobody_in(tmp_path: Path) -> None:
-    empty = OAuthClient(
-        client_id="c",
-        client_secret="s",
-        authorize_url="https://a",
-        token_url="https://t",
-        userdata_url="https://u",
-    )
-    config, _ = load(deployment(oauth=empty), tmp_path / "dep-1")
-    assert GenericOAuthenticator(config=config).allowed_users == set()
+    assert authenticator.scope == ["openid", "profile"]
+    assert authenticator.enable_pkce is True
+    # Nobody is let in by name or made admin by the config: the hub's users are
+    # the roster (roster sync), and nobody is hub admin.
+    assert authenticator.allowed_users == set()
+    assert authenticator.admin_users == set()
+    assert authenticator.manage_groups is False
 
 
 @pytest.mark.parametrize(
@@ -182,8 +180,9 @@ def test_only_a_real_change_of_settings_or_secrets_restarts_the_hub(tmp_path: Pa
     hub = deployment(oauth=OAUTH)
     layout = HubLayout(tmp_path / hub.deployment_id)
     backend._write_files(hub, layout, PORTS)
-    same_users = replace(OAUTH, allowed_users=frozenset(["bob", "lea", "alice"]))
-    assert not backend._changed(replace(hub, oauth=same_users), layout, PORTS)
+    assert not backend._changed(replace(hub, oauth=replace(OAUTH)), layout, PORTS)
+    rotated = replace(OAUTH, client_secret="another-secret")
+    assert backend._changed(replace(hub, oauth=rotated), layout, PORTS)
     assert backend._changed(deployment(oauth=OAUTH, default_interface="notebook"), layout, PORTS)
     assert backend._changed(replace(hub, api_token="rotated"), layout, PORTS)
     # A hub configured by an older deployer (a config of code) is restarted onto data.

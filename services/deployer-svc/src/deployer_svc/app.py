@@ -7,20 +7,40 @@ from functools import partial
 from deployer_svc.backends.base import HubBackend
 from deployer_svc.credentials import CredentialBox
 from deployer_svc.handlers import Clock, DeployerHandlers, DueTimes, utcnow
+from deployer_svc.roster import ROSTER_EVENTS
+from deployer_svc.roster_handlers import (
+    RosterChanges,
+    acknowledged,
+    on_roster_events,
+    on_roster_purged,
+)
+from deployer_svc.roster_sync import RosterSync
 from deployer_svc.scheduler import Scheduler
 from deployer_svc.settings import SERVICE, DeployerSettings
 from deployer_svc.store import VERSIONS_DIR, messaging, metadata
 from jhaas_runtime.messaging import EventConsumer
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import SettingsError
-from jhaas_schemas.bus import DEPLOYER_SVC_GOVERNANCE, DEPLOYER_SVC_REQUESTS
-from jhaas_schemas.events import RequestApproved, RequestCancelled, decode_event
-from jhaas_schemas.rpc import DeployerOps, ListDeployments, RedeployHub
+from jhaas_schemas.bus import (
+    DEPLOYER_SVC_GOVERNANCE,
+    DEPLOYER_SVC_PARTICIPANTS,
+    DEPLOYER_SVC_REQUESTS,
+)
+from jhaas_schemas.events import (
+    ParticipantApplied,
+    ParticipantRejected,
+    RequestApproved,
+    RequestCancelled,
+    RosterPurged,
+    decode_event,
+)
+from jhaas_schemas.rpc import DeployerOps, GetOAuthClient, ListDeployments, RedeployHub
 
 __all__ = ["SERVICE", "build_app", "build_backend"]
 
 GOVERNANCE_CONSUMER = DEPLOYER_SVC_GOVERNANCE.name
 REQUESTS_CONSUMER = DEPLOYER_SVC_REQUESTS.name
+PARTICIPANTS_CONSUMER = DEPLOYER_SVC_PARTICIPANTS.name
 
 
 def build_backend(settings: DeployerSettings) -> HubBackend:
@@ -61,12 +81,17 @@ def build_app(
     runtime = ServiceRuntime(
         settings.runtime, metadata=metadata, tables=messaging, versions_dir=VERSIONS_DIR
     )
+    backend = backend or build_backend(settings)
+    credentials = credential_box(settings)
+    roster_sync = RosterSync(runtime.db, backend, poll=settings.max_sleep.total_seconds())
     scheduler = Scheduler(
         runtime,
-        backend or build_backend(settings),
+        backend,
         settings,
-        credentials=credential_box(settings),
+        credentials=credentials,
         clock=clock,
+        hub_built=roster_sync.changed,
+        reconciled=roster_sync.resync_all,
     )
     handlers = DeployerHandlers(
         runtime,
@@ -74,9 +99,11 @@ def build_app(
         grace=settings.grace,
         clock=clock,
         on_change=scheduler.notify,
+        credentials=credentials,
     )
     runtime.rpc.route(DeployerOps.LIST_DEPLOYMENTS, ListDeployments, handlers.list_deployments)
     runtime.rpc.route(DeployerOps.REDEPLOY, RedeployHub, handlers.redeploy)
+    runtime.rpc.route(DeployerOps.OAUTH_CLIENT, GetOAuthClient, handlers.oauth_client)
     approvals, cancellations = DueTimes(), DueTimes()
     # What a batch made due is told to the scheduler once it is over (committed,
     # or rolled back and applied one by one): told from inside the batch's
@@ -101,6 +128,24 @@ def build_app(
             after_batch=partial(cancellations.tell, scheduler.notify),
         )
     )
+    roster_changes = RosterChanges()
+    runtime.add_consumer(
+        EventConsumer(
+            name=PARTICIPANTS_CONSUMER,
+            stream=DEPLOYER_SVC_PARTICIPANTS.stream.name,
+            handlers={
+                ParticipantApplied: acknowledged,
+                ParticipantRejected: acknowledged,
+                RosterPurged: on_roster_purged,
+            },
+            batch_handlers={
+                kind: partial(on_roster_events, changes=roster_changes) for kind in ROSTER_EVENTS
+            },
+            decode=decode_event,
+            after_batch=partial(roster_changes.tell, roster_sync.changed),
+        )
+    )
     runtime.add_background("schedule", scheduler.run)
+    runtime.add_background("roster-sync", roster_sync.run)
     runtime.add_background("reconcile", scheduler.reconcile_forever)
     return runtime

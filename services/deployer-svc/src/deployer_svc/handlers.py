@@ -6,6 +6,7 @@ database thread: plain functions of a connection, nothing awaited.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -14,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Connection
 
 from deployer_svc import domain, schedule
+from deployer_svc.backends.base import oauth_callback_url
+from deployer_svc.credentials import CredentialBox
 from deployer_svc.domain import DeploymentRecord
 from deployer_svc.store import DeploymentRepository
 from jhaas_runtime.logs import correlation, get_logger
@@ -23,7 +26,15 @@ from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.errors import NotFound
 from jhaas_schemas.events import DeploymentScheduled, RequestApproved, RequestCancelled
 from jhaas_schemas.model import Principal
-from jhaas_schemas.rpc import Deployment, DeploymentList, ListDeployments, RedeployHub
+from jhaas_schemas.rpc import (
+    Deployment,
+    DeploymentList,
+    DeploymentState,
+    GetOAuthClient,
+    ListDeployments,
+    OAuthClient,
+    RedeployHub,
+)
 
 SOURCE = "deployer-svc"
 Clock = Callable[[], datetime]
@@ -79,6 +90,16 @@ def _redeploy(
     return new
 
 
+def _oauth_client(
+    conn: Connection, client_id: str, box: CredentialBox
+) -> tuple[DeploymentRecord, str] | None:
+    return DeploymentRepository(conn).oauth_client(client_id, box)
+
+
+# A hub signs nobody in before it has a URL, nor once its course is over.
+_NO_SIGN_IN = (DeploymentState.DELETED, DeploymentState.CANCELLED)
+
+
 class DeployerHandlers:
     def __init__(
         self,
@@ -88,6 +109,7 @@ class DeployerHandlers:
         grace: timedelta = timedelta(0),
         clock: Clock = utcnow,
         on_change: Notify = lambda _at: None,
+        credentials: CredentialBox | None = None,
     ) -> None:
         self.runtime = runtime
         self.lead_time = lead_time
@@ -96,6 +118,7 @@ class DeployerHandlers:
         # within a second anyway, this only makes it prompt.
         self.on_change = on_change
         self.clock = clock
+        self.credentials = credentials
 
     async def list_deployments(self, ctx: CallContext, payload: ListDeployments) -> DeploymentList:
         leader_id = domain.visible_leader(ctx.principal)
@@ -190,3 +213,22 @@ class DeployerHandlers:
         )
         self.on_change(None)
         return new.view()
+
+    async def oauth_client(self, ctx: CallContext, payload: GetOAuthClient) -> OAuthClient:
+        """A hub's registration as an OAuth client, for the gateway (the only
+        sender of RPC on the bus). The secret itself stays here: the gateway
+        compares the SHA-256 of what a client presents."""
+        assert self.credentials is not None, "built by app.build_app with the credential box"
+        found = await self.runtime.db.read(_oauth_client, payload.client_id, self.credentials)
+        if found is None:
+            raise NotFound(f"no hub is the OAuth client {payload.client_id}")
+        record, secret = found
+        if record.hub_url is None or record.state in _NO_SIGN_IN:
+            raise NotFound(f"the hub of OAuth client {payload.client_id} signs nobody in")
+        return OAuthClient(
+            client_id=payload.client_id,
+            deployment_id=record.deployment_id,
+            request_id=record.request_id,
+            redirect_uri=oauth_callback_url(record.hub_url),
+            secret_sha256=hashlib.sha256(secret.encode()).hexdigest(),
+        )

@@ -30,10 +30,11 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection
 
 from deployer_svc import schedule
-from deployer_svc.backends.base import BackendError, HubBackend, HubDeployment
+from deployer_svc.backends.base import BackendError, HubBackend, HubDeployment, OAuthClient
 from deployer_svc.credentials import CredentialBox, CredentialError
 from deployer_svc.domain import DeploymentRecord
 from deployer_svc.reconcile import Reconciler
+from deployer_svc.roster_store import RosterRepository
 from deployer_svc.schedule import Action
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository
@@ -92,6 +93,20 @@ def _api_token(conn: Connection, deployment_id: str, new_token: str, box: Creden
     return DeploymentRepository(conn).api_token(deployment_id, new_token, box)
 
 
+def _oauth_secret(
+    conn: Connection, deployment_id: str, client_id: str, new_secret: str, box: CredentialBox
+) -> str:
+    return DeploymentRepository(conn).oauth_secret(deployment_id, client_id, new_secret, box)
+
+
+def oauth_client_id(deployment_id: str) -> str:
+    return f"jhaas-hub-{deployment_id}"
+
+
+def _nothing() -> None:
+    pass
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
@@ -118,6 +133,10 @@ class Scheduler:
     credentials: CredentialBox
     clock: Clock = utcnow
     owner: str = field(default_factory=worker_id)
+    # Told when a hub was built (it holds nobody yet) and after each reconciliation
+    # pass (a hub that came back): roster sync brings it in step.
+    hub_built: Callable[[], None] = _nothing
+    reconciled: Callable[[], Awaitable[None]] | None = None
     fired: list[Fired] = field(default_factory=list, init=False)
     ticks: int = field(default=0, init=False)  # how many times the schedule was read
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -178,6 +197,8 @@ class Scheduler:
         while True:
             try:
                 await self.reconciler.reconcile()
+                if self.reconciled is not None:
+                    await self.reconciled()
             except Exception:
                 log.exception("reconciliation failed; will try again")
             await asyncio.sleep(self.settings.reconcile_every.total_seconds())
@@ -335,10 +356,30 @@ class Scheduler:
             _api_token, record.deployment_id, secrets.token_hex(32), self.credentials
         )
 
+    async def _oauth(self, record: DeploymentRecord) -> OAuthClient:
+        """The hub's OAuth client, registered at its first deploy and the same after."""
+        client_id = oauth_client_id(record.deployment_id)
+        secret = await self.runtime.db.write(
+            _oauth_secret,
+            record.deployment_id,
+            client_id,
+            secrets.token_urlsafe(32),
+            self.credentials,
+        )
+        browser, internal = self.settings.gateway_url, self.settings.gateway_internal_url
+        return OAuthClient(
+            client_id=client_id,
+            client_secret=secret,
+            authorize_url=f"{browser}/oauth/authorize",
+            token_url=f"{internal}/oauth/token",
+            userdata_url=f"{internal}/oauth/userinfo",
+        )
+
     async def _deploy(self, record: DeploymentRecord) -> None:
         outcome: tuple[str | None, BackendError | None]
         try:
             token = await self._hub_token(record)
+            oauth = await self._oauth(record)
         except CredentialError as exc:
             # Retrying cannot help until an operator restores the key: fail, saying so.
             outcome = (None, BackendError(str(exc), temporary=False))
@@ -349,6 +390,7 @@ class Scheduler:
                 slug=record.configuration.slug,
                 configuration=record.configuration,
                 api_token=token,
+                oauth=oauth,
             )
             try:
                 status = await self._leased(record, Action.DEPLOY, self.backend.deploy(hub))
@@ -356,6 +398,8 @@ class Scheduler:
             except BackendError as exc:
                 outcome = (None, exc)
         await self.runtime.write(self._deployed, record.deployment_id, outcome, self.clock())
+        if outcome[1] is None:
+            self.hub_built()
 
     def _deployed(
         self,
@@ -373,6 +417,7 @@ class Scheduler:
         url, error = outcome
         if error is None and url is not None:
             new, ready = schedule.deploy_succeeded(current, now, url, self._env(current, now))
+            RosterRepository(uow.conn).hub_rebuilt(current.request_id)
             if ready is not None:
                 uow.emit(ready)
                 log.info("hub ready", url=url)
@@ -430,6 +475,7 @@ class Scheduler:
             return
         repo.save(new)
         repo.forget_credentials(deployment_id)
+        RosterRepository(uow.conn).forget(current.request_id)
         uow.emit(deleted)
         log.info("hub deleted", objects=len(deletion.objects))
 

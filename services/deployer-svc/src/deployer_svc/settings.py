@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from deployer_svc.credentials import MIN_SECRET_LENGTH
 from jhaas_runtime.files import write_private_file
@@ -17,6 +18,7 @@ from jhaas_runtime.settings import RuntimeSettings, SettingsError, env_int, env_
 SERVICE = "deployer-svc"
 DEFAULT_LEAD_MINUTES = 30
 BACKENDS = ("local", "kubernetes")
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:8000"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +50,11 @@ class DeployerSettings:
     kubeconfig: Path | None = None
     # Names this installation's hubs: a deployer sees and touches only hubs that carry it.
     installation_id: str = "local"
+    # The gateway the hubs sign people in through: the browser-facing URL (the
+    # hubs' authorize_url) and the one hubs reach it at server to server
+    # (token_url, userdata_url); both without a trailing '/'.
+    gateway_url: str = DEFAULT_GATEWAY_URL
+    gateway_internal_url: str = DEFAULT_GATEWAY_URL
 
     @property
     def local_hubs_dir(self) -> Path:
@@ -99,9 +106,17 @@ class DeployerSettings:
             )
         else:
             installation_id = load_or_create_installation_id(runtime.data_dir)
+        gateway_url = check_gateway_url(
+            "JHAAS_GATEWAY_URL", env_str(env, "JHAAS_GATEWAY_URL", DEFAULT_GATEWAY_URL)
+        )
+        gateway_internal_url = check_gateway_url(
+            "JHAAS_GATEWAY_INTERNAL_URL", env_str(env, "JHAAS_GATEWAY_INTERNAL_URL", gateway_url)
+        )
         return cls(
             runtime=runtime,
             installation_id=installation_id,
+            gateway_url=gateway_url,
+            gateway_internal_url=gateway_internal_url,
             lease=timedelta(seconds=env_int(env, "JHAAS_LEASE_SECONDS", 90, minimum=3)),
             max_parallel_actions=env_int(env, "JHAAS_MAX_PARALLEL_ACTIONS", 8, minimum=1),
             lead_time=timedelta(
@@ -121,6 +136,31 @@ class DeployerSettings:
             secret_keys=secret_keys,
             kubeconfig=Path(kubeconfig).resolve() if kubeconfig else None,
         )
+
+
+def check_gateway_url(name: str, value: str) -> str:
+    """An http(s) URL with a host and no query, fragment or credentials, without
+    its trailing '/': the hubs' OAuth endpoints are this plus a path."""
+    parts = urlsplit(value.strip())
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or "?" in value
+        or "#" in value
+        or parts.username is not None
+        or any(c.isspace() or ord(c) < 32 for c in value.strip())
+    ):
+        raise SettingsError(
+            f"{name} must be an http(s) URL with a host and no query, fragment or "
+            f"user info (e.g. https://jhaas.example.org); got {value!r}"
+        )
+    try:
+        parts.port  # noqa: B018 (raises on a port that is no number)
+    except ValueError:
+        raise SettingsError(f"{name} has an invalid port: {value!r}") from None
+    return value.strip().rstrip("/")
 
 
 INSTALLATION_ID_FILE = "installation-id"

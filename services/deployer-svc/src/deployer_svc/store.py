@@ -69,6 +69,19 @@ hub_credentials = sa.Table(
     sa.Column("api_token", sa.String(200), nullable=False),
 )
 
+# Each hub's OAuth client at the gateway (issue 7): registered here, not at the
+# gateway, because the deployer makes the secret, must hand the same one to the
+# hub on every redeploy, and may not send it anywhere (the bus carries no secret
+# and only the gateway sends RPC): the gateway asks for the registration by RPC
+# and gets the secret's SHA-256 only. Sealed like the API token; deleted with the hub.
+oauth_clients = sa.Table(
+    "oauth_clients",
+    metadata,
+    sa.Column("deployment_id", sa.String(36), primary_key=True),
+    sa.Column("client_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("client_secret", sa.String(300), nullable=False),
+)
+
 # Cancellations that arrived before their approval (another stream, no order).
 early_cancellations = sa.Table(
     "early_cancellations",
@@ -427,10 +440,38 @@ class DeploymentRepository:
             return str(found)
         return box.open(str(found))
 
-    def forget_credentials(self, deployment_id: str) -> None:
+    def oauth_secret(
+        self, deployment_id: str, client_id: str, new_secret: str, box: CredentialBox
+    ) -> str:
+        """The hub's OAuth client secret, made (from `new_secret`) the first time it
+        is asked for and kept across redeploys; stored encrypted with `box`."""
+        where = oauth_clients.c.deployment_id == deployment_id
+        found = self.conn.scalar(sa.select(oauth_clients.c.client_secret).where(where))
+        if found is not None:
+            return box.open(str(found))
         self.conn.execute(
-            hub_credentials.delete().where(hub_credentials.c.deployment_id == deployment_id)
+            oauth_clients.insert().values(
+                deployment_id=deployment_id, client_id=client_id, client_secret=box.seal(new_secret)
+            )
         )
+        return new_secret
+
+    def oauth_client(
+        self, client_id: str, box: CredentialBox
+    ) -> tuple[DeploymentRecord, str] | None:
+        """The deployment registered as `client_id`, and the client's secret."""
+        row = self.conn.execute(
+            sa.select(deployments, oauth_clients.c.client_secret)
+            .join(oauth_clients, oauth_clients.c.deployment_id == _c.deployment_id)
+            .where(oauth_clients.c.client_id == client_id)
+        ).first()
+        if row is None:
+            return None
+        return _record(row), box.open(row.client_secret)
+
+    def forget_credentials(self, deployment_id: str) -> None:
+        for table in (hub_credentials, oauth_clients):
+            self.conn.execute(table.delete().where(table.c.deployment_id == deployment_id))
 
     def remember_cancellation(self, request_id: str, now: datetime) -> None:
         self.conn.execute(

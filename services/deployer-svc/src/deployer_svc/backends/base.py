@@ -31,9 +31,14 @@ class OAuthClient:
     authorize_url: str
     token_url: str
     userdata_url: str
-    # Users the hub lets in: the course leader and accepted participants.
-    allowed_users: frozenset[str] = frozenset()
-    admin_users: frozenset[str] = frozenset()
+    # Who may sign in is not listed here: the hub lets in the users that exist
+    # in it (`allow_existing_users`), which roster sync keeps to the roster.
+
+
+def oauth_callback_url(hub_url: str) -> str:
+    """Where the gateway sends a hub's users back: the hub's config and the
+    registration the gateway matches exactly (character for character) both use this."""
+    return hub_url.rstrip("/") + "/hub/oauth_callback"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +107,7 @@ class HubBackend(Protocol):
     async def status(self, deployment_id: str) -> HubStatus: ...
 
     async def sync_roster(self, deployment_id: str, roster: Roster) -> None:
-        """Let exactly these people in (and the leader as the hub's admin)."""
+        """Make the hub's users exactly the roster, in their groups (`hub_roles`)."""
         ...
 
     async def teardown(self, deployment_id: str) -> DeletionRecord:

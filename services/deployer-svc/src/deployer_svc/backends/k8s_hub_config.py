@@ -16,6 +16,7 @@ from jhaas_schemas.model import HubSpec
 from jhaas_schemas.quantities import byte_size, cpu_millicores
 
 from .base import HubDeployment
+from .hub_roles import hub_groups, hub_roles, oauth_traits, sign_in_traits
 from .hub_settings import HubConfigFiles, Traits, env, from_hex, render
 
 # Environment variables of the hub container (filled by `secretKeyRef`, see k8s_manifests).
@@ -32,9 +33,7 @@ PROXY_API_PORT = 8001
 PROXY_HTTP_PORT = 8000
 SINGLEUSER_PORT = 8888
 DEPLOYER_SERVICE = "jhaas-deployer"
-DEPLOYER_SCOPES = ("admin:users", "admin:servers", "list:users", "read:users")
 CULLER_SERVICE = "idle-culler"
-CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
 SINGLEUSER_COMPONENT = "singleuser-server"  # KubeSpawner's default `component_label`
 
 MIN_CPU_GUARANTEE_M = 250
@@ -128,22 +127,10 @@ def auth_traits(hub: HubDeployment, public_url: str) -> tuple[str, Traits]:
         return "null", {}
     return "generic-oauth", {
         "GenericOAuthenticator": {
-            "client_id": oauth.client_id,
-            "client_secret": env(ENV_OAUTH_SECRET),
-            "oauth_callback_url": f"{public_url}hub/oauth_callback",
-            "authorize_url": oauth.authorize_url,
-            "token_url": oauth.token_url,
-            "userdata_url": oauth.userdata_url,
-            "username_claim": "preferred_username",
+            **oauth_traits(oauth, env(ENV_OAUTH_SECRET), public_url),
             "login_service": "JHaaS",
-            # Sorted: frozensets have no stable order, the output must be deterministic.
-            "allowed_users": sorted(oauth.allowed_users),
-            "admin_users": sorted(oauth.admin_users),
-            # As the local backend: users the deployer creates through the API
-            # (sync_roster) may sign in at once, users it deletes may not.
-            "allow_existing_users": True,
-            "allow_all": False,
-        }
+        },
+        "Authenticator": sign_in_traits(),
     }
 
 
@@ -155,14 +142,12 @@ def service_traits() -> dict[str, Any]:
         {"name": DEPLOYER_SERVICE, "api_token": env(ENV_DEPLOYER_TOKEN)},
         {"name": CULLER_SERVICE, "command": culler},
     ]
-    roles = [
-        # The same grants as the local backend (local_config), so sync_roster is one code path.
-        {"name": DEPLOYER_SERVICE, "scopes": list(DEPLOYER_SCOPES), "services": [DEPLOYER_SERVICE]},
-        # Making the course leader an admin needs an admin: the deployer is one.
-        {"name": "admin", "services": [DEPLOYER_SERVICE]},
-        {"name": CULLER_SERVICE, "scopes": list(CULLER_SCOPES), "services": [CULLER_SERVICE]},
-    ]
-    return {"services": services, "load_roles": roles}
+    # The same groups and grants as the local backend, so sync_roster is one code path.
+    return {
+        "services": services,
+        "load_groups": hub_groups(),
+        "load_roles": hub_roles(deployer_service=DEPLOYER_SERVICE, culler_service=CULLER_SERVICE),
+    }
 
 
 def render_hub_config(

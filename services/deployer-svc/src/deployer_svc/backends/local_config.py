@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer_svc.backends.base import HubDeployment
+from deployer_svc.backends.hub_roles import hub_groups, hub_roles, oauth_traits, sign_in_traits
 from deployer_svc.backends.hub_settings import (
     CONFIG_FILE,
     SETTINGS_FILE,
@@ -27,8 +28,6 @@ from jhaas_schemas.quantities import cpu_millicores
 
 DEPLOYER_SERVICE = "jhaas-deployer"
 CULLER_SERVICE = "idle-culler"
-DEPLOYER_SCOPES = ("admin:users", "admin:servers", "list:users", "read:users")
-CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
 CULL_TIMEOUT = 3600
 CULL_EVERY = 600
 # The secret files beside the config (0600), which the settings name.
@@ -132,24 +131,8 @@ def _auth_traits(hub: HubDeployment, public_url: str) -> tuple[str, Traits]:
     if oauth is None:  # no sign-in yet: only the deployer's API token reaches the hub
         return "jupyterhub.auth.NullAuthenticator", {}
     return "oauthenticator.generic.GenericOAuthenticator", {
-        "GenericOAuthenticator": {
-            "client_id": oauth.client_id,
-            "client_secret": secret_file(OAUTH_SECRET_FILE),
-            "authorize_url": oauth.authorize_url,
-            "token_url": oauth.token_url,
-            "userdata_url": oauth.userdata_url,
-            "username_claim": "preferred_username",
-            "oauth_callback_url": f"{public_url}/hub/oauth_callback",
-        },
-        "Authenticator": {
-            # Sorted: a frozenset has no stable order, the file must be deterministic.
-            "allowed_users": sorted(oauth.allowed_users),
-            "admin_users": sorted(oauth.admin_users),
-            # Users the deployer creates through the API (sync_roster) may sign in at
-            # once; users it deletes may not.
-            "allow_existing_users": True,
-            "allow_all": False,
-        },
+        "GenericOAuthenticator": oauth_traits(oauth, secret_file(OAUTH_SECRET_FILE), public_url),
+        "Authenticator": sign_in_traits(),
     }
 
 
@@ -165,13 +148,11 @@ def _service_traits(layout: HubLayout, python: str) -> dict[str, Any]:
         {"name": DEPLOYER_SERVICE, "api_token": secret_file(API_TOKEN_FILE)},
         {"name": CULLER_SERVICE, "command": culler, "cwd": str(layout.folder)},
     ]
-    roles = [
-        {"name": "jhaas-deployer", "scopes": list(DEPLOYER_SCOPES), "services": [DEPLOYER_SERVICE]},
-        # Granting admin to the course leader needs an admin: the deployer is one.
-        {"name": "admin", "services": [DEPLOYER_SERVICE]},
-        {"name": "idle-culler", "scopes": list(CULLER_SCOPES), "services": [CULLER_SERVICE]},
-    ]
-    return {"services": services, "load_roles": roles}
+    return {
+        "services": services,
+        "load_groups": hub_groups(),
+        "load_roles": hub_roles(deployer_service=DEPLOYER_SERVICE, culler_service=CULLER_SERVICE),
+    }
 
 
 def render_config(
