@@ -420,3 +420,29 @@ async def _gone(bus: Bus, request_id: str) -> bool:
     except RpcFailure as failure:
         return failure.error.code is ErrorCode.NOT_FOUND
     return False
+
+
+async def test_a_class_of_300_is_accepted_in_one_call(bus: Bus) -> None:
+    await bus.publish(approval("r-8", limit=300))
+    code = (await bus.course_of("r-8")).join_code
+    applied = await asyncio.gather(*(bus.apply(person(n), code) for n in range(300)))
+    ids = [p.participation_id for p in applied]
+    accepted = await bus.call(
+        LEADER,
+        ParticipantOps.ACCEPT,
+        Decide(request_id="r-8", participation_ids=ids),
+        ParticipationList,
+    )
+    assert [p.participation_id for p in accepted.items] == ids
+    assert {p.status for p in accepted.items} == {ParticipationStatus.ACCEPTED}
+    assert (await bus.course_of("r-8")).accepted == 300
+    events = await published(bus.nc, 600)
+    assert sum(type(e).__name__ == "ParticipantAccepted" for e in events) == 300
+    one_more = await bus.apply(person(300), code)
+    message = await bus.refused(
+        LEADER,
+        ParticipantOps.ACCEPT,
+        Decide(request_id="r-8", participation_ids=[one_more.participation_id]),
+        ErrorCode.CONFLICT,
+    )
+    assert "limit of 300" in message
