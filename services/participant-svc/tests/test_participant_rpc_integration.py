@@ -320,6 +320,33 @@ async def test_tutors_decide_but_do_not_name_tutors(bus: Bus) -> None:
     tutored = await bus.call(TUTOR, ParticipantOps.MY_COURSES, Empty(), MyCourseList)
     assert [(c.request_id, c.role) for c in tutored.items] == [("r-3", CourseRole.TUTOR)]
 
+    # Someone once rejected becomes a tutor: listed once, as the tutor.
+    rejected = await bus.apply(person(2), code)
+    await bus.call(
+        LEADER,
+        ParticipantOps.REJECT,
+        RejectParticipations(request_id="r-3", participation_ids=[rejected.participation_id]),
+        ParticipationList,
+    )
+    await bus.refused(
+        LEADER,
+        ParticipantOps.ADD_TUTOR,
+        TutorRef(request_id="r-3", user_id=person(1).user_id),
+        ErrorCode.CONFLICT,
+    )
+    await bus.call(
+        LEADER,
+        ParticipantOps.ADD_TUTOR,
+        TutorRef(request_id="r-3", user_id=person(2).user_id),
+        Course,
+    )
+    theirs = await bus.call(person(2), ParticipantOps.MY_COURSES, Empty(), MyCourseList)
+    assert [(c.request_id, c.role) for c in theirs.items] == [("r-3", CourseRole.TUTOR)]
+    access = await bus.call(
+        person(2), ParticipantOps.ACCESS, CourseRef(request_id="r-3"), CourseAccess
+    )
+    assert access.role is CourseRole.TUTOR
+
 
 async def test_a_cancelled_course_takes_no_one_and_a_ready_hub_shows_its_link(bus: Bus) -> None:
     await bus.publish(approval("r-4", limit=3))

@@ -166,6 +166,17 @@ def require_course(course: CourseState | None, request_id: str) -> CourseState:
     return course
 
 
+def require_participation(
+    p: ParticipationState | None, participation_id: str
+) -> ParticipationState:
+    if p is None:
+        raise NotFound(
+            f"no application {participation_id} in this course",
+            {"participation_id": "not in this course"},
+        )
+    return p
+
+
 def require_staff(course: CourseState, principal: Principal) -> CourseRole:
     """The leader or a tutor: they see and decide on the course's participants."""
     role = course.staff_role(principal.user_id)

@@ -80,7 +80,7 @@ class ParticipantHandlers:
         return course.view()
 
     async def find_by_code(self, _ctx: CallContext, payload: JoinCodeRef) -> CoursePreview:
-        found = await self.runtime.db.lookup(_by_code, payload.code)
+        found = await self.runtime.db.read(_by_code, payload.code)
         course = domain.joinable(found, payload.code)
         return CoursePreview(
             request_id=course.request_id,
@@ -102,7 +102,11 @@ class ParticipantHandlers:
 
     async def my_courses(self, ctx: CallContext, _payload: Empty) -> MyCourseList:
         found = await self.runtime.db.read(courses_of, ctx.principal.user_id)
-        items = [_my_course(course, how, status) for course, how, status in found]
+        # A tutor may also hold an old (rejected, left) application: the role wins.
+        first = {
+            course.request_id: (course, how, status) for course, how, status in reversed(found)
+        }
+        items = [_my_course(course, how, status) for course, how, status in first.values()]
         items.sort(key=lambda c: (c.starts_at, c.title, c.request_id))
         return MyCourseList(items=items)
 
@@ -374,9 +378,9 @@ def _one(
     course = _locked(CourseRepository(conn), request_id)
     domain.require_staff(course, ctx.principal)
     repo = ParticipationRepository(conn)
-    p = repo.get(course.request_id, participation_id)
-    if p is None:
-        [p] = domain.chosen([], [participation_id])  # raises NotFound naming it
+    p = domain.require_participation(
+        repo.get(course.request_id, participation_id), participation_id
+    )
     return course, p, repo
 
 
