@@ -406,6 +406,13 @@ async def test_a_deleted_hub_leaves_no_one_of_its_course(
     # Another course, which must keep its people.
     await bus.publish(approval("r-6", limit=3))
     kept = await bus.apply(person(0), (await bus.course_of("r-6")).join_code)
+    # Another course's application is not this course's to decide on.
+    await bus.refused(
+        LEADER,
+        ParticipantOps.ACCEPT,
+        Decide(request_id="r-5", participation_ids=[kept.participation_id]),
+        ErrorCode.NOT_FOUND,
+    )
 
     deleted = HubDeleted(
         **envelope(source="deployer-svc", correlation_id="c-del"),
