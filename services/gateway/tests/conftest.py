@@ -14,6 +14,7 @@ from gateway.settings import GatewaySettings
 from jhaas_launcher.processes import PostgresServer
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
+from participant_svc.app import build_app as build_participant_svc
 from request_svc.app import build_app as build_request_svc
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -39,10 +40,12 @@ async def client(gateway_settings: GatewaySettings) -> AsyncIterator[Client]:
         yield test_client
 
 
-def second_database_url(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> str:
+def second_database_url(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path, name: str = "request-svc"
+) -> str:
     """A database of its own for a second service, on the same engine as `database_url`."""
     if database_url.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / 'request-svc.sqlite'}"
+        return f"sqlite:///{tmp_path / f'{name}.sqlite'}"
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.create_database(f"r_{uuid.uuid4().hex[:12]}")
 
@@ -62,6 +65,26 @@ async def request_svc(
     with LoopThread() as thread:
         await thread.run(runtime.start())
         # Started means subscribed: the SUBs reach the server before any call.
+        await thread.run(runtime.nc.flush())
+        try:
+            yield runtime
+        finally:
+            await thread.run(runtime.stop())
+
+
+@pytest.fixture
+async def participant_svc(
+    request: pytest.FixtureRequest,
+    settings_for: SettingsFor,
+    database_url: str,
+    tmp_path: Path,
+) -> AsyncIterator[ServiceRuntime]:
+    url = second_database_url(request, database_url, tmp_path, "participant-svc")
+    runtime = build_participant_svc(
+        settings_for("participant-svc", database_url=url, data_dir=tmp_path / "participant-svc")
+    )
+    with LoopThread() as thread:
+        await thread.run(runtime.start())
         await thread.run(runtime.nc.flush())
         try:
             yield runtime

@@ -37,7 +37,7 @@ FUZZ = settings(
 )
 SENTINEL = "\ue000sentinel\ue000"
 CONTROLS = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]] + ["\u2028", "\u2029"]
-MULTI_LINE_FIELDS = {"description", "comment", "reason"}  # tab and line breaks allowed
+MULTI_LINE_FIELDS = {"description", "comment", "reason", "message"}  # tab and line breaks allowed
 TOKEN = st.text("abcdefghijklmnopqrstuvwxyz0123456789-.+", min_size=1, max_size=10)
 OTHER_MEDIA_TYPES = st.sampled_from(
     [
@@ -133,7 +133,12 @@ async def world(client: Client, request_svc: ServiceRuntime) -> AsyncIterator[Wo
     assert submitted.status_code == 201, submitted.text
     me = (await client.get("/api/v1/auth/me", headers=bearer(leader))).json()
     document = (await client.get("/schema/openapi.json")).json()
-    ids = {"request_id": submitted.json()["request_id"], "user_id": me["user_id"]}
+    ids = {
+        "request_id": submitted.json()["request_id"],
+        "user_id": me["user_id"],
+        "code": "ZZZZZZZZZZ",
+        "participation_id": "p-unknown",
+    }
     routes = body_routes(client.app, document, ids)
     paths = {(route.method, route.path) for route in routes}
     # Every route that takes a body is here, so a new one is covered without a word.

@@ -28,6 +28,7 @@ from gateway.store import (
     UsernameTaken,
     UserRecord,
     find_live_caller,
+    user_names,
 )
 from jhaas_runtime.db import Database
 from jhaas_runtime.files import write_private_file
@@ -207,6 +208,13 @@ class Accounts:
         if user is None:
             raise NotFound(f"no user {user_id!r}")
         return user
+
+    async def find_user(self, username: str) -> UserRecord | None:
+        return await self.db.lookup(lambda conn: AccountStore(conn).get_user_by_username(username))
+
+    async def names_of(self, user_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """(username, display name) of each known user id; unknown ids are left out."""
+        return await self.db.read(user_names, user_ids)
 
     async def list_users(self) -> list[UserRecord]:
         return await self.db.read(lambda conn: AccountStore(conn).list_users())

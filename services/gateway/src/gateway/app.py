@@ -17,6 +17,7 @@ from gateway.accounts import Accounts, Clock, utcnow
 from gateway.auth import BearerTokens, Passwords
 from gateway.context import Gateway, send_correlation_header
 from gateway.controllers.auth import AuthController
+from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.health import healthz, index, readyz
 from gateway.controllers.oauth import OAuthController, openid_configuration
@@ -80,7 +81,8 @@ def openapi_config(settings: GatewaySettings) -> OpenAPIConfig:
         version="1.0.0",
         description=(
             "JupyterHub as a Service: request a hub for a course, review it, follow its "
-            "deployment. Sign in at POST /api/v1/auth/login; send the token as "
+            "deployment, let people join its course and decide who takes part. Sign in at "
+            "POST /api/v1/auth/login; send the token as "
             "`Authorization: Bearer <token>`, or use the session cookie together with "
             "the X-CSRF-Token header on unsafe methods."
         ),
@@ -141,6 +143,8 @@ def create_app(
             RequestController,
             ReviewController,
             DeploymentController,
+            CourseController,
+            JoinController,
         ],
     )
     return Litestar(

@@ -10,7 +10,15 @@ import msgspec
 from gateway.store import UserRecord
 from jhaas_schemas.model import PATTERN_RULES as CONTRACT_PATTERN_RULES
 from jhaas_schemas.model import Role, single_line
-from jhaas_schemas.rpc import Comment, HubSpecUpdate, Reason, Revision
+from jhaas_schemas.rpc import (
+    ApplicationMessage,
+    Comment,
+    Course,
+    HubSpecUpdate,
+    ParticipationId,
+    Reason,
+    Revision,
+)
 
 USERNAME = r"^[a-z0-9][a-z0-9._-]*$(?!\n)"
 USERNAME_RULE = "lower-case letters, digits, '.', '_' and '-'; starts with a letter or digit"
@@ -144,3 +152,37 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):
     status: str
+
+
+class JoinOpenBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    open: bool
+
+
+class ApplyBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    message: ApplicationMessage = ""
+
+
+ParticipationIds = Annotated[list[ParticipationId], msgspec.Meta(min_length=1, max_length=5000)]
+
+
+class AcceptBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    participation_ids: ParticipationIds
+
+
+class RejectApplicationsBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    participation_ids: ParticipationIds
+    reason: Comment = ""
+
+
+class RemoveBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    reason: Comment = ""
+
+
+class TutorBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    username: TypedUsername
+
+
+class CourseView(Course, frozen=True, kw_only=True):
+    """A course as its leader and tutors see it, with the link to hand out."""
+
+    join_url: str  # <JHAAS_PUBLIC_URL>/join/<join_code>

@@ -324,6 +324,13 @@ class AccountStore:
         self.conn.execute(sessions.delete().where(sessions.c.expires_at <= now))
 
 
+def user_names(conn: Connection, user_ids: list[str]) -> dict[str, tuple[str, str]]:
+    query = sa.select(users.c.user_id, users.c.username, users.c.display_name).where(
+        users.c.user_id.in_(sa.bindparam("ids", expanding=True))
+    )
+    return {r.user_id: (r.username, r.display_name) for r in conn.execute(query, {"ids": user_ids})}
+
+
 def _user(row: sa.Row[tuple[object, ...]], roles: tuple[Role, ...]) -> UserRecord:
     m = row._mapping
     return UserRecord(
