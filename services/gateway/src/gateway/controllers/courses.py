@@ -19,7 +19,7 @@ from gateway.context import gateway_of
 from gateway.dependencies import ServiceCalls
 from gateway.errors import SERVICE_ERRORS, error_responses
 from gateway.guards import requires_authenticated
-from gateway.hub_grants import revoke_hub_grants
+from gateway.oauth import revoke_hub_grants
 from gateway.schemas import (
     AcceptBody,
     ApplyBody,
@@ -162,9 +162,8 @@ class CourseController(Controller):
             reason=data.reason if data is not None else "",
         )
         removed = await services(ParticipantOps.REMOVE, payload, Participation)
-        await revoke_hub_grants(
-            gateway_of(request), user_id=removed.user_id, request_id=removed.request_id
-        )
+        # After participant-svc committed: a refused removal revokes nothing.
+        await revoke_hub_grants(gateway_of(request).db, removed.user_id, removed.request_id)
         return removed
 
     @post(
@@ -191,9 +190,7 @@ class CourseController(Controller):
     ) -> Participation:
         """Leave a course you take part in, or withdraw your application."""
         left = await services(ParticipantOps.LEAVE, CourseRef(request_id=request_id), Participation)
-        await revoke_hub_grants(
-            gateway_of(request), user_id=left.user_id, request_id=left.request_id
-        )
+        await revoke_hub_grants(gateway_of(request).db, left.user_id, left.request_id)
         return left
 
     @post("/{request_id:str}/tutors", status_code=HTTP_200_OK, responses=ERRORS)
@@ -224,7 +221,7 @@ class CourseController(Controller):
         """Take a tutor's role away (leader)."""
         payload = TutorRef(request_id=request_id, user_id=user_id)
         course = await services(ParticipantOps.REMOVE_TUTOR, payload, Course)
-        await revoke_hub_grants(gateway_of(request), user_id=user_id, request_id=request_id)
+        await revoke_hub_grants(gateway_of(request).db, user_id, request_id)
         return course_view(course, settings)
 
     @get("/{request_id:str}/roster.csv", media_type="text/csv", responses=ERRORS)
