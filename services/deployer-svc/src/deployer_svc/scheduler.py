@@ -337,6 +337,7 @@ class Scheduler:
 
     async def _deploy(self, record: DeploymentRecord) -> None:
         outcome: tuple[str | None, BackendError | None]
+        warnings: tuple[str, ...] = ()
         try:
             token = await self._hub_token(record)
         except CredentialError as exc:
@@ -352,10 +353,12 @@ class Scheduler:
             )
             try:
                 status = await self._leased(record, Action.DEPLOY, self.backend.deploy(hub))
-                outcome = (status.url or "", None)
+                outcome, warnings = (status.url or "", None), status.warnings
             except BackendError as exc:
                 outcome = (None, exc)
-        await self.runtime.write(self._deployed, record.deployment_id, outcome, self.clock())
+        await self.runtime.write(
+            self._deployed, record.deployment_id, outcome, self.clock(), warnings
+        )
 
     def _deployed(
         self,
@@ -363,6 +366,7 @@ class Scheduler:
         deployment_id: str,
         outcome: tuple[str | None, BackendError | None],
         now: datetime,
+        warnings: tuple[str, ...] = (),
     ) -> None:
         """Record a deploy's outcome: only while the lease is still ours, under a row lock."""
         repo = DeploymentRepository(uow.conn)
@@ -372,10 +376,12 @@ class Scheduler:
             return
         url, error = outcome
         if error is None and url is not None:
-            new, ready = schedule.deploy_succeeded(current, now, url, self._env(current, now))
+            new, ready = schedule.deploy_succeeded(
+                current, now, url, self._env(current, now), warnings
+            )
             if ready is not None:
                 uow.emit(ready)
-                log.info("hub ready", url=url)
+                log.info("hub ready", url=url, warnings=list(warnings))
             else:
                 log.info("hub built for a course cancelled meanwhile; tearing it down")
         else:
