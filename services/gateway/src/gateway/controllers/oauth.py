@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -54,6 +56,30 @@ def _json(answer: OAuthAnswer) -> Response[Any]:
 def _oauth_error(status: int, error: str, description: str, **headers: str) -> Response[Any]:
     body = {"error": error, "error_description": description}
     return Response(body, status_code=status, headers={**headers, **NO_STORE})
+
+
+def _client_id(headers: Any, form: list[tuple[str, str]]) -> str | Response[Any] | None:
+    """Who the token request says it is, or the refusal: one way of authenticating
+    (RFC 6749, 2.3), and Basic credentials that decode (Authlib's own decoding
+    raises on bytes that are not UTF-8)."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return dict(form).get("client_id")
+    if any(name == "client_secret" for name, _ in form):
+        return _oauth_error(
+            400, "invalid_request", "authenticate one way: HTTP Basic or client_secret, not both"
+        )
+    try:
+        base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return _oauth_error(
+            401,
+            "invalid_client",
+            "the HTTP Basic credentials are not base64 of UTF-8 'client_id:client_secret'",
+            **{"WWW-Authenticate": 'Basic realm="jhaas"'},
+        )
+    client_id: str | None = extract_basic_authorization(headers)[0]
+    return client_id
 
 
 def _redirect(location: str) -> Response[str]:
@@ -162,7 +188,9 @@ class OAuthController(Controller):
             form = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
         except UnicodeDecodeError:
             return _oauth_error(400, "invalid_request", "the form is not valid UTF-8")
-        client_id = extract_basic_authorization(request.headers)[0] or dict(form).get("client_id")
+        client_id = _client_id(request.headers, form)
+        if isinstance(client_id, Response):
+            return client_id
         correlation_id = correlation_id_for(request.scope)
         try:
             client = await provider.client(client_id, correlation_id) if client_id else None

@@ -12,7 +12,7 @@ import hmac
 import secrets
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
@@ -35,6 +35,8 @@ FORM_COOKIE = "jhaas_signin"
 FORM_LIFETIME = timedelta(hours=1)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 MAX_NEXT = 4000
+# Every printable ASCII character stays as it is; anything beyond is percent-encoded.
+_ASCII_PRINTABLE = "".join(chr(code) for code in range(0x21, 0x7F))
 
 
 def safe_next(value: str | None) -> str:
@@ -46,7 +48,10 @@ def safe_next(value: str | None) -> str:
     if any(ord(char) < 0x21 or ord(char) == 0x7F for char in value):
         return "/"
     parts = urlsplit(value)
-    return "/" if parts.scheme or parts.netloc else value
+    if parts.scheme or parts.netloc:
+        return "/"
+    # A header is latin-1: a non-ASCII path would not go out (or go out garbled).
+    return quote(value, safe=_ASCII_PRINTABLE)
 
 
 def _form_token(secret: bytes, cookie: str) -> str:
