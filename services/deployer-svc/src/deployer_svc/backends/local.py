@@ -653,8 +653,10 @@ class LocalBackend:
             if name in wanted:
                 continue
             isolation.remove_account(entry)
-            with contextlib.suppress(OSError):
+            try:
                 self.cgroups.remove(name)
+            except OSError as exc:
+                log.warning("could not remove the cgroup of %s: %s", name, exc)
             removed.append(name)
         return removed
 
