@@ -170,7 +170,10 @@ def main() -> None:
     # is for this user alone; the processes it starts inherit the mask.
     os.umask(0o077)
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    args.data_dir.chmod(0o700)
+    # As root, hub users' system accounts pass through it (never list it) to their
+    # homes under hubs/; everything in it is closed to them (the mask, and the
+    # deployer closes what an older version left open).
+    args.data_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
     sys.exit(asyncio.run(up(args)))
 
 

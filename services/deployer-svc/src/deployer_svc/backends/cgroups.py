@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,11 +73,22 @@ class CgroupHost:
         _write(cpu_dir / "cpu.cfs_period_us", str(PERIOD_US))
         _write(cpu_dir / "cpu.cfs_quota_us", str(quota))
 
-    def remove(self, account: str) -> None:
-        """Remove the account's cgroups (its processes must be gone)."""
+    def remove(self, account: str, wait: float = 5.0) -> None:
+        """Remove the account's cgroups once its processes are gone (a process just
+        killed may hold its cgroup busy for a moment); OSError if one stays."""
+        deadline = time.monotonic() + wait
         for folder in self.dirs(account):
-            with contextlib.suppress(FileNotFoundError):
-                folder.rmdir()
+            while True:
+                try:
+                    folder.rmdir()
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+                else:
+                    break
 
     def _enable_v2_controllers(self) -> None:
         base = self.fs / BASE

@@ -469,7 +469,7 @@ class LocalBackend:
         layout = self._layout(hub.deployment_id)
         plan = await _in_thread(self.isolation)
         self._check_required(plan)
-        for warning in plan.warnings:
+        for warning in plan.warnings if self.isolate else ():  # off on purpose: no news
             log.warning("hub %s: %s", hub.deployment_id, warning)
         status = await self._deploy(hub, layout)
         return replace(status, warnings=plan.warnings)
@@ -653,8 +653,10 @@ class LocalBackend:
             if name in wanted:
                 continue
             isolation.remove_account(entry)
-            with contextlib.suppress(OSError):
+            try:
                 self.cgroups.remove(name)
+            except OSError as exc:
+                log.warning("could not remove the cgroup of %s: %s", name, exc)
             removed.append(name)
         return removed
 
