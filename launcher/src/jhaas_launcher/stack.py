@@ -110,6 +110,8 @@ class Stack:
                 "JHAAS_GATEWAY_HOST": "127.0.0.1",
                 "JHAAS_GATEWAY_PORT": str(self.gateway_port),
                 "JHAAS_PUBLIC_URL": self.gateway_url,
+                # Where the hubs send people to sign in (and ask for tokens): this gateway.
+                "JHAAS_GATEWAY_URL": self.gateway_url,
                 # Plain http on loopback: a Secure cookie would never be sent back.
                 "JHAAS_COOKIE_SECURE": "false",
                 "JHAAS_ADMIN_USERNAME": base.get("JHAAS_ADMIN_USERNAME", ADMIN_USERNAME),
