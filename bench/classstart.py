@@ -46,7 +46,6 @@ from bench.hubload import (
 )
 from bench.reads import lock_timeouts
 from deployer_svc.backends.local import LocalBackend
-from jhaas_launcher.processes import free_port
 from jhaas_launcher.stack import Stack
 from jhaas_schemas.hubnames import hub_username
 
@@ -297,17 +296,13 @@ async def measure(
 async def main(participants: int, spawns: int, seconds: float) -> None:
     with tempfile.TemporaryDirectory(prefix="jhaas-bench-classstart-") as tmp:
         root = Path(tmp)
-        port = free_port()
         stack = Stack(
             data_dir=root / "data",
-            gateway_port=port,
             extra_env={
                 "JHAAS_ADMIN_PASSWORD": ADMIN_PASSWORD,
                 "JHAAS_LOG_LEVEL": "INFO",
                 # The course starts in 90 s: its hub is due at once.
                 "JHAAS_DEPLOY_LEAD_MINUTES": "2",
-                # Where the hubs send people to sign in (the stack's gateway, not :8000).
-                "JHAAS_GATEWAY_URL": f"http://127.0.0.1:{port}",
             },
         )
         try:
