@@ -130,16 +130,20 @@ async def servers(hub: httpx.AsyncClient, state: str) -> dict[str, dict[str, Any
 
 async def spawn_all(hub: httpx.AsyncClient, names: list[str]) -> Timings:
     """POST every user's server at once; each one's time from its POST until one
-    poller (every POLL s) sees it ready; a server that fails or stops is an error."""
+    poller (every POLL s) sees it ready. A refused POST, or a server that stops
+    before it is ready, is an error (one per user)."""
     timings = Timings()
+    failed: dict[str, str] = {}
     t0 = time.perf_counter()
 
-    async def start(name: str) -> str | None:
+    async def start(name: str) -> None:
         try:
             answer = await hub.post(f"users/{name}/server")
         except httpx.HTTPError as exc:
-            return f"{name}: {type(exc).__name__}: {exc}"
-        return None if answer.status_code in (201, 202) else f"{name}: {answer.text[:200]}"
+            failed[name] = f"{name}: {type(exc).__name__}: {exc}"
+            return
+        if answer.status_code not in (201, 202):
+            failed[name] = f"{name}: {answer.status_code} {' '.join(answer.text.split())[:160]}"
 
     posts = asyncio.gather(*(start(name) for name in names))
     waiting = set(names)
@@ -151,10 +155,12 @@ async def spawn_all(hub: httpx.AsyncClient, names: list[str]) -> Timings:
                 timings.seconds.append(time.perf_counter() - t0)
                 waiting.discard(name)
             elif posts.done() and name not in active:
-                timings.errors.append(f"{name}: the server stopped before it was ready")
+                failed.setdefault(name, f"{name}: the server stopped before it was ready")
                 waiting.discard(name)
-    timings.errors += [error for error in await posts if error is not None]
-    timings.errors += [f"{name}: not ready after {SPAWN_TIMEOUT:.0f}s" for name in waiting]
+    await posts
+    for name in waiting:
+        failed.setdefault(name, f"{name}: not ready after {SPAWN_TIMEOUT:.0f}s")
+    timings.errors = list(failed.values())
     return timings
 
 
@@ -181,6 +187,7 @@ def hub_api(base_url: str, token: str) -> httpx.AsyncClient:
 class BareHub:
     folder: Path
     url: str
+    internal: str  # the hub's own HTTP server, behind the proxy
     token: str
     process: ManagedProcess | None = None
 
@@ -248,7 +255,7 @@ def write_bare_hub(folder: Path) -> BareHub:
     files = render({"bench": "bare hub"}, traits)
     layout.config.write_text(files.config)
     layout.settings.write_text(files.settings)
-    return BareHub(folder, f"http://127.0.0.1:{public}/", token)
+    return BareHub(folder, f"http://127.0.0.1:{public}/", f"http://127.0.0.1:{hub_port}/", token)
 
 
 async def start_bare_hub(root: Path) -> BareHub:
