@@ -10,7 +10,10 @@ to the hub again."""
 from __future__ import annotations
 
 import html
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from deployer_svc.backends.local import LocalBackend
 from jhaas_launcher.stack import Stack
 from jhaas_launcher.testing import eventually
 from jhaas_schemas.hubnames import hub_username
@@ -30,10 +34,15 @@ MakeUser = Callable[..., Awaitable[dict[str, str]]]
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The whole product, deploying hubs one minute before their course starts."""
+async def stack() -> AsyncIterator[Stack]:
+    """The whole product, deploying hubs one minute before their course starts.
+
+    Its data folder is outside pytest's temporary folder (mode 0700), as a real
+    one is (/var/lib/jhaas): the hub users' accounts must reach their homes in it."""
+    folder = Path(tempfile.mkdtemp(prefix="jhaas-e2e-", dir="/var/tmp"))
+    os.chmod(folder, 0o711)  # noqa: S103 (mkdtemp makes it 0700; /var/lib is 0755)
     stack = Stack(
-        data_dir=tmp_path / "data",
+        data_dir=folder / "data",
         extra_env={
             "JHAAS_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "JHAAS_LOG_FORMAT": "console",
@@ -45,6 +54,20 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         yield stack
     finally:
         stack.stop()
+        # Hubs outlive the product's processes (a restart must not end a class):
+        # tear this test's down, with their system accounts, as the deployer would.
+        await teardown_hubs(stack.data_dir)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def teardown_hubs(data_dir: Path) -> None:
+    hubs = data_dir / "hubs"
+    if not hubs.exists():
+        return
+    installation = (data_dir / "installation-id").read_text().strip()
+    backend = LocalBackend(hubs, installation_id=installation, isolate=os.geteuid() == 0)
+    for deployment_id in await backend.list_managed():
+        await backend.teardown(deployment_id)
 
 
 class Person:

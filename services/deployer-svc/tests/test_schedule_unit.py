@@ -206,3 +206,10 @@ def test_a_cancellation_after_a_rebuild_or_redeploy_tears_the_hub_down() -> None
     # Never deployed at all: nothing to tear down, deleted at once.
     new, deleted = schedule.cancel(record(), at, env())
     assert new.state == S.DELETED and deleted is not None and deleted.record.objects == ()
+
+
+def test_what_the_hub_cannot_do_reaches_the_ready_event() -> None:
+    deploying, _ = schedule.begin_deploy(record(), START, "w1", LEASE, env())
+    warning = "participants cannot sign in: the deployer does not run as root"
+    _, ready = schedule.deploy_succeeded(deploying, START, "http://hub/", env(), (warning,))
+    assert ready is not None and ready.warnings == (warning,)

@@ -47,7 +47,14 @@ def build_backend(settings: DeployerSettings) -> HubBackend:
     if settings.backend == "local":
         from deployer_svc.backends.local import LocalBackend
 
-        return LocalBackend(settings.local_hubs_dir, installation_id=settings.installation_id)
+        return LocalBackend(
+            settings.local_hubs_dir,
+            installation_id=settings.installation_id,
+            isolate=True,
+            require_isolation=settings.require_isolation,
+            singleuser_venv=settings.singleuser_venv,
+            private_dir=settings.runtime.data_dir,
+        )
     from kubernetes_asyncio import client, config
 
     from deployer_svc.backends.k8s_manifests import K8sSettings

@@ -124,7 +124,11 @@ def still_wanted(state: DeploymentState, action: Action) -> bool:
 
 
 def deploy_succeeded(
-    record: DeploymentRecord, now: datetime, url: str, env: Envelope
+    record: DeploymentRecord,
+    now: datetime,
+    url: str,
+    env: Envelope,
+    warnings: tuple[str, ...] = (),
 ) -> tuple[DeploymentRecord, HubReady | None]:
     """The hub answers. If the course was cancelled meanwhile, nothing is announced:
     the lease is released and the teardown that the cancellation made due follows."""
@@ -141,7 +145,11 @@ def deploy_succeeded(
         updated_at=now,
     )
     return new, HubReady(
-        **env, deployment_id=record.deployment_id, request_id=record.request_id, url=url
+        **env,
+        deployment_id=record.deployment_id,
+        request_id=record.request_id,
+        url=url,
+        warnings=warnings,
     )
 
 

@@ -377,6 +377,7 @@ class Scheduler:
 
     async def _deploy(self, record: DeploymentRecord) -> None:
         outcome: tuple[str | None, BackendError | None]
+        warnings: tuple[str, ...] = ()
         try:
             token = await self._hub_token(record)
             oauth = await self._oauth(record)
@@ -394,10 +395,12 @@ class Scheduler:
             )
             try:
                 status = await self._leased(record, Action.DEPLOY, self.backend.deploy(hub))
-                outcome = (status.url or "", None)
+                outcome, warnings = (status.url or "", None), status.warnings
             except BackendError as exc:
                 outcome = (None, exc)
-        await self.runtime.write(self._deployed, record.deployment_id, outcome, self.clock())
+        await self.runtime.write(
+            self._deployed, record.deployment_id, outcome, self.clock(), warnings
+        )
         if outcome[1] is None:
             self.hub_built()
 
@@ -407,6 +410,7 @@ class Scheduler:
         deployment_id: str,
         outcome: tuple[str | None, BackendError | None],
         now: datetime,
+        warnings: tuple[str, ...] = (),
     ) -> None:
         """Record a deploy's outcome: only while the lease is still ours, under a row lock."""
         repo = DeploymentRepository(uow.conn)
@@ -416,11 +420,13 @@ class Scheduler:
             return
         url, error = outcome
         if error is None and url is not None:
-            new, ready = schedule.deploy_succeeded(current, now, url, self._env(current, now))
+            new, ready = schedule.deploy_succeeded(
+                current, now, url, self._env(current, now), warnings
+            )
             RosterRepository(uow.conn).hub_rebuilt(current.request_id)
             if ready is not None:
                 uow.emit(ready)
-                log.info("hub ready", url=url)
+                log.info("hub ready", url=url, warnings=list(warnings))
             else:
                 log.info("hub built for a course cancelled meanwhile; tearing it down")
         else:

@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 from deployer_svc.credentials import MIN_SECRET_LENGTH
 from jhaas_runtime.files import write_private_file
-from jhaas_runtime.settings import RuntimeSettings, SettingsError, env_int, env_str
+from jhaas_runtime.settings import RuntimeSettings, SettingsError, env_bool, env_int, env_str
 
 SERVICE = "deployer-svc"
+DEFAULT_SINGLEUSER_VENV = Path("/opt/jhaas/singleuser")
 DEFAULT_LEAD_MINUTES = 30
 BACKENDS = ("local", "kubernetes")
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8000"
@@ -55,6 +56,12 @@ class DeployerSettings:
     # (token_url, userdata_url); both without a trailing '/'.
     gateway_url: str = DEFAULT_GATEWAY_URL
     gateway_internal_url: str = DEFAULT_GATEWAY_URL
+    # local backend: a deploy whose users cannot be isolated (own accounts, kernel
+    # limits) fails instead of starting a hub that lets only the leader in.
+    require_isolation: bool = False
+    # local backend: the venv (on the system Python, readable by every account) the
+    # users' servers run from; made by `./jhaas` set-up.
+    singleuser_venv: Path = DEFAULT_SINGLEUSER_VENV
 
     @property
     def local_hubs_dir(self) -> Path:
@@ -135,6 +142,10 @@ class DeployerSettings:
             ),
             secret_keys=secret_keys,
             kubeconfig=Path(kubeconfig).resolve() if kubeconfig else None,
+            require_isolation=env_bool(env, "JHAAS_REQUIRE_ISOLATION", False),
+            singleuser_venv=Path(
+                env_str(env, "JHAAS_SINGLEUSER_VENV", str(DEFAULT_SINGLEUSER_VENV))
+            ).resolve(),
         )
 
 

@@ -59,6 +59,8 @@ class HubStatus:
     url: str | None = None  # where people reach the hub, once known
     api_url: str | None = None  # the hub's REST API (…/hub/api)
     detail: str = ""
+    # What the hub cannot do on this host, in words for the leader (HubReady.warnings).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

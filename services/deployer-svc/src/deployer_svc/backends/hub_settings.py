@@ -75,6 +75,55 @@ c = get_config()  # noqa: F821
 for _section, _traits in _settings["config"].items():
     for _trait, _value in _traits.items():
         c[_section][_trait] = _resolve(_value)
+
+
+def _isolated_spawner():
+    """LocalProcessSpawner, but hub user NAME runs as the system account
+    `account_prefix` + NAME (made by the deployer), inside the cgroups the deployer
+    made for it: the server joins them while still root, then drops to the account."""
+    import pwd
+
+    from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+    from traitlets import List, Unicode
+
+    class IsolatedSpawner(LocalProcessSpawner):
+        account_prefix = Unicode("", config=True)
+        # `str.format` templates of {account}: the cgroup.procs files to join.
+        cgroup_procs = List(Unicode(), config=True)
+
+        def _account(self, name):
+            account = self.account_prefix + name
+            try:
+                return pwd.getpwnam(account)
+            except KeyError:
+                raise RuntimeError("no system account %s for hub user %s" % (account, name))
+
+        def make_preexec_fn(self, name):
+            entry = self._account(name)
+            drop = set_user_setuid(entry.pw_name)
+            procs = [template.format(account=entry.pw_name) for template in self.cgroup_procs]
+
+            def preexec():
+                pid = str(os.getpid())
+                for path in procs:  # an error fails the spawn: no server without its limits
+                    with open(path, "w") as file:
+                        file.write(pid)
+                drop()
+
+            return preexec
+
+        def user_env(self, env):
+            entry = self._account(self.user.name)
+            env["USER"] = env["LOGNAME"] = entry.pw_name
+            env["HOME"] = entry.pw_dir
+            env["SHELL"] = entry.pw_shell
+            return env
+
+    return IsolatedSpawner
+
+
+if c.JupyterHub.get("spawner_class") == "jhaas-isolated":
+    c.JupyterHub.spawner_class = _isolated_spawner()
 '''
 
 

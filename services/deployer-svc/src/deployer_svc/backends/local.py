@@ -27,13 +27,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+from deployer_svc.backends import isolation
 from deployer_svc.backends.base import (
     BackendError,
     HubDeployment,
@@ -41,9 +42,16 @@ from deployer_svc.backends.base import (
     HubStatus,
     Roster,
 )
+from deployer_svc.backends.cgroups import CgroupHost
 from deployer_svc.backends.hub_api import sync_hub_users
 from deployer_svc.backends.hub_settings import HubConfigFiles
-from deployer_svc.backends.local_config import HubLayout, Ports, render_config
+from deployer_svc.backends.isolation import Isolation
+from deployer_svc.backends.local_config import (
+    HubLayout,
+    Ports,
+    SeparateAccounts,
+    render_config,
+)
 from deployer_svc.backends.processes import free_port, start_detached
 from jhaas_schemas.model import DeletionRecord
 
@@ -56,6 +64,8 @@ _DEPLOYMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 # What a hub may inherit of the deployer's environment (besides PATH and HOME,
 # which it gets set): locale and time zone, nothing that can carry a secret.
 HUB_ENV_KEEP = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+# Everything a hub writes (its database, log, pid files) is for root alone.
+HUB_UMASK = 0o077
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,6 +215,15 @@ async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
         raise
 
 
+def _limits(layout: HubLayout) -> tuple[int, float]:
+    """The approved per-user memory (bytes) and CPU (cores), as the hub's settings hold them."""
+    try:
+        spawner = json.loads(layout.settings.read_text())["config"]["Spawner"]
+        return int(spawner["mem_limit"]), float(spawner["cpu_limit"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BackendError(f"{layout.settings}: no limits ({exc})", temporary=False) from exc
+
+
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -226,13 +245,30 @@ class LocalBackend:
         public_host: str = "127.0.0.1",
         python: str = sys.executable,
         start_timeout: float = 60.0,
+        isolate: bool = False,
+        require_isolation: bool = False,
+        singleuser_venv: Path = Path("/opt/jhaas/singleuser"),
+        private_dir: Path | None = None,
+        cgroups: CgroupHost | None = None,
     ) -> None:
+        """`isolate`: each user's server as its own system account with kernel limits
+        where the host allows it, else only the leader is let in (the product's mode);
+        False runs every server as the deployer's account and lets everyone in (tests,
+        benchmarks). `private_dir`: the product's data folder, which the deployer keeps
+        closed to the accounts while opening a path through it to their homes."""
         self.root = Path(root).resolve()
         self.installation_id = installation_id
         self.public_host = public_host
         self.python = python
         self.bin_dir = Path(python).parent
         self.start_timeout = start_timeout
+        self.isolate = isolate
+        self.require_isolation = require_isolation
+        self.singleuser_bin = Path(singleuser_venv) / "bin"
+        self.private_dir = Path(private_dir).resolve() if private_dir else self.root
+        self.cgroups = cgroups or CgroupHost()
+        self._cgroup_problem: str | None = None
+        self._cgroups_probed = False
         self._locks: dict[str, asyncio.Lock] = {}
 
     # -- helpers ---------------------------------------------------------------
@@ -315,9 +351,14 @@ class LocalBackend:
 
     def _write_files(self, hub: HubDeployment, layout: HubLayout, ports: Ports) -> None:
         files = self._render(hub, layout, ports)  # first: a hub it cannot configure gets no files
-        layout.folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(layout.folder, 0o700)
-        layout.homes.mkdir(exist_ok=True)
+        if self.isolation().accounts:
+            # The accounts pass through (never list) every folder down to their homes;
+            # everything else of the hub and of the data folder stays root's alone.
+            isolation.open_path(layout.homes, self._own_from())
+        else:
+            layout.folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(layout.folder, 0o700)
+            layout.homes.mkdir(exist_ok=True)
         if not layout.cookie_secret.exists():
             _write_private(layout.cookie_secret, secrets.token_hex(32))
         # A fresh proxy token on every start: the proxy is restarted with the hub.
@@ -325,10 +366,11 @@ class LocalBackend:
         _write_private(layout.api_token, hub.api_token)
         if hub.oauth is not None:
             _write_private(layout.oauth_secret, hub.oauth.client_secret)
-        layout.settings.write_text(files.settings, encoding="utf-8")
-        layout.config.write_text(files.config, encoding="utf-8")
+        _write_private(layout.settings, files.settings)
+        _write_private(layout.config, files.config)
 
     def _render(self, hub: HubDeployment, layout: HubLayout, ports: Ports) -> HubConfigFiles:
+        accounts = self._accounts(hub.deployment_id, self.isolation())
         try:
             return render_config(
                 hub,
@@ -338,9 +380,56 @@ class LocalBackend:
                 python=self.python,
                 public_host=self.public_host,
                 as_root=os.geteuid() == 0,
+                accounts=accounts,
             )
         except ValueError as exc:  # resources that are no quantities: no retry helps
             raise BackendError(f"cannot configure the hub: {exc}", temporary=False) from exc
+
+    # -- isolation -------------------------------------------------------------
+
+    def _own_from(self) -> Path:
+        root, private = self.root, self.private_dir
+        return private if (root == private or private in root.parents) else root
+
+    def isolation(self) -> Isolation:
+        """What this machine lets the backend do now (the cgroup probe runs once)."""
+        if not self.isolate:
+            return isolation.decide(wanted=False, is_root=False)
+        is_root = os.geteuid() == 0
+        if is_root and not self._cgroups_probed:
+            self._cgroup_problem = self.cgroups.probe()
+            self._cgroups_probed = True
+        singleuser = self.singleuser_bin / "jupyterhub-singleuser"
+        return isolation.decide(
+            wanted=True,
+            is_root=is_root,
+            has_useradd=shutil.which("useradd") is not None,
+            singleuser_ready=singleuser.is_file()
+            and isolation.first_closed_ancestor(singleuser) is None,
+            closed=isolation.first_closed_ancestor(self.root, self._own_from()),
+            cgroup_problem=self._cgroup_problem if is_root else None,
+        )
+
+    def _accounts(self, deployment_id: str, plan: Isolation) -> SeparateAccounts | None:
+        if not plan.accounts:
+            return None
+        return SeparateAccounts(
+            account_prefix=isolation.hub_prefix(self.installation_id, deployment_id),
+            singleuser_bin=self.singleuser_bin,
+            cgroup_procs=tuple(self.cgroups.procs_templates()) if plan.limits else (),
+        )
+
+    def _marker(self, deployment_id: str) -> str:
+        return isolation.marker(self.installation_id, deployment_id)
+
+    def _check_required(self, plan: Isolation) -> None:
+        if self.require_isolation and not plan.complete:
+            why = "; ".join(plan.warnings)
+            raise BackendError(
+                f"isolation is required (JHAAS_REQUIRE_ISOLATION) but not possible: {why}",
+                temporary=False,
+                reason=f"the hub was not started because its users could not be isolated: {why}",
+            )
 
     def _changed(self, hub: HubDeployment, layout: HubLayout, ports: Ports) -> bool:
         """Whether the running hub's config or secrets differ from what `hub` asks for."""
@@ -378,6 +467,14 @@ class LocalBackend:
 
     async def deploy(self, hub: HubDeployment) -> HubStatus:
         layout = self._layout(hub.deployment_id)
+        plan = await _in_thread(self.isolation)
+        self._check_required(plan)
+        for warning in plan.warnings:
+            log.warning("hub %s: %s", hub.deployment_id, warning)
+        status = await self._deploy(hub, layout)
+        return replace(status, warnings=plan.warnings)
+
+    async def _deploy(self, hub: HubDeployment, layout: HubLayout) -> HubStatus:
         async with self._lock(hub.deployment_id):
             previous = self._read_state(layout)
             if previous is not None and hub_alive(previous.pid, layout.config):
@@ -404,7 +501,7 @@ class LocalBackend:
             await _in_thread(self._write_files, hub, layout, ports)
             argv = [self.python, "-m", "jupyterhub", "-f", str(layout.config)]
             process = start_detached(
-                argv, env=self._env(layout), log_path=layout.log, cwd=layout.folder
+                argv, env=self._env(layout), log_path=layout.log, cwd=layout.folder, umask=HUB_UMASK
             )
             state = HubState(
                 installation_id=self.installation_id,
@@ -415,7 +512,7 @@ class LocalBackend:
                 pid=process.pid,
             )
             tmp = layout.state.with_suffix(".json.tmp")
-            tmp.write_text(state.to_json())
+            _write_private(tmp, state.to_json())
             tmp.replace(layout.state)
             log.info(
                 "started hub %s (pid %d) on port %d",
@@ -486,7 +583,11 @@ class LocalBackend:
         except BackendError as exc:
             return self._status_for(state, HubPhase.FAILED, str(exc))
         if await self._api_answers(state, token):
-            return self._status_for(state, HubPhase.READY)
+            plan = await _in_thread(self.isolation)
+            return replace(
+                self._status_for(state, HubPhase.READY, "; ".join(plan.warnings)),
+                warnings=plan.warnings,
+            )
         return self._status_for(state, HubPhase.STARTING, "hub process runs, API does not answer")
 
     async def sync_roster(self, deployment_id: str, roster: Roster) -> None:
@@ -496,7 +597,66 @@ class LocalBackend:
             raise BackendError(f"hub {deployment_id} is not running", temporary=True)
         token = self._token(layout)
         base = f"http://127.0.0.1:{state.ports.public}/hub/api"
-        await sync_hub_users(deployment_id, base, token, roster)
+        plan = await _in_thread(self.isolation)
+        admitted = isolation.admit(roster, plan, wanted=self.isolate)
+        if admitted != roster:
+            log.warning("hub %s: only the leader is let in: %s", deployment_id, plan.warnings)
+        async with self._lock(deployment_id):
+            if plan.accounts:
+                admitted = await _in_thread(self._make_accounts, deployment_id, layout, admitted)
+            await sync_hub_users(deployment_id, base, token, admitted)
+            if plan.accounts:
+                # After the hub deleted them (and stopped their servers).
+                await _in_thread(self._remove_accounts, deployment_id, admitted.everyone)
+
+    def _make_accounts(self, deployment_id: str, layout: HubLayout, roster: Roster) -> Roster:
+        """Every roster member's account, home and cgroup, before the hub lets them in;
+        a name that cannot be an account is left out of the hub (and logged)."""
+        prefix = isolation.hub_prefix(self.installation_id, deployment_id)
+        memory, cpu = _limits(layout)
+        limits = self.isolation().limits
+        isolation.open_path(layout.homes, self._own_from())
+        usable: set[str] = set()
+        for user in sorted(roster.everyone):
+            account = isolation.account_name(prefix, user)
+            if account is None:
+                log.warning("hub %s: %r cannot be a system account; left out", deployment_id, user)
+                continue
+            isolation.ensure_account(account, layout.homes / user, self._marker(deployment_id))
+            if limits:
+                try:
+                    self.cgroups.create(account, memory, cpu)
+                except OSError as exc:
+                    raise BackendError(
+                        f"cgroup for {account}: {exc}",
+                        temporary=True,
+                        reason="the memory and CPU limits of a course member could not be set",
+                    ) from exc
+            usable.add(user)
+        if roster.leader not in usable:
+            raise BackendError(
+                f"the leader {roster.leader!r} of hub {deployment_id} cannot be an account",
+                temporary=False,
+            )
+        return Roster(
+            leader=roster.leader,
+            tutors=roster.tutors & usable,
+            participants=roster.participants & usable,
+        )
+
+    def _remove_accounts(self, deployment_id: str, keep: frozenset[str]) -> list[str]:
+        """Remove this hub's accounts of users not in `keep` (processes, home, cgroup)."""
+        prefix = isolation.hub_prefix(self.installation_id, deployment_id)
+        wanted = {isolation.account_name(prefix, user) for user in keep}
+        removed = []
+        for name, entry in isolation.hub_accounts(self._marker(deployment_id)).items():
+            if name in wanted:
+                continue
+            isolation.remove_account(entry)
+            with contextlib.suppress(OSError):
+                self.cgroups.remove(name)
+            removed.append(name)
+        return removed
 
     async def teardown(self, deployment_id: str) -> DeletionRecord:
         layout = self._layout(deployment_id)
@@ -514,6 +674,9 @@ class LocalBackend:
             self._stop_group(state.pid)
             objects.append(f"process-group/{state.pid}")
         objects += [f"process/{pid}" for pid in self._kill_leftovers(layout.folder)]
+        objects += [
+            f"account/{name}" for name in self._remove_accounts(layout.folder.name, frozenset())
+        ]
         shutil.rmtree(layout.folder)
         objects.append(f"directory/{layout.folder}")
         log.info("tore down hub %s: %s", layout.folder.name, ", ".join(objects))

@@ -9,6 +9,7 @@ logged safely.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,20 @@ OAUTH_SECRET_FILE = "oauth_client_secret"  # noqa: S105 (a file name, not a valu
 _BINARY = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5}
 _DECIMAL = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeparateAccounts:
+    """Each user's server as its own system account (the deployer makes them)."""
+
+    account_prefix: str  # account = prefix + hub username
+    singleuser_bin: Path  # bin/ of a venv every account can run (not under /root)
+    cgroup_procs: tuple[str, ...] = ()  # templates of {account}; () = no kernel limits
+
+
+# What a user's server inherits of the hub's environment besides JUPYTERHUB_*:
+# the locale, nothing that could carry a secret.
+SERVER_ENV_KEEP = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +170,33 @@ def _service_traits(layout: HubLayout, python: str) -> dict[str, Any]:
     }
 
 
+def _spawner_traits(
+    layout: HubLayout, bin_dir: Path, as_root: bool, accounts: SeparateAccounts | None
+) -> tuple[dict[str, Any], Traits]:
+    """How servers start (the `Spawner` section's part, and other sections): as the
+    deployer's account in a folder per user, or each as its own account
+    (`CONFIG_TEXT`'s IsolatedSpawner) with a short environment free of secrets."""
+    if accounts is None:
+        home = _literal_template(str(layout.homes)) + "/{username}"
+        return {
+            "cmd": [str(bin_dir / "jupyterhub-singleuser")],
+            "args": ["--allow-root"] if as_root else [],
+        }, {"SimpleLocalProcessSpawner": {"home_dir_template": home}}
+    path = os.pathsep.join([str(accounts.singleuser_bin), "/usr/local/bin", "/usr/bin", "/bin"])
+    return {
+        "cmd": [str(accounts.singleuser_bin / "jupyterhub-singleuser")],
+        "args": [],
+        "env_keep": list(SERVER_ENV_KEEP),
+        # The hub's PATH leads to the deployer's environment; the server gets its own.
+        "environment": {"PATH": path},
+    }, {
+        "IsolatedSpawner": {
+            "account_prefix": accounts.account_prefix,
+            "cgroup_procs": list(accounts.cgroup_procs),
+        }
+    }
+
+
 def render_config(
     hub: HubDeployment,
     layout: HubLayout,
@@ -164,12 +206,14 @@ def render_config(
     python: str,
     public_host: str = "127.0.0.1",
     as_root: bool = False,
+    accounts: SeparateAccounts | None = None,
 ) -> HubConfigFiles:
     """The hub's `jupyterhub_config.py` (fixed) and its settings (no secret inside).
 
     Raises ValueError when the approved resources are not quantities.
     """
     spec = hub.configuration
+    server, spawner_sections = _spawner_traits(layout, bin_dir, as_root, accounts)
     public_url = f"http://{public_host}:{ports.public}"
     authenticator, auth = _auth_traits(hub, public_url)
     traits: Traits = {
@@ -184,7 +228,7 @@ def render_config(
             "cleanup_proxy": True,
             "active_server_limit": spec.expected_participants,
             "proxy_class": "configurable-http-proxy",
-            "spawner_class": "simple",
+            "spawner_class": "simple" if accounts is None else "jhaas-isolated",
             "authenticator_class": authenticator,
             **_service_traits(layout, python),
         },
@@ -195,19 +239,16 @@ def render_config(
             "pid_file": str(layout.proxy_pid),
             "should_start": True,
         },
-        "SimpleLocalProcessSpawner": {
-            "home_dir_template": _literal_template(str(layout.homes)) + "/{username}",
-        },
         "Spawner": {
             # A restarted hub checks each running server; on a busy machine a server may
             # need more than the default 30 s to answer, and one that does not is stopped.
             "http_timeout": 120,
-            "cmd": [str(bin_dir / "jupyterhub-singleuser")],
-            "args": ["--allow-root"] if as_root else [],
             "default_url": "/lab" if spec.default_interface == "lab" else "/tree",
             "mem_limit": memory_bytes(spec.resources.memory),
             "cpu_limit": cpu_cores(spec.resources.cpu),
+            **server,
         },
+        **spawner_sections,
         **auth,
     }
     about = {"deployment_id": hub.deployment_id, "request_id": hub.request_id, "slug": hub.slug}
