@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -162,12 +164,16 @@ def internal_url(folder: Path) -> str:
     return f"http://127.0.0.1:{json.loads((folder / 'state.json').read_text())['ports']['hub']}/"
 
 
-async def teardown_hubs(hubs: Path) -> None:
-    """Course hubs outlive the deployer by design: stop them and their servers."""
-    for folder in await asyncio.to_thread(lambda: list(hubs.iterdir()) if hubs.exists() else []):
-        state = json.loads((folder / "state.json").read_text())
-        backend = LocalBackend(hubs, installation_id=state.get("installation_id") or "local")
-        await backend.teardown(folder.name)
+async def teardown_hubs(data_dir: Path) -> None:
+    """Course hubs outlive the product's processes by design: stop them, their
+    servers and their system accounts, as the deployer would."""
+    hubs = data_dir / "hubs"
+    if not await asyncio.to_thread(hubs.exists):
+        return
+    installation = (data_dir / "installation-id").read_text().strip()
+    backend = LocalBackend(hubs, installation_id=installation, isolate=os.geteuid() == 0)
+    for deployment_id in await backend.list_managed():
+        await backend.teardown(deployment_id)
 
 
 async def apply_and_accept(
@@ -279,7 +285,7 @@ async def measure(
         async with hub_api(internal_url(folder), token) as hub:
             spawned = await spawn_all(hub, names)
             await stop_all(hub, names)
-        bare = await start_bare_hub(root)
+        bare = await start_bare_hub(root, folder)
         async with hub_api(bare.url, bare.token) as bare_api:
             direct = await add_directly(bare_api, [p.hub_name for p in people])
         async with hub_api(bare.internal, bare.token) as bare_api:
@@ -308,8 +314,11 @@ async def measure(
 
 
 async def main(participants: int, spawns: int, seconds: float) -> None:
-    with tempfile.TemporaryDirectory(prefix="jhaas-bench-classstart-") as tmp:
-        root = Path(tmp)
+    # Not under a 0700 temporary folder: the hub users' system accounts must reach
+    # their homes in the data folder, as they do in /var/lib/jhaas.
+    root = Path(tempfile.mkdtemp(prefix="jhaas-bench-classstart-", dir="/var/tmp"))
+    os.chmod(root, 0o711)  # noqa: S103 (mkdtemp makes it 0700; /var/lib is 0755)
+    try:
         stack = Stack(
             data_dir=root / "data",
             extra_env={
@@ -337,4 +346,6 @@ async def main(participants: int, spawns: int, seconds: float) -> None:
                 )
         finally:
             stack.stop()
-            await teardown_hubs(stack.data_dir / "hubs")
+            await teardown_hubs(stack.data_dir)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

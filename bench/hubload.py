@@ -15,19 +15,16 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.deployer import stop_tree
-from deployer_svc.backends.base import HubDeployment
 from deployer_svc.backends.hub_roles import DEPLOYER_SCOPES, PARTICIPANT_GROUP, hub_groups
 from deployer_svc.backends.hub_settings import render, secret_file
-from deployer_svc.backends.local_config import HubLayout, Ports, render_config
+from deployer_svc.backends.local_config import HubLayout
 from jhaas_launcher.processes import ManagedProcess, free_port, spawn
-from jhaas_launcher.testing import sample_spec
 
 HUB_TIMEOUT = 90.0
 SPAWN_TIMEOUT = 300.0
@@ -192,40 +189,23 @@ class BareHub:
     process: ManagedProcess | None = None
 
 
-def spawner_traits(layout: HubLayout, ports: Ports, bin_dir: Path) -> dict[str, Any]:
-    """The spawner part of what the local backend configures a course's hub with:
-    `JupyterHub.spawner_class` and every `*Spawner` section."""
-    start = datetime.now(UTC) + timedelta(days=1)
-    spec = sample_spec(slug="bare", starts_at=start, ends_at=start + timedelta(days=1))
-    hub = HubDeployment(
-        deployment_id="bare",
-        request_id="bare",
-        slug="bare",
-        configuration=spec,
-        api_token="unused",  # not read: the bare hub gets its own token
-    )
-    python = sys.executable
-    rendered = render_config(
-        hub, layout, ports, bin_dir=bin_dir, python=python, as_root=_root()
-    ).settings
-    config: dict[str, Any] = json.loads(rendered)["config"]
+def spawner_traits(course_hub: Path) -> dict[str, Any]:
+    """The spawner part of a course hub's settings, as the local backend wrote them:
+    `JupyterHub.spawner_class` and the `Spawner` and other `*Spawner` sections (with
+    isolation: the same system accounts, homes and cgroups the deployer made)."""
+    config: dict[str, Any] = json.loads(HubLayout(course_hub).settings.read_text())["config"]
     spawners = {name: traits for name, traits in config.items() if name.endswith("Spawner")}
     return {"spawner_class": config["JupyterHub"]["spawner_class"], "sections": spawners}
 
 
-def _root() -> bool:
-    return os.geteuid() == 0
-
-
-def write_bare_hub(folder: Path) -> BareHub:
+def write_bare_hub(folder: Path, course_hub: Path) -> BareHub:
     """A minimal JupyterHub (null authenticator, one service token with the
     deployer's scopes) whose spawner is configured exactly like a course hub's."""
     folder.mkdir(parents=True)
     layout = HubLayout(folder)
     public, hub_port, api = free_port(), free_port(), free_port()
-    ports = Ports(public=public, hub=hub_port, proxy_api=api)
     bin_dir = Path(sys.executable).parent
-    spawner = spawner_traits(layout, ports, bin_dir)
+    spawner = spawner_traits(course_hub)
     token = secrets.token_hex(32)
     (folder / "api_token").write_text(token)
     (folder / "proxy_auth_token").write_text(secrets.token_hex(32))
@@ -258,8 +238,9 @@ def write_bare_hub(folder: Path) -> BareHub:
     return BareHub(folder, f"http://127.0.0.1:{public}/", f"http://127.0.0.1:{hub_port}/", token)
 
 
-async def start_bare_hub(root: Path) -> BareHub:
-    hub = write_bare_hub(root / f"bare-{uuid.uuid4().hex[:8]}")
+async def start_bare_hub(root: Path, course_hub: Path) -> BareHub:
+    """A bare JupyterHub spawning exactly as the course hub in `course_hub` does."""
+    hub = write_bare_hub(root / f"bare-{uuid.uuid4().hex[:8]}", course_hub)
     hub.process = spawn(
         "bare-jupyterhub",
         [sys.executable, "-m", "jupyterhub", "-f", str(HubLayout(hub.folder).config)],
