@@ -41,6 +41,7 @@ from bench.hubload import (
     hub_api,
     open_loop,
     spawn_all,
+    spawner_traits,
     start_bare_hub,
     stop_all,
     stop_bare_hub,
@@ -262,6 +263,16 @@ async def measure(
                 f"  set-up, not measured: {participants} accounts created in {created:.1f}s;"
                 f" hub running {hub_up:.1f}s after approval; {participants} gateway sign-ins"
                 f" and applications {setup:.1f}s"
+            )
+            spawner = spawner_traits(folder)
+            limits = spawner["sections"].get("IsolatedSpawner", {}).get("cgroup_procs")
+            lines.append(
+                f"  the course hub's spawner: {spawner['spawner_class']}"
+                + (
+                    f" (own system accounts, cgroups: {'yes' if limits else 'no'})"
+                    if spawner["spawner_class"] == "jhaas-isolated"
+                    else ""
+                )
             )
             lines.append(
                 f"  accept in bulk -> all {participants} in the hub's group:"
