@@ -1,4 +1,4 @@
-"""`python -m bench [events|reads|deployer|housekeeping|all]`."""
+"""`python -m bench [events|reads|deployer|housekeeping|classstart|all]`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["all", "events", "reads", "deployer", "housekeeping"],
+        choices=["all", "events", "reads", "deployer", "housekeeping", "classstart"],
     )
     parser.add_argument("--events", type=int, default=2000, help="events to push through")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
@@ -23,6 +23,9 @@ def main() -> None:
     parser.add_argument("--courses", type=int, default=3, help="hubs deployed one after another")
     parser.add_argument("--triggers", type=int, default=300, help="course starts for lateness")
     parser.add_argument("--spread", type=float, default=20.0, help="seconds the starts span")
+    parser.add_argument("--participants", type=int, default=300, help="class size")
+    parser.add_argument("--spawns", type=int, default=50, help="servers started at once")
+    parser.add_argument("--signin-seconds", type=float, default=60.0, help="sign-ins span")
     args = parser.parse_args()
     if args.which in ("all", "events"):
         asyncio.run(events.main(args.events, postgres=not args.no_postgres))
@@ -38,6 +41,10 @@ def main() -> None:
         from bench import housekeeping
 
         asyncio.run(housekeeping.main(postgres=not args.no_postgres))
+    if args.which in ("all", "classstart"):
+        from bench import classstart
+
+        asyncio.run(classstart.main(args.participants, args.spawns, args.signin_seconds))
 
 
 if __name__ == "__main__":
