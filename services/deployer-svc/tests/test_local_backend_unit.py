@@ -85,7 +85,14 @@ def test_config_loads_with_the_expected_values(tmp_path: Path) -> None:
     assert hub.cleanup_servers is False and hub.cleanup_proxy is True
     assert hub.authenticator_class == "jupyterhub.auth.NullAuthenticator"
     proxy = config.ConfigurableHTTPProxy
-    assert proxy.command == ["/venv/bin/configurable-http-proxy"]
+    # The wrapper that lets a class's requests through at once (30 participants: the floor).
+    assert proxy.command == [
+        "/venv/bin/python",
+        "-m",
+        "deployer_svc.backends.proxy",
+        "--max-clients",
+        "256",
+    ]
     assert proxy.api_url == "http://127.0.0.1:18002"
     assert proxy.auth_token == "proxy-token"
     assert config.Spawner.default_url == "/tree"

@@ -197,6 +197,12 @@ def _spawner_traits(
     }
 
 
+def proxy_max_clients(participants: int) -> int:
+    """Requests the hub's proxy forwards at once: a spawn and a progress stream per
+    participant at class start, with a floor for small courses."""
+    return max(256, 3 * participants)
+
+
 def render_config(
     hub: HubDeployment,
     layout: HubLayout,
@@ -233,16 +239,25 @@ def render_config(
             **_service_traits(layout, python),
         },
         "ConfigurableHTTPProxy": {
-            "command": [str(bin_dir / "configurable-http-proxy")],
+            # Our wrapper of it: room for a whole class's requests at once (proxy.py).
+            "command": [
+                python,
+                "-m",
+                "deployer_svc.backends.proxy",
+                "--max-clients",
+                str(proxy_max_clients(spec.expected_participants)),
+            ],
             "api_url": f"http://127.0.0.1:{ports.proxy_api}",
             "auth_token": secret_file(PROXY_TOKEN_FILE),
             "pid_file": str(layout.proxy_pid),
             "should_start": True,
         },
         "Spawner": {
-            # A restarted hub checks each running server; on a busy machine a server may
-            # need more than the default 30 s to answer, and one that does not is stopped.
-            "http_timeout": 120,
+            # How long a new server may take to answer before the hub gives up on it.
+            # When a whole class starts at once on a small machine (50 servers on 2
+            # cores), servers need minutes; a slow start beats a failed one. A restarted
+            # hub also waits this long for each running server.
+            "http_timeout": 300,
             "default_url": "/lab" if spec.default_interface == "lab" else "/tree",
             "mem_limit": memory_bytes(spec.resources.memory),
             "cpu_limit": cpu_cores(spec.resources.cpu),
