@@ -193,7 +193,7 @@ async def test_the_sign_in_form_refuses_a_post_without_its_own_token(world: Worl
         data={"csrf": "x", "next": "/", "username": PARTICIPANT[0], "password": PARTICIPANT[1]},
         follow_redirects=False,
     )
-    assert response.status_code == 403 and "jhaas_session" not in response.cookies
+    assert response.status_code == 403 and "__Host-jhaas_session" not in response.cookies
 
 
 async def test_a_person_not_in_the_course_gets_the_refusal_page_with_the_join_link(

@@ -14,7 +14,7 @@ from litestar import Controller, MediaType, Request, Response, get, post, route
 
 from gateway.context import correlation_id_for, gateway_of
 from gateway.controllers.signin import SIGN_IN_PATH
-from gateway.guards import SESSION_COOKIE
+from gateway.guards import session_caller
 from gateway.oauth.adapter import HubAuthorizationServer, LitestarOAuth2Request, OAuthAnswer
 from gateway.oauth.exchange import Exchange
 from gateway.oauth.grants import HubClient
@@ -143,13 +143,8 @@ class OAuthController(Controller):
             if answer.location:
                 return _redirect(answer.location)
             return problem_page(400, "Cannot sign in to this hub", error.get_error_description())
-        caller = (
-            await gateway_of(request).accounts.caller_for_session_token(
-                request.cookies.get(SESSION_COOKIE, "")
-            )
-            if request.cookies.get(SESSION_COOKIE)
-            else None
-        )
+        signed_in = await session_caller(request)
+        caller = signed_in[0] if signed_in else None
         if caller is None:
             return _redirect(
                 f"{SIGN_IN_PATH}?{urlencode({'next': request.url.path + '?' + urlencode(query)})}"
