@@ -256,6 +256,8 @@ async def test_a_person_not_in_the_course_gets_the_refusal_page_with_the_join_li
     assert COURSE_TITLE in response.text
     assert f'href="{BASE_URL}/join"' in response.text
     assert "ask the course leader" in response.text
+    link = await world.client.get("/join", follow_redirects=False)
+    assert link.status_code == 200 and 'name="code"' in link.text
 
 
 async def test_a_reused_code_is_refused_and_revokes_the_token_issued_with_it(world: World) -> None:

@@ -20,6 +20,7 @@ from gateway.controllers.auth import AuthController
 from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.health import healthz, index, readyz
+from gateway.controllers.joining import apply_to_join, join_course, join_start
 from gateway.controllers.oauth import OAuthController, openid_configuration
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
@@ -157,6 +158,9 @@ def create_app(
             openid_configuration,
             sign_in_form,
             sign_in,
+            join_start,
+            join_course,
+            apply_to_join,
         ],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
