@@ -60,13 +60,13 @@ async def test_first_admin_from_env_signs_in_with_token_and_cookies(client: Clie
 
     set_cookies = response.headers.get_list("set-cookie")
     cookies = cookies_of(set_cookies)
-    session = cookies["jhaas_session"]["jhaas_session"]
+    session = cookies["__Host-jhaas_session"]["__Host-jhaas_session"]
     assert session.value
     assert session["httponly"] is True
     assert session["secure"] is True
     assert session["samesite"].lower() == "lax"
     assert session["path"] == "/"
-    csrf = cookies["jhaas_csrf"]["jhaas_csrf"]
+    csrf = cookies["__Host-jhaas_csrf"]["__Host-jhaas_csrf"]
     assert csrf.value
     assert not csrf["httponly"]
     assert csrf["secure"] is True
@@ -188,9 +188,9 @@ async def test_generated_first_admin_password_goes_to_a_private_file(
 
 async def test_cookie_session_needs_the_csrf_header_for_unsafe_methods(client: Client) -> None:
     response = await login(client, *ADMIN)
-    session = response.cookies["jhaas_session"]
-    csrf = response.cookies["jhaas_csrf"]
-    cookie = f"jhaas_session={session}; jhaas_csrf={csrf}"
+    session = response.cookies["__Host-jhaas_session"]
+    csrf = response.cookies["__Host-jhaas_csrf"]
+    cookie = f"__Host-jhaas_session={session}; __Host-jhaas_csrf={csrf}"
 
     me = await client.get("/api/v1/auth/me", headers={"Cookie": cookie})
     assert me.status_code == 200
@@ -216,14 +216,14 @@ async def test_cookie_session_needs_the_csrf_header_for_unsafe_methods(client: C
 async def test_logout_ends_cookie_and_token_of_that_session(client: Client) -> None:
     response = await login(client, *ADMIN)
     token = response.json()["access_token"]
-    session = response.cookies["jhaas_session"]
-    csrf = response.cookies["jhaas_csrf"]
-    cookie = f"jhaas_session={session}; jhaas_csrf={csrf}"
+    session = response.cookies["__Host-jhaas_session"]
+    csrf = response.cookies["__Host-jhaas_csrf"]
+    cookie = f"__Host-jhaas_session={session}; __Host-jhaas_csrf={csrf}"
 
     out = await client.post("/api/v1/auth/logout", headers={"Cookie": cookie, "X-CSRF-Token": csrf})
     assert out.status_code == 204
     cleared = cookies_of(out.headers.get_list("set-cookie"))
-    assert cleared["jhaas_session"]["jhaas_session"]["max-age"] == "0"
+    assert cleared["__Host-jhaas_session"]["__Host-jhaas_session"]["max-age"] == "0"
     assert (await client.get("/api/v1/auth/me", headers={"Cookie": cookie})).status_code == 401
     assert (await client.get("/api/v1/auth/me", headers=bearer(token))).status_code == 401
     # Another session of the same user is not affected.

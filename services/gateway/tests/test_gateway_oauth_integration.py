@@ -177,6 +177,53 @@ async def test_a_stranger_is_sent_to_sign_in_and_comes_back(world: World) -> Non
     assert again.status_code == 302 and "code=" in again.headers["location"]
 
 
+async def test_prompt_none_gives_a_member_the_code_without_a_page(world: World) -> None:
+    verifier, challenge = pkce()
+    url = authorize_url(world.client_id, HUB, challenge, prompt="none")
+    response = await world.client.get(url, follow_redirects=False)
+    assert response.status_code == 302, response.text
+    found = query_of(response.headers["location"])
+    assert response.headers["location"].startswith(HUB + "?")
+    assert "error" not in found and found["state"] == "st-123"
+    exchanged = await exchange(
+        world.client,
+        found["code"],
+        verifier,
+        client_id=world.client_id,
+        secret=world.secret,
+        redirect_uri=HUB,
+    )
+    assert exchanged.status_code == 200, exchanged.text
+
+
+async def test_prompt_none_tells_the_hub_login_required_when_nobody_is_signed_in(
+    world: World,
+) -> None:
+    world.client.cookies.clear()
+    _, challenge = pkce()
+    url = authorize_url(world.client_id, HUB, challenge, prompt="none")
+    response = await world.client.get(url, follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["location"].startswith(HUB + "?")
+    found = query_of(response.headers["location"])
+    assert found["error"] == "login_required" and found["state"] == "st-123"
+    assert "code" not in found
+
+
+async def test_prompt_none_tells_the_hub_access_denied_for_a_stranger_to_the_course(
+    world: World,
+) -> None:
+    world.hubs.roles.clear()
+    _, challenge = pkce()
+    url = authorize_url(world.client_id, HUB, challenge, prompt="none")
+    response = await world.client.get(url, follow_redirects=False)
+    assert response.status_code == 302
+    found = query_of(response.headers["location"])
+    assert response.headers["location"].startswith(HUB + "?")
+    assert found["error"] == "access_denied" and found["state"] == "st-123"
+    assert "code" not in found
+
+
 @pytest.mark.parametrize(
     "next_url", ["//evil.example/x", "https://evil.example/", "/\\evil.example"]
 )
@@ -193,7 +240,7 @@ async def test_the_sign_in_form_refuses_a_post_without_its_own_token(world: Worl
         data={"csrf": "x", "next": "/", "username": PARTICIPANT[0], "password": PARTICIPANT[1]},
         follow_redirects=False,
     )
-    assert response.status_code == 403 and "jhaas_session" not in response.cookies
+    assert response.status_code == 403 and "__Host-jhaas_session" not in response.cookies
 
 
 async def test_a_person_not_in_the_course_gets_the_refusal_page_with_the_join_link(
@@ -209,6 +256,8 @@ async def test_a_person_not_in_the_course_gets_the_refusal_page_with_the_join_li
     assert COURSE_TITLE in response.text
     assert f'href="{BASE_URL}/join"' in response.text
     assert "ask the course leader" in response.text
+    link = await world.client.get("/join", follow_redirects=False)
+    assert link.status_code == 200 and 'name="code"' in link.text
 
 
 async def test_a_reused_code_is_refused_and_revokes_the_token_issued_with_it(world: World) -> None:

@@ -95,8 +95,11 @@ async def test_a_cookie_session_changes_the_password_only_with_the_csrf_header(
     client: Client,
 ) -> None:
     signed_in = await login(client, *ADMIN)
-    session, csrf = signed_in.cookies["jhaas_session"], signed_in.cookies["jhaas_csrf"]
-    cookie = {"Cookie": f"jhaas_session={session}; jhaas_csrf={csrf}"}
+    session, csrf = (
+        signed_in.cookies["__Host-jhaas_session"],
+        signed_in.cookies["__Host-jhaas_csrf"],
+    )
+    cookie = {"Cookie": f"__Host-jhaas_session={session}; __Host-jhaas_csrf={csrf}"}
     body = {"current_password": ADMIN[1], "new_password": NEW_PASSWORD}
     refused = await client.post("/api/v1/auth/password", json=body, headers=cookie)
     assert_error(refused, 403, "forbidden")

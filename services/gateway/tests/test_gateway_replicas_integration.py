@@ -40,8 +40,11 @@ async def signed_in(client: Client) -> tuple[dict[str, str], dict[str, str]]:
     """A fresh session of the leader: its bearer headers, and its cookie headers."""
     response = await login(client, *LEADER)
     assert response.status_code == 200, response.text
-    session, csrf = response.cookies["jhaas_session"], response.cookies["jhaas_csrf"]
-    cookie = {"Cookie": f"jhaas_session={session}; jhaas_csrf={csrf}", "X-CSRF-Token": csrf}
+    session, csrf = response.cookies["__Host-jhaas_session"], response.cookies["__Host-jhaas_csrf"]
+    cookie = {
+        "Cookie": f"__Host-jhaas_session={session}; __Host-jhaas_csrf={csrf}",
+        "X-CSRF-Token": csrf,
+    }
     return bearer(response.json()["access_token"]), cookie
 
 

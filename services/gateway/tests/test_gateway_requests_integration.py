@@ -233,8 +233,11 @@ async def test_cookie_session_submits_only_with_the_csrf_header(
 ) -> None:
     await leader_token(client)
     signed_in = await login(client, "lea", "leader password 1")
-    session, csrf = signed_in.cookies["jhaas_session"], signed_in.cookies["jhaas_csrf"]
-    cookie = {"Cookie": f"jhaas_session={session}; jhaas_csrf={csrf}"}
+    session, csrf = (
+        signed_in.cookies["__Host-jhaas_session"],
+        signed_in.cookies["__Host-jhaas_csrf"],
+    )
+    cookie = {"Cookie": f"__Host-jhaas_session={session}; __Host-jhaas_csrf={csrf}"}
 
     refused = await client.post("/api/v1/requests", json=hub_spec(), headers=cookie)
     assert "X-CSRF-Token" in assert_error(refused, 403, "forbidden")["message"]

@@ -77,7 +77,7 @@ async def sign_in(
     client.cookies.clear()
     headers = {"X-Forwarded-For": f"198.51.100.99, {address}"}  # the left one is forged
     if device is not None:
-        headers["Cookie"] = f"jhaas_device={device}"
+        headers["Cookie"] = f"__Host-jhaas_device={device}"
     return await client.post(
         "/api/v1/auth/login", json={"username": username, "password": password}, headers=headers
     )
@@ -147,7 +147,7 @@ async def test_someone_spraying_from_the_owners_address_cannot_keep_the_owner_ou
     campus = "203.0.113.88"
     owner = await sign_in(first, LEADER[1], campus)
     assert owner.status_code == 200
-    device = owner.cookies["jhaas_device"]
+    device = owner.cookies["__Host-jhaas_device"]
     for n in range(31):  # the attacker fails on 31 other accounts from there
         client = first if n % 2 else second
         assert (await sign_in(client, WRONG, campus, username=f"user{n}")).status_code == 401
@@ -164,7 +164,7 @@ async def test_a_botnet_cannot_keep_the_owner_out(
     home = "198.51.100.7"
     owner = await sign_in(first, LEADER[1], home)
     assert owner.status_code == 200
-    device = owner.cookies["jhaas_device"]
+    device = owner.cookies["__Host-jhaas_device"]
     # 31 bots, one guess each: every pair and every address stays within its allowance...
     for bot in range(31):
         client = first if bot % 2 else second
@@ -179,7 +179,7 @@ async def test_a_botnet_cannot_keep_the_owner_out(
     forged = f"{device.split('.')[0]}.{'A' * 43}"
     assert waited(await sign_in(second, WRONG, "192.0.2.79", device=forged)) >= 1
     admin_device = (await sign_in(first, ADMIN[1], home, username=ADMIN[0])).cookies
-    stolen = admin_device["jhaas_device"]
+    stolen = admin_device["__Host-jhaas_device"]
     assert waited(await sign_in(second, WRONG, "192.0.2.80", device=stolen)) >= 1
 
 

@@ -20,14 +20,15 @@ from gateway.controllers.auth import AuthController
 from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.health import healthz, index, readyz
+from gateway.controllers.joining import apply_to_join, join_course, join_start
 from gateway.controllers.oauth import OAuthController, openid_configuration
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
 from gateway.controllers.users import UserController
+from gateway.cookies import SESSION, cookie_name
 from gateway.dependencies import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
-from gateway.guards import SESSION_COOKIE
 from gateway.oauth.provider import Provider
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
@@ -93,7 +94,7 @@ def openapi_config(settings: GatewaySettings) -> OpenAPIConfig:
             security_schemes={
                 "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
                 "SessionCookie": SecurityScheme(
-                    type="apiKey", name=SESSION_COOKIE, security_scheme_in="cookie"
+                    type="apiKey", name=cookie_name(settings, SESSION), security_scheme_in="cookie"
                 ),
             }
         ),
@@ -157,6 +158,9 @@ def create_app(
             openid_configuration,
             sign_in_form,
             sign_in,
+            join_start,
+            join_course,
+            apply_to_join,
         ],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,

@@ -10,10 +10,10 @@ from litestar.handlers.base import BaseRouteHandler
 from gateway.accounts import Caller
 from gateway.auth import InvalidToken, csrf_token_for, same_secret
 from gateway.context import caller_of, gateway_of, set_caller
+from gateway.cookies import CSRF, SESSION, cookie_name, read_cookie
 from gateway.errors import Forbidden, Unauthorized
+from gateway.settings import GatewaySettings
 
-SESSION_COOKIE = "jhaas_session"
-CSRF_COOKIE = "jhaas_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Route option: reachable while the caller's password must still be changed.
@@ -59,7 +59,7 @@ async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Calle
             raise Unauthorized("the session of this token has ended; sign in again")
         return caller
 
-    session_token = connection.cookies.get(SESSION_COOKIE)
+    session_token = read_cookie(connection, gateway.settings, SESSION)
     if not session_token:
         raise Unauthorized(
             "sign in first: send 'Authorization: Bearer <token>' or the session cookie"
@@ -68,21 +68,35 @@ async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Calle
     if caller is None:
         raise Unauthorized("the session has expired or ended; sign in again")
     if connection.scope.get("method", "GET") not in SAFE_METHODS:
-        _check_csrf(connection, gateway.settings.jwt_secret, session_token)
+        _check_csrf(connection, gateway.settings, session_token)
     return caller
 
 
+async def session_caller(
+    connection: ASGIConnection[Any, Any, Any, Any],
+) -> tuple[Caller, str] | None:
+    """The browser's signed-in caller and session token, from the session cookie alone
+    (for the HTML pages, which redirect a stranger to sign in rather than answer 401)."""
+    gateway = gateway_of(connection)
+    session_token = read_cookie(connection, gateway.settings, SESSION)
+    if not session_token:
+        return None
+    caller = await gateway.accounts.caller_for_session_token(session_token)
+    return None if caller is None else (caller, session_token)
+
+
 def _check_csrf(
-    connection: ASGIConnection[Any, Any, Any, Any], secret: bytes, session_token: str
+    connection: ASGIConnection[Any, Any, Any, Any], settings: GatewaySettings, session_token: str
 ) -> None:
     """Double submit, bound to the session: header == cookie == the session's own token."""
+    csrf_cookie = cookie_name(settings, CSRF)
     sent = connection.headers.get(CSRF_HEADER)
     if not sent:
         raise Forbidden(
             f"missing {CSRF_HEADER} header: a request signed in by cookie must repeat "
-            f"the {CSRF_COOKIE} cookie in it"
+            f"the {csrf_cookie} cookie in it"
         )
-    cookie = connection.cookies.get(CSRF_COOKIE, "")
-    expected = csrf_token_for(secret, session_token)
+    cookie = connection.cookies.get(csrf_cookie, "")
+    expected = csrf_token_for(settings.jwt_secret, session_token)
     if not (same_secret(sent, cookie) and same_secret(sent, expected)):
-        raise Forbidden(f"the {CSRF_HEADER} header does not match this session's {CSRF_COOKIE}")
+        raise Forbidden(f"the {CSRF_HEADER} header does not match this session's {csrf_cookie}")

@@ -28,18 +28,13 @@ from gateway.accounts import (
 )
 from gateway.auth import BearerTokens, csrf_token_for
 from gateway.client_address import client_address
+from gateway.cookies import CSRF, DEVICE, SESSION, make_cookie, read_cookie
 from gateway.errors import InvalidBody, TooManyRequests, Unauthorized, error_responses
-from gateway.guards import (
-    BEFORE_PASSWORD_CHANGE,
-    CSRF_COOKIE,
-    SESSION_COOKIE,
-    requires_authenticated,
-)
+from gateway.guards import BEFORE_PASSWORD_CHANGE, requires_authenticated
 from gateway.schemas import LoginCredentials, LoginResult, PasswordChange, User
 from gateway.settings import GatewaySettings
 from gateway.throttle import KNOWN_FOR, Attempt, SignInThrottle, TooManyAttempts
 
-DEVICE_COOKIE = "jhaas_device"
 AUTH_PATH = "/api/v1/auth"
 BEFORE_CHANGE = {BEFORE_PASSWORD_CHANGE: True}
 
@@ -52,7 +47,9 @@ async def _begin_attempt(
 ) -> Attempt:
     address = client_address(request.scope, settings.trusted_proxies)
     try:
-        return await throttle.begin(username, address, request.cookies.get(DEVICE_COOKIE))
+        return await throttle.begin(
+            username, address, read_cookie(request, settings, DEVICE) or None
+        )
     except TooManyAttempts as exc:
         raise TooManyRequests(str(exc), exc.retry_after) from None
 
@@ -104,7 +101,7 @@ class AuthController(Controller):
             password_change_required=user.password_change_required,
         )
         cookies = _session_cookies(settings, signed_in, now)
-        cookies.append(_cookie(settings, DEVICE_COOKIE, device, KNOWN_FOR, path=AUTH_PATH))
+        cookies.append(device_cookie(settings, device))
         return Response(result, cookies=cookies, headers={"Cache-Control": "no-store"})
 
     @post(
@@ -160,9 +157,7 @@ class AuthController(Controller):
     ) -> Response[None]:
         """End the session: its cookie and every bearer token issued with it stop working."""
         await accounts.end_session(caller.session_id)
-        expired = [
-            _cookie(settings, name, "", timedelta(0)) for name in (SESSION_COOKIE, CSRF_COOKIE)
-        ]
+        expired = [make_cookie(settings, name, "", timedelta(0)) for name in (SESSION, CSRF)]
         return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=expired)
 
     @get("/me", guards=[requires_authenticated], opt=BEFORE_CHANGE, responses=error_responses())
@@ -173,25 +168,15 @@ class AuthController(Controller):
         return User.of(await accounts.get_user(caller.user_id))
 
 
-def _cookie(
-    settings: GatewaySettings, name: str, value: str, max_age: timedelta, path: str = "/"
-) -> Cookie:
-    return Cookie(
-        key=name,
-        value=value,
-        max_age=int(max_age.total_seconds()),
-        path=path,
-        httponly=name != CSRF_COOKIE,  # the page's script repeats the CSRF cookie in a header
-        secure=settings.cookie_secure,
-        # The device cookie is for sign-in only, never sent from another site.
-        samesite="strict" if name == DEVICE_COOKIE else "lax",
-    )
+def device_cookie(settings: GatewaySettings, device: str) -> Cookie:
+    # For sign-in only, never sent from another site.
+    return make_cookie(settings, DEVICE, device, KNOWN_FOR, path=AUTH_PATH, samesite="strict")
 
 
 def _session_cookies(settings: GatewaySettings, signed_in: SignedIn, now: datetime) -> list[Cookie]:
     lifetime = signed_in.expires_at - now
     csrf = csrf_token_for(settings.jwt_secret, signed_in.session_token)
     return [
-        _cookie(settings, SESSION_COOKIE, signed_in.session_token, lifetime),
-        _cookie(settings, CSRF_COOKIE, csrf, lifetime),
+        make_cookie(settings, SESSION, signed_in.session_token, lifetime),
+        make_cookie(settings, CSRF, csrf, lifetime),
     ]

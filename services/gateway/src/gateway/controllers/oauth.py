@@ -8,13 +8,14 @@ import binascii
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from authlib.oauth2.rfc6749 import OAuth2Error
+from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from authlib.oidc.core.errors import InteractionRequiredError
 from litestar import Controller, MediaType, Request, Response, get, post, route
 
 from gateway.context import correlation_id_for, gateway_of
 from gateway.controllers.signin import SIGN_IN_PATH
-from gateway.guards import SESSION_COOKIE
+from gateway.guards import session_caller
 from gateway.oauth.adapter import HubAuthorizationServer, LitestarOAuth2Request, OAuthAnswer
 from gateway.oauth.exchange import Exchange
 from gateway.oauth.grants import HubClient
@@ -111,6 +112,21 @@ async def _registered_client(
     return client
 
 
+def _prompt_none(query: list[tuple[str, str]]) -> bool:
+    return any(name == "prompt" and value == "none" for name, value in query)
+
+
+def _error_redirect(
+    server: HubAuthorizationServer, oauth_request: LitestarOAuth2Request, error: OAuth2Error
+) -> Response[str]:
+    """prompt=none shows no page: what would need one goes back to the hub as an error
+    (the redirect URI and client were checked exactly before)."""
+    error.redirect_uri = oauth_request.payload.redirect_uri
+    error.state = oauth_request.payload.state
+    answer = server.handle_error_response(oauth_request, error)
+    return _redirect(answer.location or "")
+
+
 class OAuthController(Controller):
     path = "/oauth"
     tags = ["oauth"]
@@ -136,25 +152,27 @@ class OAuthController(Controller):
             correlation_id=correlation_id_for(request.scope),
         )
         server = HubAuthorizationServer(exchange, client)
+        signed_in = await session_caller(request)
+        caller = signed_in[0] if signed_in else None
         try:
-            grant = await provider.in_thread(lambda: server.get_consent_grant(oauth_request))
+            # With the caller, so that prompt=none answers login_required only to a
+            # stranger (OIDC Core 3.1.2.6); a member gets the code without a page.
+            grant = await provider.in_thread(
+                lambda: server.get_consent_grant(oauth_request, end_user=caller)
+            )
         except OAuth2Error as error:
             answer = server.handle_error_response(oauth_request, error)
             if answer.location:
                 return _redirect(answer.location)
             return problem_page(400, "Cannot sign in to this hub", error.get_error_description())
-        caller = (
-            await gateway_of(request).accounts.caller_for_session_token(
-                request.cookies.get(SESSION_COOKIE, "")
-            )
-            if request.cookies.get(SESSION_COOKIE)
-            else None
-        )
+        silent = _prompt_none(query)
         if caller is None:
             return _redirect(
                 f"{SIGN_IN_PATH}?{urlencode({'next': request.url.path + '?' + urlencode(query)})}"
             )
         if caller.password_change_required:
+            if silent:
+                return _error_redirect(server, oauth_request, InteractionRequiredError())
             return problem_page(
                 403,
                 "Change your password first",
@@ -167,6 +185,9 @@ class OAuthController(Controller):
         except RpcFailure:
             return problem_page(503, "Cannot sign in to this hub", UNAVAILABLE)
         if membership.user is None:
+            if silent:
+                denied = AccessDeniedError("you are not in the course of this hub")
+                return _error_redirect(server, oauth_request, denied)
             return not_in_course_page(membership.title, f"{provider.issuer}/join")
         answer = await provider.in_thread(
             lambda: server.create_authorization_response(

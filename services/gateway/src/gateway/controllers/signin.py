@@ -1,7 +1,8 @@
 """The browser's sign-in page: where the OAuth authorize step sends a stranger.
 
 A plain form (no script), protected against login CSRF by a random cookie
-only this path sees (SameSite=Strict) and a form field bound to it by HMAC.
+(SameSite=Strict; `__Host-` over https, so no sibling host can plant it) and
+a form field bound to it by HMAC.
 After signing in it goes to `next`, which may only be a path on this site.
 """
 
@@ -19,19 +20,12 @@ from litestar.datastructures import Cookie
 
 from gateway.accounts import SignInRefused
 from gateway.context import gateway_of
-from gateway.controllers.auth import (
-    AUTH_PATH,
-    DEVICE_COOKIE,
-    _begin_attempt,
-    _cookie,
-    _session_cookies,
-)
+from gateway.controllers.auth import _begin_attempt, _session_cookies, device_cookie
+from gateway.cookies import SIGN_IN_FORM, make_cookie, read_cookie
 from gateway.errors import TooManyRequests
 from gateway.oauth.pages import problem_page, sign_in_page
-from gateway.throttle import KNOWN_FOR
 
 SIGN_IN_PATH = "/signin"
-FORM_COOKIE = "jhaas_signin"
 FORM_LIFETIME = timedelta(hours=1)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 MAX_NEXT = 4000
@@ -60,22 +54,17 @@ def _form_token(secret: bytes, cookie: str) -> str:
 
 def _form_cookie(request: Request[Any, Any, Any], value: str) -> Cookie:
     settings = gateway_of(request).settings
-    return Cookie(
-        key=FORM_COOKIE,
-        value=value,
-        max_age=int(FORM_LIFETIME.total_seconds()),
-        path=SIGN_IN_PATH,
-        httponly=True,
-        secure=settings.cookie_secure,
-        samesite="strict",
+    return make_cookie(
+        settings, SIGN_IN_FORM, value, FORM_LIFETIME, path=SIGN_IN_PATH, samesite="strict"
     )
 
 
 def _form(
     request: Request[Any, Any, Any], next_url: str, status: int = 200, **shown: str
 ) -> Response[str]:
-    cookie = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(24)
-    secret = gateway_of(request).settings.jwt_secret
+    settings = gateway_of(request).settings
+    cookie = read_cookie(request, settings, SIGN_IN_FORM) or secrets.token_urlsafe(24)
+    secret = settings.jwt_secret
     response = sign_in_page(
         next_url=next_url, csrf=_form_token(secret, cookie), status=status, **shown
     )
@@ -99,7 +88,7 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
     except UnicodeDecodeError:
         return problem_page(400, "Sign in", "the form is not valid UTF-8")
     next_url = safe_next(fields.get("next"))
-    cookie = request.cookies.get(FORM_COOKIE, "")
+    cookie = read_cookie(request, gateway.settings, SIGN_IN_FORM)
     expected = _form_token(gateway.settings.jwt_secret, cookie)
     if not cookie or not hmac.compare_digest(fields.get("csrf", ""), expected):
         return _form(request, next_url, 403, error="The form expired; please sign in again.")
@@ -116,5 +105,5 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
         return _form(request, next_url, 401, error=str(exc).capitalize() + ".", username=username)
     device = await gateway.throttle.succeeded(attempt)
     cookies = _session_cookies(gateway.settings, signed_in, gateway.accounts.clock())
-    cookies.append(_cookie(gateway.settings, DEVICE_COOKIE, device, KNOWN_FOR, path=AUTH_PATH))
+    cookies.append(device_cookie(gateway.settings, device))
     return Response("", status_code=303, headers={"Location": next_url}, cookies=cookies)

@@ -1,0 +1,179 @@
+"""The pages a join link opens: `/join` and `/join/{code}` (the HTML of join_pages.py).
+
+A browser signed in by its session cookie applies with a plain form; the form
+carries the session's CSRF token (csrf_token_for), which a cross-site page
+cannot read. The API's JSON twin is `/api/v1/join/{code}` (courses.py).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode
+
+import msgspec
+from litestar import MediaType, Request, Response, get, post
+from litestar.params import FromPath
+
+from gateway.accounts import Caller
+from gateway.auth import csrf_token_for
+from gateway.context import NotReady, correlation_id_for, gateway_of
+from gateway.controllers.signin import FORM_MEDIA_TYPE, SIGN_IN_PATH
+from gateway.dependencies import ServiceCalls
+from gateway.errors import STATUS_OF_CODE
+from gateway.guards import session_caller
+from gateway.join_pages import (
+    TITLE,
+    applied_page,
+    apply_form_page,
+    join_action,
+    join_code_page,
+    unknown_code_page,
+)
+from gateway.oauth.pages import problem_page
+from gateway.schemas import ApplyBody
+from jhaas_runtime.rpc import RpcFailure
+from jhaas_schemas.rpc import (
+    Apply,
+    CoursePreview,
+    ErrorCode,
+    JoinCodeRef,
+    ParticipantOps,
+    Participation,
+    RpcError,
+)
+
+UNAVAILABLE = "Joining is unavailable for a moment; please try again shortly."
+MESSAGE_RULE = (
+    "The message may have up to 2000 characters: letters, digits, punctuation and line "
+    "breaks, but no other control characters."
+)
+Request_ = Request[Any, Any, Any]
+R = TypeVar("R")
+
+
+def _valid_code(code: str) -> bool:
+    try:
+        msgspec.convert({"code": code}, JoinCodeRef)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _to_sign_in(code: str) -> Response[str]:
+    location = f"{SIGN_IN_PATH}?{urlencode({'next': join_action(code)})}"
+    return Response(
+        "", status_code=303, headers={"Location": location, "Cache-Control": "no-store"}
+    )
+
+
+async def _call(
+    request: Request_, caller: Caller, subject: str, payload: msgspec.Struct, result: type[R]
+) -> R | RpcError:
+    """The service's answer, or its refusal to show in words."""
+    try:
+        return await ServiceCalls(
+            rpc=gateway_of(request).rpc,
+            principal=caller.principal,
+            correlation_id=correlation_id_for(request.scope),
+        )(subject, payload, result)
+    except NotReady:
+        return RpcError(code=ErrorCode.UNAVAILABLE, message=UNAVAILABLE)
+    except RpcFailure as exc:
+        if exc.error.code == ErrorCode.INTERNAL:
+            raise  # a defect: the error handler logs it with its correlation id
+        return exc.error
+
+
+async def _preview(request: Request_, caller: Caller, code: str) -> CoursePreview | Response[str]:
+    """The course the code opens, or the page saying why not."""
+    if not _valid_code(code):
+        return unknown_code_page(code)
+    found = await _call(
+        request, caller, ParticipantOps.FIND_BY_CODE, JoinCodeRef(code=code), CoursePreview
+    )
+    if not isinstance(found, RpcError):
+        return found
+    if found.code == ErrorCode.NOT_FOUND:
+        return unknown_code_page(code)
+    if found.code == ErrorCode.UNAVAILABLE:
+        return problem_page(503, TITLE, UNAVAILABLE)
+    return problem_page(STATUS_OF_CODE[found.code], TITLE, found.message)
+
+
+async def _signed_in(request: Request_, code: FromPath[str]) -> tuple[Caller, str] | Response[str]:
+    found = await session_caller(request)
+    if found is None:
+        return _to_sign_in(code)
+    if found[0].password_change_required:
+        return problem_page(403, "Change your password first", "Choose your own password first.")
+    return found
+
+
+@get("/join", media_type=MediaType.HTML, include_in_schema=False, security=[])
+async def join_start(request: Request_) -> Response[str]:
+    """Type a join code; a plain GET form cannot put it in the path, so this redirects."""
+    code = request.query_params.get("code")
+    if code is None:
+        return join_code_page()
+    code = code.strip()
+    if not _valid_code(code):
+        return unknown_code_page(code)
+    return Response("", status_code=303, headers={"Location": join_action(code)})
+
+
+@get("/join/{code:str}", media_type=MediaType.HTML, include_in_schema=False, security=[])
+async def join_course(request: Request_, code: FromPath[str]) -> Response[str]:
+    """The course a join link opens, and the form to apply; strangers sign in first."""
+    signed_in = await _signed_in(request, code)
+    if isinstance(signed_in, Response):
+        return signed_in
+    caller, session_token = signed_in
+    preview = await _preview(request, caller, code)
+    if isinstance(preview, Response):
+        return preview
+    csrf = csrf_token_for(gateway_of(request).settings.jwt_secret, session_token)
+    return apply_form_page(preview, code, csrf)
+
+
+@post("/join/{code:str}", media_type=MediaType.HTML, include_in_schema=False, security=[])
+async def apply_to_join(request: Request_, code: FromPath[str]) -> Response[str]:
+    """Apply with the form; the service's refusal is shown on the form in words."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != FORM_MEDIA_TYPE:
+        return problem_page(415, TITLE, f"send the form as {FORM_MEDIA_TYPE}")
+    try:
+        fields = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return problem_page(400, TITLE, "the form is not valid UTF-8")
+    signed_in = await _signed_in(request, code)
+    if isinstance(signed_in, Response):
+        return signed_in
+    caller, session_token = signed_in
+    csrf = csrf_token_for(gateway_of(request).settings.jwt_secret, session_token)
+    if not hmac.compare_digest(fields.get("csrf", "").encode(), csrf.encode()):
+        return problem_page(
+            403,
+            TITLE,
+            "This form did not come from this site or belongs to another sign-in; "
+            "open the join link again.",
+        )
+    preview = await _preview(request, caller, code)
+    if isinstance(preview, Response):
+        return preview
+    message = fields.get("message", "")
+    try:
+        msgspec.convert({"message": message}, ApplyBody)
+    except msgspec.ValidationError:
+        return apply_form_page(preview, code, csrf, status=422, message=message, error=MESSAGE_RULE)
+    applied = await _call(
+        request, caller, ParticipantOps.APPLY, Apply(code=code, message=message), Participation
+    )
+    if not isinstance(applied, RpcError):
+        return applied_page(preview)
+    if applied.code == ErrorCode.UNAVAILABLE:
+        return problem_page(503, TITLE, UNAVAILABLE)
+    status = STATUS_OF_CODE[applied.code]
+    return apply_form_page(
+        preview, code, csrf, status=status, message=message, error=applied.message
+    )
