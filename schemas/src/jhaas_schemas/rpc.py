@@ -144,6 +144,8 @@ class HubRequest(msgspec.Struct, frozen=True, kw_only=True):
     review_comment: str = ""
     approved_revision: int | None = None
     hub_url: str | None = None
+    # What the hub cannot do on its host (the last HubReady.warnings), for the leader.
+    hub_warnings: list[str] = []
 
 
 class HubRequestList(msgspec.Struct, frozen=True, kw_only=True):
@@ -348,6 +350,7 @@ class Course(msgspec.Struct, frozen=True, kw_only=True):
     tutors: list[str]  # user ids
     hub_status: DeploymentState
     hub_url: str | None = None
+    hub_warnings: list[str] = []  # what the hub cannot do on its host (HubReady.warnings)
 
 
 class CoursePreview(msgspec.Struct, frozen=True, kw_only=True):
@@ -375,6 +378,7 @@ class MyCourse(msgspec.Struct, frozen=True, kw_only=True):
     hub_status: DeploymentState
     hub_url: str | None = None
     participation_status: ParticipationStatus | None = None
+    hub_warnings: list[str] = []  # what the hub cannot do on its host (HubReady.warnings)
 
 
 class MyCourseList(msgspec.Struct, frozen=True, kw_only=True):

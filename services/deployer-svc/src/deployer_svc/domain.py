@@ -43,6 +43,8 @@ class DeploymentRecord:
     failure_reason: str = ""
     # A deploy was begun at least once (never reset): a hub, or half of one, may exist.
     deploy_started: bool = False
+    # What the hub could not do on this host at its last successful deploy (HubReady.warnings).
+    warnings: tuple[str, ...] = ()
 
     def view(self) -> Deployment:
         return Deployment(
@@ -59,6 +61,7 @@ class DeploymentRecord:
             teardown_at=self.teardown_at,
             attempts=self.attempts,
             failure_reason=self.failure_reason,
+            warnings=list(self.warnings),
         )
 
 

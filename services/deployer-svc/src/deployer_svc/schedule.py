@@ -142,6 +142,7 @@ def deploy_succeeded(
         lease_until=None,
         next_attempt_at=None,
         failure_reason="",
+        warnings=warnings,  # a deploy without any clears the last one's
         updated_at=now,
     )
     return new, HubReady(

@@ -57,6 +57,8 @@ deployments = sa.Table(
         "deploy_started", sa.Boolean, nullable=False, default=False, server_default=sa.false()
     ),
     sa.Column("failure_reason", sa.Text, nullable=False, default=""),
+    # HubReady.warnings of the last successful deploy, a JSON list of strings.
+    sa.Column("warnings", sa.Text, nullable=False, default="[]", server_default="[]"),
 )
 
 # The deployer's own credential for each hub's REST API. Kept apart from the
@@ -102,6 +104,7 @@ _SCHEDULE_FIELDS = (
 )
 
 _spec_decoder = msgspec.json.Decoder(HubSpec)
+_warnings_decoder = msgspec.json.Decoder(tuple[str, ...])
 
 
 def _row(record: DeploymentRecord) -> dict[str, object]:
@@ -117,6 +120,7 @@ def _row(record: DeploymentRecord) -> dict[str, object]:
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "hub_url": record.hub_url,
+        "warnings": msgspec.json.encode(record.warnings).decode(),
         **{name: getattr(record, name) for name in _SCHEDULE_FIELDS},
     }
 
@@ -135,6 +139,7 @@ def _record(row: sa.Row[tuple[object, ...]]) -> DeploymentRecord:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         hub_url=m["hub_url"],
+        warnings=_warnings_decoder.decode(m["warnings"]),
         **{name: m[name] for name in _SCHEDULE_FIELDS},
     )
 

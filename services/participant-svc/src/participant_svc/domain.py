@@ -72,6 +72,9 @@ class CourseState:
     hub_url: str | None = None
     # When the deployer event the hub status follows happened: an older one changes nothing.
     hub_status_at: datetime | None = None
+    # What the hub cannot do on its host, from its last HubReady (kept while it is
+    # rebuilt or fails: the host stays the same).
+    hub_warnings: tuple[str, ...] = ()
     cancelled: bool = False
     tutors: tuple[str, ...] = ()
     accepted: int = 0  # accepted participants, counted when loaded
@@ -102,6 +105,7 @@ class CourseState:
             tutors=sorted(self.tutors),
             hub_status=self.hub_status,
             hub_url=self.hub_url,
+            hub_warnings=list(self.hub_warnings),
         )
 
 

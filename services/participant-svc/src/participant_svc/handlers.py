@@ -411,4 +411,7 @@ def _my_course(course: CourseState, how: str, status: str | None) -> MyCourse:
         hub_status=course.hub_status,
         hub_url=course.hub_url,
         participation_status=participation_status,
+        # For the staff, who can act on them: the words may name the host's folders
+        # and its kernel's refusals, which are none of a participant's business.
+        hub_warnings=list(course.hub_warnings) if how != "participation" else [],
     )

@@ -83,10 +83,16 @@ def on_deployer_event(
     state = _STATE_OF[type(event)]
     if course.cancelled and state is not DeploymentState.DELETED:
         state = DeploymentState.CANCELLED  # a cancelled course stays cancelled until deleted
+    warnings = course.hub_warnings
+    if isinstance(event, HubReady):
+        warnings = event.warnings  # a hub without any clears the last one's
+    elif isinstance(event, HubDeleted):
+        warnings = ()
     return replace(
         course,
         hub_status=state,
         hub_url=event.url if isinstance(event, HubReady) else course.hub_url,
+        hub_warnings=warnings,
         hub_status_at=event.occurred_at,
         join_open=course.join_open and state not in (DeploymentState.ENDING,),
         updated_at=now,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ courses = sa.Table(
     sa.Column("hub_status", sa.String(16), nullable=False),
     sa.Column("hub_url", sa.String(500), nullable=True),
     sa.Column("hub_status_at", UtcDateTime(), nullable=True),
+    # HubReady.warnings, a JSON list of strings.
+    sa.Column("hub_warnings", sa.Text, nullable=False, default="[]", server_default="[]"),
     sa.Column("cancelled", sa.Boolean, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
@@ -126,13 +129,21 @@ _PARTICIPATION_FIELDS = [c.name for c in participations.columns]
 def _course_row(course: CourseState) -> dict[str, Any]:
     values = {name: getattr(course, name) for name in _COURSE_FIELDS}
     values["hub_status"] = course.hub_status.value
+    values["hub_warnings"] = json.dumps(list(course.hub_warnings))
     return values
 
 
-def _course(row: sa.Row[Any], tutors: Sequence[str], accepted: int) -> CourseState:
-    m = dict(row._mapping)
+def _course_values(m: dict[str, Any]) -> dict[str, Any]:
+    """A `courses` row's columns as CourseState's fields."""
     m["hub_status"] = DeploymentState(m["hub_status"])
-    return CourseState(**m, tutors=tuple(tutors), accepted=accepted)
+    m["hub_warnings"] = tuple(str(w) for w in json.loads(m["hub_warnings"]))
+    return m
+
+
+def _course(row: sa.Row[Any], tutors: Sequence[str], accepted: int) -> CourseState:
+    return CourseState(
+        **_course_values(dict(row._mapping)), tutors=tuple(tutors), accepted=accepted
+    )
 
 
 def _participation_row(p: ParticipationState) -> dict[str, Any]:
@@ -307,6 +318,5 @@ def courses_of(conn: Connection, user_id: str) -> list[tuple[CourseState, str, s
     for row in applied:
         m = dict(row._mapping)
         status = m.pop("participation_status")
-        m["hub_status"] = DeploymentState(m["hub_status"])
-        found.append((CourseState(**m), "participation", status))
+        found.append((CourseState(**_course_values(m)), "participation", status))
     return found

@@ -62,6 +62,9 @@ class HubRequestState:
     # When the deployer event the hub's status follows happened: an older event that
     # arrives later (a redelivery, another replica's batch) changes nothing.
     hub_status_at: datetime | None = None
+    # What the hub cannot do on its host, from its last HubReady (kept while it is
+    # rebuilt or fails: the host stays the same); cleared with the hub.
+    hub_warnings: tuple[str, ...] = ()
 
     @property
     def active_slug(self) -> str | None:
@@ -79,6 +82,7 @@ class HubRequestState:
             review_comment=self.review_comment,
             approved_revision=self.approved_revision,
             hub_url=self.hub_url,
+            hub_warnings=list(self.hub_warnings),
         )
 
 
@@ -278,18 +282,19 @@ def on_deployment_event(
         return (
             None
             if state.status == S.DELETED
-            else replace(state, status=S.DELETED, hub_url=None, updated_at=now)
+            else replace(state, status=S.DELETED, hub_url=None, hub_warnings=(), updated_at=now)
         )
     if state.status in (S.CANCELLED, S.DELETED, S.ENDING):
         return None  # the course is over or called off: it only waits for its deletion
     if state.hub_status_at is not None and event.occurred_at < state.hub_status_at:
         return None  # older than what the leader sees already
     hub_url: str | None = None
+    hub_warnings = state.hub_warnings
     if isinstance(event, HubDeploying):
         allowed, new_status = {S.APPROVED, S.FAILED, S.DEPLOYING, S.RUNNING}, S.DEPLOYING
     elif isinstance(event, HubReady):
         allowed, new_status = {S.APPROVED, S.DEPLOYING, S.RUNNING, S.FAILED}, S.RUNNING
-        hub_url = event.url
+        hub_url, hub_warnings = event.url, event.warnings  # none now: cleared
     elif isinstance(event, HubFailed):
         allowed, new_status = {S.APPROVED, S.DEPLOYING, S.RUNNING}, S.FAILED
     else:
@@ -301,6 +306,7 @@ def on_deployment_event(
         state,
         status=new_status,
         hub_url=hub_url,
+        hub_warnings=hub_warnings,
         hub_status_at=event.occurred_at,
         updated_at=now,
     )

@@ -37,9 +37,12 @@ hub_requests = sa.Table(
     sa.Column("approved_revision", sa.Integer, nullable=True),
     sa.Column("hub_url", sa.String(500), nullable=True),
     sa.Column("hub_status_at", UtcDateTime(), nullable=True),
+    # HubReady.warnings, a JSON list of strings.
+    sa.Column("hub_warnings", sa.Text, nullable=False, default="[]", server_default="[]"),
 )
 
 _spec_decoder = msgspec.json.Decoder(HubSpec)
+_warnings_decoder = msgspec.json.Decoder(tuple[str, ...])
 
 
 def _row(state: HubRequestState) -> dict[str, object]:
@@ -57,6 +60,7 @@ def _row(state: HubRequestState) -> dict[str, object]:
         "approved_revision": state.approved_revision,
         "hub_url": state.hub_url,
         "hub_status_at": state.hub_status_at,
+        "hub_warnings": msgspec.json.encode(state.hub_warnings).decode(),
     }
 
 
@@ -74,6 +78,7 @@ def _state(row: sa.Row[tuple[object, ...]]) -> HubRequestState:
         approved_revision=m["approved_revision"],
         hub_url=m["hub_url"],
         hub_status_at=m["hub_status_at"],
+        hub_warnings=_warnings_decoder.decode(m["hub_warnings"]),
     )
 
 
