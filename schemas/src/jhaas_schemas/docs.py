@@ -46,6 +46,7 @@ _COMMON: dict[str, Any] = {
     "user_id": "user-participant",
     "decided_by": "user-governance",
     "removed_by": "user-leader",
+    "added_by": "user-leader",
     "cancelled_by": "user-leader",
     "revision": 1,
     "spec": _SPEC,
