@@ -195,8 +195,15 @@ async def test_each_participant_runs_as_an_account_of_their_own_and_reaches_noth
         "hub_settings": str(folder / "hub_settings.json"),
         "hub_log": str(folder / "hub.log"),
     }
+    # Alice's own server's token (the deployer may not enter users' servers): as root
+    # the test reads it where her server keeps it, and runs code as her.
+    [alice_token] = [
+        entry.split("=", 1)[1]
+        for entry in environ_of(servers[ALICE][0]).split("\0")
+        if entry.startswith("JUPYTERHUB_API_TOKEN=")
+    ]
     output = await run_in_kernel(
-        f"{status.url}user/{ALICE}/", API_TOKEN, PROBE % {"memory": MEMORY, "targets": targets}
+        f"{status.url}user/{ALICE}/", alice_token, PROBE % {"memory": MEMORY, "targets": targets}
     )
     seen = json.loads(output.strip().splitlines()[-1])
     assert seen["uid"] == accounts[ALICE].pw_uid

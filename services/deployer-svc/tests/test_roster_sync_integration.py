@@ -124,7 +124,10 @@ async def test_the_hub_follows_the_roster_and_its_oauth_client_stays_secret(
         gateway_url="https://jhaas.example.org",
         gateway_internal_url="http://gateway.internal:8000",
     )
-    runtime = build_app(settings)
+    # Isolation off: this test is about the roster, in a 0700 pytest folder that system
+    # accounts could not enter (test_local_isolation_integration covers accounts).
+    backend = LocalBackend(settings.local_hubs_dir, installation_id=settings.installation_id)
+    runtime = build_app(settings, backend=backend)
     sync = roster_sync_of(runtime)
     await runtime.start()
     nc = await nats.connect(settings.runtime.nats_url)
