@@ -47,7 +47,8 @@ from bench.hubload import (
     until_in_group,
 )
 from bench.reads import lock_timeouts
-from deployer_svc.backends.local import LocalBackend
+from deployer_svc.backends.local import teardown_all
+from deployer_svc.settings import load_or_create_installation_id
 from jhaas_launcher.stack import Stack
 from jhaas_schemas.hubnames import hub_username
 
@@ -157,18 +158,6 @@ class Product:
 def hub_folder(stack: Stack) -> Path:
     [folder] = [path for path in (stack.data_dir / "hubs").iterdir() if path.is_dir()]
     return folder
-
-
-async def teardown_hubs(data_dir: Path) -> None:
-    """Course hubs outlive the product's processes by design: stop them, their
-    servers and their system accounts, as the deployer would."""
-    hubs = data_dir / "hubs"
-    if not await asyncio.to_thread(hubs.exists):
-        return
-    installation = (data_dir / "installation-id").read_text().strip()
-    backend = LocalBackend(hubs, installation_id=installation, isolate=os.geteuid() == 0)
-    for deployment_id in await backend.list_managed():
-        await backend.teardown(deployment_id)
 
 
 async def apply_and_accept(
@@ -355,6 +344,8 @@ async def main(participants: int, spawns: int, seconds: float) -> None:
                 )
         finally:
             stack.stop()
-            await teardown_hubs(stack.data_dir)
+            await teardown_all(
+                stack.data_dir / "hubs", load_or_create_installation_id(stack.data_dir)
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)

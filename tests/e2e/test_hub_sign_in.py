@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deployer_svc.backends.local import LocalBackend
+from deployer_svc.backends.local import teardown_all
+from deployer_svc.settings import load_or_create_installation_id
 from jhaas_launcher.stack import Stack
 from jhaas_launcher.testing import eventually
 from jhaas_schemas.hubnames import hub_username
@@ -56,18 +57,8 @@ async def stack() -> AsyncIterator[Stack]:
         stack.stop()
         # Hubs outlive the product's processes (a restart must not end a class):
         # tear this test's down, with their system accounts, as the deployer would.
-        await teardown_hubs(stack.data_dir)
+        await teardown_all(stack.data_dir / "hubs", load_or_create_installation_id(stack.data_dir))
         shutil.rmtree(folder, ignore_errors=True)
-
-
-async def teardown_hubs(data_dir: Path) -> None:
-    hubs = data_dir / "hubs"
-    if not hubs.exists():
-        return
-    installation = (data_dir / "installation-id").read_text().strip()
-    backend = LocalBackend(hubs, installation_id=installation, isolate=os.geteuid() == 0)
-    for deployment_id in await backend.list_managed():
-        await backend.teardown(deployment_id)
 
 
 class Person:

@@ -218,48 +218,36 @@ class ParticipantHandlers:
         return (await self.runtime.write(store)).view()
 
     async def accept(self, ctx: CallContext, payload: Decide) -> ParticipationList:
+        return await self._decide(ctx, payload.request_id, payload.participation_ids, None)
+
+    async def reject(self, ctx: CallContext, payload: RejectParticipations) -> ParticipationList:
+        return await self._decide(
+            ctx, payload.request_id, payload.participation_ids, payload.reason
+        )
+
+    async def _decide(
+        self, ctx: CallContext, request_id: str, ids: Sequence[str], reason: str | None
+    ) -> ParticipationList:
+        """Accept (`reason` None) or reject the applications `ids`, all or none."""
         now = self.clock()
         new_env = self._env_maker(ctx, now)
 
         def decide(uow: UnitOfWork) -> list[ParticipationState]:
             # Counting and accepting in one unit under the course's lock: two replicas
             # accepting at once cannot together pass the approved limit.
-            course = _locked(CourseRepository(uow.conn), payload.request_id)
+            course = _locked(CourseRepository(uow.conn), request_id)
             domain.require_staff(course, ctx.principal)
             repo = ParticipationRepository(uow.conn)
-            picked = domain.chosen(
-                repo.chosen(course.request_id, payload.participation_ids),
-                payload.participation_ids,
-            )
-            changed, events = domain.accept(
-                course, picked, principal=ctx.principal, now=now, new_env=new_env
-            )
-            repo.save_decided(changed)
-            uow.emit(*events)
-            return _merged(picked, changed)
-
-        return ParticipationList(items=[p.view() for p in await self.runtime.write(decide)])
-
-    async def reject(self, ctx: CallContext, payload: RejectParticipations) -> ParticipationList:
-        now = self.clock()
-        new_env = self._env_maker(ctx, now)
-
-        def decide(uow: UnitOfWork) -> list[ParticipationState]:
-            course = _locked(CourseRepository(uow.conn), payload.request_id)
-            domain.require_staff(course, ctx.principal)
-            repo = ParticipationRepository(uow.conn)
-            picked = domain.chosen(
-                repo.chosen(course.request_id, payload.participation_ids),
-                payload.participation_ids,
-            )
-            changed, events = domain.reject(
-                course,
-                picked,
-                principal=ctx.principal,
-                reason=payload.reason,
-                now=now,
-                new_env=new_env,
-            )
+            picked = domain.chosen(repo.chosen(course.request_id, ids), ids)
+            if reason is None:
+                changed, events = domain.accept(
+                    course, picked, principal=ctx.principal, now=now, new_env=new_env
+                )
+            else:
+                changed, events = domain.reject(
+                    course, picked, principal=ctx.principal, reason=reason, now=now,
+                    new_env=new_env,
+                )  # fmt: skip
             repo.save_decided(changed)
             uow.emit(*events)
             return _merged(picked, changed)

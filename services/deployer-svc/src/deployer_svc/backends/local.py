@@ -757,3 +757,16 @@ class LocalBackend:
 
     async def close(self) -> None:
         """Nothing to release: hubs keep running by design."""
+
+
+async def teardown_all(hubs_dir: Path, installation_id: str) -> list[str]:
+    """Tear down every hub of this installation under `hubs_dir`, with its servers and
+    system accounts. Hubs outlive the product's processes by design (a restart must
+    not end a class); tests and benchmarks use this to leave nothing behind."""
+    if not await asyncio.to_thread(hubs_dir.exists):
+        return []
+    backend = LocalBackend(hubs_dir, installation_id=installation_id, isolate=os.geteuid() == 0)
+    deployments = await backend.list_managed()
+    for deployment_id in deployments:
+        await backend.teardown(deployment_id)
+    return deployments
