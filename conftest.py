@@ -4,6 +4,7 @@
 - `postgres_server`: a real PostgreSQL from the machine's binaries.
 - `database_url`: one fresh database per test, on SQLite and on PostgreSQL
   (tests that take it run once on each).
+- `browser`, `page` (tests/browser.py): headless Chromium for the pages' tests.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +23,10 @@ import pytest
 from jhaas_launcher.processes import NatsServer, PostgresServer
 from jhaas_launcher.testing import create_streams
 from jhaas_runtime.settings import RuntimeSettings
+
+# The browser fixtures live beside the tests that are not a service's own.
+sys.path.insert(0, str(Path(__file__).parent / "tests"))
+pytest_plugins = ["browser"]
 
 
 @pytest.fixture

@@ -1,8 +1,7 @@
 """The ID tokens' signing keys: RS256, kept in the gateway's database, rotating.
 
-The private key is stored sealed (AES-GCM under a key derived from the
-gateway's secret, the key id as associated data), so a database dump alone
-cannot sign tokens. A key signs until it is `rotate_after` old; then a new key
+The private key is stored sealed (gateway/sealing.py, the key id as its
+owner), so a database dump alone cannot sign tokens. A key signs until it is `rotate_after` old; then a new key
 (next generation) takes over, and the old public key stays in the JWKS until
 every ID token it signed has expired. Replicas agree through the database:
 the generation is unique, so two rotating at once store one key.
@@ -10,21 +9,16 @@ the generation is unique, so two rotating at once store one key.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import KeyParameters, RSAKey
 
 from gateway.oauth.store import KeyRecord, add_signing_key, signing_keys
+from gateway.sealing import Seal, SealBroken
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 
@@ -33,21 +27,6 @@ log = get_logger(__name__)
 ALGORITHM = "RS256"  # OpenID Connect Discovery: every provider offers RS256
 RSA_BITS = 2048
 _SEAL_INFO = b"jhaas-gateway oauth signing key seal v1"
-
-
-class KeySeal:
-    def __init__(self, secret: bytes) -> None:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(secret)
-        self._aead = AESGCM(key)
-
-    def seal(self, kid: str, plain: bytes) -> str:
-        nonce = os.urandom(12)
-        sealed = nonce + self._aead.encrypt(nonce, plain, kid.encode())
-        return base64.urlsafe_b64encode(sealed).decode()
-
-    def open(self, kid: str, sealed: str) -> bytes:
-        raw = base64.urlsafe_b64decode(sealed.encode())
-        return self._aead.decrypt(raw[:12], raw[12:], kid.encode())
 
 
 class Keyring:
@@ -61,7 +40,7 @@ class Keyring:
         clock: Callable[[], datetime],
     ) -> None:
         self._db = db
-        self._seal = KeySeal(secret)
+        self._seal = Seal(secret, _SEAL_INFO)
         self.rotate_after = rotate_after
         self.published_for = published_for
         self._clock = clock
@@ -103,7 +82,7 @@ class Keyring:
             return key
         try:
             pem = self._seal.open(record.kid, record.sealed_private_key)
-        except (InvalidTag, ValueError):
+        except SealBroken:
             # The gateway's secret changed: the key cannot sign any more. A new
             # one is made; the old stays published until its tokens expired.
             log.warning("oauth signing key cannot be opened; making a new one", kid=record.kid)
