@@ -1,10 +1,11 @@
 """The ID tokens' signing keys: RS256, kept in the gateway's database, rotating.
 
 The private key is stored sealed (gateway/sealing.py, the key id as its
-owner), so a database dump alone cannot sign tokens. A key signs until it is `rotate_after` old; then a new key
-(next generation) takes over, and the old public key stays in the JWKS until
-every ID token it signed has expired. Replicas agree through the database:
-the generation is unique, so two rotating at once store one key.
+owner), so a database dump alone cannot sign tokens. A key signs until it is
+`rotate_after` old; then a new key (next generation) takes over, and the old
+public key stays in the JWKS until every ID token it signed has expired.
+Replicas agree through the database: the generation is unique, so two
+rotating at once store one key.
 """
 
 from __future__ import annotations
