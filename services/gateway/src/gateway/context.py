@@ -13,6 +13,7 @@ from litestar.types import Message, Scope
 from nats.aio.client import Client as NATS
 
 from gateway.accounts import Accounts, Caller
+from gateway.audit import Audit
 from gateway.auth import BearerTokens
 from gateway.oauth.provider import Provider
 from gateway.settings import GatewaySettings
@@ -40,6 +41,7 @@ class Gateway:
     tokens: BearerTokens
     throttle: SignInThrottle
     oauth: Provider
+    audit: Audit
     nc: NATS | None = field(default=None)
     rpc_client: RpcClient | None = field(default=None)
 

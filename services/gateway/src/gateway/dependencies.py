@@ -10,6 +10,7 @@ from litestar import Request
 from litestar.di import Provide
 
 from gateway.accounts import Accounts, Caller
+from gateway.audit import Audit
 from gateway.auth import BearerTokens
 from gateway.context import caller_of, correlation_id_for, gateway_of
 from gateway.settings import GatewaySettings
@@ -55,6 +56,10 @@ def provide_throttle(request: Request[Any, Any, Any]) -> SignInThrottle:
     return gateway_of(request).throttle
 
 
+def provide_audit(request: Request[Any, Any, Any]) -> Audit:
+    return gateway_of(request).audit
+
+
 def provide_settings(request: Request[Any, Any, Any]) -> GatewaySettings:
     return gateway_of(request).settings
 
@@ -74,4 +79,5 @@ DEPENDENCIES = {
     "settings": Provide(provide_settings, sync_to_thread=False),
     "throttle": Provide(provide_throttle, sync_to_thread=False),
     "services": Provide(provide_services, sync_to_thread=False),
+    "audit": Provide(provide_audit, sync_to_thread=False),
 }

@@ -52,6 +52,10 @@ class GatewaySettings:
     public_url: str = "http://127.0.0.1:8000"
     oauth_token_ttl_seconds: int = 3600
     oauth_key_rotation_days: int = 30
+    # A second factor for everyone, not only for governance and admins.
+    mfa_required_for_all: bool = False
+    # How recent a second-factor check must be for role changes, user deletion, redeploys.
+    step_up_seconds: int = 300
 
     def __post_init__(self) -> None:
         problem = public_url_problem(self.public_url)
@@ -118,6 +122,8 @@ class GatewaySettings:
             public_url=env_str(env, "JHAAS_PUBLIC_URL", "http://127.0.0.1:8000"),
             oauth_token_ttl_seconds=env_int(env, "JHAAS_OAUTH_TOKEN_TTL_SECONDS", 3600, minimum=60),
             oauth_key_rotation_days=env_int(env, "JHAAS_OAUTH_KEY_ROTATION_DAYS", 30, minimum=1),
+            mfa_required_for_all=env_bool(env, "JHAAS_MFA_REQUIRED_FOR_ALL", False),
+            step_up_seconds=env_int(env, "JHAAS_STEP_UP_SECONDS", 300, minimum=30),
         )
 
 
