@@ -41,12 +41,16 @@ async def enroll(client: Client, token: str, clock: SteppedClock) -> tuple[str, 
     return secret, codes
 
 
-async def sign_in(client: Client, username: str, password: str) -> tuple[str, bool]:
-    """(token, whether the second factor is still owed)."""
+async def sign_in(
+    client: Client, username: str, password: str, *, keep_cookies: bool = False
+) -> tuple[str, bool]:
+    """(token, whether the second factor is still owed). A test whose clock went ahead
+    keeps the cookies instead: the token's `iat` would lie in the future."""
     response = await client.post(
         "/api/v1/auth/login", json={"username": username, "password": password}
     )
-    client.cookies.clear()
+    if not keep_cookies:
+        client.cookies.clear()
     assert response.status_code == 200, response.text
     body = response.json()
     return body["access_token"], body["mfa_required"]

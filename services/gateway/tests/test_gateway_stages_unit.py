@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway import accounts
 from gateway.accounts import Caller, Pending
 from gateway.redirects import safe_next
 from jhaas_schemas.model import Role
@@ -29,10 +28,7 @@ def test_the_second_factor_comes_before_everything_else() -> None:
     assert caller(Role.LEADER).pending(mfa_for_all=False) is None
 
 
-def test_governance_and_admins_must_enroll_and_everyone_when_the_setting_says_so(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(accounts, "MFA_ENROLLMENT_ENFORCED", True)
+def test_governance_and_admins_must_enroll_and_everyone_when_the_setting_says_so() -> None:
     for role in (Role.GOVERNANCE, Role.ADMIN):
         assert caller(role).pending(mfa_for_all=False) is Pending.MFA_ENROLLMENT
         assert caller(role, mfa_enrolled=True).pending(mfa_for_all=False) is None

@@ -53,9 +53,6 @@ def generate_password() -> str:
 
 # Roles that may not act without a second factor (ARCHITECTURE.md, "Auth").
 MFA_ROLES = frozenset({Role.GOVERNANCE, Role.ADMIN})
-# Off until the MFA enrollment routes exist (a governance or admin user could
-# not get past it); the change that adds them turns it on with its tests.
-MFA_ENROLLMENT_ENFORCED = False
 
 
 class Pending(StrEnum):
@@ -95,11 +92,7 @@ class Caller:
             return Pending.SECOND_FACTOR
         if self.password_change_required:
             return Pending.PASSWORD_CHANGE
-        if (
-            MFA_ENROLLMENT_ENFORCED
-            and not self.mfa_enrolled
-            and (mfa_for_all or MFA_ROLES.intersection(self.roles))
-        ):
+        if not self.mfa_enrolled and (mfa_for_all or MFA_ROLES.intersection(self.roles)):
             return Pending.MFA_ENROLLMENT
         return None
 

@@ -25,6 +25,8 @@ from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.health import healthz, index, readyz
 from gateway.controllers.joining import apply_to_join, join_course, join_start
+from gateway.controllers.mfa import MfaController, MfaResetController
+from gateway.controllers.mfa_pages import second_step, second_step_form, setup_form
 from gateway.controllers.oauth import OAuthController, openid_configuration
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
@@ -34,6 +36,8 @@ from gateway.cookies import SESSION, cookie_name
 from gateway.dependencies import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
 from gateway.headers import STATIC_PREFIX, make_security_headers
+from gateway.mfa.keys import SecurityKeys
+from gateway.mfa.service import SecondFactors
 from gateway.oauth.provider import Provider
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
@@ -77,6 +81,7 @@ def build_gateway(
         rpc=rpc,
         clock=clock,
     )
+    mfa = SecondFactors(db, settings, clock)
     gateway = Gateway(
         settings=settings,
         db=db,
@@ -85,6 +90,8 @@ def build_gateway(
         throttle=throttle,
         oauth=oauth,
         audit=Audit(db, clock),
+        mfa=mfa,
+        security_keys=SecurityKeys(mfa),
     )
     return gateway
 
@@ -155,6 +162,8 @@ def create_app(
             AuthController,
             UserController,
             AuditController,
+            MfaController,
+            MfaResetController,
             RequestController,
             ReviewController,
             DeploymentController,
@@ -172,6 +181,9 @@ def create_app(
             openid_configuration,
             sign_in_form,
             sign_in,
+            second_step_form,
+            second_step,
+            setup_form,
             join_start,
             join_course,
             apply_to_join,

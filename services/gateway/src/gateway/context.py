@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
@@ -20,6 +20,10 @@ from gateway.settings import GatewaySettings
 from gateway.throttle import SignInThrottle
 from jhaas_runtime.db import Database
 from jhaas_runtime.rpc import RpcClient
+
+if TYPE_CHECKING:  # the MFA code reads the context's caller: imported for types only
+    from gateway.mfa.keys import SecurityKeys
+    from gateway.mfa.service import SecondFactors
 
 CORRELATION_HEADER = "X-Correlation-ID"
 _SANE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -42,6 +46,8 @@ class Gateway:
     throttle: SignInThrottle
     oauth: Provider
     audit: Audit
+    mfa: SecondFactors
+    security_keys: SecurityKeys
     nc: NATS | None = field(default=None)
     rpc_client: RpcClient | None = field(default=None)
 

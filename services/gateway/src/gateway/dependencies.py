@@ -13,6 +13,8 @@ from gateway.accounts import Accounts, Caller
 from gateway.audit import Audit
 from gateway.auth import BearerTokens
 from gateway.context import caller_of, correlation_id_for, gateway_of
+from gateway.mfa.keys import SecurityKeys
+from gateway.mfa.service import SecondFactors
 from gateway.settings import GatewaySettings
 from gateway.throttle import SignInThrottle
 from jhaas_runtime.rpc import RpcClient
@@ -60,6 +62,14 @@ def provide_audit(request: Request[Any, Any, Any]) -> Audit:
     return gateway_of(request).audit
 
 
+def provide_mfa(request: Request[Any, Any, Any]) -> SecondFactors:
+    return gateway_of(request).mfa
+
+
+def provide_security_keys(request: Request[Any, Any, Any]) -> SecurityKeys:
+    return gateway_of(request).security_keys
+
+
 def provide_settings(request: Request[Any, Any, Any]) -> GatewaySettings:
     return gateway_of(request).settings
 
@@ -80,4 +90,6 @@ DEPENDENCIES = {
     "throttle": Provide(provide_throttle, sync_to_thread=False),
     "services": Provide(provide_services, sync_to_thread=False),
     "audit": Provide(provide_audit, sync_to_thread=False),
+    "mfa": Provide(provide_mfa, sync_to_thread=False),
+    "security_keys": Provide(provide_security_keys, sync_to_thread=False),
 }

@@ -7,7 +7,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from gateway.accounts import MFA_ENROLLMENT_ENFORCED, Caller, Pending
+from gateway.accounts import Caller, Pending
 from gateway.auth import InvalidToken, csrf_token_for, same_secret
 from gateway.context import caller_of, gateway_of, set_caller
 from gateway.cookies import CSRF, SESSION, cookie_name, read_cookie
@@ -72,8 +72,6 @@ def requires_recent_mfa(
 ) -> None:
     """Step-up: the caller's session confirmed its second factor within the last
     JHAAS_STEP_UP_SECONDS (never true for a personal API token)."""
-    if not MFA_ENROLLMENT_ENFORCED:
-        return  # nobody has a second factor to confirm yet (see accounts.py)
     gateway = gateway_of(connection)
     caller = caller_of(connection)
     now = gateway.accounts.clock()

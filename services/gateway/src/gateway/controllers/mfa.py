@@ -224,7 +224,9 @@ class MfaController(Controller):
         attempt = await begin_check(request, caller)
         settings = gateway_of(request).settings
         try:
-            await security_keys.authenticate(caller, data.credential, client_info(request, settings))
+            await security_keys.authenticate(
+                caller, data.credential, client_info(request, settings)
+            )
         except WrongCode as exc:
             raise refused("credential", exc) from None
         await gateway_of(request).throttle.succeeded(attempt)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
 
-from gateway.accounts import SignedIn, SignInRefused
+from gateway.accounts import MFA_ROLES, SignedIn, SignInRefused
 from gateway.context import gateway_of
 from gateway.controllers.auth import (
     _begin_attempt,
@@ -33,6 +33,7 @@ from gateway.redirects import safe_next
 
 SIGN_IN_PATH = "/signin"
 MFA_PAGE_PATH = "/signin/mfa"  # the second step of a browser sign-in
+MFA_SETUP_PATH = "/signin/mfa/setup"  # where an account that must have one sets it up
 FORM_LIFETIME = timedelta(hours=1)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
@@ -100,14 +101,22 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
     return Response(
         "",
         status_code=303,
-        headers={"Location": after_first_factor(signed_in, next_url)},
+        headers={
+            "Location": after_first_factor(
+                signed_in, next_url, mfa_for_all=gateway.settings.mfa_required_for_all
+            )
+        },
         cookies=cookies,
     )
 
 
-def after_first_factor(signed_in: SignedIn, next_url: str) -> str:
-    """Where a browser goes once its first factor is checked: on to `next`, or
-    first to the second-factor page when the account has one."""
+def after_first_factor(signed_in: SignedIn, next_url: str, *, mfa_for_all: bool = False) -> str:
+    """Where a browser goes once its first factor is checked: on to `next`; first to
+    the second-factor page when the account has one, or to set one up when the
+    account must have one (governance, admin, or everyone by JHAAS_MFA_REQUIRED_FOR_ALL)."""
+    user = signed_in.user
     if signed_in.mfa_pending:
         return f"{MFA_PAGE_PATH}?{urlencode({'next': next_url})}"
+    if not user.mfa_enrolled and (mfa_for_all or MFA_ROLES.intersection(user.roles)):
+        return f"{MFA_SETUP_PATH}?{urlencode({'next': next_url})}"
     return next_url

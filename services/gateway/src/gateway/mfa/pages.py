@@ -80,7 +80,10 @@ def setup_page(
     )
     if required and not have:
         state += "<p>Your account must have one before you can go on.</p>"
-    app = "" if totp else """<section>
+    app = (
+        ""
+        if totp
+        else """<section>
 <h2>Authenticator app</h2>
 <p><button type="button" id="start-totp">Set up an authenticator app</button></p>
 <div id="totp-setup" hidden>
@@ -95,12 +98,17 @@ def setup_page(
 </form>
 </div>
 </section>"""
-    key = "" if not webauthn else """<section>
+    )
+    key = (
+        ""
+        if not webauthn
+        else """<section>
 <h2>Security key or passkey</h2>
 <p><label for="key-name">Name</label><br>
 <input id="key-name" maxlength="100" value="Security key"></p>
 <p><button type="button" id="add-key">Add a security key</button></p>
 </section>"""
+    )
     body = f"""<div id="mfa" data-csrf="{escape(csrf)}" data-next="{escape(next_url)}">
 {state}{app}{key}
 <p id="setup-status" role="status"></p>

@@ -47,21 +47,21 @@ _TOTP_OF = sa.select(mfa_totp).where(mfa_totp.c.user_id == sa.bindparam("user_id
 _TAKE_STEP = (
     mfa_totp.update()
     .where(
-        mfa_totp.c.user_id == sa.bindparam("user_id"),
+        mfa_totp.c.user_id == sa.bindparam("p_user_id"),
         mfa_totp.c.confirmed_at.is_not(None),
-        sa.or_(mfa_totp.c.last_step.is_(None), mfa_totp.c.last_step < sa.bindparam("step")),
+        sa.or_(mfa_totp.c.last_step.is_(None), mfa_totp.c.last_step < sa.bindparam("p_step")),
     )
-    .values(last_step=sa.bindparam("step"))
+    .values(last_step=sa.bindparam("p_step"))
     .returning(mfa_totp.c.user_id)
 )
 _CONFIRM = (
     mfa_totp.update()
     .where(
-        mfa_totp.c.user_id == sa.bindparam("user_id"),
+        mfa_totp.c.user_id == sa.bindparam("p_user_id"),
         mfa_totp.c.confirmed_at.is_(None),
-        mfa_totp.c.sealed_secret == sa.bindparam("sealed_secret"),
+        mfa_totp.c.sealed_secret == sa.bindparam("p_sealed_secret"),
     )
-    .values(confirmed_at=sa.bindparam("now"), last_step=sa.bindparam("step"))
+    .values(confirmed_at=sa.bindparam("p_now"), last_step=sa.bindparam("p_step"))
     .returning(mfa_totp.c.user_id)
 )
 
@@ -96,13 +96,13 @@ def confirm_totp(
     conn: Connection, user_id: str, sealed_secret: str, step: int, now: datetime
 ) -> bool:
     """Confirm the very enrollment whose secret was checked (not one started since)."""
-    params = {"user_id": user_id, "sealed_secret": sealed_secret, "step": step, "now": now}
+    params = {"p_user_id": user_id, "p_sealed_secret": sealed_secret, "p_step": step, "p_now": now}
     return conn.execute(_CONFIRM, params).first() is not None
 
 
 def take_totp_step(conn: Connection, user_id: str, step: int) -> bool:
     """True once per step and user: a code's step no later than the last one taken is refused."""
-    return conn.execute(_TAKE_STEP, {"user_id": user_id, "step": step}).first() is not None
+    return conn.execute(_TAKE_STEP, {"p_user_id": user_id, "p_step": step}).first() is not None
 
 
 def delete_totp(conn: Connection, user_id: str) -> bool:
@@ -117,11 +117,11 @@ def delete_totp(conn: Connection, user_id: str) -> bool:
 _USE_CODE = (
     mfa_recovery_codes.update()
     .where(
-        mfa_recovery_codes.c.code_hash == sa.bindparam("code_hash"),
-        mfa_recovery_codes.c.user_id == sa.bindparam("user_id"),
+        mfa_recovery_codes.c.code_hash == sa.bindparam("p_code_hash"),
+        mfa_recovery_codes.c.user_id == sa.bindparam("p_user_id"),
         mfa_recovery_codes.c.used_at.is_(None),
     )
-    .values(used_at=sa.bindparam("now"))
+    .values(used_at=sa.bindparam("p_now"))
     .returning(mfa_recovery_codes.c.code_hash)
 )
 
@@ -139,7 +139,7 @@ def replace_recovery_codes(
 
 def use_recovery_code(conn: Connection, user_id: str, code_hash: str, now: datetime) -> bool:
     """True once per code: the code is marked used in the same statement that finds it."""
-    params = {"code_hash": code_hash, "user_id": user_id, "now": now}
+    params = {"p_code_hash": code_hash, "p_user_id": user_id, "p_now": now}
     return conn.execute(_USE_CODE, params).first() is not None
 
 
