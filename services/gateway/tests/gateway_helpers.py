@@ -18,6 +18,7 @@ from gateway.accounts import Clock, utcnow
 from gateway.app import create_app
 from gateway.auth import Passwords
 from gateway.settings import GatewaySettings
+from jhaas_launcher import second_factor
 
 ADMIN = ("root", "root password 123")
 BASE_URL = "https://testserver.local"
@@ -98,10 +99,10 @@ async def login(client: Client, username: str, password: str) -> httpx.Response:
 
 
 async def token_for(client: Client, username: str, password: str) -> str:
-    response = await login(client, username, password)
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
+    """A token that may act: the second factor set up (governance, admin) or confirmed,
+    as that person would (jhaas_launcher.second_factor)."""
+    headers = await second_factor.sign_in(client, username, password)
+    return headers["Authorization"].removeprefix("Bearer ")
 
 
 def bearer(token: str, **extra: str) -> dict[str, str]:

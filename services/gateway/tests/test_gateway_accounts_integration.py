@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from gateway.accounts import Accounts
 from gateway.settings import GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
+from jhaas_launcher import second_factor
 from jhaas_runtime.db import Database
 from jhaas_runtime.migrate import alembic_config
 
@@ -135,6 +136,10 @@ async def test_role_change_applies_at_once_and_disabling_ends_sessions(client: C
     promoted = await client.patch(url, json={"roles": ["leader", "admin"]}, headers=bearer(admin))
     assert promoted.status_code == 200
     assert promoted.json()["roles"] == ["admin", "leader"]
+    # At once: the new admin's session is asked to set up a second factor first.
+    as_admin = await client.get("/api/v1/users", headers=bearer(leader_token))
+    assert "set up a second factor first" in as_admin.json()["message"]
+    await second_factor.set_up_app(client, bearer(leader_token), LEADER[0])
     assert (await client.get("/api/v1/users", headers=bearer(leader_token))).status_code == 200
 
     disabled = await client.patch(url, json={"disabled": True}, headers=bearer(admin))
@@ -187,10 +192,13 @@ async def test_generated_first_admin_password_goes_to_a_private_file(
 
 
 async def test_cookie_session_needs_the_csrf_header_for_unsafe_methods(client: Client) -> None:
+    await token_for(client, *ADMIN)  # the admin's second factor, set up
     response = await login(client, *ADMIN)
     session = response.cookies["__Host-jhaas_session"]
     csrf = response.cookies["__Host-jhaas_csrf"]
     cookie = f"__Host-jhaas_session={session}; __Host-jhaas_csrf={csrf}"
+    confirm = {"Cookie": cookie, "X-CSRF-Token": csrf}
+    await second_factor.confirm_second_factor(client, confirm, ADMIN[0])
 
     me = await client.get("/api/v1/auth/me", headers={"Cookie": cookie})
     assert me.status_code == 200

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from gateway.settings import GatewaySettings
+from jhaas_launcher import second_factor
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gateway_helpers import (
@@ -171,6 +172,10 @@ async def test_the_generated_first_admin_password_must_be_changed_first(
         assert (await client.get("/api/v1/auth/me", headers=bearer(token))).json()[
             "password_change_required"
         ] is False
+        # Then the admin's second factor, before anything else.
+        listed = await client.get("/api/v1/requests", headers=bearer(token))
+        assert "set up a second factor first" in assert_error(listed, 403, "forbidden")["message"]
+        await second_factor.set_up_app(client, bearer(token), "admin")
         listed = await client.get("/api/v1/requests", headers=bearer(token))
         assert listed.status_code == 200, listed.text
         assert (await login(client, "admin", generated)).status_code == 401

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.settings import GatewaySettings
+from jhaas_launcher import second_factor
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gateway_helpers import (
@@ -91,6 +92,9 @@ async def test_roles_and_disabling_on_one_replica_hold_on_the_other(
     assert (await me(second, cookie))["roles"] == []
     promoted = await first.patch(url, json={"roles": ["admin", "leader"]}, headers=admin)
     assert promoted.status_code == 200
+    # The new admin, on the other replica: a second factor first, then admin's rights.
+    assert (await second.get("/api/v1/users", headers=token)).status_code == 403
+    await second_factor.set_up_app(second, token, LEADER[0])
     assert (await second.get("/api/v1/users", headers=token)).status_code == 200
 
     assert (await first.patch(url, json={"disabled": True}, headers=admin)).status_code == 200

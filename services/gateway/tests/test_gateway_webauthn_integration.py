@@ -181,9 +181,20 @@ async def test_a_key_is_registered_once_and_the_second_needs_a_recent_check(
 
 async def test_malformed_answers_are_a_422_naming_the_credential(client: Client) -> None:
     admin, _ = await sign_in(client, *ADMIN)
-    for body in [{"credential": {"no": "id"}}, {"credential": {"id": "x", "response": {}}}]:
+    answer = SoftAuthenticator(origin=BASE_URL).register(await options(client, admin, "register"))
+    for body, field in [
+        ({"credential": {"no": "id"}}, "credential"),
+        ({"credential": {**answer, "id": "not base64url!"}}, "credential.id"),
+        ({"credential": {**answer, "response": {}}}, "credential.response"),
+    ]:
         response = await client.post(f"{KEYS}/register", json=body, headers=bearer(admin))
-        assert list(assert_error(response, 422, "invalid")["fields"]) == ["credential"]
+        fields = assert_error(response, 422, "invalid")["fields"]
+        assert [name.startswith(field) for name in fields] == [True], fields
+    garbled = {**answer, "response": {**answer["response"], "attestationObject": "AAAA"}}
+    response = await client.post(
+        f"{KEYS}/register", json={"credential": garbled}, headers=bearer(admin)
+    )
+    assert "did not verify" in assert_error(response, 422, "invalid")["fields"]["credential"]
     missing = await client.post(f"{KEYS}/register", json={}, headers=bearer(admin))
     assert_error(missing, 422, "invalid")
 

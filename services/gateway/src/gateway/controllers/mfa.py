@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
@@ -192,7 +193,10 @@ class MfaController(Controller):
         settings = gateway_of(request).settings
         try:
             codes = await security_keys.register(
-                caller, data.credential, data.name, client_info(request, settings)
+                caller,
+                msgspec.to_builtins(data.credential),
+                data.name,
+                client_info(request, settings),
             )
         except WrongCode as exc:
             raise refused("credential", exc) from None
@@ -225,7 +229,7 @@ class MfaController(Controller):
         settings = gateway_of(request).settings
         try:
             await security_keys.authenticate(
-                caller, data.credential, client_info(request, settings)
+                caller, msgspec.to_builtins(data.credential), client_info(request, settings)
             )
         except WrongCode as exc:
             raise refused("credential", exc) from None

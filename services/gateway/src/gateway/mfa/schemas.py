@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 import msgspec
 
 from gateway.mfa.service import Status
+from jhaas_schemas.model import single_line
 
-Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Code = Annotated[str, single_line(min_length=1, max_length=64)]
+KeyName = Annotated[str, single_line(min_length=1, max_length=100)]
+# WebAuthn's binary values travel as base64url (the browser's PublicKeyCredential.toJSON()).
+B64URL = r"^[A-Za-z0-9_-]*={0,2}$"
+Binary = Annotated[str, msgspec.Meta(pattern=B64URL, max_length=16384)]
+CredentialId = Annotated[str, msgspec.Meta(pattern=B64URL, min_length=1, max_length=1400)]
+Transport = Annotated[str, msgspec.Meta(pattern=r"^[a-z-]{1,32}$")]
+Attachment = Literal["platform", "cross-platform"]
 
 
 class SecurityKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,14 +89,73 @@ class Verified(msgspec.Struct, frozen=True, kw_only=True):
     method: str
 
 
-class KeyRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ExtensionResults(msgspec.Struct, frozen=True):
+    """Client extension results: none are asked for, whatever a browser adds is ignored."""
+
+
+class AttestationResponse(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    client_data_json: Binary = msgspec.field(name="clientDataJSON")
+    attestation_object: Binary = msgspec.field(name="attestationObject")
+    transports: Annotated[list[Transport], msgspec.Meta(max_length=10)] = []
+    # Sent by toJSON(); the gateway reads the key from the attestation object.
+    authenticator_data: Binary | msgspec.UnsetType = msgspec.field(
+        name="authenticatorData", default=msgspec.UNSET
+    )
+    public_key: Binary | msgspec.UnsetType = msgspec.field(name="publicKey", default=msgspec.UNSET)
+    public_key_algorithm: int | msgspec.UnsetType = msgspec.field(
+        name="publicKeyAlgorithm", default=msgspec.UNSET
+    )
+
+
+class AssertionResponse(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    client_data_json: Binary = msgspec.field(name="clientDataJSON")
+    authenticator_data: Binary = msgspec.field(name="authenticatorData")
+    signature: Binary
+    user_handle: Binary | None = msgspec.field(name="userHandle", default=None)
+
+
+class NewCredential(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """The PublicKeyCredential from navigator.credentials.create(), as JSON."""
 
-    credential: dict[str, Any]
+    id: CredentialId
+    raw_id: CredentialId = msgspec.field(name="rawId")
+    type: Literal["public-key"]
+    response: AttestationResponse
+    authenticator_attachment: Attachment | None = msgspec.field(
+        name="authenticatorAttachment", default=None
+    )
+    client_extension_results: ExtensionResults = msgspec.field(
+        name="clientExtensionResults", default_factory=ExtensionResults
+    )
+
+
+class Assertion(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """The PublicKeyCredential from navigator.credentials.get(), as JSON."""
+
+    id: CredentialId
+    raw_id: CredentialId = msgspec.field(name="rawId")
+    type: Literal["public-key"]
+    response: AssertionResponse
+    authenticator_attachment: Attachment | None = msgspec.field(
+        name="authenticatorAttachment", default=None
+    )
+    client_extension_results: ExtensionResults = msgspec.field(
+        name="clientExtensionResults", default_factory=ExtensionResults
+    )
+
+
+class KeyRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    credential: NewCredential
     name: KeyName = "Security key"
 
 
 class KeyAssertion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The PublicKeyCredential from navigator.credentials.get(), as JSON."""
-
-    credential: dict[str, Any]
+    credential: Assertion
