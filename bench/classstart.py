@@ -49,6 +49,7 @@ from bench.hubload import (
 from bench.reads import lock_timeouts
 from deployer_svc.backends.local import teardown_all
 from deployer_svc.settings import load_or_create_installation_id
+from jhaas_launcher import second_factor
 from jhaas_launcher.stack import Stack
 from jhaas_schemas.hubnames import hub_username
 
@@ -97,10 +98,11 @@ class Product:
     async def sign_in(self, person: Person) -> None:
         browser = httpx.AsyncClient(base_url=self.stack.gateway_url, timeout=60)
         person.browser = browser
-        body = {"username": person.username, "password": person.password}
-        answer = ok(await browser.post("/api/v1/auth/login", json=body))
-        person.user_id = answer["user"]["user_id"]
-        person.bearer = {"Authorization": f"Bearer {answer['access_token']}"}
+        # Governance and admins sign in with their second factor (set up the first time).
+        person.bearer = await second_factor.sign_in(
+            browser, person.username, person.password, keep_cookies=True
+        )
+        person.user_id = ok(await browser.get("/api/v1/auth/me", headers=person.bearer))["user_id"]
 
     async def create(self, admin: dict[str, str], person: Person, *roles: str) -> None:
         body = {"username": person.username, "password": person.password, "roles": list(roles)}

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import LOCK_TIMEOUTS
+from jhaas_launcher import second_factor
 from jhaas_launcher.processes import PostgresServer, free_port, wait_for_port
 from jhaas_launcher.stack import GATEWAY, SERVICES, Stack
 from jhaas_runtime.settings import database_url_variable
@@ -142,10 +143,7 @@ async def run_once(seconds: int, concurrency: int, pg: PostgresServer | None) ->
 
 
 async def _leader_with_request(client: httpx.AsyncClient) -> tuple[dict[str, str], str]:
-    login = await client.post(
-        "/api/v1/auth/login", json={"username": "admin", "password": "bench-admin-password"}
-    )
-    admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    admin = await second_factor.sign_in(client, "admin", "bench-admin-password")
     created = await client.post(
         "/api/v1/users",
         headers=admin,

@@ -24,6 +24,7 @@ import pytest
 
 from deployer_svc.backends.local import teardown_all
 from deployer_svc.settings import load_or_create_installation_id
+from jhaas_launcher import second_factor
 from jhaas_launcher.stack import Stack
 from jhaas_launcher.testing import eventually
 from jhaas_schemas.hubnames import hub_username
@@ -73,12 +74,10 @@ class Person:
         self.headers: dict[str, str] = {}
 
     async def sign_in_at_gateway(self) -> None:
-        r = await self.browser.post(
-            f"{self.gateway}/api/v1/auth/login",
-            json={"username": self.username, "password": self.password},
+        # The session cookie stays: the hub's sign-in comes back to it.
+        self.headers = await second_factor.sign_in(
+            self.browser, self.username, self.password, keep_cookies=True, base=self.gateway
         )
-        assert r.status_code == 200, r.text
-        self.headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
         me = await self.browser.get(f"{self.gateway}/api/v1/auth/me", headers=self.headers)
         assert me.status_code == 200, me.text
         self.user_id = str(me.json()["user_id"])

@@ -18,12 +18,13 @@ import hmac
 import struct
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 MFA_ROLES = frozenset({"governance", "admin"})
 STEP_SECONDS = 30
-API = "/api/v1/auth"
+AUTH = "/api/v1/auth"
 
 
 def totp_code(secret: str, step: int, digits: int = 6) -> str:
@@ -42,7 +43,7 @@ class AuthenticatorApp:
 
     def next_code(self, now: float | None = None) -> str | None:
         """A code of a step not used yet: now or the next one (the gateway accepts one
-        step either side, and a code crossing a step boundary still counts)."""
+        step either side, so a code that crosses a step boundary still counts)."""
         current = int(time.time() if now is None else now) // STEP_SECONDS
         step = max(self.last_step + 1, current)
         if step > current + 1:
@@ -59,37 +60,39 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _ok(response: httpx.Response) -> dict[str, object]:
+def _ok(response: httpx.Response) -> dict[str, Any]:
     if response.status_code >= 400:
         raise AssertionError(f"{response.request.url}: {response.status_code} {response.text}")
-    body: dict[str, object] = response.json() if response.content else {}
+    body: dict[str, Any] = response.json() if response.content else {}
     return body
 
 
-async def set_up_app(client: httpx.AsyncClient, headers: dict[str, str], username: str) -> None:
-    setup = _ok(await client.post(f"{API}/mfa/totp", headers=headers))
+async def set_up_app(
+    client: httpx.AsyncClient, headers: dict[str, str], username: str, *, base: str = ""
+) -> None:
+    """Set up an authenticator app for the signed-in account (which confirms this session)."""
+    setup = _ok(await client.post(f"{base}{AUTH}/mfa/totp", headers=headers))
     app = AuthenticatorApp(secret=str(setup["secret"]))
     code = app.next_code()
     confirmed = _ok(
-        await client.post(f"{API}/mfa/totp/confirm", headers=headers, json={"code": code})
+        await client.post(f"{base}{AUTH}/mfa/totp/confirm", headers=headers, json={"code": code})
     )
-    app.recovery_codes = [str(c) for c in confirmed["recovery_codes"]]  # type: ignore[attr-defined]
+    app.recovery_codes = [str(c) for c in confirmed["recovery_codes"]]
     APPS[username] = app
 
 
 async def confirm_second_factor(
-    client: httpx.AsyncClient, headers: dict[str, str], username: str
+    client: httpx.AsyncClient, headers: dict[str, str], username: str, *, base: str = ""
 ) -> None:
+    """The second step of a sign-in, with the app this process set up for `username`."""
     app = APPS.get(username)
     if app is None:
         raise AssertionError(f"{username} has a second factor this process did not set up")
-    code = app.next_code()
-    if code is None:
-        code = app.recovery_codes.pop()
-    _ok(await client.post(f"{API}/mfa/verify", headers=headers, json={"code": code}))
+    code = app.next_code() or app.recovery_codes.pop()
+    _ok(await client.post(f"{base}{AUTH}/mfa/verify", headers=headers, json={"code": code}))
     if len(app.recovery_codes) < 3:
-        fresh = _ok(await client.post(f"{API}/mfa/recovery-codes", headers=headers))
-        app.recovery_codes = [str(c) for c in fresh["recovery_codes"]]  # type: ignore[attr-defined]
+        fresh = _ok(await client.post(f"{base}{AUTH}/mfa/recovery-codes", headers=headers))
+        app.recovery_codes = [str(c) for c in fresh["recovery_codes"]]
 
 
 async def sign_in(
@@ -99,22 +102,25 @@ async def sign_in(
     *,
     set_up: bool | None = None,
     keep_cookies: bool = False,
+    base: str = "",
 ) -> dict[str, str]:
     """Sign in and pass the second step: the bearer headers of a session that may act
     (and make step-up changes for the next few minutes).
 
     `set_up`: set up an app when the account has no second factor (None: when
     its roles require one). Without `keep_cookies` the client's cookie jar is
-    emptied, so that later requests say themselves how they sign in.
+    emptied, so that later requests say themselves how they sign in. `base`:
+    the gateway's URL, for a client without a base URL.
     """
-    login = await client.post(f"{API}/login", json={"username": username, "password": password})
+    login = await client.post(
+        f"{base}{AUTH}/login", json={"username": username, "password": password}
+    )
     body = _ok(login)
     if not keep_cookies:
         client.cookies.clear()
     headers = bearer(str(body["access_token"]))
-    roles = set(body["user"]["roles"])  # type: ignore[index]
     if body.get("mfa_required"):
-        await confirm_second_factor(client, headers, username)
-    elif set_up or (set_up is None and roles & MFA_ROLES):
-        await set_up_app(client, headers, username)
+        await confirm_second_factor(client, headers, username, base=base)
+    elif set_up or (set_up is None and MFA_ROLES.intersection(body["user"]["roles"])):
+        await set_up_app(client, headers, username, base=base)
     return headers

@@ -25,6 +25,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from jhaas_launcher import second_factor
 from jhaas_launcher.processes import NatsServer, free_port, wait_for_port
 from jhaas_schemas.hubnames import hub_username
 from jhaas_schemas.rpc import CourseRole
@@ -157,16 +158,13 @@ async def sign_in(browser: httpx.AsyncClient, gateway: str, username: str, passw
 
 async def create_users(gateway: str) -> dict[str, str]:
     async with httpx.AsyncClient() as api:
-        login = await api.post(
-            f"{gateway}/api/v1/auth/login", json={"username": ADMIN[0], "password": ADMIN[1]}
-        )
-        token = login.json()["access_token"]
+        admin = await second_factor.sign_in(api, *ADMIN, base=gateway)
         ids = {}
         for name, password in (MEMBER, STRANGER):
             created = await api.post(
                 f"{gateway}/api/v1/users",
                 json={"username": name, "password": password, "roles": ["participant"]},
-                headers={"Authorization": f"Bearer {token}"},
+                headers=admin,
             )
             assert created.status_code == 201, created.text
             ids[name] = created.json()["user_id"]
