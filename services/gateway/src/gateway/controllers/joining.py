@@ -18,7 +18,7 @@ from litestar.params import FromPath
 from gateway.accounts import Caller
 from gateway.auth import csrf_token_for
 from gateway.context import NotReady, correlation_id_for, gateway_of
-from gateway.controllers.signin import FORM_MEDIA_TYPE, SIGN_IN_PATH
+from gateway.controllers.signin import FORM_MEDIA_TYPE, SIGN_IN_PATH, second_factor_detour
 from gateway.dependencies import ServiceCalls
 from gateway.errors import STATUS_OF_CODE
 from gateway.guards import session_caller
@@ -105,6 +105,13 @@ async def _signed_in(request: Request_, code: FromPath[str]) -> tuple[Caller, st
     found = await session_caller(request)
     if found is None:
         return _to_sign_in(code)
+    settings = gateway_of(request).settings
+    detour = second_factor_detour(
+        found[0], join_action(code), mfa_for_all=settings.mfa_required_for_all
+    )
+    if detour is not None:
+        headers = {"Location": detour, "Cache-Control": "no-store"}
+        return Response("", status_code=303, headers=headers)
     if found[0].password_change_required:
         return problem_page(403, "Change your password first", "Choose your own password first.")
     return found

@@ -19,6 +19,8 @@ from gateway.auth import csrf_token_for
 from gateway.context import gateway_of
 from gateway.controllers.auth import client_info
 from gateway.controllers.mfa import begin_check
+from gateway.controllers.signin import MFA_PAGE_PATH
+from gateway.controllers.signin import MFA_SETUP_PATH as SETUP_PATH
 from gateway.errors import TooManyRequests
 from gateway.guards import session_caller
 from gateway.mfa.keys import SecurityKeys
@@ -27,8 +29,6 @@ from gateway.mfa.service import SecondFactors, WrongCode
 from gateway.oauth.pages import problem_page
 from gateway.redirects import safe_next
 
-MFA_PAGE_PATH = "/signin/mfa"
-SETUP_PATH = "/signin/mfa/setup"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
 
-from gateway.accounts import MFA_ROLES, SignedIn, SignInRefused
+from gateway.accounts import MFA_ROLES, Caller, Pending, SignedIn, SignInRefused
 from gateway.context import gateway_of
 from gateway.controllers.auth import (
     _begin_attempt,
@@ -108,6 +108,20 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
         },
         cookies=cookies,
     )
+
+
+def second_factor_detour(caller: Caller, back_to: str, *, mfa_for_all: bool) -> str | None:
+    """Where a page sends a signed-in browser before it may go on to `back_to`: to
+    confirm the session's second factor, or to set one up when the account must
+    have one; None when nothing of the kind is owed. A page that acts for its
+    caller (the hubs' authorize, the join pages) asks this first: a password
+    alone never gets past it."""
+    pending = caller.pending(mfa_for_all=mfa_for_all)
+    if pending is Pending.SECOND_FACTOR:
+        return f"{MFA_PAGE_PATH}?{urlencode({'next': safe_next(back_to)})}"
+    if pending is Pending.MFA_ENROLLMENT:
+        return f"{MFA_SETUP_PATH}?{urlencode({'next': safe_next(back_to)})}"
+    return None
 
 
 def after_first_factor(signed_in: SignedIn, next_url: str, *, mfa_for_all: bool = False) -> str:
