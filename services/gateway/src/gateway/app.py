@@ -34,6 +34,7 @@ from gateway.cookies import SESSION, cookie_name
 from gateway.dependencies import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
 from gateway.headers import STATIC_PREFIX, make_security_headers
+from gateway.join_limit import JoinCodeGuessLimit
 from gateway.oauth.provider import Provider
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
@@ -85,6 +86,9 @@ def build_gateway(
         throttle=throttle,
         oauth=oauth,
         audit=Audit(db, clock),
+        join_limit=JoinCodeGuessLimit(
+            clock, allowed=settings.join_code_misses, window=timedelta(minutes=10)
+        ),
     )
     return gateway
 

@@ -13,6 +13,7 @@ from gateway.accounts import Accounts, Caller
 from gateway.audit import Audit
 from gateway.auth import BearerTokens
 from gateway.context import caller_of, correlation_id_for, gateway_of
+from gateway.join_limit import JoinCodeGuessLimit
 from gateway.settings import GatewaySettings
 from gateway.throttle import SignInThrottle
 from jhaas_runtime.rpc import RpcClient
@@ -60,6 +61,10 @@ def provide_audit(request: Request[Any, Any, Any]) -> Audit:
     return gateway_of(request).audit
 
 
+def provide_join_limit(request: Request[Any, Any, Any]) -> JoinCodeGuessLimit:
+    return gateway_of(request).join_limit
+
+
 def provide_settings(request: Request[Any, Any, Any]) -> GatewaySettings:
     return gateway_of(request).settings
 
@@ -80,4 +85,5 @@ DEPENDENCIES = {
     "throttle": Provide(provide_throttle, sync_to_thread=False),
     "services": Provide(provide_services, sync_to_thread=False),
     "audit": Provide(provide_audit, sync_to_thread=False),
+    "join_limit": Provide(provide_join_limit, sync_to_thread=False),
 }

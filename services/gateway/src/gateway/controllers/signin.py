@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
 
-from gateway.accounts import SignedIn, SignInRefused
+from gateway.accounts import Caller, Pending, SignedIn, SignInRefused
 from gateway.context import gateway_of
 from gateway.controllers.auth import (
     _begin_attempt,
@@ -30,6 +30,7 @@ from gateway.cookies import SIGN_IN_FORM, make_cookie, read_cookie
 from gateway.errors import TooManyRequests
 from gateway.oauth.pages import problem_page, sign_in_page
 from gateway.redirects import safe_next
+from gateway.settings import GatewaySettings
 
 SIGN_IN_PATH = "/signin"
 MFA_PAGE_PATH = "/signin/mfa"  # the second step of a browser sign-in
@@ -102,6 +103,30 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
         status_code=303,
         headers={"Location": after_first_factor(signed_in, next_url)},
         cookies=cookies,
+    )
+
+
+def pending_page(caller: Caller, settings: GatewaySettings, next_url: str) -> Response[str] | None:
+    """For the pages (join, OAuth authorize): None when the browser's session is
+    fully signed in, else where it must go first. A session still waiting for
+    its second factor is sent to confirm it, never let through."""
+    pending = caller.pending(mfa_for_all=settings.mfa_required_for_all)
+    if pending is None:
+        return None
+    if pending is Pending.SECOND_FACTOR:
+        location = f"{MFA_PAGE_PATH}?{urlencode({'next': safe_next(next_url)})}"
+        return Response("", status_code=303, headers={"Location": location})
+    if pending is Pending.PASSWORD_CHANGE:
+        return problem_page(
+            403,
+            "Change your password first",
+            "Your password was generated for you: choose your own first.",
+        )
+    return problem_page(
+        403,
+        "Set up a second factor first",
+        "Your role needs a second factor (an authenticator app or a security key): "
+        "set one up first.",
     )
 
 
