@@ -58,7 +58,7 @@ async def test_a_hub_gets_no_code_for_a_password_alone(world: World) -> None:
     url = authorize_url(world.client_id, HUB, challenge, nonce="n-1")
 
     detour = await client.get(url, follow_redirects=False)
-    assert detour.status_code == 302, detour.text
+    assert detour.status_code == 303, detour.text
     assert detour.headers["location"].startswith("/signin/mfa?")
     assert query_of(detour.headers["location"])["next"] == url
     silent = await client.get(f"{url}&prompt=none", follow_redirects=False)
@@ -99,5 +99,5 @@ async def test_an_account_that_must_set_one_up_is_sent_to_do_so(
     _, challenge = pkce()
     url = authorize_url(world.client_id, HUB, challenge)
     detour = await client.get(url, follow_redirects=False)
-    assert detour.status_code == 302
+    assert detour.status_code == 303
     assert detour.headers["location"].startswith("/signin/mfa/setup?")

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.accounts import Caller, Pending
+from gateway.controllers.courses import safe_cell
+from gateway.join_limit import JoinCodeGuessLimit
 from gateway.redirects import safe_next
 from jhaas_schemas.model import Role
 
@@ -72,3 +74,43 @@ def test_a_path_on_the_site_is_kept_and_made_ascii() -> None:
         safe_next("/oauth/authorize?client_id=x&state=y") == "/oauth/authorize?client_id=x&state=y"
     )
     assert safe_next("/join/ÄBC") == "/join/%C3%84BC"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "=1+1",
+        "+1",
+        "-1",
+        "@SUM(A1)",
+        "\t=1",
+        "\r=1",
+        "\n=1",
+        "\uff1d1+1",
+        "\uff0b1",
+        "\uff0d1",
+        "\uff20A1",
+    ],
+)
+def test_a_roster_cell_that_could_run_as_a_formula_is_shown_as_text(text: str) -> None:
+    assert safe_cell(text) == "'" + text
+
+
+def test_an_ordinary_roster_cell_is_left_as_it_is() -> None:
+    assert safe_cell("Ann O'Neil") == "Ann O'Neil"
+    assert safe_cell("") == ""
+
+
+def test_unknown_join_codes_are_forgiven_as_they_age_out() -> None:
+    now = [NOW]
+    limit = JoinCodeGuessLimit(lambda: now[0], allowed=3, window=timedelta(minutes=10))
+    for minute in range(3):
+        assert limit.retry_after("ann") is None
+        now[0] = NOW + timedelta(minutes=minute)
+        limit.missed("ann")
+    assert limit.retry_after("ann") == 600 - 120
+    assert limit.retry_after("bob") is None
+    now[0] = NOW + timedelta(minutes=10, seconds=1)  # the first miss is older than the window
+    assert limit.retry_after("ann") is None
+    limit.missed("ann")
+    assert limit.retry_after("ann") is not None

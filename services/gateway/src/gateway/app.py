@@ -36,6 +36,7 @@ from gateway.cookies import SESSION, cookie_name
 from gateway.dependencies import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
 from gateway.headers import STATIC_PREFIX, make_security_headers
+from gateway.join_limit import JoinCodeGuessLimit
 from gateway.mfa.keys import SecurityKeys
 from gateway.mfa.service import SecondFactors
 from gateway.oauth.provider import Provider
@@ -90,6 +91,9 @@ def build_gateway(
         throttle=throttle,
         oauth=oauth,
         audit=Audit(db, clock),
+        join_limit=JoinCodeGuessLimit(
+            clock, allowed=settings.join_code_misses, window=timedelta(minutes=10)
+        ),
         mfa=mfa,
         security_keys=SecurityKeys(mfa),
     )

@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from gateway.accounts import Accounts, Caller
 from gateway.audit import Audit
 from gateway.auth import BearerTokens
+from gateway.join_limit import JoinCodeGuessLimit
 from gateway.oauth.provider import Provider
 from gateway.settings import GatewaySettings
 from gateway.throttle import SignInThrottle
@@ -46,6 +47,7 @@ class Gateway:
     throttle: SignInThrottle
     oauth: Provider
     audit: Audit
+    join_limit: JoinCodeGuessLimit
     mfa: SecondFactors
     security_keys: SecurityKeys
     nc: NATS | None = field(default=None)

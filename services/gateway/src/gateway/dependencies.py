@@ -13,6 +13,7 @@ from gateway.accounts import Accounts, Caller
 from gateway.audit import Audit
 from gateway.auth import BearerTokens
 from gateway.context import caller_of, correlation_id_for, gateway_of
+from gateway.join_limit import JoinCodeGuessLimit
 from gateway.mfa.keys import SecurityKeys
 from gateway.mfa.service import SecondFactors
 from gateway.settings import GatewaySettings
@@ -62,6 +63,10 @@ def provide_audit(request: Request[Any, Any, Any]) -> Audit:
     return gateway_of(request).audit
 
 
+def provide_join_limit(request: Request[Any, Any, Any]) -> JoinCodeGuessLimit:
+    return gateway_of(request).join_limit
+
+
 def provide_mfa(request: Request[Any, Any, Any]) -> SecondFactors:
     return gateway_of(request).mfa
 
@@ -90,6 +95,7 @@ DEPENDENCIES = {
     "throttle": Provide(provide_throttle, sync_to_thread=False),
     "services": Provide(provide_services, sync_to_thread=False),
     "audit": Provide(provide_audit, sync_to_thread=False),
+    "join_limit": Provide(provide_join_limit, sync_to_thread=False),
     "mfa": Provide(provide_mfa, sync_to_thread=False),
     "security_keys": Provide(provide_security_keys, sync_to_thread=False),
 }

@@ -30,6 +30,7 @@ from gateway.cookies import SIGN_IN_FORM, make_cookie, read_cookie
 from gateway.errors import TooManyRequests
 from gateway.oauth.pages import problem_page, sign_in_page
 from gateway.redirects import safe_next
+from gateway.settings import GatewaySettings
 
 SIGN_IN_PATH = "/signin"
 MFA_PAGE_PATH = "/signin/mfa"  # the second step of a browser sign-in
@@ -110,18 +111,25 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
     )
 
 
-def second_factor_detour(caller: Caller, back_to: str, *, mfa_for_all: bool) -> str | None:
-    """Where a page sends a signed-in browser before it may go on to `back_to`: to
-    confirm the session's second factor, or to set one up when the account must
-    have one; None when nothing of the kind is owed. A page that acts for its
-    caller (the hubs' authorize, the join pages) asks this first: a password
-    alone never gets past it."""
-    pending = caller.pending(mfa_for_all=mfa_for_all)
+def pending_page(caller: Caller, settings: GatewaySettings, next_url: str) -> Response[str] | None:
+    """For the pages (join, OAuth authorize): None when the browser's session is
+    fully signed in, else where it must go first. A session still waiting for
+    its second factor is sent to confirm it, never let through."""
+    pending = caller.pending(mfa_for_all=settings.mfa_required_for_all)
+    if pending is None:
+        return None
     if pending is Pending.SECOND_FACTOR:
-        return f"{MFA_PAGE_PATH}?{urlencode({'next': safe_next(back_to)})}"
-    if pending is Pending.MFA_ENROLLMENT:
-        return f"{MFA_SETUP_PATH}?{urlencode({'next': safe_next(back_to)})}"
-    return None
+        location = f"{MFA_PAGE_PATH}?{urlencode({'next': safe_next(next_url)})}"
+        return Response("", status_code=303, headers={"Location": location})
+    if pending is Pending.PASSWORD_CHANGE:
+        return problem_page(
+            403,
+            "Change your password first",
+            "Your password was generated for you: choose your own first.",
+        )
+    # MFA_ENROLLMENT: set one up on the setup page, then come back.
+    location = f"{MFA_SETUP_PATH}?{urlencode({'next': safe_next(next_url)})}"
+    return Response("", status_code=303, headers={"Location": location})
 
 
 def after_first_factor(signed_in: SignedIn, next_url: str, *, mfa_for_all: bool = False) -> str:
