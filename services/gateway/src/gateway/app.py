@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -30,6 +31,7 @@ from gateway.cookies import SESSION, cookie_name
 from gateway.dependencies import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
 from gateway.oauth.provider import Provider
+from gateway.password_rules import common_passwords
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
 from gateway.throttle import SignInThrottle
@@ -110,6 +112,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await upgrade_to_head(gateway.db, metadata, VERSIONS_DIR)
+        await asyncio.to_thread(common_passwords)  # not on the first request that needs it
         await gateway.accounts.ensure_first_admin(
             settings.admin_username, settings.admin_password, settings.data_dir
         )

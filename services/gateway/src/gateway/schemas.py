@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from gateway.password_rules import MIN_PASSWORD_LENGTH
 from gateway.store import UserRecord
 from jhaas_schemas.model import PATTERN_RULES as CONTRACT_PATTERN_RULES
 from jhaas_schemas.model import Role, single_line
@@ -31,7 +32,7 @@ Username = Annotated[
 ]
 # A password may hold any character (it is only hashed); lone surrogates, which
 # could not be hashed, never decode from JSON.
-Password = Annotated[str, msgspec.Meta(min_length=12, max_length=1024)]
+Password = Annotated[str, msgspec.Meta(min_length=MIN_PASSWORD_LENGTH, max_length=1024)]
 DisplayName = Annotated[str, single_line(max_length=200)]
 # Sign-in takes whatever was typed: a wrong name is a wrong name, not a schema
 # error; but it is looked up in the database, which cannot hold a NUL.
