@@ -30,6 +30,7 @@ from gateway.controllers.users import UserController
 from gateway.cookies import SESSION, cookie_name
 from gateway.dependencies import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
+from gateway.mail import Mailer
 from gateway.oauth.provider import Provider
 from gateway.password_rules import common_passwords
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
@@ -75,6 +76,8 @@ def build_gateway(
     gateway = Gateway(
         settings=settings, db=db, accounts=accounts, tokens=tokens, throttle=throttle, oauth=oauth
     )
+    if settings.smtp is not None:
+        gateway.mailer = Mailer(settings.smtp, settings.mail_from)
     return gateway
 
 
@@ -136,6 +139,8 @@ def create_app(
                 await (nc.drain() if nc.is_connected else nc.close())
             gateway.rpc_client = None
             gateway.oauth.close()
+            if gateway.mailer is not None:
+                await gateway.mailer.close()
             await gateway.db.dispose()
             log.info("gateway stopped")
 

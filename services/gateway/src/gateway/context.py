@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 
 from gateway.accounts import Accounts, Caller
 from gateway.auth import BearerTokens
+from gateway.mail import Mailer
 from gateway.oauth.provider import Provider
 from gateway.settings import GatewaySettings
 from gateway.throttle import SignInThrottle
@@ -42,6 +43,7 @@ class Gateway:
     oauth: Provider
     nc: NATS | None = field(default=None)
     rpc_client: RpcClient | None = field(default=None)
+    mailer: Mailer | None = field(default=None)  # None: no mail server configured
 
     @property
     def rpc(self) -> RpcClient:
