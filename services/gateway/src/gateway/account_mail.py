@@ -56,17 +56,13 @@ def _mail(texts: dict[str, tuple[str, str]], kind: str, language: str, **values:
     return Mail(to=str(values["to"]), subject=subject, text=body.format(**values), kind=kind)
 
 
-def reset_mail(
-    *, to: str, username: str, link: str, minutes: int, language: str = "en"
-) -> Mail:
+def reset_mail(*, to: str, username: str, link: str, minutes: int, language: str = "en") -> Mail:
     return _mail(
         _RESET, "password_reset", language, to=to, username=username, link=link, minutes=minutes
     )
 
 
-def verify_mail(
-    *, to: str, username: str, link: str, minutes: int, language: str = "en"
-) -> Mail:
+def verify_mail(*, to: str, username: str, link: str, minutes: int, language: str = "en") -> Mail:
     return _mail(
         _VERIFY, "verify_email", language, to=to, username=username, link=link, minutes=minutes
     )

@@ -13,9 +13,12 @@ from litestar.types import Message, Scope
 from nats.aio.client import Client as NATS
 
 from gateway.accounts import Accounts, Caller
+from gateway.audit import Audit
 from gateway.auth import BearerTokens
+from gateway.join_limit import JoinCodeGuessLimit
 from gateway.mail import Mailer
 from gateway.oauth.provider import Provider
+from gateway.personal_tokens import PersonalTokens
 from gateway.settings import GatewaySettings
 from gateway.throttle import SignInThrottle
 from jhaas_runtime.db import Database
@@ -41,6 +44,9 @@ class Gateway:
     tokens: BearerTokens
     throttle: SignInThrottle
     oauth: Provider
+    audit: Audit
+    join_limit: JoinCodeGuessLimit
+    personal_tokens: PersonalTokens
     nc: NATS | None = field(default=None)
     rpc_client: RpcClient | None = field(default=None)
     mailer: Mailer | None = field(default=None)  # None: no mail server configured

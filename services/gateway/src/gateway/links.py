@@ -17,7 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.store import account_tokens
+from gateway.tables import account_tokens
 from jhaas_schemas.errors import Conflict, Forbidden, InvalidInput
 
 
@@ -26,7 +26,10 @@ class Purpose(enum.StrEnum):
     VERIFY_EMAIL = "verify_email"
 
 
-PURPOSE_WORDS = {Purpose.PASSWORD_RESET: "a password reset", Purpose.VERIFY_EMAIL: "an e-mail address"}
+PURPOSE_WORDS = {
+    Purpose.PASSWORD_RESET: "a password reset",
+    Purpose.VERIFY_EMAIL: "an e-mail address",
+}
 
 
 def new_link_token() -> str:
@@ -48,9 +51,8 @@ _USE = (
     .where(
         account_tokens.c.token_hash == sa.bindparam("token_hash"),
         account_tokens.c.purpose == sa.bindparam("purpose"),
-        account_tokens.c.user_id == sa.func.coalesce(
-            sa.bindparam("user_id", type_=sa.String), account_tokens.c.user_id
-        ),
+        account_tokens.c.user_id
+        == sa.func.coalesce(sa.bindparam("user_id", type_=sa.String), account_tokens.c.user_id),
         account_tokens.c.used_at.is_(None),
         account_tokens.c.expires_at > sa.bindparam("now"),
     )
@@ -119,7 +121,7 @@ def _why_not(
         return Forbidden("this link belongs to another account: sign in to that one")
     if m["used_at"] is not None:
         return Conflict("this link was used already; ask for a new one", {"token": "was used"})
-    expires_at: datetime = m["expires_at"]  # type: ignore[assignment]
+    expires_at: datetime = m["expires_at"]
     if expires_at <= now:
         return Conflict("this link has expired; ask for a new one", {"token": "has expired"})
     return Conflict("this link was used meanwhile; ask for a new one", {"token": "was used"})

@@ -57,6 +57,14 @@ class GatewaySettings:
     # None: no mail server, so nothing that needs one (a reset by e-mail) is offered.
     smtp: SmtpConfig | None = None
     mail_from: str = ""
+    # The longest a personal API token may live.
+    api_token_max_days: int = 90
+    # A second factor for everyone, not only for governance and admins.
+    mfa_required_for_all: bool = False
+    # How recent a second-factor check must be for role changes, user deletion, redeploys.
+    step_up_seconds: int = 300
+    # Unknown join codes one person may try within 10 minutes (join_limit.py).
+    join_code_misses: int = 20
 
     def __post_init__(self) -> None:
         problem = public_url_problem(self.public_url)
@@ -129,6 +137,10 @@ class GatewaySettings:
             oauth_key_rotation_days=env_int(env, "JHAAS_OAUTH_KEY_ROTATION_DAYS", 30, minimum=1),
             smtp=_smtp(env),
             mail_from=env_str(env, "JHAAS_MAIL_FROM", ""),
+            api_token_max_days=env_int(env, "JHAAS_API_TOKEN_MAX_DAYS", 90, minimum=1),
+            mfa_required_for_all=env_bool(env, "JHAAS_MFA_REQUIRED_FOR_ALL", False),
+            step_up_seconds=env_int(env, "JHAAS_STEP_UP_SECONDS", 300, minimum=30),
+            join_code_misses=env_int(env, "JHAAS_JOIN_CODE_MISSES", 20, minimum=1),
         )
 
 
