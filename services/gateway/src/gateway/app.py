@@ -26,10 +26,17 @@ from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.health import healthz, index, readyz
 from gateway.controllers.joining import apply_to_join, join_course, join_start
+from gateway.controllers.me import MeController
 from gateway.controllers.oauth import OAuthController, openid_configuration
+from gateway.controllers.password_reset import (
+    PasswordResetController,
+    reset_password_page,
+    verify_email_page,
+)
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
+from gateway.controllers.tokens import TokenController
 from gateway.controllers.users import UserController
 from gateway.cookies import SESSION, cookie_name
 from gateway.dependencies import DEPENDENCIES
@@ -42,7 +49,7 @@ from gateway.password_rules import common_passwords
 from gateway.personal_tokens import PersonalTokens
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
-from gateway.throttle import SignInThrottle
+from gateway.throttle import SignInThrottle, ThrottlePolicy
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.messaging import connect
@@ -54,6 +61,15 @@ log = get_logger(__name__)
 API_PREFIX = "/api/v1"
 # Scripts and styles of the pages (no inline script: the CSP forbids it).
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+def reset_throttle_policy(settings: GatewaySettings) -> ThrottlePolicy:
+    # Three links per account and address, then growing waits (30 per address).
+    return ThrottlePolicy(
+        free_failures=3,
+        max_delay_seconds=settings.login_max_delay_seconds,
+        window_seconds=settings.login_window_seconds,
+    )
 
 
 def build_gateway(
@@ -94,6 +110,9 @@ def build_gateway(
             clock, allowed=settings.join_code_misses, window=timedelta(minutes=10)
         ),
         personal_tokens=PersonalTokens(db, max_days=settings.api_token_max_days, clock=clock),
+        reset_throttle=SignInThrottle(
+            db, reset_throttle_policy(settings), settings.jwt_secret + b"\0password-reset", clock
+        ),
     )
     if settings.smtp is not None:
         gateway.mailer = Mailer(settings.smtp, settings.mail_from)
@@ -174,6 +193,9 @@ def create_app(
             DeploymentController,
             CourseController,
             JoinController,
+            PasswordResetController,
+            MeController,
+            TokenController,
         ],
     )
     return Litestar(
@@ -189,6 +211,8 @@ def create_app(
             join_start,
             join_course,
             apply_to_join,
+            reset_password_page,
+            verify_email_page,
             create_static_files_router(
                 path=STATIC_PREFIX.rstrip("/"),
                 directories=[STATIC_DIR],

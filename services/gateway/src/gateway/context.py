@@ -47,6 +47,8 @@ class Gateway:
     audit: Audit
     join_limit: JoinCodeGuessLimit
     personal_tokens: PersonalTokens
+    # Asking for password-reset links: counted like sign-ins, on counts of its own.
+    reset_throttle: SignInThrottle
     nc: NATS | None = field(default=None)
     rpc_client: RpcClient | None = field(default=None)
     mailer: Mailer | None = field(default=None)  # None: no mail server configured

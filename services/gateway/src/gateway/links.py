@@ -105,12 +105,19 @@ def use_link(
     row = conn.execute(_USE, params).first()
     if row is not None:
         return UsedLink(user_id=row.user_id, email=row.email)
-    raise _why_not(find_link(conn, token), purpose, now, user_id)
+    refusal = link_refusal(find_link(conn, token), purpose, now, user_id)
+    raise refusal or Conflict(
+        "this link was used meanwhile; ask for a new one", {"token": "was used"}
+    )
 
 
-def _why_not(
-    row: sa.Row[tuple[object, ...]] | None, purpose: Purpose, now: datetime, user_id: str | None
-) -> Exception:
+def link_refusal(
+    row: sa.Row[tuple[object, ...]] | None,
+    purpose: Purpose,
+    now: datetime,
+    user_id: str | None = None,
+) -> Exception | None:
+    """Why the link `row` cannot be used now (an error to raise), or None when it can."""
     field = {"token": "is not valid"}
     if row is None:
         return InvalidInput("this link is not valid: copy the whole link from the mail", field)
@@ -124,7 +131,7 @@ def _why_not(
     expires_at: datetime = m["expires_at"]
     if expires_at <= now:
         return Conflict("this link has expired; ask for a new one", {"token": "has expired"})
-    return Conflict("this link was used meanwhile; ask for a new one", {"token": "was used"})
+    return None
 
 
 def drop_open_links(conn: Connection, user_id: str, purpose: Purpose, now: datetime) -> None:

@@ -23,6 +23,8 @@ import aiosmtplib
 
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.settings import SettingsError
+from jhaas_schemas.errors import DomainError
+from jhaas_schemas.rpc import ErrorCode
 
 log = get_logger(__name__)
 
@@ -99,6 +101,12 @@ class Mail:
     subject: str
     text: str
     kind: str  # for the log: "password_reset", "verify_email"
+
+
+class NoMailServer(DomainError):
+    """What needs mail was asked for, and no mail server is configured (503)."""
+
+    code = ErrorCode.UNAVAILABLE
 
 
 class MailNotSent(Exception):

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from gateway import audit
 from gateway.accounts import Caller, Clock
+from gateway.self_schemas import TokenInfo
 from gateway.store import user_roles, users
 from gateway.tables import api_tokens
 from jhaas_runtime.db import Database
@@ -112,6 +113,18 @@ _OF_USER = (
     .where(api_tokens.c.user_id == sa.bindparam("user_id"))
     .order_by(api_tokens.c.created_at.desc(), api_tokens.c.token_id)
 )
+
+
+def token_info(record: TokenRecord) -> TokenInfo:
+    return TokenInfo(
+        token_id=record.token_id,
+        name=record.name,
+        roles=list(record.roles),
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        last_used_at=record.last_used_at,
+        revoked_at=record.revoked_at,
+    )
 
 
 def tokens_of(conn: Connection, user_id: str) -> list[TokenRecord]:
