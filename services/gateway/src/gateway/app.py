@@ -64,9 +64,10 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 
 def reset_throttle_policy(settings: GatewaySettings) -> ThrottlePolicy:
-    # Three links per account and address, then growing waits (30 per address).
+    # Three asks per account and address pass at once (the free "failures" plus the
+    # one checked), then each waits longer; an address gets ten times as many.
     return ThrottlePolicy(
-        free_failures=3,
+        free_failures=2,
         max_delay_seconds=settings.login_max_delay_seconds,
         window_seconds=settings.login_window_seconds,
     )

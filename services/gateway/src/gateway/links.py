@@ -28,7 +28,7 @@ class Purpose(enum.StrEnum):
 
 PURPOSE_WORDS = {
     Purpose.PASSWORD_RESET: "a password reset",
-    Purpose.VERIFY_EMAIL: "an e-mail address",
+    Purpose.VERIFY_EMAIL: "confirming an e-mail address",
 }
 
 
@@ -49,14 +49,15 @@ class UsedLink:
 _USE = (
     account_tokens.update()
     .where(
-        account_tokens.c.token_hash == sa.bindparam("token_hash"),
-        account_tokens.c.purpose == sa.bindparam("purpose"),
+        # (Not the columns' names: an UPDATE reserves those for its SET clause.)
+        account_tokens.c.token_hash == sa.bindparam("hash"),
+        account_tokens.c.purpose == sa.bindparam("for_purpose"),
         account_tokens.c.user_id
-        == sa.func.coalesce(sa.bindparam("user_id", type_=sa.String), account_tokens.c.user_id),
+        == sa.func.coalesce(sa.bindparam("only_user", type_=sa.String), account_tokens.c.user_id),
         account_tokens.c.used_at.is_(None),
         account_tokens.c.expires_at > sa.bindparam("now"),
     )
-    .values(used_at=sa.bindparam("used_at"))
+    .values(used_at=sa.bindparam("now"))
     .returning(account_tokens.c.user_id, account_tokens.c.email)
 )
 _FIND = sa.select(account_tokens).where(account_tokens.c.token_hash == sa.bindparam("token_hash"))
@@ -96,11 +97,10 @@ def use_link(
     With `user_id`, only that user's link is used: another account's stays unused.
     """
     params = {
-        "token_hash": link_digest(token),
-        "purpose": purpose.value,
-        "user_id": user_id,
+        "hash": link_digest(token),
+        "for_purpose": purpose.value,
+        "only_user": user_id,
         "now": now,
-        "used_at": now,
     }
     row = conn.execute(_USE, params).first()
     if row is not None:

@@ -100,7 +100,7 @@ _CALLER_BY_TOKEN = (
 _RECORD_USE = (
     api_tokens.update()
     .where(
-        api_tokens.c.token_id == sa.bindparam("token_id"),
+        api_tokens.c.token_id == sa.bindparam("used_token"),
         sa.or_(
             api_tokens.c.last_used_at.is_(None),
             api_tokens.c.last_used_at < sa.bindparam("stale_before"),
