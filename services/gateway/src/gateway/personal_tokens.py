@@ -156,7 +156,7 @@ class PersonalTokens:
             raise TokenRefused("this account is disabled; ask an administrator")
         if first.last_used_at is None or now - first.last_used_at >= USE_RECORDED_EVERY:
             params = {
-                "token_id": first.token_id,
+                "used_token": first.token_id,
                 "now": now,
                 "stale_before": now - USE_RECORDED_EVERY,
             }
