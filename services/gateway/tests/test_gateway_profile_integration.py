@@ -144,3 +144,18 @@ async def test_the_verify_page_uses_its_own_script(client: Client) -> None:
     assert '<script src="/static/verify-email.js"></script>' in page.text
     script = await client.get("/static/verify-email.js")
     assert "/api/v1/me/email/verify" in script.text
+
+
+async def test_asking_for_many_addresses_must_wait(mail_client: Client) -> None:
+    admin = await token_for(mail_client, *ADMIN)
+    await create_user(mail_client, admin, *ANN)
+    token = await token_for(mail_client, *ANN)
+    answers = [
+        await me(mail_client, token, "PATCH", json={"email": f"inbox{n}@victim.example"})
+        for n in range(4)
+    ]
+    assert [a.status_code for a in answers[:3]] == [200, 200, 200]
+    assert "try again" in assert_error(answers[3], 429, "too_many_requests")["message"]
+    # A name change alone is no mail and never waits.
+    renamed = await me(mail_client, token, "PATCH", json={"display_name": "Ann"})
+    assert renamed.status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -23,7 +24,7 @@ from gateway.audit import Audit
 from gateway.context import gateway_of
 from gateway.controllers.auth import _begin_attempt, _expired, client_info
 from gateway.dependencies import ServiceCalls
-from gateway.errors import Forbidden, InvalidBody, error_responses
+from gateway.errors import Forbidden, InvalidBody, TooManyRequests, error_responses
 from gateway.guards import STEP_UP_FIRST, requires_authenticated, requires_session
 from gateway.profile import Profiles
 from gateway.self_schemas import (
@@ -35,7 +36,7 @@ from gateway.self_schemas import (
     ServiceData,
 )
 from gateway.settings import GatewaySettings
-from gateway.throttle import SignInThrottle
+from gateway.throttle import SignInThrottle, TooManyAttempts
 from jhaas_schemas.rpc import (
     Empty,
     HubRequestList,
@@ -73,7 +74,10 @@ class MeController(Controller):
         "",
         guards=[requires_session],
         responses=error_responses(
-            HTTP_403_FORBIDDEN, HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
+            HTTP_403_FORBIDDEN,
+            HTTP_422_UNPROCESSABLE_ENTITY,
+            HTTP_429_TOO_MANY_REQUESTS,
+            HTTP_503_SERVICE_UNAVAILABLE,
         ),
     )
     async def update_profile(
@@ -85,8 +89,20 @@ class MeController(Controller):
     ) -> Profile:
         """Anyone signed in (not with a token): change your display name, language or
         e-mail address. A new address is `pending_email` until the link mailed to it
-        is used (POST /api/v1/me/email/verify); 503 without a mail server."""
-        return await profiles(request).update(caller, data, client_info(request, settings))
+        is used (POST /api/v1/me/email/verify); 503 without a mail server. Asking for
+        links often waits (429): nobody mails a stranger's inbox full through us."""
+        client = client_info(request, settings)
+        if data.email is not msgspec.UNSET:
+            try:
+                await gateway_of(request).reset_throttle.begin(
+                    f"verify-email:{caller.user_id}", client.address or ""
+                )
+            except TooManyAttempts as exc:
+                raise TooManyRequests(
+                    f"too many e-mail addresses asked for; try again in {exc.retry_after} seconds",
+                    exc.retry_after,
+                ) from None
+        return await profiles(request).update(caller, data, client)
 
     @post(
         "/email/verify",
