@@ -7,7 +7,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from gateway.schemas import DisplayName, Password, TypedPassword, TypedUsername
+from gateway.schemas import (
+    EMAIL,
+    EMAIL_RULE,
+    LINK_TOKEN,
+    DisplayName,
+    Password,
+    TypedPassword,
+    TypedUsername,
+)
 from jhaas_schemas.model import Role, single_line
 from jhaas_schemas.rpc import HubRequest, MyCourse, Participation
 
@@ -15,13 +23,14 @@ from jhaas_schemas.rpc import HubRequest, MyCourse, Participation
 SUPPORTED_LANGUAGES = ("de", "en")
 Language = Literal["de", "en"]
 
-EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s.]{2,63}$(?!\n)"
-EMAIL_RULE = "an e-mail address: name@domain.example"
 Email = Annotated[
     str, msgspec.Meta(min_length=6, max_length=254, pattern=EMAIL, description=EMAIL_RULE)
 ]
 # What a link carries: generous, but bounded before it is hashed and looked up.
-LinkToken = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+LinkToken = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=200, pattern=LINK_TOKEN, description="from the link"),
+]
 TokenName = Annotated[str, single_line(min_length=1, max_length=100)]
 
 
