@@ -24,8 +24,8 @@ from jhaas_schemas.rpc import (
 USERNAME = r"^[a-z0-9][a-z0-9._-]*$(?!\n)"
 USERNAME_RULE = "lower-case letters, digits, '.', '_' and '-'; starts with a letter or digit"
 # No space, no control character: nothing that could break a mail header.
-_ADDRESS_PART = r"[^@\s\x00-\x1f\x7f]"
-EMAIL = rf"^{_ADDRESS_PART}{{1,64}}@{_ADDRESS_PART}{{1,255}}\.[^@\s.\x00-\x1f\x7f]{{2,63}}$(?!\n)"
+_NO_CONTROL = r"\s\x00-\x1f\x7f-\x9f\u2028\u2029"
+EMAIL = rf"^[^@{_NO_CONTROL}]{{1,64}}@[^@{_NO_CONTROL}]{{1,255}}\.[^@.{_NO_CONTROL}]{{2,63}}$(?!\n)"
 EMAIL_RULE = "an e-mail address: name@domain.example"
 LINK_TOKEN = r"^[A-Za-z0-9_-]+$(?!\n)"  # noqa: S105 - a pattern, not a secret
 # The gateway's own patterns beside the contracts', for messages a person reads.
