@@ -33,14 +33,14 @@ _VERIFY = {
     "en": (
         "Confirm your e-mail address for JHaaS",
         "The JHaaS account {username!r} gave this address as its own.\n\nTo confirm it, "
-        "open this link within {minutes} minutes while signed in to that account:\n\n"
+        "open this link within {hours} hours while signed in to that account:\n\n"
         "{link}\n\nIf that was not you, ignore this mail: the address is not used "
         "until it is confirmed.\n",
     ),
     "de": (
         "Bestätigen Sie Ihre E-Mail-Adresse für JHaaS",
         "Das JHaaS-Konto {username!r} hat diese Adresse als seine angegeben.\n\nUm sie zu "
-        "bestätigen, öffnen Sie diesen Link innerhalb von {minutes} Minuten, während Sie "
+        "bestätigen, öffnen Sie diesen Link innerhalb von {hours} Stunden, während Sie "
         "in diesem Konto angemeldet sind:\n\n{link}\n\nWenn Sie das nicht waren, beachten "
         "Sie diese Mail nicht: Die Adresse wird erst nach der Bestätigung verwendet.\n",
     ),
@@ -62,7 +62,7 @@ def reset_mail(*, to: str, username: str, link: str, minutes: int, language: str
     )
 
 
-def verify_mail(*, to: str, username: str, link: str, minutes: int, language: str = "en") -> Mail:
+def verify_mail(*, to: str, username: str, link: str, hours: int, language: str = "en") -> Mail:
     return _mail(
-        _VERIFY, "verify_email", language, to=to, username=username, link=link, minutes=minutes
+        _VERIFY, "verify_email", language, to=to, username=username, link=link, hours=hours
     )

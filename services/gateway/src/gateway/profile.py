@@ -99,13 +99,12 @@ class Profiles:
             _update, caller.user_id, change, email, token, client.address, now
         )
         if mail_to is not None and token is not None and mailer is not None:
-            hours = int(VERIFY_LINK_LIFETIME.total_seconds()) // 3600
             mailer.send_soon(
                 verify_mail(
                     to=mail_to,
                     username=user.username,
                     link=link_to(self.public_url, VERIFY_PAGE, token),
-                    minutes=hours * 60,
+                    hours=int(VERIFY_LINK_LIFETIME.total_seconds()) // 3600,
                     language=user.preferred_language,
                 )
             )
@@ -134,14 +133,14 @@ def _update(
     user = store.get_user(user_id, for_update=True)
     if user is None:
         raise NotFound("your account no longer exists")
+
+    def kept(value: object, current: str) -> str:
+        return current if value is msgspec.UNSET else str(value)
+
     changed = replace(
         user,
-        display_name=user.display_name
-        if change.display_name is msgspec.UNSET
-        else change.display_name,
-        preferred_language=user.preferred_language
-        if change.preferred_language is msgspec.UNSET
-        else change.preferred_language,
+        display_name=kept(change.display_name, user.display_name),
+        preferred_language=kept(change.preferred_language, user.preferred_language),
         updated_at=now,
     )
     conn.execute(
@@ -153,8 +152,11 @@ def _update(
             updated_at=now,
         )
     )
-    fields = [name for name in ("display_name", "preferred_language", "email")
-              if getattr(change, name) is not msgspec.UNSET]  # fmt: skip
+    fields = [
+        name
+        for name in ("display_name", "preferred_language", "email")
+        if getattr(change, name) is not msgspec.UNSET
+    ]
     mail_to = None
     if email is not None:
         # Asking again (or for the verified address back) voids the earlier link.
