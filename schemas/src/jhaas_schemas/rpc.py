@@ -64,6 +64,15 @@ class Empty(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     pass
 
 
+UserId = Annotated[str, single_line(min_length=1, max_length=64)]
+
+
+class UserRef(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A user the caller acts on: themselves, or anyone for an admin."""
+
+    user_id: UserId
+
+
 # --- request-svc -------------------------------------------------------------
 
 
@@ -74,6 +83,9 @@ class RequestOps:
     UPDATE = rpc_subject("request", "update")
     WITHDRAW = rpc_subject("request", "withdraw")
     CANCEL = rpc_subject("request", "cancel")
+    # The requests a user leads that are not over yet (submitted up to running, or
+    # failed): the gateway asks before it deletes the account.
+    LEADING = rpc_subject("request", "leading")  # UserRef -> HubRequestList
 
 
 class ResourcesUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -240,6 +252,12 @@ class ParticipantOps:
     ADD_TUTOR = rpc_subject("participant", "add_tutor")  # TutorRef -> Course (leader)
     REMOVE_TUTOR = rpc_subject("participant", "remove_tutor")  # TutorRef -> Course (leader)
     MY_COURSES = rpc_subject("participant", "my_courses")  # Empty -> MyCourseList
+    # Every participation of the caller, any status (their data export).
+    # Empty -> ParticipationList
+    MY_PARTICIPATIONS = rpc_subject("participant", "my_participations")
+    # Account deletion: each pending or accepted participation of the user ends as if
+    # they had left (ParticipantLeft), and they tutor no course any more (TutorRemoved).
+    WITHDRAW_USER = rpc_subject("participant", "withdraw_user")  # UserRef -> UserWithdrawn
     # The caller's role in one course: the gateway asks at its OAuth authorize step.
     ACCESS = rpc_subject("participant", "access")  # CourseRef -> CourseAccess
 
@@ -260,7 +278,6 @@ class CourseRole(enum.StrEnum):
 
 # A join code as people type it: letters and digits (the service normalises case).
 JoinCode = Annotated[str, msgspec.Meta(min_length=4, max_length=32, pattern=r"^[A-Za-z0-9-]+$")]
-UserId = Annotated[str, single_line(min_length=1, max_length=64)]
 ParticipationId = Annotated[str, single_line(min_length=1, max_length=64)]
 ApplicationMessage = Annotated[str, multi_line(max_length=2000)]
 
@@ -383,6 +400,11 @@ class MyCourse(msgspec.Struct, frozen=True, kw_only=True):
 
 class MyCourseList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[MyCourse]
+
+
+class UserWithdrawn(msgspec.Struct, frozen=True, kw_only=True):
+    left: list[Participation]  # the participations this call ended
+    tutor_of: list[str]  # the courses (request ids) the user no longer tutors
 
 
 # --- deployer-svc ------------------------------------------------------------

@@ -49,6 +49,8 @@ from jhaas_schemas.rpc import (
     ParticipationStatus,
     RejectParticipations,
     TutorRef,
+    UserRef,
+    UserWithdrawn,
 )
 from jhaas_schemas.streams import PARTICIPANT_STREAM
 from participant_svc.app import build_app
@@ -60,6 +62,7 @@ R = TypeVar("R")
 LEADER = Principal(user_id="u-lea", username="lea", roles=(Role.LEADER,))
 TUTOR = Principal(user_id="u-tom", username="tom")
 OTHER_LEADER = Principal(user_id="u-eve", username="eve", roles=(Role.LEADER,))
+ADMIN = Principal(user_id="u-adm", username="adm", roles=(Role.ADMIN,))
 
 
 def person(n: int) -> Principal:
@@ -480,3 +483,69 @@ async def test_a_class_of_300_is_accepted_in_one_call(bus: Bus) -> None:
         ErrorCode.CONFLICT,
     )
     assert "limit of 300" in message
+
+
+async def test_a_deleted_account_leaves_every_course_it_was_in(bus: Bus) -> None:
+    """Withdrawing a user: their pending and accepted participations end as if they
+    had left (so the deployer removes their hub user), and they tutor nothing."""
+    for request_id in ("r-w1", "r-w2", "r-w3"):
+        await bus.publish(approval(request_id, limit=3))
+    codes = {r: (await bus.course_of(r)).join_code for r in ("r-w1", "r-w2", "r-w3")}
+    leaving, staying = person(1), person(2)
+    accepted = await bus.apply(leaving, codes["r-w1"])
+    await bus.call(
+        LEADER,
+        ParticipantOps.ACCEPT,
+        Decide(request_id="r-w1", participation_ids=[accepted.participation_id]),
+        ParticipationList,
+    )
+    pending = await bus.apply(leaving, codes["r-w2"])
+    other = await bus.apply(staying, codes["r-w1"])
+    await bus.call(
+        LEADER, ParticipantOps.ADD_TUTOR, TutorRef(request_id="r-w3", user_id="u-1"), Course
+    )
+    mine = await bus.call(leaving, ParticipantOps.MY_PARTICIPATIONS, Empty(), ParticipationList)
+    assert {(p.request_id, p.status) for p in mine.items} == {
+        ("r-w1", ParticipationStatus.ACCEPTED),
+        ("r-w2", ParticipationStatus.PENDING),
+    }
+
+    # Nobody else but an admin may do it for them.
+    await bus.refused(
+        staying, ParticipantOps.WITHDRAW_USER, UserRef(user_id="u-1"), ErrorCode.FORBIDDEN
+    )
+    await bus.refused(
+        LEADER, ParticipantOps.WITHDRAW_USER, UserRef(user_id="u-1"), ErrorCode.FORBIDDEN
+    )
+    done = await bus.call(
+        ADMIN, ParticipantOps.WITHDRAW_USER, UserRef(user_id="u-1"), UserWithdrawn
+    )
+    assert {p.participation_id for p in done.left} == {
+        accepted.participation_id,
+        pending.participation_id,
+    }
+    assert all(p.status is ParticipationStatus.LEFT for p in done.left)
+    assert done.tutor_of == ["r-w3"]
+
+    after = await bus.call(leaving, ParticipantOps.MY_PARTICIPATIONS, Empty(), ParticipationList)
+    assert {p.status for p in after.items} == {ParticipationStatus.LEFT}
+    theirs = await bus.call(leaving, ParticipantOps.MY_COURSES, Empty(), MyCourseList)
+    assert [c.role for c in theirs.items] == [None, None]
+    assert (await bus.course_of("r-w3")).tutors == []
+    assert (await bus.course_of("r-w1")).accepted == 0
+    untouched = await bus.call(
+        staying, ParticipantOps.MY_PARTICIPATIONS, Empty(), ParticipationList
+    )
+    assert [(p.participation_id, p.status) for p in untouched.items] == [
+        (other.participation_id, ParticipationStatus.PENDING)
+    ]
+
+    # Again (a retried deletion): nothing more to do, nothing more published.
+    again = await bus.call(
+        leaving, ParticipantOps.WITHDRAW_USER, UserRef(user_id="u-1"), UserWithdrawn
+    )
+    assert (again.left, again.tutor_of) == ([], [])
+    events = await published(bus.nc, 8)
+    ended = [e for e in events if type(e).__name__ in ("ParticipantLeft", "TutorRemoved")]
+    assert sorted(type(e).__name__ for e in ended) == ["ParticipantLeft"] * 2 + ["TutorRemoved"]
+    assert {getattr(e, "user_id", None) for e in ended} == {"u-1"}

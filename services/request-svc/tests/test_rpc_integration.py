@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import msgspec
 import nats
@@ -22,12 +23,22 @@ from jhaas_schemas.events import (
     decode_event,
 )
 from jhaas_schemas.model import HubSpec, Principal, Resources, Role
-from jhaas_schemas.rpc import ErrorCode, GetRequest, HubRequest, RequestOps, SubmitRequest
+from jhaas_schemas.rpc import (
+    ErrorCode,
+    GetRequest,
+    HubRequest,
+    HubRequestList,
+    RequestOps,
+    SubmitRequest,
+    UserRef,
+    WithdrawRequest,
+)
 from jhaas_schemas.streams import REQUEST_STREAM
 from request_svc.app import build_app
 
 pytestmark = pytest.mark.integration
 
+T = TypeVar("T")
 LEADER = Principal(user_id="u-leader", username="lea", roles=(Role.LEADER,))
 
 
@@ -173,6 +184,62 @@ async def test_the_leader_sees_the_hubs_current_url_and_health(
         marker = HubReady(**at(8), url="http://127.0.0.1:4003/")  # type: ignore[arg-type]
         await after(marker, ("running", "http://127.0.0.1:4003/"))
         assert await seen() == ("running", "http://127.0.0.1:4003/")
+    finally:
+        await nc.close()
+        await runtime.stop()
+
+
+async def test_the_courses_a_user_leads_that_are_not_over(
+    settings_for: Callable[..., RuntimeSettings],
+) -> None:
+    # The gateway asks before it deletes an account: submitted and approved count,
+    # a withdrawn request does not, nor another leader's.
+    settings = settings_for("request-svc")
+    runtime = build_app(settings)
+    await runtime.start()
+    nc = await nats.connect(settings.nats_url)
+    try:
+        client = RpcClient(nc)
+
+        async def call(who: Principal, subject: str, payload: msgspec.Struct, typ: type[T]) -> T:
+            return await client.call(subject, payload, typ, principal=who, correlation_id="c")
+
+        other = Principal(user_id="u-other", username="oli", roles=(Role.LEADER,))
+        admin = Principal(user_id="u-admin", username="adm", roles=(Role.ADMIN,))
+        made = {
+            slug: await call(
+                LEADER, RequestOps.SUBMIT, SubmitRequest(spec=spec(slug=slug)), HubRequest
+            )
+            for slug in ("waiting", "gone", "approved")
+        }
+        await call(other, RequestOps.SUBMIT, SubmitRequest(spec=spec(slug="theirs")), HubRequest)
+        gone = WithdrawRequest(request_id=made["gone"].request_id)
+        await call(LEADER, RequestOps.WITHDRAW, gone, HubRequest)
+        approved = made["approved"]
+        await publish(
+            nc.jetstream(),
+            RequestApproved(
+                **envelope(source="governance-svc", correlation_id="c-g"),
+                request_id=approved.request_id,
+                review_id="rv-1",
+                leader_id=LEADER.user_id,
+                decided_by="u-gov",
+                revision=1,
+                configuration=approved.spec,
+            ),
+        )
+        mine = UserRef(user_id=LEADER.user_id)
+
+        async def leading(who: Principal) -> list[tuple[str, str]]:
+            found = await call(who, RequestOps.LEADING, mine, HubRequestList)
+            return sorted((r.spec.slug, r.status) for r in found.items)
+
+        expected = [("approved", "approved"), ("waiting", "submitted")]
+        await eventually(lambda: leading(LEADER), lambda got: got == expected)
+        assert await leading(admin) == expected
+        with pytest.raises(RpcFailure) as refused:
+            await leading(other)
+        assert refused.value.error.code == ErrorCode.FORBIDDEN
     finally:
         await nc.close()
         await runtime.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -27,10 +28,17 @@ from gateway.controllers.health import healthz, index, readyz
 from gateway.controllers.joining import apply_to_join, join_course, join_start
 from gateway.controllers.mfa import MfaController, MfaResetController
 from gateway.controllers.mfa_pages import second_step, second_step_form, setup_form
+from gateway.controllers.me import MeController
 from gateway.controllers.oauth import OAuthController, openid_configuration
+from gateway.controllers.password_reset import (
+    PasswordResetController,
+    reset_password_page,
+    verify_email_page,
+)
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
+from gateway.controllers.tokens import TokenController
 from gateway.controllers.users import UserController
 from gateway.cookies import SESSION, cookie_name
 from gateway.dependencies import DEPENDENCIES
@@ -39,10 +47,13 @@ from gateway.headers import STATIC_PREFIX, make_security_headers
 from gateway.join_limit import JoinCodeGuessLimit
 from gateway.mfa.keys import SecurityKeys
 from gateway.mfa.service import SecondFactors
+from gateway.mail import Mailer
 from gateway.oauth.provider import Provider
+from gateway.password_rules import common_passwords
+from gateway.personal_tokens import PersonalTokens
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
-from gateway.throttle import SignInThrottle
+from gateway.throttle import SignInThrottle, ThrottlePolicy
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.messaging import connect
@@ -54,6 +65,16 @@ log = get_logger(__name__)
 API_PREFIX = "/api/v1"
 # Scripts and styles of the pages (no inline script: the CSP forbids it).
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+def reset_throttle_policy(settings: GatewaySettings) -> ThrottlePolicy:
+    # Three asks per account and address pass at once (the free "failures" plus the
+    # one checked), then each waits longer; an address gets ten times as many.
+    return ThrottlePolicy(
+        free_failures=2,
+        max_delay_seconds=settings.login_max_delay_seconds,
+        window_seconds=settings.login_window_seconds,
+    )
 
 
 def build_gateway(
@@ -96,7 +117,13 @@ def build_gateway(
         ),
         mfa=mfa,
         security_keys=SecurityKeys(mfa),
+        personal_tokens=PersonalTokens(db, max_days=settings.api_token_max_days, clock=clock),
+        reset_throttle=SignInThrottle(
+            db, reset_throttle_policy(settings), settings.jwt_secret + b"\0password-reset", clock
+        ),
     )
+    if settings.smtp is not None:
+        gateway.mailer = Mailer(settings.smtp, settings.mail_from)
     return gateway
 
 
@@ -134,6 +161,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await upgrade_to_head(gateway.db, metadata, VERSIONS_DIR)
+        await asyncio.to_thread(common_passwords)  # not on the first request that needs it
         await gateway.accounts.ensure_first_admin(
             settings.admin_username, settings.admin_password, settings.data_dir
         )
@@ -157,6 +185,8 @@ def create_app(
                 await (nc.drain() if nc.is_connected else nc.close())
             gateway.rpc_client = None
             gateway.oauth.close()
+            if gateway.mailer is not None:
+                await gateway.mailer.close()
             await gateway.db.dispose()
             log.info("gateway stopped")
 
@@ -173,6 +203,9 @@ def create_app(
             DeploymentController,
             CourseController,
             JoinController,
+            PasswordResetController,
+            MeController,
+            TokenController,
         ],
     )
     return Litestar(
@@ -191,6 +224,8 @@ def create_app(
             join_start,
             join_course,
             apply_to_join,
+            reset_password_page,
+            verify_email_page,
             create_static_files_router(
                 path=STATIC_PREFIX.rstrip("/"),
                 directories=[STATIC_DIR],

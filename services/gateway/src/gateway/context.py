@@ -16,7 +16,9 @@ from gateway.accounts import Accounts, Caller
 from gateway.audit import Audit
 from gateway.auth import BearerTokens
 from gateway.join_limit import JoinCodeGuessLimit
+from gateway.mail import Mailer
 from gateway.oauth.provider import Provider
+from gateway.personal_tokens import PersonalTokens
 from gateway.settings import GatewaySettings
 from gateway.throttle import SignInThrottle
 from jhaas_runtime.db import Database
@@ -50,8 +52,12 @@ class Gateway:
     join_limit: JoinCodeGuessLimit
     mfa: SecondFactors
     security_keys: SecurityKeys
+    personal_tokens: PersonalTokens
+    # Asking for password-reset links: counted like sign-ins, on counts of its own.
+    reset_throttle: SignInThrottle
     nc: NATS | None = field(default=None)
     rpc_client: RpcClient | None = field(default=None)
+    mailer: Mailer | None = field(default=None)  # None: no mail server configured
 
     @property
     def rpc(self) -> RpcClient:

@@ -12,6 +12,8 @@ from gateway.auth import InvalidToken, csrf_token_for, same_secret
 from gateway.context import caller_of, gateway_of, set_caller
 from gateway.cookies import CSRF, SESSION, cookie_name, read_cookie
 from gateway.errors import Forbidden, Unauthorized
+from gateway.personal_tokens import PREFIX as PERSONAL_TOKEN_PREFIX
+from gateway.personal_tokens import TokenRefused
 from gateway.settings import GatewaySettings
 
 CSRF_HEADER = "X-CSRF-Token"
@@ -86,6 +88,11 @@ async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Calle
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("the Authorization header must read 'Bearer <token>'")
+        if token.strip().startswith(PERSONAL_TOKEN_PREFIX):
+            try:
+                return await gateway.personal_tokens.caller_for(token.strip())
+            except TokenRefused as exc:
+                raise Unauthorized(str(exc)) from None
         try:
             claims = gateway.tokens.verify(token.strip())
         except InvalidToken as exc:

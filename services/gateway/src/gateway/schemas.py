@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from gateway.password_rules import MIN_PASSWORD_LENGTH
 from gateway.store import UserRecord
 from jhaas_schemas.model import PATTERN_RULES as CONTRACT_PATTERN_RULES
 from jhaas_schemas.model import Role, single_line
@@ -22,8 +23,18 @@ from jhaas_schemas.rpc import (
 
 USERNAME = r"^[a-z0-9][a-z0-9._-]*$(?!\n)"
 USERNAME_RULE = "lower-case letters, digits, '.', '_' and '-'; starts with a letter or digit"
+# No space, no control character: nothing that could break a mail header.
+_NO_CONTROL = r"\s\x00-\x1f\x7f-\x9f\u2028\u2029"
+EMAIL = rf"^[^@{_NO_CONTROL}]{{1,64}}@[^@{_NO_CONTROL}]{{1,255}}\.[^@.{_NO_CONTROL}]{{2,63}}$(?!\n)"
+EMAIL_RULE = "an e-mail address: name@domain.example"
+LINK_TOKEN = r"^[A-Za-z0-9_-]+$(?!\n)"  # noqa: S105 - a pattern, not a secret
 # The gateway's own patterns beside the contracts', for messages a person reads.
-PATTERN_RULES = {**CONTRACT_PATTERN_RULES, USERNAME: f"must be {USERNAME_RULE}"}
+PATTERN_RULES = {
+    **CONTRACT_PATTERN_RULES,
+    USERNAME: f"must be {USERNAME_RULE}",
+    EMAIL: f"must be {EMAIL_RULE}",
+    LINK_TOKEN: "is not valid: copy the whole link from the mail",
+}
 
 Username = Annotated[
     str,
@@ -31,7 +42,7 @@ Username = Annotated[
 ]
 # A password may hold any character (it is only hashed); lone surrogates, which
 # could not be hashed, never decode from JSON.
-Password = Annotated[str, msgspec.Meta(min_length=12, max_length=1024)]
+Password = Annotated[str, msgspec.Meta(min_length=MIN_PASSWORD_LENGTH, max_length=1024)]
 DisplayName = Annotated[str, single_line(max_length=200)]
 # Sign-in takes whatever was typed: a wrong name is a wrong name, not a schema
 # error; but it is looked up in the database, which cannot hold a NUL.

@@ -6,7 +6,7 @@ import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from gateway.client_address import TrustedProxies, parse_trusted_proxies
+from gateway.mail import SmtpConfig, mail_from_problem, parse_smtp_url
 from gateway.password_rules import password_problem
 from gateway.schemas import UserCreate
 from gateway.throttle import ThrottlePolicy
@@ -22,6 +23,7 @@ from jhaas_runtime.settings import (
     RuntimeSettings,
     SettingsError,
     env_bool,
+    env_float,
     env_int,
     env_str,
 )
@@ -52,6 +54,11 @@ class GatewaySettings:
     public_url: str = "http://127.0.0.1:8000"
     oauth_token_ttl_seconds: int = 3600
     oauth_key_rotation_days: int = 30
+    # None: no mail server, so nothing that needs one (a reset by e-mail) is offered.
+    smtp: SmtpConfig | None = None
+    mail_from: str = ""
+    # The longest a personal API token may live.
+    api_token_max_days: int = 90
     # A second factor for everyone, not only for governance and admins.
     mfa_required_for_all: bool = False
     # How recent a second-factor check must be for role changes, user deletion, redeploys.
@@ -75,6 +82,10 @@ class GatewaySettings:
         problem = self.admin_password and password_problem(self.admin_password, self.admin_username)
         if problem:
             raise SettingsError(f"JHAAS_ADMIN_PASSWORD {problem}")
+        if self.smtp is not None:
+            problem = mail_from_problem(self.mail_from) if self.mail_from else "must be set"
+            if problem:
+                raise SettingsError(f"JHAAS_MAIL_FROM {problem} when JHAAS_SMTP_URL is")
         if self.login_window_seconds <= self.login_max_delay_seconds:
             # Otherwise a key would be forgotten while it still has to wait.
             raise SettingsError(
@@ -124,6 +135,9 @@ class GatewaySettings:
             public_url=env_str(env, "JHAAS_PUBLIC_URL", "http://127.0.0.1:8000"),
             oauth_token_ttl_seconds=env_int(env, "JHAAS_OAUTH_TOKEN_TTL_SECONDS", 3600, minimum=60),
             oauth_key_rotation_days=env_int(env, "JHAAS_OAUTH_KEY_ROTATION_DAYS", 30, minimum=1),
+            smtp=_smtp(env),
+            mail_from=env_str(env, "JHAAS_MAIL_FROM", ""),
+            api_token_max_days=env_int(env, "JHAAS_API_TOKEN_MAX_DAYS", 90, minimum=1),
             mfa_required_for_all=env_bool(env, "JHAAS_MFA_REQUIRED_FOR_ALL", False),
             step_up_seconds=env_int(env, "JHAAS_STEP_UP_SECONDS", 300, minimum=30),
             join_code_misses=env_int(env, "JHAAS_JOIN_CODE_MISSES", 20, minimum=1),
@@ -159,6 +173,27 @@ def _trusted_proxies(env: Mapping[str, str]) -> TrustedProxies:
         return parse_trusted_proxies(env.get("JHAAS_TRUSTED_PROXIES", ""))
     except ValueError as exc:
         raise SettingsError(f"JHAAS_TRUSTED_PROXIES: {exc}") from None
+
+
+def _smtp(env: Mapping[str, str]) -> SmtpConfig | None:
+    url = env.get("JHAAS_SMTP_URL", "").strip()
+    password_file = env.get("JHAAS_SMTP_PASSWORD_FILE", "").strip()
+    ca_file = env.get("JHAAS_SMTP_CA_FILE", "").strip()
+    if not url:
+        if password_file or ca_file:
+            raise SettingsError(
+                "JHAAS_SMTP_PASSWORD_FILE and JHAAS_SMTP_CA_FILE need JHAAS_SMTP_URL"
+            )
+        return None
+    if ca_file and not Path(ca_file).is_file():
+        raise SettingsError(f"JHAAS_SMTP_CA_FILE: no such file: {ca_file}")
+    config = parse_smtp_url(url, password_file=Path(password_file) if password_file else None)
+    return replace(
+        config,
+        require_tls=env_bool(env, "JHAAS_SMTP_REQUIRE_TLS", True),
+        ca_file=Path(ca_file) if ca_file else None,
+        timeout_seconds=env_float(env, "JHAAS_SMTP_TIMEOUT_SECONDS", 10.0, minimum=1.0),
+    )
 
 
 def load_or_create_jwt_key(data_dir: Path) -> bytes:

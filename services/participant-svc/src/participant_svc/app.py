@@ -33,6 +33,7 @@ from jhaas_schemas.rpc import (
     RemoveParticipant,
     SetJoinOpen,
     TutorRef,
+    UserRef,
 )
 from participant_svc.handlers import Clock, ParticipantHandlers, utcnow
 from participant_svc.store import VERSIONS_DIR, messaging, metadata
@@ -65,6 +66,8 @@ def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntim
     route(ParticipantOps.REMOVE_TUTOR, TutorRef, h.remove_tutor)
     route(ParticipantOps.MY_COURSES, Empty, h.my_courses)
     route(ParticipantOps.ACCESS, CourseRef, h.access)
+    route(ParticipantOps.MY_PARTICIPATIONS, Empty, h.my_participations)
+    route(ParticipantOps.WITHDRAW_USER, UserRef, h.withdraw_user)
     runtime.add_consumer(
         EventConsumer(
             name=GOVERNANCE_CONSUMER,

@@ -24,7 +24,7 @@ from jhaas_schemas.events import (
     TutorAdded,
     TutorRemoved,
 )
-from jhaas_schemas.model import Principal
+from jhaas_schemas.model import Principal, Role
 from jhaas_schemas.rpc import (
     Course,
     CourseRole,
@@ -403,6 +403,41 @@ def leave(
         **env, participation_id=p.participation_id, request_id=p.request_id, user_id=p.user_id
     )
     return left, event
+
+
+def withdraw_user(
+    user_id: str,
+    participations: Iterable[ParticipationState],
+    tutored: Iterable[str],
+    *,
+    principal: Principal,
+    now: datetime,
+    new_env: NewEnvelope,
+) -> tuple[list[ParticipationState], list[Event]]:
+    """An account is deleted: each pending or accepted participation ends as if its
+    person had left (so their hub user goes), and they stop tutoring the courses
+    `tutored` (request ids). Only the user themselves or an admin may."""
+    if principal.user_id != user_id and not principal.has(Role.ADMIN):
+        raise Forbidden("only the user themselves or an admin can withdraw a user")
+    left: list[ParticipationState] = []
+    events: list[Event] = []
+    for p in participations:
+        if p.user_id != user_id or p.status not in (PS.PENDING, PS.ACCEPTED):
+            continue
+        left.append(replace(p, status=PS.LEFT, updated_at=now))
+        events.append(
+            ParticipantLeft(
+                **new_env(), participation_id=p.participation_id, request_id=p.request_id,
+                user_id=user_id,
+            )
+        )  # fmt: skip
+    for request_id in tutored:
+        events.append(
+            TutorRemoved(
+                **new_env(), request_id=request_id, user_id=user_id, removed_by=principal.user_id
+            )
+        )
+    return left, events
 
 
 # --- tutors ------------------------------------------------------------------

@@ -44,6 +44,8 @@ from jhaas_schemas.rpc import (
     RemoveParticipant,
     SetJoinOpen,
     TutorRef,
+    UserRef,
+    UserWithdrawn,
 )
 from participant_svc import domain, projection
 from participant_svc.domain import CourseState, ParticipationState
@@ -109,6 +111,13 @@ class ParticipantHandlers:
         items = [_my_course(course, how, status) for course, how, status in first.values()]
         items.sort(key=lambda c: (c.starts_at, c.title, c.request_id))
         return MyCourseList(items=items)
+
+    async def my_participations(self, ctx: CallContext, _payload: Empty) -> ParticipationList:
+        user_id = ctx.principal.user_id
+        found = await self.runtime.db.read(
+            lambda conn: ParticipationRepository(conn).of_user_everywhere(user_id)
+        )
+        return ParticipationList(items=[p.view() for p in found])
 
     async def access(self, ctx: CallContext, payload: CourseRef) -> CourseAccess:
         user_id = ctx.principal.user_id
@@ -294,6 +303,34 @@ class ParticipantHandlers:
             return left
 
         return (await self.runtime.write(change)).view()
+
+    async def withdraw_user(self, ctx: CallContext, payload: UserRef) -> UserWithdrawn:
+        """Before an account is deleted: nothing is left of it on any roster or staff."""
+        now = self.clock()
+        new_env = self._env_maker(ctx, now)
+        user_id = payload.user_id
+
+        def change(uow: UnitOfWork) -> tuple[list[ParticipationState], list[str]]:
+            participations = ParticipationRepository(uow.conn)
+            courses = CourseRepository(uow.conn)
+            tutored = courses.tutored_by(user_id)
+            left, events = domain.withdraw_user(
+                user_id,
+                participations.of_user_everywhere(user_id, for_update=True),
+                tutored,
+                principal=ctx.principal,
+                now=now,
+                new_env=new_env,
+            )
+            for p in left:
+                participations.save(p)
+            for request_id in tutored:
+                courses.remove_tutor(request_id, user_id)
+            uow.emit(*events)
+            return left, tutored
+
+        left, tutored = await self.runtime.write(change)
+        return UserWithdrawn(left=[p.view() for p in left], tutor_of=tutored)
 
     # --- events from other services ------------------------------------------
 

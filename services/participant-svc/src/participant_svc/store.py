@@ -117,6 +117,16 @@ _CHOSEN = sa.select(participations).where(
     participations.c.request_id == sa.bindparam("request_id"),
     participations.c.participation_id.in_(sa.bindparam("ids", expanding=True)),
 )
+_PARTICIPATIONS_OF_USER = (
+    sa.select(participations)
+    .where(participations.c.user_id == sa.bindparam("user_id"))
+    .order_by(participations.c.applied_at, participations.c.participation_id)
+)
+_TUTORED_BY = (
+    sa.select(course_tutors.c.request_id)
+    .where(course_tutors.c.user_id == sa.bindparam("user_id"))
+    .order_by(course_tutors.c.request_id)
+)
 _UPDATE_PARTICIPATION = participations.update().where(
     participations.c.participation_id == sa.bindparam("key")
 )
@@ -190,6 +200,9 @@ class CourseRepository:
     def add_tutor(self, request_id: str, user_id: str) -> None:
         self.conn.execute(course_tutors.insert(), {"request_id": request_id, "user_id": user_id})
 
+    def tutored_by(self, user_id: str) -> list[str]:
+        return list(self.conn.scalars(_TUTORED_BY, {"user_id": user_id}))
+
     def remove_tutor(self, request_id: str, user_id: str) -> None:
         self.conn.execute(
             course_tutors.delete().where(
@@ -222,6 +235,12 @@ class ParticipationRepository:
         params = {"request_id": request_id, "user_id": user_id}
         row = self.conn.execute(_PARTICIPATION_OF, params).first()
         return _participation(row) if row else None
+
+    def of_user_everywhere(
+        self, user_id: str, *, for_update: bool = False
+    ) -> list[ParticipationState]:
+        query = _PARTICIPATIONS_OF_USER.with_for_update() if for_update else _PARTICIPATIONS_OF_USER
+        return [_participation(r) for r in self.conn.execute(query, {"user_id": user_id})]
 
     def chosen(self, request_id: str, ids: Sequence[str]) -> list[ParticipationState]:
         rows = self.conn.execute(_CHOSEN, {"request_id": request_id, "ids": list(set(ids))})

@@ -24,6 +24,7 @@ from jhaas_schemas.rpc import (
     RequestOps,
     SubmitRequest,
     UpdateRequest,
+    UserRef,
     WithdrawRequest,
 )
 from request_svc.handlers import Clock, RequestHandlers, utcnow
@@ -43,6 +44,7 @@ def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntim
     runtime.rpc.route(RequestOps.UPDATE, UpdateRequest, handlers.update)
     runtime.rpc.route(RequestOps.WITHDRAW, WithdrawRequest, handlers.withdraw)
     runtime.rpc.route(RequestOps.CANCEL, CancelRequest, handlers.cancel)
+    runtime.rpc.route(RequestOps.LEADING, UserRef, handlers.leading)
     runtime.add_consumer(
         EventConsumer(
             name=REQUEST_SVC_GOVERNANCE.name,

@@ -36,6 +36,9 @@ EDITABLE = frozenset({S.SUBMITTED, S.CHANGES_REQUESTED})
 CANCELLABLE = frozenset({S.APPROVED, S.DEPLOYING, S.RUNNING, S.FAILED})
 # A slug is free again once its request can no longer become a hub.
 RELEASES_SLUG = frozenset({S.REJECTED, S.WITHDRAWN, S.DELETED})
+# A course its leader still answers for: it may yet be (or is) a hub with people
+# on it. Ending and cancelled courses are being deleted; they need no leader.
+NOT_OVER = frozenset(EDITABLE | CANCELLABLE)
 
 MAX_COURSE_LENGTH = timedelta(days=366)
 MAX_ADVANCE = timedelta(days=2 * 366)
@@ -166,6 +169,11 @@ def ensure_visible(
     ):
         raise NotFound(f"no hub request {request_id}")
     return state
+
+
+def ensure_self_or_admin(principal: Principal, user_id: str) -> None:
+    if principal.user_id != user_id and not principal.has(Role.ADMIN):
+        raise Forbidden("only the user themselves or an admin can ask this")
 
 
 def _ensure_leader(state: HubRequestState, principal: Principal, action: str) -> None:

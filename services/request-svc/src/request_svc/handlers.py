@@ -31,6 +31,7 @@ from jhaas_schemas.rpc import (
     ListRequests,
     SubmitRequest,
     UpdateRequest,
+    UserRef,
     WithdrawRequest,
 )
 from request_svc import domain
@@ -84,6 +85,15 @@ class RequestHandlers:
             leader_id = None
         states = await self.runtime.db.read(
             lambda conn: HubRequestRepository(conn).list(leader_id=leader_id, status=payload.status)
+        )
+        return HubRequestList(items=[s.view() for s in states])
+
+    async def leading(self, ctx: CallContext, payload: UserRef) -> HubRequestList:
+        domain.ensure_self_or_admin(ctx.principal, payload.user_id)
+        states = await self.runtime.db.read(
+            lambda conn: HubRequestRepository(conn).list(
+                leader_id=payload.user_id, statuses=domain.NOT_OVER
+            )
         )
         return HubRequestList(items=[s.view() for s in states])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import msgspec
@@ -101,13 +102,19 @@ class HubRequestRepository:
         return _state(row) if row else None
 
     def list(
-        self, *, leader_id: str | None = None, status: RequestStatus | None = None
+        self,
+        *,
+        leader_id: str | None = None,
+        status: RequestStatus | None = None,
+        statuses: Collection[RequestStatus] | None = None,
     ) -> list[HubRequestState]:
         query = sa.select(hub_requests).order_by(hub_requests.c.created_at.desc())
         if leader_id is not None:
             query = query.where(hub_requests.c.leader_id == leader_id)
         if status is not None:
             query = query.where(hub_requests.c.status == status.value)
+        if statuses is not None:
+            query = query.where(hub_requests.c.status.in_(sorted(s.value for s in statuses)))
         return [_state(r) for r in self.conn.execute(query).all()]
 
     def ensure_slug_free(self, slug: str, request_id: str) -> None:

@@ -135,7 +135,7 @@ class AuthController(Controller):
     @post(
         "/password",
         status_code=HTTP_204_NO_CONTENT,
-        guards=[requires_authenticated],
+        guards=[requires_authenticated, requires_session],
         opt=BEFORE_CHANGE,
         responses=error_responses(
             HTTP_403_FORBIDDEN, HTTP_422_UNPROCESSABLE_ENTITY, HTTP_429_TOO_MANY_REQUESTS

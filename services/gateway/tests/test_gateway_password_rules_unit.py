@@ -1,0 +1,68 @@
+"""The password rules against the shipped list of common passwords."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from gateway.password_rules import common_passwords, password_problem
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        # Common as they are, in any case (all in the top million, 12+ characters).
+        "password1234",
+        "PassWord1234",
+        "1qaz2wsx3edc",
+        "qwertyuiopasdfgh",
+        "iloveyou1234",
+        "abc123456789",
+        "administrator",
+        # Ranked near 500,000 in the million, but as long as the minimum.
+        "LoveYouForever",
+        "lowcostweapon",
+    ],
+)
+def test_a_common_password_is_refused(password: str) -> None:
+    assert password_problem(password, "someone") == (
+        "is one of the most common passwords; choose another"
+    )
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["Sunshine2024!", "letmein12345", "!!monkey!!2024", "2024-Dragon-2024", "superman 1985"],
+)
+def test_a_common_word_with_digits_or_symbols_added_is_refused(password: str) -> None:
+    problem = password_problem(password, "someone")
+    assert problem is not None and "common password with digits or symbols added" in problem
+
+
+def test_the_username_with_digits_added_is_refused() -> None:
+    assert password_problem("Samuel.Smith", "samuel.smith") == "must not be the username"
+    assert password_problem("zebrafinch-2024!", "zebrafinch") == "must not be the username"
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "correct horse battery staple",
+        "Tr0ub4dor&3x!",
+        "ab1234567890",  # a base of two letters is no word
+        "my dog eats 7 socks",
+        secrets.token_urlsafe(18),
+    ],
+)
+def test_an_uncommon_password_is_accepted(password: str) -> None:
+    assert password_problem(password, "someone") is None
+
+
+def test_the_list_is_the_shipped_one_casefolded() -> None:
+    common = common_passwords()
+    assert len(common) > 80_000
+    assert all(entry == entry.casefold() and entry.strip() == entry for entry in common)
+    assert common_passwords() is common  # read once
