@@ -13,12 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 import pytest
 
 from gateway.accounts import utcnow
 from gateway.identity.client import OidcClient, VerifiedIdentity
 from gateway.identity.config import ProviderConfig, RoleRule
 from gateway.identity.errors import IdentityRejected, ProviderUnavailable, Rejection
+from gateway.identity.metadata import ProviderDirectory
 from gateway.identity.providers import IdentityProviders
 from gateway.identity.roles import mapped_roles
 from jhaas_launcher.processes import free_port
@@ -262,3 +264,32 @@ def config_for_issuer(issuer: str) -> ProviderConfig:
         scopes=("openid",),
         roles=(),
     )
+
+
+async def test_a_provider_gone_mid_sign_in_is_named_and_its_document_kept(tmp_path: Path) -> None:
+    idp = TestIdp(workdir=tmp_path / "idp", redirect_uris=[REDIRECT_URI]).start()
+    ticks = [0.0]
+    http = httpx.AsyncClient(timeout=2)
+    client = OidcClient(
+        config_for(idp), http, clock=utcnow, leeway_seconds=30, metadata_ttl_seconds=60
+    )
+    client.directory = ProviderDirectory(
+        client.config, http, ttl_seconds=60, monotonic=lambda: ticks[0]
+    )
+    try:
+        start = await client.start(REDIRECT_URI)
+        params = await callback_params(start.url, "alice", start.state)
+        idp.stop()
+        ticks[0] += 3600  # the document is due for a refresh, which fails
+
+        with pytest.raises(ProviderUnavailable, match="did not answer for the code"):
+            await client.finish(
+                params,
+                redirect_uri=REDIRECT_URI,
+                nonce=start.nonce,
+                code_verifier=start.code_verifier,
+            )
+        assert (await client.start(REDIRECT_URI)).url.startswith(idp.issuer)
+    finally:
+        idp.stop()
+        await http.aclose()

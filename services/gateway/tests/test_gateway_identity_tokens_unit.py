@@ -8,12 +8,13 @@ import json
 import time
 from typing import Any
 
+import msgspec
 import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from gateway.identity.errors import IdentityRejected, Rejection
-from gateway.identity.metadata import ASYMMETRIC_ALGORITHMS
+from gateway.identity.metadata import ASYMMETRIC_ALGORITHMS, ProviderMetadata, metadata_problem
 from gateway.identity.tokens import read_header, verify_id_token
 
 pytestmark = pytest.mark.unit
@@ -143,3 +144,38 @@ def test_garbage_is_malformed_not_a_crash(token: str) -> None:
         read_header(token, frozenset({"RS256"}))
 
     assert refused.value.reason == Rejection.MALFORMED
+
+
+def discovery(**changes: Any) -> ProviderMetadata:
+    document = {
+        "issuer": ISSUER,
+        "authorization_endpoint": f"{ISSUER}/auth",
+        "token_endpoint": f"{ISSUER}/token",
+        "jwks_uri": f"{ISSUER}/jwks",
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }
+    return msgspec.convert(document | changes, ProviderMetadata)
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"issuer": "https://other.example"}, "names the issuer"),
+        ({"token_endpoint": "http://idp.example/token"}, "token_endpoint that must use https"),
+        ({"userinfo_endpoint": "javascript:alert(1)"}, "userinfo_endpoint that must be"),
+        ({"id_token_signing_alg_values_supported": ["none", "HS256"]}, "no public-key algorithm"),
+        ({"code_challenge_methods_supported": ["plain"]}, "PKCE with S256"),
+        ({"token_endpoint_auth_methods_supported": ["private_key_jwt"]}, "client_secret_basic"),
+    ],
+)
+def test_a_discovery_document_the_gateway_cannot_trust(
+    changes: dict[str, Any], problem: str
+) -> None:
+    assert problem in str(metadata_problem(discovery(**changes), ISSUER))
+
+
+def test_a_usable_discovery_document() -> None:
+    metadata = discovery(id_token_signing_alg_values_supported=["HS256", "RS256", "none"])
+
+    assert metadata_problem(metadata, ISSUER) is None
+    assert metadata.signing_algorithms == {"RS256"}
