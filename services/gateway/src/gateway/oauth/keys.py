@@ -36,8 +36,11 @@ _SEAL_INFO = b"jhaas-gateway oauth signing key seal v1"
 
 
 class KeySeal:
-    def __init__(self, secret: bytes) -> None:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(secret)
+    """AES-GCM under a key derived from the gateway's secret; `info` separates the
+    uses, so a value sealed for one can never be opened as another's."""
+
+    def __init__(self, secret: bytes, info: bytes = _SEAL_INFO) -> None:
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
         self._aead = AESGCM(key)
 
     def seal(self, kid: str, plain: bytes) -> str:
