@@ -16,6 +16,8 @@
 //                          token endpoint's id_token is altered and re-signed:
 //                          a test double of a misbehaving IdP, for the checks the
 //                          client must make. Modes: see MISBEHAVIOUR below.
+//   POST /_test/account   {sub, ...claims}  adds or replaces an account (a person's
+//                          groups changed at the university).
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -139,6 +141,10 @@ async function admin(req, res) {
     }
     misbehaviour = body.mode;
     return reply(200, { mode: misbehaviour });
+  }
+  if (req.method === 'POST' && req.url === '/_test/account') {
+    accounts.set(body.sub, body);
+    return reply(200, body);
   }
   return reply(404, { error: 'no such test endpoint' });
 }

@@ -132,6 +132,10 @@ class TestIdp:
     def misbehave(self, mode: str | None) -> None:
         self._admin("misbehave", {"mode": mode})
 
+    def set_account(self, account: dict[str, Any]) -> None:
+        """Add or replace an account: its claims from the next sign-in on."""
+        self._admin("account", account)
+
     def jwks(self) -> dict[str, Any]:
         keys: dict[str, Any] = httpx.get(f"{self.issuer}/jwks", timeout=10).json()
         return keys
