@@ -66,3 +66,50 @@ async def test_migrations_build_what_the_service_declares(database_url: str, sto
 async def test_the_kit_test_service_migrations_match_too(database_url: str) -> None:
     versions = Path(counter_service.__file__).parent / "counter_migrations"
     assert await migrated_differences(database_url, counter_service.metadata, versions) == []
+
+
+REBUILD_PARENT = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = {down}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    if "{revision}" == "0001":
+        op.create_table("parent", sa.Column("id", sa.Integer, primary_key=True))
+        op.create_table(
+            "child",
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("parent_id", sa.Integer, sa.ForeignKey("parent.id", ondelete="CASCADE")),
+        )
+        op.execute("INSERT INTO parent (id) VALUES (1)")
+        op.execute("INSERT INTO child (id, parent_id) VALUES (1, 1)")
+    else:
+        # Changing a column's type rebuilds the table on SQLite (copy, DROP, rename).
+        with op.batch_alter_table("parent", recreate="always") as batch:
+            batch.add_column(sa.Column("name", sa.String(20), nullable=True))
+"""
+
+
+async def test_a_table_rebuilt_on_sqlite_keeps_the_rows_that_refer_to_it(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for revision, down in (("0001", "None"), ("0002", '"0001"')):
+        text = REBUILD_PARENT.format(revision=revision, down=down)
+        (versions / f"{revision}_step.py").write_text(text)
+    db = Database(f"sqlite:///{tmp_path / 'rebuild.db'}")
+    try:
+        await upgrade_to_head(db, MetaData(), versions)
+        children = await db.read(
+            lambda conn: conn.exec_driver_sql("SELECT id, parent_id FROM child").all()
+        )
+        assert [tuple(row) for row in children] == [(1, 1)]
+        # Foreign keys are enforced again afterwards.
+        enforced = await db.read(lambda conn: conn.exec_driver_sql("PRAGMA foreign_keys").scalar())
+        assert enforced == 1
+    finally:
+        await db.dispose()

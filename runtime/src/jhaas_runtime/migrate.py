@@ -36,7 +36,20 @@ async def upgrade_to_head(db: Database, metadata: MetaData, versions_dir: Path) 
         command.upgrade(cfg, "head")
 
     def migrate() -> None:
-        with db.engine.begin() as connection:
-            run(connection)
+        with db.engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # A batch migration rebuilds a table (copy, DROP, rename); with
+                # foreign keys on, the DROP would cascade into every row that
+                # refers to it. (Only outside a transaction does SQLite take this.)
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    run(connection)
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
 
     await asyncio.get_running_loop().run_in_executor(None, migrate)

@@ -304,3 +304,18 @@ async def test_a_deleted_hub_takes_its_course_out_of_everyones_list(
         )
 
     assert await participant_svc.db.read(rows) == 0
+
+
+async def test_guessing_join_codes_is_slowed_down_for_that_person_only(course: Course) -> None:
+    guesses = [f"ZZZZZZZZ{a}{b}" for a in "ABCDE" for b in "FGHJ"]  # 20, none of them real
+    for guess in guesses:
+        missed = await course.get("ann", f"/join/{guess}")
+        assert_error(missed, 404, "not_found")
+    limited = await course.get("ann", f"/join/{course.code}")
+    problem = assert_error(limited, 429, "too_many_requests")
+    assert "too many unknown join codes" in problem["message"]
+    assert 0 < int(limited.headers["retry-after"]) <= 600
+    assert (await course.apply("ann")).status_code == 429  # the right code waits too
+    # Someone else is not held up.
+    course.client.cookies.clear()
+    assert (await course.apply("bob")).status_code == 201

@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from joserfc import jwt
@@ -18,7 +19,9 @@ from joserfc.jwk import KeySet
 
 from gateway.oauth import revoke_hub_grants
 from gateway.settings import GatewaySettings
+from gateway.store import users
 from jhaas_launcher.processes import NatsServer
+from jhaas_runtime.db import Database
 from jhaas_schemas.hubnames import hub_username
 from jhaas_schemas.rpc import CourseRole
 
@@ -390,3 +393,38 @@ async def test_signing_keys_rotate_and_old_tokens_still_verify(world: World) -> 
         for key in (await world.client.get("/oauth/jwks", follow_redirects=False)).json()["keys"]
     }
     assert published == {new_kid}
+
+
+async def test_a_sign_in_still_waiting_for_its_second_factor_gets_no_code(
+    world: World, gateway_settings: GatewaySettings
+) -> None:
+    db = Database(gateway_settings.runtime.database_url)
+    try:
+        await db.write(
+            lambda conn: conn.execute(
+                users.update().where(users.c.user_id == world.user_id).values(mfa_enrolled=True)
+            )
+        )
+    finally:
+        await db.dispose()
+    world.client.cookies.clear()
+    _, challenge = pkce()
+    url = authorize_url(world.client_id, HUB, challenge)
+    first_factor = await sign_in_form(world.client, *PARTICIPANT, next_url=url)
+    assert first_factor.status_code == 303
+    assert first_factor.headers["location"] == "/signin/mfa?" + urlencode({"next": url})
+
+    # Skipping the second step: the authorize step sends the browser back to it.
+    skipped = await world.client.get(url, follow_redirects=False)
+    assert skipped.status_code == 303
+    assert skipped.headers["location"].startswith("/signin/mfa?next=")
+    assert "code=" not in skipped.headers["location"]
+    silent = await world.client.get(
+        authorize_url(world.client_id, HUB, challenge, prompt="none"), follow_redirects=False
+    )
+    assert silent.status_code == 302
+    assert query_of(silent.headers["location"])["error"] == "interaction_required"
+    # Nor does the join page let it apply.
+    join = await world.client.get("/join/ABCDEFGHJK", follow_redirects=False)
+    assert join.status_code == 303
+    assert join.headers["location"] == "/signin/mfa?next=%2Fjoin%2FABCDEFGHJK"

@@ -36,7 +36,15 @@ from jhaas_schemas.rpc import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gateway_helpers import Client, LoopThread, assert_error, bearer, leader_token
+from gateway_helpers import (
+    ADMIN,
+    Client,
+    LoopThread,
+    assert_error,
+    bearer,
+    leader_token,
+    token_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -192,7 +200,13 @@ async def test_service_refusals_become_http_statuses(client: Client, stand_ins: 
     assert changes.status_code == 200, changes.text
     assert changes.json()["state"] == "changes_requested"
 
-    running = await client.post("/api/v1/deployments/r-9/redeploy", headers=bearer(token))
+    # Redeploying is for admins: the gateway refuses a leader before the deployer hears of it.
+    calls = len(stand_ins.calls)
+    leader_redeploy = await client.post("/api/v1/deployments/r-9/redeploy", headers=bearer(token))
+    assert assert_error(leader_redeploy, 403, "forbidden")["message"] == "only an admin can do this"
+    assert len(stand_ins.calls) == calls
+    admin = await token_for(client, *ADMIN)
+    running = await client.post("/api/v1/deployments/r-9/redeploy", headers=bearer(admin))
     assert "failed hub" in assert_error(running, 409, "conflict")["message"]
     assert stand_ins.calls[-1][2] == RedeployHub(request_id="r-9")
 

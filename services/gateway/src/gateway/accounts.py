@@ -12,10 +12,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
+from gateway import audit
 from gateway.auth import Passwords, TokenClaims, new_session_token, session_token_digest
 from gateway.password_rules import password_problem
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE
@@ -49,6 +51,21 @@ def generate_password() -> str:
     return secrets.token_urlsafe(18)
 
 
+# Roles that may not act without a second factor (ARCHITECTURE.md, "Auth").
+MFA_ROLES = frozenset({Role.GOVERNANCE, Role.ADMIN})
+# Off until the MFA enrollment routes exist (a governance or admin user could
+# not get past it); the change that adds them turns it on with its tests.
+MFA_ENROLLMENT_ENFORCED = False
+
+
+class Pending(StrEnum):
+    """What a signed-in caller must do before anything else."""
+
+    SECOND_FACTOR = "second_factor"  # signed in with the first factor only
+    PASSWORD_CHANGE = "password_change"  # noqa: S105 - a generated password is in use
+    MFA_ENROLLMENT = "mfa_enrollment"  # MFA is mandatory for them and not set up
+
+
 @dataclass(frozen=True, kw_only=True)
 class Caller:
     """The authenticated user of one HTTP request."""
@@ -58,6 +75,11 @@ class Caller:
     roles: tuple[Role, ...]
     session_id: str
     password_change_required: bool = False
+    mfa_enrolled: bool = False
+    mfa_pending: bool = False
+    mfa_at: datetime | None = None
+    # Set when the caller uses a personal API token instead of a session.
+    api_token_id: str | None = None
 
     @property
     def principal(self) -> Principal:
@@ -67,6 +89,41 @@ class Caller:
     def is_admin(self) -> bool:
         return Role.ADMIN in self.roles
 
+    def pending(self, *, mfa_for_all: bool) -> Pending | None:
+        """The first thing this caller must do before anything else, or None."""
+        if self.mfa_pending:
+            return Pending.SECOND_FACTOR
+        if self.password_change_required:
+            return Pending.PASSWORD_CHANGE
+        if (
+            MFA_ENROLLMENT_ENFORCED
+            and not self.mfa_enrolled
+            and (mfa_for_all or MFA_ROLES.intersection(self.roles))
+        ):
+            return Pending.MFA_ENROLLMENT
+        return None
+
+    def mfa_checked_within(self, seconds: int, now: datetime) -> bool:
+        """Whether this session confirmed its second factor in the last `seconds` (step-up)."""
+        return (
+            self.api_token_id is None
+            and self.mfa_at is not None
+            and timedelta(0) <= now - self.mfa_at <= timedelta(seconds=seconds)
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientInfo:
+    """Where a request came from: kept with its session and in the audit log."""
+
+    address: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def of(cls, address: str | None, user_agent: str | None) -> ClientInfo:
+        agent = "".join(ch for ch in (user_agent or "") if ch.isprintable())[:300]
+        return cls(address=(address or None) and address[:64], user_agent=agent or None)
+
 
 @dataclass(frozen=True, kw_only=True)
 class SignedIn:
@@ -74,6 +131,7 @@ class SignedIn:
     session_id: str
     session_token: str
     expires_at: datetime
+    mfa_pending: bool = False
 
 
 def _require_user_id(user_id: str) -> None:
@@ -133,16 +191,36 @@ class Accounts:
 
     # --- sign-in -------------------------------------------------------------
 
-    async def sign_in(self, username: str, password: str) -> SignedIn:
+    async def sign_in(
+        self, username: str, password: str, client: ClientInfo | None = None
+    ) -> SignedIn:
+        """Check a local account's password and open a session; refusals are audited."""
+        client = client or ClientInfo()
         user = await self.db.read(lambda conn: AccountStore(conn).get_user_by_username(username))
         stored = user.password_hash if user else None
         if not await asyncio.to_thread(self.passwords.verify, stored, password) or user is None:
+            reason = "unknown username" if user is None else "wrong password"
+            await self._refused(user, client, reason, method="password")
             raise SignInRefused(WRONG_CREDENTIALS)
         if user.disabled:
+            await self._refused(user, client, "account disabled", method="password")
             raise SignInRefused("this account is disabled; ask an administrator")
         rehashed = None
         if self.passwords.needs_rehash(user.password_hash):
             rehashed = await asyncio.to_thread(self.passwords.hash, password)
+        return await self.open_session(user, method="password", client=client, rehashed=rehashed)
+
+    async def open_session(
+        self,
+        user: UserRecord,
+        *,
+        method: str,
+        client: ClientInfo,
+        rehashed: str | None = None,
+    ) -> SignedIn:
+        """Open a session for a user whose first factor was just checked (password,
+        identity provider). With a second factor enrolled the session is pending
+        until it is confirmed; `sign_in.succeeded` is audited in the same unit."""
         now = self.clock()
         token = new_session_token()
         record = SessionRecord(
@@ -151,6 +229,10 @@ class Accounts:
             user_id=user.user_id,
             created_at=now,
             expires_at=now + self.session_ttl,
+            method=method,
+            mfa_pending=user.mfa_enrolled,
+            address=client.address,
+            user_agent=client.user_agent,
         )
         user = await self.db.write(_open_session, user, record, rehashed, now)
         return SignedIn(
@@ -158,6 +240,23 @@ class Accounts:
             session_id=record.session_id,
             session_token=token,
             expires_at=record.expires_at,
+            mfa_pending=record.mfa_pending,
+        )
+
+    async def _refused(
+        self, user: UserRecord | None, client: ClientInfo, reason: str, *, method: str
+    ) -> None:
+        now = self.clock()
+        await self.db.write(
+            lambda conn: audit.record(
+                conn,
+                "sign_in.failed",
+                now=now,
+                outcome="refused",
+                subject_id=user.user_id if user else None,
+                address=client.address,
+                details={"method": method, "reason": reason},
+            )
         )
 
     async def caller_for_session_token(self, token: str) -> Caller | None:
@@ -197,8 +296,23 @@ class Accounts:
             path.unlink(missing_ok=True)
             log.info("initial admin password file deleted", path=str(path))
 
-    async def end_session(self, session_id: str) -> None:
-        await self.db.write(lambda conn: AccountStore(conn).delete_session(session_id))
+    async def end_session(self, caller: Caller, client: ClientInfo) -> None:
+        """Sign out: this session's cookie and bearer tokens stop working."""
+        await self.db.write(_end_sessions, caller, client, self.clock(), caller.session_id, False)
+
+    async def end_other_session(self, caller: Caller, session_id: str, client: ClientInfo) -> None:
+        """End one of the caller's own sessions; another user's id is unknown (404)."""
+        found = await self.db.write(_end_sessions, caller, client, self.clock(), session_id, False)
+        if not found:
+            raise NotFound(f"you have no session {session_id[:64]!r}")
+
+    async def end_every_session(self, caller: Caller, client: ClientInfo) -> None:
+        """Sign out everywhere: every session of the caller, this one included."""
+        await self.db.write(_end_sessions, caller, client, self.clock(), None, True)
+
+    async def sessions_of(self, user_id: str) -> list[SessionRecord]:
+        now = self.clock()
+        return await self.db.read(lambda conn: AccountStore(conn).sessions_of(user_id, now))
 
     # --- users ---------------------------------------------------------------
 
@@ -227,7 +341,10 @@ class Accounts:
         roles: tuple[Role, ...],
         display_name: str = "",
         password_change_required: bool = False,
+        actor_id: str | None = None,
+        client: ClientInfo | None = None,
     ) -> UserRecord:
+        """A local account; `actor_id` is the admin who made it (None: the CLI)."""
         require_good_password(password, username)
         password_hash = await asyncio.to_thread(self.passwords.hash, password)
         now = self.clock()
@@ -242,8 +359,9 @@ class Accounts:
             updated_at=now,
             password_change_required=password_change_required,
         )
+        address = client.address if client else None
         try:
-            await self.db.write(lambda conn: AccountStore(conn).add_user(user))
+            await self.db.write(_add_user, user, actor_id, address, now)
         except UsernameTaken:
             raise Conflict(
                 f"the username {username!r} is taken", {"username": "is taken"}
@@ -251,10 +369,23 @@ class Accounts:
         return user
 
     async def update_user(
-        self, user_id: str, *, roles: tuple[Role, ...] | None, disabled: bool | None
+        self,
+        user_id: str,
+        *,
+        roles: tuple[Role, ...] | None,
+        disabled: bool | None,
+        actor_id: str | None = None,
+        client: ClientInfo | None = None,
     ) -> UserRecord:
         _require_user_id(user_id)
-        return await self.db.write(_update_user, user_id, roles, disabled, self.clock())
+        change = _UserChange(
+            roles=roles,
+            disabled=disabled,
+            actor_id=actor_id,
+            address=client.address if client else None,
+            now=self.clock(),
+        )
+        return await self.db.write(_update_user, user_id, change)
 
     async def ensure_first_admin(self, username: str, password: str | None, data_dir: Path) -> None:
         """Create the first admin when there is none; a generated password goes to a 0600 file."""
@@ -307,7 +438,41 @@ def _caller(found: LiveCaller) -> Caller:
         roles=found.roles,
         session_id=found.session_id,
         password_change_required=found.password_change_required,
+        mfa_enrolled=found.mfa_enrolled,
+        mfa_pending=found.mfa_pending,
+        mfa_at=found.mfa_at,
     )
+
+
+def _end_sessions(
+    conn: Connection,
+    caller: Caller,
+    client: ClientInfo,
+    now: datetime,
+    session_id: str | None,
+    everywhere: bool,
+) -> bool:
+    store = AccountStore(conn)
+    details: audit.Details
+    if everywhere:
+        store.delete_sessions_of(caller.user_id)
+        kind, details = "sign_out", {"everywhere": True}
+    else:
+        assert session_id is not None
+        if not store.delete_session(session_id, user_id=caller.user_id):
+            return False
+        own = session_id == caller.session_id
+        kind, details = ("sign_out", {}) if own else ("session.revoked", {"session_id": session_id})
+    audit.record(
+        conn,
+        kind,
+        now=now,
+        actor_id=caller.user_id,
+        subject_id=caller.user_id,
+        address=client.address,
+        details=details,
+    )
+    return True
 
 
 def _open_session(
@@ -316,6 +481,15 @@ def _open_session(
     store = AccountStore(conn)
     store.delete_expired_sessions(now)
     store.add_session(record)
+    audit.record(
+        conn,
+        "sign_in.succeeded",
+        now=now,
+        actor_id=user.user_id,
+        subject_id=user.user_id,
+        address=record.address,
+        details={"method": record.method, "second_factor_pending": record.mfa_pending},
+    )
     if rehashed is not None and store.replace_password_hash(
         user.user_id,
         old_hash=user.password_hash,
@@ -349,20 +523,47 @@ def _replace_password(
             {"current_password": "is no longer the password"},
         )
     store.delete_sessions_of(user.user_id, keep=session_id)
+    audit.record(
+        conn,
+        "password.changed",
+        now=now,
+        actor_id=user.user_id,
+        subject_id=user.user_id,
+        details={"other_sessions_ended": True},
+    )
     return replace(current, password_hash=new_hash, password_change_required=False, updated_at=now)
 
 
-def _update_user(
-    conn: Connection,
-    user_id: str,
-    roles: tuple[Role, ...] | None,
-    disabled: bool | None,
-    now: datetime,
-) -> UserRecord:
+@dataclass(frozen=True, kw_only=True)
+class _UserChange:
+    roles: tuple[Role, ...] | None
+    disabled: bool | None
+    actor_id: str | None
+    address: str | None
+    now: datetime
+
+
+def _add_user(
+    conn: Connection, user: UserRecord, actor_id: str | None, address: str | None, now: datetime
+) -> None:
+    AccountStore(conn).add_user(user)
+    audit.record(
+        conn,
+        "user.created",
+        now=now,
+        actor_id=actor_id,
+        subject_id=user.user_id,
+        address=address,
+        details={"roles": [role.value for role in user.roles], "method": "local"},
+    )
+
+
+def _update_user(conn: Connection, user_id: str, change: _UserChange) -> UserRecord:
     store = AccountStore(conn)
     user = store.get_user(user_id, for_update=True)
     if user is None:
         raise NotFound(f"no user {user_id!r}")
+    roles, disabled, now = change.roles, change.disabled, change.now
     changed = replace(
         user,
         roles=user.roles if roles is None else tuple(sorted(set(roles))),
@@ -370,6 +571,22 @@ def _update_user(
         updated_at=now,
     )
     store.save_user(changed)
+    kinds: list[tuple[str, audit.Details]] = []
+    if changed.roles != user.roles:
+        before, after = [r.value for r in user.roles], [r.value for r in changed.roles]
+        kinds.append(("user.roles_changed", {"before": before, "after": after}))
+    if changed.disabled != user.disabled:
+        kinds.append(("user.disabled" if changed.disabled else "user.enabled", {}))
+    for kind, details in kinds:
+        audit.record(
+            conn,
+            kind,
+            now=now,
+            actor_id=change.actor_id,
+            subject_id=user_id,
+            address=change.address,
+            details=details,
+        )
     if store.count_active_admins() == 0:  # raising rolls the change back
         field = "disabled" if changed.disabled and not user.disabled else "roles"
         raise Conflict(

@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
+from litestar.static_files import create_static_files_router
 
 from gateway.access_log import make_access_log
 from gateway.accounts import Accounts, Clock, utcnow
+from gateway.audit import Audit
 from gateway.auth import BearerTokens, Passwords
 from gateway.context import Gateway, send_correlation_header
+from gateway.controllers.audit import AuditController
 from gateway.controllers.auth import AuthController
 from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
@@ -29,6 +33,8 @@ from gateway.controllers.users import UserController
 from gateway.cookies import SESSION, cookie_name
 from gateway.dependencies import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
+from gateway.headers import STATIC_PREFIX, make_security_headers
+from gateway.join_limit import JoinCodeGuessLimit
 from gateway.oauth.provider import Provider
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
@@ -42,6 +48,8 @@ from jhaas_runtime.rpc import RpcClient
 log = get_logger(__name__)
 
 API_PREFIX = "/api/v1"
+# Scripts and styles of the pages (no inline script: the CSP forbids it).
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def build_gateway(
@@ -71,7 +79,16 @@ def build_gateway(
         clock=clock,
     )
     gateway = Gateway(
-        settings=settings, db=db, accounts=accounts, tokens=tokens, throttle=throttle, oauth=oauth
+        settings=settings,
+        db=db,
+        accounts=accounts,
+        tokens=tokens,
+        throttle=throttle,
+        oauth=oauth,
+        audit=Audit(db, clock),
+        join_limit=JoinCodeGuessLimit(
+            clock, allowed=settings.join_code_misses, window=timedelta(minutes=10)
+        ),
     )
     return gateway
 
@@ -141,6 +158,7 @@ def create_app(
         route_handlers=[
             AuthController,
             UserController,
+            AuditController,
             RequestController,
             ReviewController,
             DeploymentController,
@@ -161,11 +179,17 @@ def create_app(
             join_start,
             join_course,
             apply_to_join,
+            create_static_files_router(
+                path=STATIC_PREFIX.rstrip("/"),
+                directories=[STATIC_DIR],
+                include_in_schema=False,
+                send_as_attachment=False,
+            ),
         ],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=reject_invalid_body,
-        before_send=[send_correlation_header],
+        before_send=[send_correlation_header, make_security_headers(settings)],
         middleware=[
             make_access_log(
                 settings.trusted_proxies,

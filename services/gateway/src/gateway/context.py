@@ -13,7 +13,9 @@ from litestar.types import Message, Scope
 from nats.aio.client import Client as NATS
 
 from gateway.accounts import Accounts, Caller
+from gateway.audit import Audit
 from gateway.auth import BearerTokens
+from gateway.join_limit import JoinCodeGuessLimit
 from gateway.oauth.provider import Provider
 from gateway.settings import GatewaySettings
 from gateway.throttle import SignInThrottle
@@ -40,6 +42,8 @@ class Gateway:
     tokens: BearerTokens
     throttle: SignInThrottle
     oauth: Provider
+    audit: Audit
+    join_limit: JoinCodeGuessLimit
     nc: NATS | None = field(default=None)
     rpc_client: RpcClient | None = field(default=None)
 

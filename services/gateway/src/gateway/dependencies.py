@@ -10,8 +10,10 @@ from litestar import Request
 from litestar.di import Provide
 
 from gateway.accounts import Accounts, Caller
+from gateway.audit import Audit
 from gateway.auth import BearerTokens
 from gateway.context import caller_of, correlation_id_for, gateway_of
+from gateway.join_limit import JoinCodeGuessLimit
 from gateway.settings import GatewaySettings
 from gateway.throttle import SignInThrottle
 from jhaas_runtime.rpc import RpcClient
@@ -55,6 +57,14 @@ def provide_throttle(request: Request[Any, Any, Any]) -> SignInThrottle:
     return gateway_of(request).throttle
 
 
+def provide_audit(request: Request[Any, Any, Any]) -> Audit:
+    return gateway_of(request).audit
+
+
+def provide_join_limit(request: Request[Any, Any, Any]) -> JoinCodeGuessLimit:
+    return gateway_of(request).join_limit
+
+
 def provide_settings(request: Request[Any, Any, Any]) -> GatewaySettings:
     return gateway_of(request).settings
 
@@ -74,4 +84,6 @@ DEPENDENCIES = {
     "settings": Provide(provide_settings, sync_to_thread=False),
     "throttle": Provide(provide_throttle, sync_to_thread=False),
     "services": Provide(provide_services, sync_to_thread=False),
+    "audit": Provide(provide_audit, sync_to_thread=False),
+    "join_limit": Provide(provide_join_limit, sync_to_thread=False),
 }

@@ -7,7 +7,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from gateway.accounts import Caller
+from gateway.accounts import MFA_ENROLLMENT_ENFORCED, Caller, Pending
 from gateway.auth import InvalidToken, csrf_token_for, same_secret
 from gateway.context import caller_of, gateway_of, set_caller
 from gateway.cookies import CSRF, SESSION, cookie_name, read_cookie
@@ -16,11 +16,26 @@ from gateway.settings import GatewaySettings
 
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Route option: reachable while the caller's password must still be changed.
-BEFORE_PASSWORD_CHANGE = "before_password_change"  # noqa: S105 - an option's name
-CHANGE_PASSWORD_FIRST = (
-    "change your password first: POST /api/v1/auth/password with "  # noqa: S105 - a message
-    '{"current_password": ..., "new_password": ...}'
+# Route option: the `Pending` states in which a caller may still reach the route
+# (a frozenset); every other route answers 403 saying what to do first.
+REACHABLE_BEFORE = "reachable_before"
+FIRST = {
+    Pending.SECOND_FACTOR: (
+        "finish signing in first: confirm your second factor at POST /api/v1/auth/mfa/verify"
+    ),
+    Pending.PASSWORD_CHANGE: (
+        "change your password first: POST /api/v1/auth/password with "
+        '{"current_password": ..., "new_password": ...}'
+    ),
+    Pending.MFA_ENROLLMENT: (
+        "set up a second factor first (mandatory for your role): "
+        "POST /api/v1/auth/mfa/totp, then confirm it with a code"
+    ),
+}
+CHANGE_PASSWORD_FIRST = FIRST[Pending.PASSWORD_CHANGE]
+STEP_UP_FIRST = (
+    "confirm your second factor first: POST /api/v1/auth/mfa/verify "
+    "(this change needs a check within the last few minutes)"
 )
 
 
@@ -29,18 +44,41 @@ async def requires_authenticated(
 ) -> None:
     """A bearer token or the session cookie; cookie callers also prove it is them (CSRF).
 
-    A user whose password was generated for them reaches only the routes
-    marked BEFORE_PASSWORD_CHANGE until they choose their own.
+    A caller with something to do first (a second factor to confirm, a
+    generated password to replace, a mandatory second factor to set up)
+    reaches only the routes whose REACHABLE_BEFORE option names that state.
     """
     caller = await _authenticate(connection)
-    if caller.password_change_required and not route_handler.opt.get(BEFORE_PASSWORD_CHANGE):
-        raise Forbidden(CHANGE_PASSWORD_FIRST)
+    settings = gateway_of(connection).settings
+    pending = caller.pending(mfa_for_all=settings.mfa_required_for_all)
+    if pending is not None and pending not in route_handler.opt.get(REACHABLE_BEFORE, ()):
+        raise Forbidden(FIRST[pending])
     set_caller(connection, caller)
 
 
 def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     if not caller_of(connection).is_admin:
         raise Forbidden("only an admin can do this")
+
+
+def requires_session(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """For a person signed in, not a script: a personal API token is refused."""
+    if caller_of(connection).api_token_id is not None:
+        raise Forbidden("sign in interactively for this: a personal API token cannot do it")
+
+
+def requires_recent_mfa(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Step-up: the caller's session confirmed its second factor within the last
+    JHAAS_STEP_UP_SECONDS (never true for a personal API token)."""
+    if not MFA_ENROLLMENT_ENFORCED:
+        return  # nobody has a second factor to confirm yet (see accounts.py)
+    gateway = gateway_of(connection)
+    caller = caller_of(connection)
+    now = gateway.accounts.clock()
+    if not caller.mfa_checked_within(gateway.settings.step_up_seconds, now):
+        raise Forbidden(STEP_UP_FIRST)
 
 
 async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:

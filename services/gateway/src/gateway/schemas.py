@@ -92,6 +92,43 @@ class LoginResult(msgspec.Struct, frozen=True, kw_only=True):
     user: User
     # True: change the password at POST /api/v1/auth/password before anything else.
     password_change_required: bool = False
+    # True: the token and cookie reach only the second-factor check
+    # (POST /api/v1/auth/mfa/verify) until it succeeds.
+    mfa_required: bool = False
+
+
+class Session(msgspec.Struct, frozen=True, kw_only=True):
+    """One of your sign-ins (no secret of it)."""
+
+    session_id: str
+    created_at: datetime
+    expires_at: datetime
+    method: str  # "password", "oidc:<provider>"
+    address: str | None
+    user_agent: str | None
+    current: bool  # the session of this request
+    second_factor_confirmed: bool
+
+
+class SessionList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Session]
+
+
+class AuditEntryView(msgspec.Struct, frozen=True, kw_only=True):
+    entry_id: int
+    at: datetime
+    kind: str
+    outcome: str
+    actor_id: str | None
+    subject_id: str | None
+    address: str | None
+    details: dict[str, object]
+
+
+class AuditPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[AuditEntryView]
+    # Pass as `before` for the next (older) page; None when this was the last.
+    next_before: int | None
 
 
 class PasswordChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

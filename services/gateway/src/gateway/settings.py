@@ -54,6 +54,12 @@ class GatewaySettings:
     public_url: str = "http://127.0.0.1:8000"
     oauth_token_ttl_seconds: int = 3600
     oauth_key_rotation_days: int = 30
+    # A second factor for everyone, not only for governance and admins.
+    mfa_required_for_all: bool = False
+    # How recent a second-factor check must be for role changes, user deletion, redeploys.
+    step_up_seconds: int = 300
+    # Unknown join codes one person may try within 10 minutes (join_limit.py).
+    join_code_misses: int = 20
     # Sign-in through OpenID Connect providers (gateway/identity/)
     oidc_providers: tuple[ProviderConfig, ...] = ()
     oidc_timeout_seconds: float = 10.0
@@ -130,6 +136,9 @@ class GatewaySettings:
             public_url=env_str(env, "JHAAS_PUBLIC_URL", "http://127.0.0.1:8000"),
             oauth_token_ttl_seconds=env_int(env, "JHAAS_OAUTH_TOKEN_TTL_SECONDS", 3600, minimum=60),
             oauth_key_rotation_days=env_int(env, "JHAAS_OAUTH_KEY_ROTATION_DAYS", 30, minimum=1),
+            mfa_required_for_all=env_bool(env, "JHAAS_MFA_REQUIRED_FOR_ALL", False),
+            step_up_seconds=env_int(env, "JHAAS_STEP_UP_SECONDS", 300, minimum=30),
+            join_code_misses=env_int(env, "JHAAS_JOIN_CODE_MISSES", 20, minimum=1),
             oidc_providers=_oidc_providers(env),
             oidc_timeout_seconds=env_float(env, "JHAAS_OIDC_TIMEOUT_SECONDS", 10.0, minimum=0.5),
             oidc_clock_skew_seconds=env_int(env, "JHAAS_OIDC_CLOCK_SKEW_SECONDS", 60, minimum=0),

@@ -33,7 +33,17 @@ users = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     # Set for a generated password: every call but a password change is refused.
     sa.Column("password_change_required", sa.Boolean, nullable=False, default=False),
+    sa.Column("email", sa.String(320), nullable=True, index=True),
+    sa.Column("email_verified", sa.Boolean, nullable=False, default=False),
+    sa.Column("preferred_language", sa.String(16), nullable=False, default="en"),
+    # True while the user has a confirmed second factor (kept by the MFA code):
+    # the per-request caller query reads it instead of joining the MFA tables.
+    sa.Column("mfa_enrolled", sa.Boolean, nullable=False, default=False),
 )
+
+# The password hash of an account without a password (one made by an identity
+# provider): never a valid argon2 hash, so no password ever matches it.
+NO_PASSWORD = "!"  # noqa: S105 - a marker, not a password
 
 user_roles = sa.Table(
     "user_roles",
@@ -61,6 +71,13 @@ sessions = sa.Table(
     ),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    # Signed in with the first factor; the second is still to come.
+    sa.Column("mfa_pending", sa.Boolean, nullable=False, default=False),
+    # The last successful second-factor check in this session (step-up).
+    sa.Column("mfa_at", UtcDateTime(), nullable=True),
+    sa.Column("method", sa.String(80), nullable=False, default="password"),
+    sa.Column("address", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.String(300), nullable=True),
 )
 
 
@@ -97,6 +114,14 @@ class UserRecord:
     created_at: datetime
     updated_at: datetime
     password_change_required: bool = False
+    email: str | None = None
+    email_verified: bool = False
+    preferred_language: str = "en"
+    mfa_enrolled: bool = False
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_hash != NO_PASSWORD
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +131,11 @@ class SessionRecord:
     user_id: str
     created_at: datetime
     expires_at: datetime
+    method: str = "password"
+    mfa_pending: bool = False
+    mfa_at: datetime | None = None
+    address: str | None = None
+    user_agent: str | None = None
 
 
 def _ordered(roles: set[Role] | tuple[Role, ...] | list[Role]) -> tuple[Role, ...]:
@@ -122,6 +152,9 @@ def _live_caller_query(*conditions: sa.ColumnElement[bool]) -> sa.Select[tuple[o
             users.c.user_id,
             users.c.username,
             users.c.password_change_required,
+            users.c.mfa_enrolled,
+            sessions.c.mfa_pending,
+            sessions.c.mfa_at,
             user_roles.c.role,
         )
         .select_from(
@@ -155,6 +188,9 @@ class LiveCaller:
     username: str
     roles: tuple[Role, ...]
     password_change_required: bool
+    mfa_enrolled: bool
+    mfa_pending: bool
+    mfa_at: datetime | None
 
 
 def find_live_caller(
@@ -171,6 +207,9 @@ def find_live_caller(
         username=first.username,
         roles=_ordered([Role(row.role) for row in rows if row.role is not None]),
         password_change_required=bool(first.password_change_required),
+        mfa_enrolled=bool(first.mfa_enrolled),
+        mfa_pending=bool(first.mfa_pending),
+        mfa_at=first.mfa_at,
     )
 
 
@@ -197,6 +236,9 @@ class AccountStore:
                 created_at=user.created_at,
                 updated_at=user.updated_at,
                 password_change_required=user.password_change_required,
+                email=user.email,
+                email_verified=user.email_verified,
+                preferred_language=user.preferred_language,
             )
             .on_conflict_do_nothing(index_elements=["username"])
             .returning(users.c.user_id)
@@ -215,6 +257,9 @@ class AccountStore:
                 disabled=user.disabled,
                 updated_at=user.updated_at,
                 password_change_required=user.password_change_required,
+                email=user.email,
+                email_verified=user.email_verified,
+                preferred_language=user.preferred_language,
             )
         )
         self.conn.execute(user_roles.delete().where(user_roles.c.user_id == user.user_id))
@@ -307,11 +352,49 @@ class AccountStore:
                 user_id=record.user_id,
                 created_at=record.created_at,
                 expires_at=record.expires_at,
+                method=record.method,
+                mfa_pending=record.mfa_pending,
+                mfa_at=record.mfa_at,
+                address=record.address,
+                user_agent=record.user_agent,
             )
         )
 
-    def delete_session(self, session_id: str) -> None:
-        self.conn.execute(sessions.delete().where(sessions.c.session_id == session_id))
+    def delete_session(self, session_id: str, *, user_id: str | None = None) -> bool:
+        """End one session (only if it is `user_id`'s, when given); False when none was."""
+        condition = sessions.c.session_id == session_id
+        if user_id is not None:
+            condition = sa.and_(condition, sessions.c.user_id == user_id)
+        ended = self.conn.execute(
+            sessions.delete().where(condition).returning(sessions.c.session_id)
+        ).first()
+        return ended is not None
+
+    def sessions_of(self, user_id: str, now: datetime) -> list[SessionRecord]:
+        query = (
+            sa.select(sessions)
+            .where(sessions.c.user_id == user_id, sessions.c.expires_at > now)
+            .order_by(sessions.c.created_at.desc())
+        )
+        return [_session(row) for row in self.conn.execute(query)]
+
+    def confirm_second_factor(self, session_id: str, now: datetime) -> bool:
+        """The session's second factor was checked now: it is fully signed in, and
+        step-up counts from now. False when the session has ended."""
+        done = self.conn.execute(
+            sessions.update()
+            .where(sessions.c.session_id == session_id, sessions.c.expires_at > now)
+            .values(mfa_pending=False, mfa_at=now)
+            .returning(sessions.c.session_id)
+        ).first()
+        return done is not None
+
+    def set_mfa_enrolled(self, user_id: str, enrolled: bool, now: datetime) -> None:
+        self.conn.execute(
+            users.update()
+            .where(users.c.user_id == user_id)
+            .values(mfa_enrolled=enrolled, updated_at=now)
+        )
 
     def delete_sessions_of(self, user_id: str, *, keep: str | None = None) -> None:
         """End the user's sessions, but for the one named `keep`."""
@@ -343,4 +426,24 @@ def _user(row: sa.Row[tuple[object, ...]], roles: tuple[Role, ...]) -> UserRecor
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         password_change_required=bool(m["password_change_required"]),
+        email=m["email"],
+        email_verified=bool(m["email_verified"]),
+        preferred_language=m["preferred_language"],
+        mfa_enrolled=bool(m["mfa_enrolled"]),
+    )
+
+
+def _session(row: sa.Row[tuple[object, ...]]) -> SessionRecord:
+    m = row._mapping
+    return SessionRecord(
+        session_id=m["session_id"],
+        token_hash=m["token_hash"],
+        user_id=m["user_id"],
+        created_at=m["created_at"],
+        expires_at=m["expires_at"],
+        method=m["method"],
+        mfa_pending=bool(m["mfa_pending"]),
+        mfa_at=m["mfa_at"],
+        address=m["address"],
+        user_agent=m["user_agent"],
     )

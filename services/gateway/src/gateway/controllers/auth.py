@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_204_NO_CONTENT,
     HTTP_403_FORBIDDEN,
+    HTTP_404_NOT_FOUND,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_429_TOO_MANY_REQUESTS,
 )
@@ -20,6 +21,8 @@ from litestar.status_codes import (
 from gateway.accounts import (
     Accounts,
     Caller,
+    ClientInfo,
+    Pending,
     SignedIn,
     SignInEnded,
     SignInRefused,
@@ -29,14 +32,36 @@ from gateway.accounts import (
 from gateway.auth import BearerTokens, csrf_token_for
 from gateway.client_address import client_address
 from gateway.cookies import CSRF, DEVICE, SESSION, make_cookie, read_cookie
-from gateway.errors import InvalidBody, TooManyRequests, Unauthorized, error_responses
-from gateway.guards import BEFORE_PASSWORD_CHANGE, requires_authenticated
-from gateway.schemas import LoginCredentials, LoginResult, PasswordChange, User
+from gateway.errors import (
+    InvalidBody,
+    TooManyRequests,
+    Unauthorized,
+    error_responses,
+)
+from gateway.guards import REACHABLE_BEFORE, requires_authenticated, requires_session
+from gateway.schemas import (
+    LoginCredentials,
+    LoginResult,
+    PasswordChange,
+    Session,
+    SessionList,
+    User,
+)
 from gateway.settings import GatewaySettings
 from gateway.throttle import KNOWN_FOR, Attempt, SignInThrottle, TooManyAttempts
 
 AUTH_PATH = "/api/v1/auth"
-BEFORE_CHANGE = {BEFORE_PASSWORD_CHANGE: True}
+# Reachable before anything else is done: whoever must change a password or
+# confirm a second factor can still see who they are and sign out.
+ANY_STAGE = {REACHABLE_BEFORE: frozenset(Pending)}
+BEFORE_CHANGE = {REACHABLE_BEFORE: frozenset({Pending.PASSWORD_CHANGE, Pending.MFA_ENROLLMENT})}
+
+
+def client_info(request: Request[Any, Any, Any], settings: GatewaySettings) -> ClientInfo:
+    return ClientInfo.of(
+        client_address(request.scope, settings.trusted_proxies),
+        request.headers.get("user-agent"),
+    )
 
 
 async def _begin_attempt(
@@ -79,7 +104,9 @@ class AuthController(Controller):
         """
         attempt = await _begin_attempt(throttle, settings, request, data.username)
         try:
-            signed_in = await accounts.sign_in(data.username, data.password)
+            signed_in = await accounts.sign_in(
+                data.username, data.password, client_info(request, settings)
+            )
         except SignInRefused as exc:
             raise Unauthorized(str(exc)) from None  # the attempt stays counted
         device = await throttle.succeeded(attempt)
@@ -99,6 +126,7 @@ class AuthController(Controller):
             expires_in=int((expires_at - now).total_seconds()),
             user=User.of(user),
             password_change_required=user.password_change_required,
+            mfa_required=signed_in.mfa_pending,
         )
         cookies = _session_cookies(settings, signed_in, now)
         cookies.append(device_cookie(settings, device))
@@ -145,8 +173,8 @@ class AuthController(Controller):
     @post(
         "/logout",
         status_code=HTTP_204_NO_CONTENT,
-        guards=[requires_authenticated],
-        opt=BEFORE_CHANGE,
+        guards=[requires_authenticated, requires_session],
+        opt=ANY_STAGE,
         responses=error_responses(HTTP_403_FORBIDDEN),
     )
     async def logout(
@@ -154,18 +182,90 @@ class AuthController(Controller):
         caller: NamedDependency[Caller],
         accounts: NamedDependency[Accounts],
         settings: NamedDependency[GatewaySettings],
+        request: Request[Any, Any, Any],
     ) -> Response[None]:
-        """End the session: its cookie and every bearer token issued with it stop working."""
-        await accounts.end_session(caller.session_id)
-        expired = [make_cookie(settings, name, "", timedelta(0)) for name in (SESSION, CSRF)]
-        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=expired)
+        """Anyone signed in: end this session; its cookie and every bearer token
+        issued with it stop working."""
+        await accounts.end_session(caller, client_info(request, settings))
+        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=_expired(settings))
 
-    @get("/me", guards=[requires_authenticated], opt=BEFORE_CHANGE, responses=error_responses())
+    @post(
+        "/logout-everywhere",
+        status_code=HTTP_204_NO_CONTENT,
+        guards=[requires_authenticated, requires_session],
+        opt=ANY_STAGE,
+        responses=error_responses(HTTP_403_FORBIDDEN),
+    )
+    async def logout_everywhere(
+        self,
+        caller: NamedDependency[Caller],
+        accounts: NamedDependency[Accounts],
+        settings: NamedDependency[GatewaySettings],
+        request: Request[Any, Any, Any],
+    ) -> Response[None]:
+        """Anyone signed in: end every session of yours, this one included."""
+        await accounts.end_every_session(caller, client_info(request, settings))
+        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=_expired(settings))
+
+    @get(
+        "/sessions",
+        guards=[requires_authenticated, requires_session],
+        responses=error_responses(HTTP_403_FORBIDDEN),
+    )
+    async def list_sessions(
+        self, caller: NamedDependency[Caller], accounts: NamedDependency[Accounts]
+    ) -> SessionList:
+        """Anyone signed in: your live sessions, newest first (yours only)."""
+        records = await accounts.sessions_of(caller.user_id)
+        return SessionList(
+            items=[
+                Session(
+                    session_id=record.session_id,
+                    created_at=record.created_at,
+                    expires_at=record.expires_at,
+                    method=record.method,
+                    address=record.address,
+                    user_agent=record.user_agent,
+                    current=record.session_id == caller.session_id,
+                    second_factor_confirmed=record.mfa_at is not None,
+                )
+                for record in records
+            ]
+        )
+
+    @delete(
+        "/sessions/{session_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        guards=[requires_authenticated, requires_session],
+        responses=error_responses(HTTP_403_FORBIDDEN, HTTP_404_NOT_FOUND),
+    )
+    async def revoke_session(
+        self,
+        session_id: FromPath[str],
+        caller: NamedDependency[Caller],
+        accounts: NamedDependency[Accounts],
+        settings: NamedDependency[GatewaySettings],
+        request: Request[Any, Any, Any],
+    ) -> Response[None]:
+        """Anyone signed in: end one of your own sessions (another's id: 404)."""
+        await accounts.end_other_session(caller, session_id, client_info(request, settings))
+        ended_this = session_id == caller.session_id
+        return Response(
+            None,
+            status_code=HTTP_204_NO_CONTENT,
+            cookies=_expired(settings) if ended_this else [],
+        )
+
+    @get("/me", guards=[requires_authenticated], opt=ANY_STAGE, responses=error_responses())
     async def me(
         self, caller: NamedDependency[Caller], accounts: NamedDependency[Accounts]
     ) -> User:
         """The signed-in user; `password_change_required` says whether to change the password."""
         return User.of(await accounts.get_user(caller.user_id))
+
+
+def _expired(settings: GatewaySettings) -> list[Cookie]:
+    return [make_cookie(settings, name, "", timedelta(0)) for name in (SESSION, CSRF)]
 
 
 def device_cookie(settings: GatewaySettings, device: str) -> Cookie:

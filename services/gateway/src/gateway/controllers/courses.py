@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, delete, get, post, put
@@ -17,8 +17,9 @@ from litestar.status_codes import HTTP_200_OK
 from gateway.accounts import Accounts
 from gateway.context import gateway_of
 from gateway.dependencies import ServiceCalls
-from gateway.errors import SERVICE_ERRORS, error_responses
+from gateway.errors import SERVICE_ERRORS, TooManyRequests, error_responses
 from gateway.guards import requires_authenticated
+from gateway.join_limit import TOO_MANY_MISSES, JoinCodeGuessLimit
 from gateway.oauth import revoke_hub_grants
 from gateway.schemas import (
     AcceptBody,
@@ -30,6 +31,7 @@ from gateway.schemas import (
     TutorBody,
 )
 from gateway.settings import GatewaySettings
+from jhaas_runtime.rpc import RpcFailure
 from jhaas_schemas.errors import NotFound
 from jhaas_schemas.rpc import (
     Apply,
@@ -38,6 +40,7 @@ from jhaas_schemas.rpc import (
     CourseRef,
     Decide,
     Empty,
+    ErrorCode,
     JoinCodeRef,
     ListParticipations,
     MyCourseList,
@@ -53,8 +56,10 @@ from jhaas_schemas.rpc import (
 )
 
 ERRORS = error_responses(*SERVICE_ERRORS)
-# A spreadsheet runs a cell that starts with one of these as a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+R = TypeVar("R")
+# A spreadsheet runs a cell that starts with one of these as a formula; some
+# (in East Asian locales) also take the full-width forms of = + - @ for them.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def course_view(course: Course, settings: GatewaySettings) -> CourseView:
@@ -278,18 +283,47 @@ class JoinController(Controller):
 
     @get("/{code:str}", responses=ERRORS)
     async def preview(
-        self, code: FromPath[str], services: NamedDependency[ServiceCalls]
+        self,
+        code: FromPath[str],
+        services: NamedDependency[ServiceCalls],
+        join_limit: NamedDependency[JoinCodeGuessLimit],
     ) -> CoursePreview:
-        """What a join code opens: 404 for an unknown, closed or replaced code."""
-        return await services(ParticipantOps.FIND_BY_CODE, JoinCodeRef(code=code), CoursePreview)
+        """Anyone signed in: what a join code opens; 404 for an unknown, closed or
+        replaced code (too many of those in a short time: 429)."""
+        payload = JoinCodeRef(code=code)
+        return await by_code(
+            services, join_limit, ParticipantOps.FIND_BY_CODE, payload, CoursePreview
+        )
 
     @post("/{code:str}", responses=ERRORS)
     async def apply(
         self,
         code: FromPath[str],
         services: NamedDependency[ServiceCalls],
+        join_limit: NamedDependency[JoinCodeGuessLimit],
         data: JSONBody[ApplyBody | None] = None,
     ) -> Participation:
-        """Apply to the course with its join code (201); the leader or a tutor decides."""
+        """Anyone signed in: apply to the course with its join code (201); the
+        leader or a tutor decides."""
         payload = Apply(code=code, message=data.message if data is not None else "")
-        return await services(ParticipantOps.APPLY, payload, Participation)
+        return await by_code(services, join_limit, ParticipantOps.APPLY, payload, Participation)
+
+
+async def by_code(
+    services: ServiceCalls,
+    limit: JoinCodeGuessLimit,
+    subject: str,
+    payload: msgspec.Struct,
+    result: type[R],
+) -> R:
+    """A call naming a join code, counted against the caller's allowance of unknown codes."""
+    user_id = services.principal.user_id
+    wait = limit.retry_after(user_id)
+    if wait is not None:
+        raise TooManyRequests(TOO_MANY_MISSES, wait)
+    try:
+        return await services(subject, payload, result)
+    except RpcFailure as exc:
+        if exc.error.code == ErrorCode.NOT_FOUND:
+            limit.missed(user_id)
+        raise

@@ -9,7 +9,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from gateway.dependencies import ServiceCalls
 from gateway.errors import SERVICE_ERRORS, error_responses
-from gateway.guards import requires_authenticated
+from gateway.guards import requires_admin, requires_authenticated, requires_recent_mfa
 from jhaas_schemas.rpc import (
     DeployerOps,
     Deployment,
@@ -33,9 +33,15 @@ class DeploymentController(Controller):
         query = ListDeployments(request_id=request_id)
         return await services(DeployerOps.LIST_DEPLOYMENTS, query, DeploymentList)
 
-    @post("/{request_id:str}/redeploy", status_code=HTTP_200_OK, responses=ERRORS)
+    @post(
+        "/{request_id:str}/redeploy",
+        status_code=HTTP_200_OK,
+        guards=[requires_admin, requires_recent_mfa],
+        responses=ERRORS,
+    )
     async def redeploy(
         self, services: NamedDependency[ServiceCalls], request_id: FromPath[str]
     ) -> Deployment:
-        """Admins: build a failed hub again (its deploy attempts start over)."""
+        """Admins, with a recent second-factor check: build a failed hub again (its
+        deploy attempts start over). The deployer checks the role again."""
         return await services(DeployerOps.REDEPLOY, RedeployHub(request_id=request_id), Deployment)

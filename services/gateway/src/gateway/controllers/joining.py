@@ -18,10 +18,11 @@ from litestar.params import FromPath
 from gateway.accounts import Caller
 from gateway.auth import csrf_token_for
 from gateway.context import NotReady, correlation_id_for, gateway_of
-from gateway.controllers.signin import FORM_MEDIA_TYPE, SIGN_IN_PATH
+from gateway.controllers.signin import FORM_MEDIA_TYPE, SIGN_IN_PATH, pending_page
 from gateway.dependencies import ServiceCalls
 from gateway.errors import STATUS_OF_CODE
 from gateway.guards import session_caller
+from gateway.join_limit import TOO_MANY_MISSES
 from gateway.join_pages import (
     TITLE,
     applied_page,
@@ -87,7 +88,14 @@ async def _call(
 
 async def _preview(request: Request_, caller: Caller, code: str) -> CoursePreview | Response[str]:
     """The course the code opens, or the page saying why not."""
+    limit = gateway_of(request).join_limit
+    wait = limit.retry_after(caller.user_id)
+    if wait is not None:
+        page = problem_page(429, TITLE, TOO_MANY_MISSES.capitalize() + ".")
+        page.headers["Retry-After"] = str(wait)
+        return page
     if not _valid_code(code):
+        limit.missed(caller.user_id)
         return unknown_code_page(code)
     found = await _call(
         request, caller, ParticipantOps.FIND_BY_CODE, JoinCodeRef(code=code), CoursePreview
@@ -95,6 +103,7 @@ async def _preview(request: Request_, caller: Caller, code: str) -> CoursePrevie
     if not isinstance(found, RpcError):
         return found
     if found.code == ErrorCode.NOT_FOUND:
+        limit.missed(caller.user_id)
         return unknown_code_page(code)
     if found.code == ErrorCode.UNAVAILABLE:
         return problem_page(503, TITLE, UNAVAILABLE)
@@ -105,9 +114,8 @@ async def _signed_in(request: Request_, code: FromPath[str]) -> tuple[Caller, st
     found = await session_caller(request)
     if found is None:
         return _to_sign_in(code)
-    if found[0].password_change_required:
-        return problem_page(403, "Change your password first", "Choose your own password first.")
-    return found
+    first = pending_page(found[0], gateway_of(request).settings, join_action(code))
+    return found if first is None else first
 
 
 @get("/join", media_type=MediaType.HTML, include_in_schema=False, security=[])

@@ -14,7 +14,7 @@ from authlib.oidc.core.errors import InteractionRequiredError
 from litestar import Controller, MediaType, Request, Response, get, post, route
 
 from gateway.context import correlation_id_for, gateway_of
-from gateway.controllers.signin import SIGN_IN_PATH
+from gateway.controllers.signin import SIGN_IN_PATH, pending_page
 from gateway.guards import session_caller
 from gateway.oauth.adapter import HubAuthorizationServer, LitestarOAuth2Request, OAuthAnswer
 from gateway.oauth.exchange import Exchange
@@ -170,14 +170,13 @@ class OAuthController(Controller):
             return _redirect(
                 f"{SIGN_IN_PATH}?{urlencode({'next': request.url.path + '?' + urlencode(query)})}"
             )
-        if caller.password_change_required:
+        here = request.url.path + "?" + urlencode(query)
+        first = pending_page(caller, gateway_of(request).settings, here)
+        if first is not None:
+            # A second factor still to confirm, a password to replace, MFA to set up.
             if silent:
                 return _error_redirect(server, oauth_request, InteractionRequiredError())
-            return problem_page(
-                403,
-                "Change your password first",
-                "Your password was generated for you: choose your own first.",
-            )
+            return first
         try:
             membership = await provider.membership(
                 caller.principal, client.registration.request_id, exchange.correlation_id

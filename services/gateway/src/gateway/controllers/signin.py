@@ -13,39 +13,29 @@ import hmac
 import secrets
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
 
-from gateway.accounts import SignInRefused
+from gateway.accounts import Caller, Pending, SignedIn, SignInRefused
 from gateway.context import gateway_of
-from gateway.controllers.auth import _begin_attempt, _session_cookies, device_cookie
+from gateway.controllers.auth import (
+    _begin_attempt,
+    _session_cookies,
+    client_info,
+    device_cookie,
+)
 from gateway.cookies import SIGN_IN_FORM, make_cookie, read_cookie
 from gateway.errors import TooManyRequests
 from gateway.oauth.pages import problem_page, sign_in_page
+from gateway.redirects import safe_next
+from gateway.settings import GatewaySettings
 
 SIGN_IN_PATH = "/signin"
+MFA_PAGE_PATH = "/signin/mfa"  # the second step of a browser sign-in
 FORM_LIFETIME = timedelta(hours=1)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
-MAX_NEXT = 4000
-# Every printable ASCII character stays as it is; anything beyond is percent-encoded.
-_ASCII_PRINTABLE = "".join(chr(code) for code in range(0x21, 0x7F))
-
-
-def safe_next(value: str | None) -> str:
-    """`value` when it is a path on this site, else "/": never another origin."""
-    if not value or len(value) > MAX_NEXT or not value.startswith("/"):
-        return "/"
-    if value.startswith("//") or "\\" in value:
-        return "/"  # "//evil.example" and "/\\evil.example" leave the site in browsers
-    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in value):
-        return "/"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return "/"
-    # A header is latin-1: a non-ASCII path would not go out (or go out garbled).
-    return quote(value, safe=_ASCII_PRINTABLE)
 
 
 def _form_token(secret: bytes, cookie: str) -> str:
@@ -100,10 +90,49 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
     except TooManyRequests as exc:
         return _form(request, next_url, 429, error=str(exc), username=username)
     try:
-        signed_in = await gateway.accounts.sign_in(username, password)
+        signed_in = await gateway.accounts.sign_in(
+            username, password, client_info(request, gateway.settings)
+        )
     except SignInRefused as exc:
         return _form(request, next_url, 401, error=str(exc).capitalize() + ".", username=username)
     device = await gateway.throttle.succeeded(attempt)
     cookies = _session_cookies(gateway.settings, signed_in, gateway.accounts.clock())
     cookies.append(device_cookie(gateway.settings, device))
-    return Response("", status_code=303, headers={"Location": next_url}, cookies=cookies)
+    return Response(
+        "",
+        status_code=303,
+        headers={"Location": after_first_factor(signed_in, next_url)},
+        cookies=cookies,
+    )
+
+
+def pending_page(caller: Caller, settings: GatewaySettings, next_url: str) -> Response[str] | None:
+    """For the pages (join, OAuth authorize): None when the browser's session is
+    fully signed in, else where it must go first. A session still waiting for
+    its second factor is sent to confirm it, never let through."""
+    pending = caller.pending(mfa_for_all=settings.mfa_required_for_all)
+    if pending is None:
+        return None
+    if pending is Pending.SECOND_FACTOR:
+        location = f"{MFA_PAGE_PATH}?{urlencode({'next': safe_next(next_url)})}"
+        return Response("", status_code=303, headers={"Location": location})
+    if pending is Pending.PASSWORD_CHANGE:
+        return problem_page(
+            403,
+            "Change your password first",
+            "Your password was generated for you: choose your own first.",
+        )
+    return problem_page(
+        403,
+        "Set up a second factor first",
+        "Your role needs a second factor (an authenticator app or a security key): "
+        "set one up first.",
+    )
+
+
+def after_first_factor(signed_in: SignedIn, next_url: str) -> str:
+    """Where a browser goes once its first factor is checked: on to `next`, or
+    first to the second-factor page when the account has one."""
+    if signed_in.mfa_pending:
+        return f"{MFA_PAGE_PATH}?{urlencode({'next': next_url})}"
+    return next_url

@@ -38,3 +38,12 @@ class IdentityRejected(Exception):
 class ProviderUnavailable(Exception):
     """The provider did not answer, or answered something unusable: nobody's fault
     but the provider's (or the network's); the message is safe to show."""
+
+
+class CallbackRefused(Exception):
+    """The callback signs nobody in; `message` is for the person, `reason` for the audit log."""
+
+    def __init__(self, status: int, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason

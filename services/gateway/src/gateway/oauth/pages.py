@@ -9,7 +9,8 @@ from litestar import MediaType, Response
 _PAGE = """<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>{title} - JHaaS</title></head>
+<title>{title} - JHaaS</title>
+<link rel="stylesheet" href="/static/jhaas.css"></head>
 <body>
 <main>
 <h1>{title}</h1>
@@ -18,13 +19,9 @@ _PAGE = """<!doctype html>
 </body>
 </html>
 """
-# The pages hold a form or a refusal: never cached, never framed.
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-}
+# The pages hold a form or a refusal: never cached. (Never framed, no script:
+# the gateway's security headers, gateway/headers.py, say so for every page.)
+_HEADERS = {"Cache-Control": "no-store"}
 
 
 def page(status: int, title: str, body: str) -> Response[str]:
