@@ -95,7 +95,7 @@ function build() {
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],
-      profile: ['name'],
+      profile: ['name', 'preferred_username'],
       groups: ['groups'],
       eduperson_entitlement: ['eduPersonEntitlement'],
     },

@@ -24,8 +24,10 @@ from gateway.controllers.auth import AuthController
 from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.health import healthz, index, readyz
+from gateway.controllers.identities import IdentityController
 from gateway.controllers.joining import apply_to_join, join_course, join_start
 from gateway.controllers.oauth import OAuthController, openid_configuration
+from gateway.controllers.oidc import oidc_callback, oidc_sign_in
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
@@ -34,6 +36,8 @@ from gateway.cookies import SESSION, cookie_name
 from gateway.dependencies import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
 from gateway.headers import STATIC_PREFIX, make_security_headers
+from gateway.identity.providers import IdentityProviders
+from gateway.identity.signin import IdentitySignIn
 from gateway.join_limit import JoinCodeGuessLimit
 from gateway.oauth.provider import Provider
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
@@ -78,6 +82,7 @@ def build_gateway(
         rpc=rpc,
         clock=clock,
     )
+    audit = Audit(db, clock)
     gateway = Gateway(
         settings=settings,
         db=db,
@@ -85,12 +90,34 @@ def build_gateway(
         tokens=tokens,
         throttle=throttle,
         oauth=oauth,
-        audit=Audit(db, clock),
+        audit=audit,
+        identity=build_identity(settings, db, accounts, audit, clock),
         join_limit=JoinCodeGuessLimit(
             clock, allowed=settings.join_code_misses, window=timedelta(minutes=10)
         ),
     )
     return gateway
+
+
+def build_identity(
+    settings: GatewaySettings, db: Database, accounts: Accounts, audit: Audit, clock: Clock
+) -> IdentitySignIn:
+    providers = IdentityProviders(
+        settings.oidc_providers,
+        timeout_seconds=settings.oidc_timeout_seconds,
+        clock=clock,
+        leeway_seconds=settings.oidc_clock_skew_seconds,
+        metadata_ttl_seconds=settings.oidc_metadata_ttl_seconds,
+    )
+    return IdentitySignIn(
+        db=db,
+        providers=providers,
+        accounts=accounts,
+        audit=audit,
+        secret=settings.jwt_secret,
+        public_url=settings.public_url,
+        clock=clock,
+    )
 
 
 def openapi_config(settings: GatewaySettings) -> OpenAPIConfig:
@@ -150,6 +177,7 @@ def create_app(
                 await (nc.drain() if nc.is_connected else nc.close())
             gateway.rpc_client = None
             gateway.oauth.close()
+            await gateway.identity.providers.aclose()
             await gateway.db.dispose()
             log.info("gateway stopped")
 
@@ -157,6 +185,7 @@ def create_app(
         API_PREFIX,
         route_handlers=[
             AuthController,
+            IdentityController,
             UserController,
             AuditController,
             RequestController,
@@ -176,6 +205,8 @@ def create_app(
             openid_configuration,
             sign_in_form,
             sign_in,
+            oidc_sign_in,
+            oidc_callback,
             join_start,
             join_course,
             apply_to_join,

@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from gateway.accounts import Accounts, Caller
 from gateway.audit import Audit
 from gateway.auth import BearerTokens
+from gateway.identity.signin import IdentitySignIn
 from gateway.join_limit import JoinCodeGuessLimit
 from gateway.oauth.provider import Provider
 from gateway.settings import GatewaySettings
@@ -44,6 +45,7 @@ class Gateway:
     oauth: Provider
     audit: Audit
     join_limit: JoinCodeGuessLimit
+    identity: IdentitySignIn
     nc: NATS | None = field(default=None)
     rpc_client: RpcClient | None = field(default=None)
 
