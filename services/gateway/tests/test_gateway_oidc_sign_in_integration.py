@@ -19,7 +19,9 @@ import pytest
 
 from gateway.identity.config import ProviderConfig, RoleRule
 from gateway.settings import GatewaySettings
+from gateway.store import users
 from jhaas_launcher.processes import free_port
+from jhaas_runtime.db import Database
 from jhaas_schemas.model import Role
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -432,3 +434,77 @@ async def test_an_unknown_provider_is_named(gateway: Client) -> None:
     assert (
         await back_from_idp(gateway, "/signin/oidc/nowhere/callback?state=x")
     ).status_code == 400
+
+
+# --- the account's state decides ---------------------------------------------------
+
+
+async def set_mfa_enrolled(settings: GatewaySettings, username: str) -> None:
+    """As the MFA code leaves an account once its second factor is confirmed."""
+    db = Database(settings.runtime.database_url)
+    try:
+        statement = users.update().where(users.c.username == username).values(mfa_enrolled=True)
+        await db.write(lambda conn: conn.execute(statement))
+    finally:
+        await db.dispose()
+
+
+async def test_an_account_with_a_second_factor_goes_on_to_confirm_it(
+    gateway: Client, settings: GatewaySettings
+) -> None:
+    await sign_in(gateway, "uni", "alice")
+    await set_mfa_enrolled(settings, "alice")
+    gateway.cookies.clear()
+
+    response = await sign_in(gateway, "uni", "alice", next_url="/courses")
+
+    assert response.headers["location"] == "/signin/mfa?next=%2Fcourses"
+    refused = await gateway.get("/api/v1/auth/identities")
+    assert refused.status_code == 403  # the first factor alone reaches nothing else
+    assert "second factor" in refused.json()["message"]
+
+
+async def test_a_disabled_account_is_not_signed_in_by_its_provider(gateway: Client) -> None:
+    await sign_in(gateway, "uni", "alice")
+    alice = (await me(gateway))["user_id"]
+    admin = await token_for(gateway, *ADMIN)
+    disabled = await gateway.patch(
+        f"/api/v1/users/{alice}", json={"disabled": True}, headers=bearer(admin)
+    )
+    assert disabled.status_code == 200, disabled.text
+    gateway.cookies.clear()
+
+    response = await sign_in(gateway, "uni", "alice")
+
+    assert response.status_code == 403
+    assert "disabled" in response.text
+    assert SESSION_COOKIE not in gateway.cookies
+    assert (await audit(gateway, "sign_in.failed"))[0]["details"]["reason"] == "disabled"
+
+
+async def test_an_identity_of_another_account_is_not_linked(gateway: Client) -> None:
+    await sign_in(gateway, "social", "dave")  # dave's social identity has its own account
+    gateway.cookies.clear()
+    await sign_in(gateway, "uni", "alice")
+
+    started = await gateway.post("/api/v1/auth/identities/social/link", headers=csrf(gateway))
+    response = await back_from_idp(gateway, await sign_in_at_idp(started.json()["url"], "dave"))
+
+    assert response.status_code == 409
+    assert "belongs to another account" in response.text
+    assert await linked_providers(gateway) == ["uni"]
+    refused = await audit(gateway, "identity.refused")
+    assert refused[0]["details"] == {"provider": "social", "reason": "link_identity_taken"}
+
+
+async def test_a_link_finished_after_switching_accounts_is_refused(gateway: Client) -> None:
+    """Alice starts a link, then Bob signs in in the same browser: Bob gets nothing of hers."""
+    await sign_in(gateway, "uni", "alice")
+    started = await gateway.post("/api/v1/auth/identities/social/link", headers=csrf(gateway))
+    authorize = started.json()["url"]
+    await sign_in(gateway, "uni", "bob")
+
+    response = await back_from_idp(gateway, await sign_in_at_idp(authorize, "dave"))
+
+    assert response.status_code == 403
+    assert await linked_providers(gateway) == ["uni"]
