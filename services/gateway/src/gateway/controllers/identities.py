@@ -19,7 +19,7 @@ from litestar.status_codes import (
 from gateway.accounts import Caller
 from gateway.controllers.oidc import OIDC_PATH, bound_to_browser
 from gateway.errors import ApiError, error_responses
-from gateway.guards import requires_authenticated
+from gateway.guards import requires_authenticated, requires_session
 from gateway.identity.errors import ProviderUnavailable
 from gateway.identity.schemas import (
     IdentityProvider,
@@ -73,7 +73,7 @@ class IdentityController(Controller):
 
     @post(
         "/identities/{provider:str}/link",
-        guards=[requires_authenticated],
+        guards=[requires_authenticated, requires_session],
         responses=error_responses(
             HTTP_403_FORBIDDEN, HTTP_404_NOT_FOUND, HTTP_503_SERVICE_UNAVAILABLE
         ),
@@ -85,7 +85,8 @@ class IdentityController(Controller):
         identity: NamedDependency[IdentitySignIn],
         request: Request[Any, Any, Any],
     ) -> Response[LinkStart]:
-        """Signed in: start linking `provider` to one's account; open the `url` returned.
+        """Signed in (a session, not an API token): start linking `provider` to one's
+        account; open the `url` returned in the same browser.
 
         The identity is linked when the provider sends this same browser back
         while it is still signed in to this account: signed in with both.
@@ -105,7 +106,7 @@ class IdentityController(Controller):
 
     @delete(
         "/identities/{provider:str}",
-        guards=[requires_authenticated],
+        guards=[requires_authenticated, requires_session],
         status_code=HTTP_204_NO_CONTENT,
         responses=error_responses(HTTP_403_FORBIDDEN, HTTP_404_NOT_FOUND, HTTP_409_CONFLICT),
     )
@@ -115,5 +116,6 @@ class IdentityController(Controller):
         caller: NamedDependency[Caller],
         identity: NamedDependency[IdentitySignIn],
     ) -> None:
-        """Signed in: unlink `provider` from one's account; 409 when it is the last way in."""
+        """Signed in (a session, not an API token): unlink `provider` from one's account;
+        409 when it is the last way to sign in (no password, no other provider)."""
         await identity.unlink(caller.user_id, provider)
