@@ -287,7 +287,7 @@ async def test_the_same_email_at_another_provider_is_not_merged(gateway: Client)
     assert SESSION_COOKIE not in gateway.cookies
     assert await usernames(gateway) == sorted([ADMIN[0], "alice"])
     refused = await audit(gateway, "sign_in.failed")
-    assert refused[0]["details"] == {"provider": "social", "reason": "email_in_use"}
+    assert refused[0]["details"]["reason"] == "email_in_use"
 
 
 async def test_linking_is_confirmed_by_signing_in_with_both(gateway: Client) -> None:
@@ -479,13 +479,15 @@ async def test_a_disabled_account_is_not_signed_in_by_its_provider(gateway: Clie
     assert response.status_code == 403
     assert "disabled" in response.text
     assert SESSION_COOKIE not in gateway.cookies
-    assert (await audit(gateway, "sign_in.failed"))[0]["details"]["reason"] == "disabled"
+    refused = (await audit(gateway, "sign_in.failed"))[0]
+    assert (refused["details"]["reason"], refused["subject_id"]) == ("disabled", alice)
 
 
 async def test_an_identity_of_another_account_is_not_linked(gateway: Client) -> None:
     await sign_in(gateway, "social", "dave")  # dave's social identity has its own account
     gateway.cookies.clear()
     await sign_in(gateway, "uni", "alice")
+    alice = (await me(gateway))["user_id"]
 
     started = await gateway.post("/api/v1/auth/identities/social/link", headers=csrf(gateway))
     response = await back_from_idp(gateway, await sign_in_at_idp(started.json()["url"], "dave"))
@@ -494,7 +496,8 @@ async def test_an_identity_of_another_account_is_not_linked(gateway: Client) -> 
     assert "belongs to another account" in response.text
     assert await linked_providers(gateway) == ["uni"]
     refused = await audit(gateway, "identity.refused")
-    assert refused[0]["details"] == {"provider": "social", "reason": "link_identity_taken"}
+    assert refused[0]["details"]["reason"] == "link_identity_taken"
+    assert refused[0]["actor_id"] == alice
 
 
 async def test_a_link_finished_after_switching_accounts_is_refused(gateway: Client) -> None:

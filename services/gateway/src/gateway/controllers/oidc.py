@@ -14,7 +14,6 @@ from litestar import MediaType, Request, Response, get
 from litestar.datastructures import Cookie
 from litestar.params import FromPath
 
-from gateway.accounts import Pending
 from gateway.context import gateway_of
 from gateway.controllers.auth import _session_cookies, client_info
 from gateway.controllers.signin import after_first_factor
@@ -75,15 +74,14 @@ async def oidc_callback(request: Request[Any, Any, Any], provider: FromPath[str]
     gateway = gateway_of(request)
     settings = gateway.settings
     browser = await session_caller(request)
-    # Linking needs a session fully signed in: one still owing its second factor
-    # has not shown it is the account's owner yet.
-    fully = browser is not None and browser[0].pending(
-        mfa_for_all=settings.mfa_required_for_all
-    ) not in (Pending.SECOND_FACTOR,)
+    # Linking needs a session with nothing pending: one still owing its second
+    # factor has not shown it is the account's owner yet.
+    caller = browser[0] if browser is not None else None
+    fully = caller is not None and caller.pending(mfa_for_all=settings.mfa_required_for_all) is None
     binding = read_cookie(request, settings, OIDC_LOGIN)
     visit = Visit(
         binding_cookie=binding,
-        session_user_id=browser[0].user_id if browser is not None and fully else None,
+        session_user_id=caller.user_id if caller is not None and fully else None,
         client=client_info(request, settings),
     )
     params = {key: request.query_params.get(key, "") for key in request.query_params}

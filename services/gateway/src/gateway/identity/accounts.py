@@ -32,7 +32,9 @@ def account_for(
         return _new_account(conn, identity, mapped, now)
     user = accounts.get_user(known.user_id, for_update=True)
     if user is None or user.disabled:
-        raise CallbackRefused(403, "this account is disabled; ask an administrator", "disabled")
+        raise CallbackRefused(
+            403, "this account is disabled; ask an administrator", "disabled", user_id=known.user_id
+        )
     user = _refresh_roles(conn, user, known, mapped, now)
     identities.signed_in(known, identity.email, mapped, now)
     return user

@@ -43,7 +43,10 @@ class ProviderUnavailable(Exception):
 class CallbackRefused(Exception):
     """The callback signs nobody in; `message` is for the person, `reason` for the audit log."""
 
-    def __init__(self, status: int, message: str, reason: str) -> None:
+    def __init__(
+        self, status: int, message: str, reason: str, *, user_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.user_id = user_id  # the account concerned, when one is known

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from cryptography.exceptions import InvalidTag
+
 from gateway.accounts import Accounts, ClientInfo, Clock, SignedIn
 from gateway.audit import Audit
 from gateway.identity import accounts as account_work
@@ -112,26 +114,33 @@ class IdentitySignIn:
 
     async def finish(self, provider: str, params: Mapping[str, str], visit: Visit) -> Finished:
         """Raises CallbackRefused (already audited) when nobody is signed in or linked."""
+        login: PendingLogin | None = None
         try:
-            login, identity = await self._verified(provider, params, visit)
+            login = await self._take(params.get("state", ""))
+            identity = await self._verified(provider, params, login, visit)
             if login.link_user_id is not None:
                 return await self._link(login, identity, visit)
             return await self._sign_in(login, identity, visit)
         except CallbackRefused as refused:
-            kind = "identity.refused" if _is_link(refused) else "sign_in.failed"
+            # A refused link is the signed-in person's act; a refused sign-in has
+            # no actor yet, only perhaps the account it was for.
+            link = login is not None and login.link_user_id is not None
             await self._audit.log(
-                kind,
+                "identity.refused" if link else "sign_in.failed",
                 outcome="refused",
-                actor_id=visit.session_user_id,
+                actor_id=visit.session_user_id if link else None,
+                subject_id=refused.user_id,
                 address=visit.client.address,
-                details={"provider": provider[:64], "reason": refused.reason},
+                details={
+                    "method": f"oidc:{provider[:64]}",
+                    "provider": provider[:64],
+                    "reason": refused.reason,
+                },
             )
             raise
 
-    async def _verified(
-        self, provider: str, params: Mapping[str, str], visit: Visit
-    ) -> tuple[PendingLogin, VerifiedIdentity]:
-        state = params.get("state", "")
+    async def _take(self, state: str) -> PendingLogin:
+        """The login this state names, taken: a second callback with it finds nothing."""
         if not state:
             raise CallbackRefused(400, "the answer carries no state; start again", "state_missing")
         login = await self.db.write(
@@ -141,9 +150,14 @@ class IdentitySignIn:
             raise CallbackRefused(
                 400, "this sign-in expired or was used already; start again", "state_unknown"
             )
+        return login
+
+    async def _verified(
+        self, provider: str, params: Mapping[str, str], login: PendingLogin, visit: Visit
+    ) -> VerifiedIdentity:
         if login.provider != provider:
             raise CallbackRefused(400, "this answer is for another provider", "provider_mismatch")
-        if not holds_state(visit.binding_cookie, self._secret, state):
+        if not holds_state(visit.binding_cookie, self._secret, params["state"]):
             raise CallbackRefused(
                 403,
                 "this sign-in was started in another browser; start it again here",
@@ -152,9 +166,14 @@ class IdentitySignIn:
         client = self.providers.get(provider)
         if client is None:
             raise CallbackRefused(404, f"no identity provider {provider!r}", "unknown_provider")
-        verifier = self._seal.open(login.state_hash, login.sealed_verifier).decode()
         try:
-            identity = await client.finish(
+            verifier = self._seal.open(login.state_hash, login.sealed_verifier).decode()
+        except (InvalidTag, ValueError):  # JHAAS_JWT_SECRET changed since the start
+            raise CallbackRefused(
+                400, "this sign-in expired; start again", "state_unknown"
+            ) from None
+        try:
+            return await client.finish(
                 params,
                 redirect_uri=self.redirect_uri(provider),
                 nonce=login.nonce,
@@ -164,7 +183,6 @@ class IdentitySignIn:
             raise CallbackRefused(400, str(exc), exc.reason.value) from None
         except ProviderUnavailable as exc:
             raise CallbackRefused(503, str(exc), "provider_unavailable") from None
-        return login, identity
 
     async def _sign_in(
         self, login: PendingLogin, identity: VerifiedIdentity, visit: Visit
@@ -199,7 +217,3 @@ class IdentitySignIn:
     async def unlink(self, user_id: str, provider: str) -> None:
         """Raises NotFound when not linked, Conflict when it is the last way to sign in."""
         await self.db.write(account_work.unlink, user_id, provider, self._clock())
-
-
-def _is_link(refused: CallbackRefused) -> bool:
-    return refused.reason.startswith("link_")
