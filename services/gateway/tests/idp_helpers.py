@@ -143,10 +143,16 @@ class TestIdp:
 
 _FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
 _PROMPT = re.compile(r'name="prompt" value="([^"]+)"')
+_ABORT = re.compile(r'href="([^"]+/abort)"')
 
 
-async def sign_in_at_idp(authorize_url: str, login: str, *, max_steps: int = 12) -> str:
-    """Go through the provider as a browser would; the URL it finally sends us away to."""
+async def sign_in_at_idp(
+    authorize_url: str, login: str, *, cancel: bool = False, max_steps: int = 12
+) -> str:
+    """Go through the provider as a browser would; the URL it finally sends us away to.
+
+    With `cancel` the person presses the login page's cancel link instead.
+    """
     async with httpx.AsyncClient(timeout=10) as browser:
         issuer_origin = httpx.URL(authorize_url).copy_with(path="/", query=None)
         response = await browser.get(authorize_url)
@@ -156,6 +162,10 @@ async def sign_in_at_idp(authorize_url: str, login: str, *, max_steps: int = 12)
                 if not target.startswith(str(issuer_origin)):
                     return target  # leaving the provider: back to the relying party
                 response = await browser.get(target)
+                continue
+            abort = _ABORT.search(response.text)
+            if cancel and abort is not None:
+                response = await browser.get(urljoin(str(response.url), html.unescape(abort[1])))
                 continue
             response = await _submit(browser, response, login)
         raise AssertionError(f"the provider never sent the browser back: {response.text[:300]}")

@@ -511,3 +511,14 @@ async def test_a_link_finished_after_switching_accounts_is_refused(gateway: Clie
 
     assert response.status_code == 403
     assert await linked_providers(gateway) == ["uni"]
+
+
+async def test_a_sign_in_cancelled_at_the_provider_is_named(gateway: Client) -> None:
+    authorize = (await start(gateway, "uni")).headers["location"]
+    cancelled = await sign_in_at_idp(authorize, "alice", cancel=True)
+
+    response = await back_from_idp(gateway, cancelled)
+
+    assert response.status_code == 400
+    assert "University SSO did not sign you in: access_denied" in response.text
+    assert SESSION_COOKIE not in gateway.cookies

@@ -31,6 +31,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 MAX_DOCUMENT_BYTES = 512 * 1024
+RETRY_SECONDS = 60.0  # after a failed refresh of the discovery document
 
 
 class ProviderMetadata(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,11 +86,13 @@ class ProviderDirectory:
                 return self._metadata
             try:
                 self._metadata = await self._discover()
+                self._fetched_at = self._monotonic()
             except ProviderUnavailable:
                 if self._metadata is None:
                     raise
                 log.warning("keeping the provider's last discovery document", provider=self.name)
-            self._fetched_at = self._monotonic()
+                # Asked again in a minute, not after a whole TTL.
+                self._fetched_at = self._monotonic() - self._ttl + min(RETRY_SECONDS, self._ttl)
             return self._metadata
 
     async def signing_key(self, kid: str | None) -> Key | None:
