@@ -522,3 +522,29 @@ async def test_a_sign_in_cancelled_at_the_provider_is_named(gateway: Client) -> 
     assert response.status_code == 400
     assert "University SSO did not sign you in: access_denied" in response.text
     assert SESSION_COOKIE not in gateway.cookies
+
+
+async def test_odd_input_is_a_4xx_never_a_500(gateway: Client) -> None:
+    await sign_in(gateway, "uni", "alice")
+    odd = ["%00", "x" * 3000, "%C3%A9%F0%9F%92%A5", "..%2F..%2Fetc"]
+    for name in odd:
+        started = await back_from_idp(gateway, f"/signin/oidc/{name}")
+        back = await back_from_idp(gateway, f"/signin/oidc/uni/callback?state={name}&code={name}")
+        link = await gateway.post(f"/api/v1/auth/identities/{name}/link", headers=csrf(gateway))
+        unlink = await gateway.delete(f"/api/v1/auth/identities/{name}", headers=csrf(gateway))
+
+        statuses = [r.status_code for r in (started, back, link, unlink)]
+        assert all(400 <= status < 500 for status in statuses), (name, statuses)
+
+
+async def test_an_answer_sent_to_another_providers_callback_is_refused(gateway: Client) -> None:
+    """Mix-up: uni's code and state presented as social's answer."""
+    authorize = (await start(gateway, "uni")).headers["location"]
+    url = await sign_in_at_idp(authorize, "alice")
+
+    response = await back_from_idp(gateway, url.replace("/oidc/uni/", "/oidc/social/"))
+
+    assert response.status_code == 400
+    assert SESSION_COOKIE not in gateway.cookies
+    refused = await audit(gateway, "sign_in.failed")
+    assert refused[0]["details"]["reason"] == "provider_mismatch"
