@@ -290,6 +290,23 @@ async def test_the_same_email_at_another_provider_is_not_merged(gateway: Client)
     assert refused[0]["details"]["reason"] == "email_in_use"
 
 
+async def test_an_address_nobody_verified_blocks_no_one(
+    gateway: Client, providers: tuple[TestIdp, TestIdp]
+) -> None:
+    """Someone typed carol's address at uni, unverified: carol still gets her account."""
+    uni, social = providers
+    uni.set_account({"sub": "typo", "email": "carol@else.example", "email_verified": False})
+    social.set_account({"sub": "carol", "email": "carol@else.example", "email_verified": True})
+    await sign_in(gateway, "uni", "typo")
+    typo = (await me(gateway))["user_id"]
+    gateway.cookies.clear()
+
+    response = await sign_in(gateway, "social", "carol")
+
+    assert response.status_code == 303, response.text
+    assert (await me(gateway))["user_id"] != typo  # her own account, nobody else's
+
+
 async def test_linking_is_confirmed_by_signing_in_with_both(gateway: Client) -> None:
     await sign_in(gateway, "uni", "alice")
     alice = (await me(gateway))["user_id"]

@@ -36,7 +36,7 @@ def account_for(
             403, "this account is disabled; ask an administrator", "disabled", user_id=known.user_id
         )
     user = _refresh_roles(conn, user, known, mapped, now)
-    identities.signed_in(known, identity.email, mapped, now)
+    identities.signed_in(known, identity.verified_email, mapped, now)
     return user
 
 
@@ -91,7 +91,7 @@ def _new_account(
             provider=identity.provider,
             subject=identity.subject,
             user_id=user.user_id,
-            email=identity.email,
+            email=identity.verified_email,
             created_at=now,
             last_sign_in_at=now,
             mapped_roles=tuple(sorted(mapped)),
@@ -160,7 +160,7 @@ def link_identity(
             provider=identity.provider,
             subject=identity.subject,
             user_id=user_id,
-            email=identity.email,
+            email=identity.verified_email,
             created_at=now,
             last_sign_in_at=None,
         )

@@ -54,6 +54,11 @@ class VerifiedIdentity:
         # Some providers send the JSON string "true".
         return self.claims.get("email_verified") in (True, "true")
 
+    @property
+    def verified_email(self) -> str | None:
+        """The address only when the provider vouches for it."""
+        return self.email if self.email_verified else None
+
 
 class OidcClient:
     def __init__(

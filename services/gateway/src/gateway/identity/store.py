@@ -146,9 +146,16 @@ class IdentityStore:
         return [_identity(row) for row in removed]
 
     def account_with_email(self, email: str) -> str | None:
-        """The id of an account that has this e-mail, as its own or a linked identity's."""
+        """The id of an account that has this e-mail verified, as its own or a linked
+        identity's (identities keep only addresses their provider verified).
+
+        An unverified address is whatever someone typed: counting it would let
+        anyone keep a stranger from signing in by typing the stranger's address.
+        """
         address = email.strip().lower()
-        own = sa.select(users.c.user_id).where(sa.func.lower(users.c.email) == address)
+        own = sa.select(users.c.user_id).where(
+            sa.func.lower(users.c.email) == address, users.c.email_verified.is_(True)
+        )
         linked = sa.select(identities.c.user_id).where(sa.func.lower(identities.c.email) == address)
         found = self.conn.scalar(own.limit(1)) or self.conn.scalar(linked.limit(1))
         return str(found) if found is not None else None
