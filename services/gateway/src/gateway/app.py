@@ -25,6 +25,7 @@ from gateway.controllers.auth import AuthController
 from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.health import healthz, index, readyz
+from gateway.controllers.identities import IdentityController
 from gateway.controllers.joining import apply_to_join, join_course, join_start
 from gateway.controllers.mfa import MfaController, MfaResetController
 from gateway.controllers.mfa_pages import second_step, second_step_form, setup_form
@@ -35,6 +36,7 @@ from gateway.controllers.password_reset import (
     reset_password_page,
     verify_email_page,
 )
+from gateway.controllers.oidc import oidc_callback, oidc_sign_in
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
@@ -44,6 +46,8 @@ from gateway.cookies import SESSION, cookie_name
 from gateway.dependencies import DEPENDENCIES
 from gateway.errors import EXCEPTION_HANDLERS, reject_invalid_body
 from gateway.headers import STATIC_PREFIX, make_security_headers
+from gateway.identity.providers import IdentityProviders
+from gateway.identity.signin import IdentitySignIn
 from gateway.join_limit import JoinCodeGuessLimit
 from gateway.mfa.keys import SecurityKeys
 from gateway.mfa.service import SecondFactors
@@ -104,6 +108,7 @@ def build_gateway(
         clock=clock,
     )
     mfa = SecondFactors(db, settings, clock)
+    audit = Audit(db, clock)
     gateway = Gateway(
         settings=settings,
         db=db,
@@ -111,7 +116,8 @@ def build_gateway(
         tokens=tokens,
         throttle=throttle,
         oauth=oauth,
-        audit=Audit(db, clock),
+        audit=audit,
+        identity=build_identity(settings, db, accounts, audit, clock),
         join_limit=JoinCodeGuessLimit(
             clock, allowed=settings.join_code_misses, window=timedelta(minutes=10)
         ),
@@ -125,6 +131,27 @@ def build_gateway(
     if settings.smtp is not None:
         gateway.mailer = Mailer(settings.smtp, settings.mail_from)
     return gateway
+
+
+def build_identity(
+    settings: GatewaySettings, db: Database, accounts: Accounts, audit: Audit, clock: Clock
+) -> IdentitySignIn:
+    providers = IdentityProviders(
+        settings.oidc_providers,
+        timeout_seconds=settings.oidc_timeout_seconds,
+        clock=clock,
+        leeway_seconds=settings.oidc_clock_skew_seconds,
+        metadata_ttl_seconds=settings.oidc_metadata_ttl_seconds,
+    )
+    return IdentitySignIn(
+        db=db,
+        providers=providers,
+        accounts=accounts,
+        audit=audit,
+        secret=settings.jwt_secret,
+        public_url=settings.public_url,
+        clock=clock,
+    )
 
 
 def openapi_config(settings: GatewaySettings) -> OpenAPIConfig:
@@ -187,6 +214,7 @@ def create_app(
             gateway.oauth.close()
             if gateway.mailer is not None:
                 await gateway.mailer.close()
+            await gateway.identity.providers.aclose()
             await gateway.db.dispose()
             log.info("gateway stopped")
 
@@ -194,6 +222,7 @@ def create_app(
         API_PREFIX,
         route_handlers=[
             AuthController,
+            IdentityController,
             UserController,
             AuditController,
             MfaController,
@@ -221,6 +250,8 @@ def create_app(
             second_step_form,
             second_step,
             setup_form,
+            oidc_sign_in,
+            oidc_callback,
             join_start,
             join_course,
             apply_to_join,

@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from gateway.accounts import Accounts, Caller
 from gateway.audit import Audit
 from gateway.auth import BearerTokens
+from gateway.identity.signin import IdentitySignIn
 from gateway.join_limit import JoinCodeGuessLimit
 from gateway.mail import Mailer
 from gateway.oauth.provider import Provider
@@ -55,6 +56,7 @@ class Gateway:
     personal_tokens: PersonalTokens
     # Asking for password-reset links: counted like sign-ins, on counts of its own.
     reset_throttle: SignInThrottle
+    identity: IdentitySignIn
     nc: NATS | None = field(default=None)
     rpc_client: RpcClient | None = field(default=None)
     mailer: Mailer | None = field(default=None)  # None: no mail server configured

@@ -23,6 +23,7 @@ SESSION = "jhaas_session"
 CSRF = "jhaas_csrf"  # the page's script repeats it in the X-CSRF-Token header
 DEVICE = "jhaas_device"  # a browser that signed in to an account before (throttle.py)
 SIGN_IN_FORM = "jhaas_signin"  # the sign-in form's login-CSRF cookie (controllers/signin.py)
+OIDC_LOGIN = "jhaas_oidc"  # binds a provider sign-in to its browser (identity/binding.py)
 HOST_PREFIX = "__Host-"
 
 

@@ -13,6 +13,7 @@ from gateway.accounts import Accounts, Caller
 from gateway.audit import Audit
 from gateway.auth import BearerTokens
 from gateway.context import caller_of, correlation_id_for, gateway_of
+from gateway.identity.signin import IdentitySignIn
 from gateway.join_limit import JoinCodeGuessLimit
 from gateway.mfa.keys import SecurityKeys
 from gateway.mfa.service import SecondFactors
@@ -73,6 +74,8 @@ def provide_mfa(request: Request[Any, Any, Any]) -> SecondFactors:
 
 def provide_security_keys(request: Request[Any, Any, Any]) -> SecurityKeys:
     return gateway_of(request).security_keys
+def provide_identity(request: Request[Any, Any, Any]) -> IdentitySignIn:
+    return gateway_of(request).identity
 
 
 def provide_settings(request: Request[Any, Any, Any]) -> GatewaySettings:
@@ -92,6 +95,7 @@ DEPENDENCIES = {
     "accounts": Provide(provide_accounts, sync_to_thread=False),
     "tokens": Provide(provide_tokens, sync_to_thread=False),
     "settings": Provide(provide_settings, sync_to_thread=False),
+    "identity": Provide(provide_identity, sync_to_thread=False),
     "throttle": Provide(provide_throttle, sync_to_thread=False),
     "services": Provide(provide_services, sync_to_thread=False),
     "audit": Provide(provide_audit, sync_to_thread=False),

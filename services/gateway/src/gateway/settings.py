@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import msgspec
 
 from gateway.client_address import TrustedProxies, parse_trusted_proxies
 from gateway.mail import SmtpConfig, mail_from_problem, parse_smtp_url
+from gateway.identity.config import ProviderConfig, ProvidersFileError, load_providers
+from gateway.identity.urls import endpoint_problem
 from gateway.password_rules import password_problem
 from gateway.schemas import UserCreate
 from gateway.throttle import ThrottlePolicy
@@ -33,6 +33,7 @@ JWT_KEY_FILE = "gateway-jwt.key"
 INITIAL_ADMIN_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 # HS256 needs at least as many key bytes as the hash has (RFC 7518, 3.2).
 MIN_SECRET_BYTES = 32
+MAX_CLOCK_SKEW_SECONDS = 300
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,9 +66,14 @@ class GatewaySettings:
     step_up_seconds: int = 300
     # Unknown join codes one person may try within 10 minutes (join_limit.py).
     join_code_misses: int = 20
+    # Sign-in through OpenID Connect providers (gateway/identity/)
+    oidc_providers: tuple[ProviderConfig, ...] = ()
+    oidc_timeout_seconds: float = 10.0
+    oidc_clock_skew_seconds: int = 60
+    oidc_metadata_ttl_seconds: int = 3600
 
     def __post_init__(self) -> None:
-        problem = public_url_problem(self.public_url)
+        problem = endpoint_problem(self.public_url)
         if problem:
             raise SettingsError(f"JHAAS_PUBLIC_URL {problem}")
         if len(self.jwt_secret) < MIN_SECRET_BYTES:
@@ -86,6 +92,11 @@ class GatewaySettings:
             problem = mail_from_problem(self.mail_from) if self.mail_from else "must be set"
             if problem:
                 raise SettingsError(f"JHAAS_MAIL_FROM {problem} when JHAAS_SMTP_URL is")
+        if self.oidc_clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS:
+            # A wide window keeps an expired ID token (and its nonce) usable for longer.
+            raise SettingsError(
+                f"JHAAS_OIDC_CLOCK_SKEW_SECONDS must be at most {MAX_CLOCK_SKEW_SECONDS}"
+            )
         if self.login_window_seconds <= self.login_max_delay_seconds:
             # Otherwise a key would be forgotten while it still has to wait.
             raise SettingsError(
@@ -141,31 +152,23 @@ class GatewaySettings:
             mfa_required_for_all=env_bool(env, "JHAAS_MFA_REQUIRED_FOR_ALL", False),
             step_up_seconds=env_int(env, "JHAAS_STEP_UP_SECONDS", 300, minimum=30),
             join_code_misses=env_int(env, "JHAAS_JOIN_CODE_MISSES", 20, minimum=1),
+            oidc_providers=_oidc_providers(env),
+            oidc_timeout_seconds=env_float(env, "JHAAS_OIDC_TIMEOUT_SECONDS", 10.0, minimum=0.5),
+            oidc_clock_skew_seconds=env_int(env, "JHAAS_OIDC_CLOCK_SKEW_SECONDS", 60, minimum=0),
+            oidc_metadata_ttl_seconds=env_int(
+                env, "JHAAS_OIDC_METADATA_TTL_SECONDS", 3600, minimum=60
+            ),
         )
 
 
-def public_url_problem(url: str) -> str | None:
-    """None for an https URL, or http on loopback; else why not.
-
-    The public URL is the hubs' OAuth issuer: over plain http on a network a
-    code, a client secret and the tokens would travel in the clear.
-    """
+def _oidc_providers(env: Mapping[str, str]) -> tuple[ProviderConfig, ...]:
+    path = env.get("JHAAS_OIDC_PROVIDERS_FILE", "").strip()
+    if not path:
+        return ()
     try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-    except ValueError:
-        return f"is not a URL: {url[:100]!r}"
-    if parts.scheme == "https" and host:
-        return None
-    if parts.scheme != "http" or not host:
-        return f"must be an https:// URL, not {url[:100]!r}"
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if loopback:
-        return None
-    return f"must use https:// (plain http only on loopback), not {url[:100]!r}"
+        return load_providers(Path(path))
+    except ProvidersFileError as exc:
+        raise SettingsError(f"JHAAS_OIDC_PROVIDERS_FILE: {exc}") from None
 
 
 def _trusted_proxies(env: Mapping[str, str]) -> TrustedProxies:

@@ -50,6 +50,9 @@ identities = sa.Table(
     sa.Column("email", sa.String(320), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("last_sign_in_at", UtcDateTime(), nullable=True),
+    # The roles the provider's mapping gave at the last sign-in (comma list): only
+    # these are taken away when the mapping stops giving them (identity/accounts.py).
+    sa.Column("mapped_roles", sa.String(200), nullable=False, server_default=""),
 )
 
 # A sign-in at an OpenID provider under way (state, nonce, PKCE verifier).

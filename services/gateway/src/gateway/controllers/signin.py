@@ -56,8 +56,13 @@ def _form(
     settings = gateway_of(request).settings
     cookie = read_cookie(request, settings, SIGN_IN_FORM) or secrets.token_urlsafe(24)
     secret = settings.jwt_secret
+    providers = [(p.name, p.display_name) for p in gateway_of(request).identity.providers.configs]
     response = sign_in_page(
-        next_url=next_url, csrf=_form_token(secret, cookie), status=status, **shown
+        next_url=next_url,
+        csrf=_form_token(secret, cookie),
+        status=status,
+        providers=providers,
+        **shown,
     )
     response.cookies.append(_form_cookie(request, cookie))
     return response

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
+from urllib.parse import quote, urlencode
 
 from litestar import MediaType, Response
 
@@ -46,8 +48,15 @@ def not_in_course_page(course_title: str, join_url: str) -> Response[str]:
 
 
 def sign_in_page(
-    *, next_url: str, csrf: str, status: int = 200, error: str = "", username: str = ""
+    *,
+    next_url: str,
+    csrf: str,
+    status: int = 200,
+    error: str = "",
+    username: str = "",
+    providers: Sequence[tuple[str, str]] = (),
 ) -> Response[str]:
+    """The password form, and a link per identity provider: (name, display name)."""
     notice = f'<p role="alert">{escape(error)}</p>' if error else ""
     body = f"""{notice}
 <form method="post" action="/signin">
@@ -58,5 +67,17 @@ def sign_in_page(
 <p><label>Password <input name="password" type="password" autocomplete="current-password"
  required></label></p>
 <p><button type="submit">Sign in</button></p>
-</form>"""
+</form>{_provider_links(providers, next_url)}"""
     return page(status, "Sign in", body)
+
+
+def _provider_links(providers: Sequence[tuple[str, str]], next_url: str) -> str:
+    if not providers:
+        return ""
+    query = urlencode({"next": next_url})
+    links = "".join(
+        f'<li><a href="/signin/oidc/{quote(name)}?{escape(query)}">'
+        f"Sign in with {escape(display_name)}</a></li>"
+        for name, display_name in providers
+    )
+    return f'\n<nav aria-label="Other ways to sign in"><ul>{links}</ul></nav>'

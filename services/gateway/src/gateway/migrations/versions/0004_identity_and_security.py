@@ -88,6 +88,7 @@ def upgrade() -> None:
         sa.Column("email", sa.String(320), nullable=True),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("last_sign_in_at", TS, nullable=True),
+        sa.Column("mapped_roles", sa.String(200), nullable=False, server_default=""),
     )
     op.create_table(
         "oidc_logins",
