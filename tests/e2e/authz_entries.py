@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 from authz_matrix import NA, Call, Cell, Entry, Scope, no_params, public, route
-from authz_world import Actor, Course, Role, World, spec
+from authz_world import Actor, Course, Hub, Role, World, authorize_query, spec, token_form
+
+from jhaas_schemas.hubnames import hub_username
 
 A = Role.ANONYMOUS
 NO_OWN_REQUEST = (
@@ -426,6 +428,57 @@ async def apply_page(w: World, cell: Cell) -> Call:
     )
 
 
+# --- the hubs' OAuth provider ------------------------------------------------------------
+# The hubs' own routes: authorize asks for the browser's session, token for the
+# hub's client secret, userinfo for a hub access token. "own" is the hub of a
+# course the caller leads or is in (lea's), "other" leo's hub.
+
+
+async def hub(w: World, owner: str) -> Hub:
+    assert w.hubs is not None
+    return (await w.hubs)[owner]
+
+
+async def authorize(w: World, cell: Cell) -> Call:
+    target = await hub(w, "lea" if cell.scope is Scope.OWN else "leo")
+    query = authorize_query(target, "v" * 43)
+
+    def check(r: httpx.Response) -> None:
+        if cell.role is not A:
+            assert r.headers["location"].startswith(target.redirect_uri + "?code="), r.headers
+        else:
+            assert r.headers["location"].startswith("/signin?next="), r.headers
+
+    return Call(query=query, cookies=True, check=check)
+
+
+async def token(w: World, cell: Cell) -> Call:
+    """own: the caller's code for lea's hub, from lea's hub; other: that code from leo's
+    hub (another client), or, for whoever gets no code, the caller's gateway token."""
+    lea_hub, leo_hub = await hub(w, "lea"), await hub(w, "leo")
+    if cell.role in (Role.PARTICIPANT, Role.LEADER):
+        code, verifier = await w.hub_code(caller(w, cell), lea_hub)
+        client = lea_hub if cell.scope is Scope.OWN else leo_hub
+        return Call(form=token_form(client, code, verifier), headers={})
+    gateway_token = "no-code" if cell.role is A else caller(w, cell).token
+    return Call(form=token_form(lea_hub, gateway_token, "v" * 43), headers={})
+
+
+async def userinfo(w: World, cell: Cell) -> Call:
+    """own: the caller's access token from lea's hub; other: the caller's gateway token."""
+    if cell.role is A:
+        return Call()
+    actor = caller(w, cell)
+    if cell.scope is Scope.OTHER:
+        return Call()  # the bearer token of the gateway's own API
+    access = await w.hub_tokens(actor, await hub(w, "lea"))
+
+    def check(r: httpx.Response) -> None:
+        assert r.json()["preferred_username"] == hub_username(actor.user_id), r.text
+
+    return Call(headers={"Authorization": f"Bearer {access['access_token']}"}, check=check)
+
+
 async def static_file(_: World, __: Cell) -> Call:
     return Call(params={"file_path": "jhaas.css"})
 
@@ -581,9 +634,20 @@ ENTRIES: tuple[Entry, ...] = (
     public("GET", "/schema/{path}", 404, build=schema_page),
     public("GET", "/.well-known/openid-configuration"),
     public("GET", "/oauth/jwks"),
-    public("GET", "/oauth/authorize", 400),
-    public("POST", "/oauth/token", 400),
-    public("GET", "/oauth/userinfo", 401),
-    public("POST", "/oauth/userinfo", 401),
+    # --- the hubs' OAuth provider
+    route("GET", "/oauth/authorize", authorize,
+          who="the course's leader, tutors and accepted participants (a browser session)",
+          own=(NA, NA, 302, 302, NA, NA), other=(302, 403, 403, 403, 403, 403),
+          no_own=NO_OWN_COURSE),
+    route("POST", "/oauth/token", token,
+          who="the hub the code was issued to (its client secret)",
+          own=(NA, NA, 200, 200, NA, NA), other=(400, 400, 400, 400, 400, 400),
+          no_own="only the course's people get a code for its hub"),
+    *(
+        route(method, "/oauth/userinfo", userinfo, who="a hub's access token",
+              own=(NA, NA, 200, 200, NA, NA), other=(401, 401, 401, 401, 401, 401),
+              no_own="only the course's people get an access token for its hub")
+        for method in ("GET", "POST")
+    ),
 )
 # fmt: on

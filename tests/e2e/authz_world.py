@@ -9,16 +9,23 @@ sign-in needs (a second factor) is added in one place.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import http.cookiejar
 import itertools
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from deployer_svc.backends.base import oauth_callback_url
+from deployer_svc.backends.local_config import OAUTH_SECRET_FILE
+from deployer_svc.scheduler import oauth_client_id
 from jhaas_launcher.stack import Stack
 from jhaas_launcher.testing import eventually
 
@@ -98,6 +105,31 @@ class _NoCookies(http.cookiejar.CookiePolicy):
         return False
 
 
+def authorize_query(hub: Hub, verifier: str) -> dict[str, str]:
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return {
+        "response_type": "code",
+        "client_id": hub.client_id,
+        "redirect_uri": hub.redirect_uri,
+        "scope": "openid profile",
+        "state": "matrix",
+        "code_challenge": challenge.decode().rstrip("="),
+        "code_challenge_method": "S256",
+    }
+
+
+def token_form(hub: Hub, code: str, verifier: str) -> dict[str, str]:
+    """The hub's token request (client_secret_post) for `code`."""
+    return {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": hub.redirect_uri,
+        "code_verifier": verifier,
+        "client_id": hub.client_id,
+        "client_secret": hub.client_secret,
+    }
+
+
 def spec(slug: str, *, starts_in: timedelta = timedelta(days=14)) -> dict[str, Any]:
     """A valid hub request; far enough ahead that nothing is deployed."""
     start = datetime.now(UTC).replace(microsecond=0) + starts_in
@@ -111,6 +143,16 @@ def spec(slug: str, *, starts_in: timedelta = timedelta(days=14)) -> dict[str, A
         "resources": {"cpu": "1", "memory": "2Gi", "storage": "5Gi"},
         "expected_participants": 50,
     }
+
+
+@dataclass(frozen=True)
+class Hub:
+    """A course with a real hub (local backend), registered as an OAuth client."""
+
+    course: Course
+    client_id: str
+    client_secret: str
+    redirect_uri: str
 
 
 @dataclass
@@ -130,6 +172,9 @@ class World:
     rejected: dict[str, str] = field(default_factory=dict)
     tutors: dict[str, Person] = field(default_factory=dict)
     admin_request: str = ""
+    # lea's and leo's courses with a real hub each (pia in lea's, pat in leo's),
+    # built while the other routes' cells run.
+    hubs: asyncio.Task[dict[str, Hub]] | None = None
     _names: itertools.count[int] = field(default_factory=itertools.count)
 
     @classmethod
@@ -251,6 +296,51 @@ class World:
         )
         assert r.status_code == 200, r.text
 
+    async def hub_course(self, owner: Actor, member: Actor) -> Hub:
+        """A course starting in 20 minutes (its deploy, 30 before, is due at once),
+        `member` accepted, once its hub runs."""
+        course = await self.approved_course(owner, starts_in=timedelta(minutes=20))
+        await self.decide(course, await self.apply(member, course), "accept")
+        path = f"/api/v1/courses/{course.request_id}"
+        view = await eventually(
+            lambda: self.view(path, owner, "hub_status", "hub_url"),
+            lambda seen: seen[1].get("hub_status") == "running",
+            timeout=120,
+        )
+        r = await self.http.get(
+            "/api/v1/deployments",
+            headers=self.actors[Role.ADMIN].bearer,
+            params={"request_id": course.request_id},
+        )
+        [deployment] = r.json()["items"]
+        deployment_id = str(deployment["deployment_id"])
+        secret = self.stack.data_dir / "hubs" / deployment_id / OAUTH_SECRET_FILE
+        return Hub(
+            course,
+            oauth_client_id(deployment_id),
+            secret.read_text().strip(),
+            oauth_callback_url(str(view[1]["hub_url"])),
+        )
+
+    async def hub_code(self, actor: Actor, hub: Hub) -> tuple[str, str]:
+        """`actor`'s browser through the hub's authorize step: the code and its PKCE verifier."""
+        verifier = secrets.token_urlsafe(48)
+        r = await self.http.get(
+            "/oauth/authorize",
+            params=authorize_query(hub, verifier),
+            headers=actor.cookie_header,
+        )
+        assert r.status_code == 302, r.text
+        [code] = parse_qs(urlsplit(r.headers["location"]).query)["code"]
+        return code, verifier
+
+    async def hub_tokens(self, actor: Actor, hub: Hub) -> dict[str, Any]:
+        code, verifier = await self.hub_code(actor, hub)
+        r = await self.http.post("/oauth/token", data=token_form(hub, code, verifier))
+        assert r.status_code == 200, r.text
+        tokens: dict[str, Any] = r.json()
+        return tokens
+
     # --- what a refused call must leave as it was -----------------------------
 
     async def view(self, path: str, actor: Actor, *keys: str) -> Any:
@@ -315,4 +405,12 @@ async def build_world(stack: Stack) -> World:
         world.admin_request = await world.submit(admin)
 
     await asyncio.gather(furnish("lea"), furnish("leo"), admins_own())
+
+    async def hubs() -> dict[str, Hub]:
+        built = await asyncio.gather(
+            world.hub_course(lea, members["lea"]), world.hub_course(leo, members["leo"])
+        )
+        return dict(zip(("lea", "leo"), built, strict=True))
+
+    world.hubs = asyncio.create_task(hubs())
     return world

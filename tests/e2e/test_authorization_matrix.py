@@ -21,6 +21,8 @@ from authz_entries import ENTRIES
 from authz_matrix import Call, Cell, Entry, missing_entry_message, template
 from authz_world import ADMIN_PASSWORD, Role, World, build_world
 
+from deployer_svc.backends.local import teardown_all
+from deployer_svc.settings import load_or_create_installation_id
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from jhaas_launcher.stack import Stack
@@ -74,9 +76,14 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         try:
             yield built
         finally:
+            if built.hubs is not None:
+                built.hubs.cancel()
+                await asyncio.gather(built.hubs, return_exceptions=True)
             await built.http.aclose()
     finally:
         stack.stop()
+        # Hubs outlive the product's processes (a restart must not end a class).
+        await teardown_all(stack.data_dir / "hubs", load_or_create_installation_id(stack.data_dir))
 
 
 async def send(world: World, entry: Entry, cell: Cell, call: Call) -> httpx.Response:
