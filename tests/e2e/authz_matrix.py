@@ -52,7 +52,7 @@ class Cell:
 
 
 Probe = Callable[[], Awaitable[Any]]
-Check = Callable[[httpx.Response], None]
+Check = Callable[[httpx.Response], Awaitable[None] | None]
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def route(
 
 def public(method: str, path: str, status: int = 200, build: Build = no_params) -> Entry:
     """A route anyone may call, with no data of anybody's: the same answer for every role."""
-    return route(method, path, build, who="anyone", any=(status,) * len(ROLES))
+    return route(method, path, build, who="anyone", any=(status,) * 6)
 
 
 def template(path: str) -> str:
