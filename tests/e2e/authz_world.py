@@ -32,6 +32,9 @@ from jhaas_launcher.testing import eventually
 ADMIN_PASSWORD = "e2e-admin-password-0123"
 SESSION_COOKIE = "jhaas_session"  # plain http on loopback: the unprefixed names
 CSRF_COOKIE = "jhaas_csrf"
+# A request's statuses once request-svc has followed its approval (a course
+# starting soon is deploying or running already).
+FOLLOWED_APPROVAL = frozenset({"approved", "deploying", "running"})
 
 
 class Role(StrEnum):
@@ -260,6 +263,12 @@ class World:
             lambda: self.http.get(f"/api/v1/courses/{request_id}", headers=owner.bearer),
             lambda answer: answer.status_code == 200,
         )
+        # Each service follows the approval on its own: request-svc too, before a
+        # cell cancels the course.
+        await eventually(
+            lambda: self.view(f"/api/v1/requests/{request_id}", owner, "status"),
+            lambda seen: seen[1]["status"] in FOLLOWED_APPROVAL,
+        )
         return Course(request_id, owner, str(course.json()["join_code"]))
 
     async def apply(self, actor: Actor, course: Course) -> str:
@@ -390,8 +399,15 @@ async def build_world(stack: Stack) -> World:
     owners = {"lea": lea, "leo": leo}
     members = {"lea": world.actors[Role.PARTICIPANT], "leo": world.others["participant"]}
 
+    async def deployments(request_id: str) -> Any:
+        r = await world.http.get(
+            "/api/v1/deployments", headers=admin.bearer, params={"request_id": request_id}
+        )
+        return r.json()["items"]
+
     async def furnish(owner: str) -> None:
         course = world.courses[owner] = await world.approved_course(owners[owner])
+        await eventually(lambda: deployments(course.request_id), lambda items: len(items) == 1)
         world.pending_requests[owner] = await world.submit(owners[owner])
         pid = await world.apply(members[owner], course)
         await world.decide(course, pid, "accept")
