@@ -326,6 +326,15 @@ async def set_joining(w: World, cell: Cell) -> Call:
     )
 
 
+def through(w: World, cell: Cell) -> Course:
+    """The course a call names: the leader reaches for someone else's participant or
+    tutor through the course they do lead (the id of another course in the path
+    of one's own); everyone else names the course itself."""
+    if cell.role is Role.LEADER and cell.scope is Scope.OTHER:
+        return w.courses["lea"]
+    return course_of(w, cell)
+
+
 def decide_applications(body: dict[str, str]) -> Any:
     async def build(w: World, cell: Cell) -> Call:
         course = course_of(w, cell)
@@ -334,7 +343,7 @@ def decide_applications(body: dict[str, str]) -> Any:
         if cell.allowed:
             pid = (await w.applicant(course))[1]
         return Call(
-            params={"request_id": course.request_id},
+            params={"request_id": through(w, cell).request_id},
             json={**body, "participation_ids": [pid]},
             unchanged=participations_view(w, course),
         )
@@ -352,7 +361,7 @@ def one_participation(state: str) -> Any:
         if cell.allowed:
             pid = (await w.applicant(course, state))[1]
         return Call(
-            params={"request_id": course.request_id, "participation_id": pid},
+            params={"request_id": through(w, cell).request_id, "participation_id": pid},
             json={"reason": "matrix"} if state == "accepted" else None,
             unchanged=participations_view(w, course),
         )
@@ -391,7 +400,7 @@ async def remove_tutor(w: World, cell: Cell) -> Call:
         tutor = await w.create_person("tut")
         await w.add_tutor(course, tutor)
     return Call(
-        params={"request_id": course.request_id, "user_id": tutor.user_id},
+        params={"request_id": through(w, cell).request_id, "user_id": tutor.user_id},
         unchanged=course_view(w, course, "tutors"),
     )
 
