@@ -137,7 +137,7 @@ def missing_entry_message(method: str, path: str) -> str:
     return (
         f"the gateway has {method} {path} but the authorization matrix has no entry for it. "
         "Add one to ENTRIES in tests/e2e/authz_entries.py, e.g.\n"
-        f'    route("{method}", "{path}", <build: async (world, cell) -> Call>,\n'
+        f'    route("{method}", "{path}", <build, in authz_calls.py: (world, cell) -> Call>,\n'
         '          who="<who may call it>",\n'
         "          #      anonymous none participant leader governance admin\n"
         "          own=   (...),   # the caller's own resource\n"
