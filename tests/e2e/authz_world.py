@@ -210,14 +210,18 @@ class World:
             csrf=r.cookies[CSRF_COOKIE],
         )
 
-    async def create_person(self, prefix: str, *roles: str) -> Person:
+    async def create_person(
+        self, prefix: str, *roles: str, password_change_required: bool = False
+    ) -> Person:
         username = self.name(prefix)
         password = f"{username}-password-123"
-        r = await self.http.post(
-            "/api/v1/users",
-            headers=self.actors[Role.ADMIN].bearer,
-            json={"username": username, "password": password, "roles": list(roles)},
-        )
+        body = {
+            "username": username,
+            "password": password,
+            "roles": list(roles),
+            "password_change_required": password_change_required,
+        }
+        r = await self.http.post("/api/v1/users", headers=self.actors[Role.ADMIN].bearer, json=body)
         assert r.status_code == 201, r.text
         return Person(username, password, str(r.json()["user_id"]), roles)
 

@@ -13,13 +13,14 @@ import asyncio
 import inspect
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
 import pytest_asyncio
 from authz_entries import ENTRIES
-from authz_matrix import Call, Cell, Entry, missing_entry_message, template
-from authz_world import ADMIN_PASSWORD, Role, World, build_world
+from authz_matrix import Call, Cell, Entry, Scope, missing_entry_message, template
+from authz_world import ADMIN_PASSWORD, Actor, Role, World, build_world
 
 from deployer_svc.backends.local import teardown_all
 from deployer_svc.settings import load_or_create_installation_id
@@ -107,16 +108,23 @@ async def send(world: World, entry: Entry, cell: Cell, call: Call) -> httpx.Resp
     )
 
 
-async def run_cell(world: World, entry: Entry, cell: Cell) -> str | None:
-    """None when the cell holds, else what went wrong."""
-    where = f"{entry.method} {entry.path} as {cell}"
+async def run_cell(
+    world: World, entry: Entry, cell: Cell, *, actor: Actor | None = None, says: str = ""
+) -> str | None:
+    """None when the cell holds, else what went wrong. `actor` calls instead of the
+    cell's own caller; `says` is what the answer must say."""
+    where = f"{entry.method} {entry.path} as {cell}" + (" (the actor)" if actor else "")
     try:
         call = await entry.build(world, cell)
+        if actor is not None:
+            call = replace(call, actor=actor)
         probe = call.unchanged if not cell.allowed else None
         before = await probe() if probe else None
         r = await send(world, entry, cell, call)
         if r.status_code != cell.expected:
             return f"{where}: expected {cell.expected}, got {r.status_code}: {r.text[:300]}"
+        if says not in r.text.lower():
+            return f"{where}: the answer does not say {says!r}: {r.text[:300]}"
         if call.check is not None and cell.allowed:
             checked = call.check(r)
             if inspect.isawaitable(checked):
@@ -140,5 +148,53 @@ async def test_route(world: World, entry: Entry) -> None:
             return await run_cell(world, entry, cell)
 
     failures = [f for f in await asyncio.gather(*map(bounded, entry.cells())) if f]
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
+
+
+# Routes a caller with a generated password still reaches (REACHABLE_BEFORE in
+# the gateway): to see who they are, choose a password, or leave.
+BEFORE_PASSWORD_CHANGE = {
+    ("GET", "/api/v1/auth/me"),
+    ("POST", "/api/v1/auth/password"),
+    ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/logout-everywhere"),
+}
+# Routes that act on no session: sign-in itself, and what a hub calls with its
+# client secret or access token.
+NO_SESSION = {
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/signin"),
+    ("POST", "/oauth/token"),
+    ("GET", "/oauth/userinfo"),
+    ("POST", "/oauth/userinfo"),
+}
+
+
+def test_the_exceptions_are_routes() -> None:
+    assert route_table() >= (BEFORE_PASSWORD_CHANGE | NO_SESSION)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_generated_password_is_replaced_before_anything_else(world: World) -> None:
+    """Every other route of the table refuses such a caller (403 saying what to do
+    first) and changes nothing, whatever the resource: a new route is refused
+    unless it says otherwise."""
+    person = await world.create_person("gen", "leader", password_change_required=True)
+    actor = await world.sign_in(Role.LEADER, person)
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def refused(entry: Entry) -> str | None:
+        # The cell of a refused caller of no role: it names the standing resources.
+        scope = Scope.OTHER if Scope.OTHER in entry.rows else next(iter(entry.rows))
+        async with gate:
+            return await run_cell(
+                world, entry, Cell(Role.NONE, scope, 403), actor=actor, says="change your password"
+            )
+
+    swept = [
+        e for e in ENTRIES if e.who != "anyone" and e.key not in BEFORE_PASSWORD_CHANGE | NO_SESSION
+    ]
+    failures = [f for f in await asyncio.gather(*map(refused, swept)) if f]
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
