@@ -3,6 +3,7 @@ as real processes, with SQLite files and JetStream on disk under tmp."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import pytest
 
 from jhaas_launcher import second_factor
 from jhaas_launcher.stack import Stack
+
+# The authorization matrix's modules (authz_*.py) are imported by name, as the
+# gateway's tests import their helpers.
+sys.path.insert(0, str(Path(__file__).parent))
 
 ADMIN_PASSWORD = "e2e-admin-password-0123"
 

@@ -207,9 +207,10 @@ async def test_every_bad_join_or_decision_is_refused_and_changes_nothing(course:
     assert await course.ids("accepted") == []  # all or none
     never = await course.post("lea", accept, {"participation_ids": ["no-such-application"]})
     assert "no-such-application" in assert_error(never, 404, "not_found")["message"]
+    # Another leader is not told the course exists; an applicant (ann) knows it.
     other = await course.post("eve", accept, {"participation_ids": pending[:1]})
-    assert_error(other, 403, "forbidden")
-    assert_error(await course.get("eve", f"/courses/{cid}/participations"), 403, "forbidden")
+    assert_error(other, 404, "not_found")
+    assert_error(await course.get("eve", f"/courses/{cid}/participations"), 404, "not_found")
     assert_error(await course.get("ann", f"/courses/{cid}/roster.csv"), 403, "forbidden")
     assert_error(await course.post("ann", f"/courses/{cid}/join-code/rotate"), 403, "forbidden")
     empty = await course.post("lea", accept, {"participation_ids": []})
@@ -223,8 +224,9 @@ async def test_a_tutor_decides_but_cannot_change_or_cancel_the_course(course: Co
     cid = course.id
     unknown = await course.post("lea", f"/courses/{cid}/tutors", {"username": "nobody"})
     assert "nobody" in assert_error(unknown, 404, "not_found")["message"]
+    # Not a tutor yet, tom has no tie to the course: it does not exist for him.
     not_leader = await course.post("tom", f"/courses/{cid}/tutors", {"username": "tom"})
-    assert_error(not_leader, 403, "forbidden")
+    assert_error(not_leader, 404, "not_found")
     named = await course.post("lea", f"/courses/{cid}/tutors", {"username": "tom"})
     assert named.status_code == 200, named.text
     tom = named.json()["tutors"][0]

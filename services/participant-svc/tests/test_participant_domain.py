@@ -229,6 +229,20 @@ def test_deciding_on_another_leaders_course_is_forbidden() -> None:
         domain.require_staff(course(), ANNA)
 
 
+def test_a_course_is_hidden_only_from_those_with_no_tie_to_it() -> None:
+    """Another leader is told nothing (404, as for the request); an applicant, a
+    tutor, the leader, governance and admins know the course exists."""
+    with pytest.raises(NotFound, match="no course 'r-1'"):
+        domain.hide_from_stranger(course(), STRANGER, None)
+    domain.hide_from_stranger(course(), ANNA, applied(ANNA))
+    for who in (LEADER, TUTOR):
+        domain.hide_from_stranger(course(), who, None)
+    for role in (Role.GOVERNANCE, Role.ADMIN):
+        domain.hide_from_stranger(
+            course(), Principal(user_id="u-g", username="g", roles=(role,)), None
+        )
+
+
 def test_naming_applications_that_are_not_there_is_404() -> None:
     with pytest.raises(NotFound, match="p-missing"):
         domain.chosen([applied(ANNA)], ["p-u-anna", "p-missing"])

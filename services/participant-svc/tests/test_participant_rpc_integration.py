@@ -208,8 +208,17 @@ async def test_a_course_fills_up_to_its_approved_limit_and_not_past_it(bus: Bus)
     )
     assert listed.items == []  # all or none
 
-    await bus.refused(
+    # Another leader is not told the course exists (as request-svc hides the
+    # request); someone who applied knows it, and is refused.
+    hidden = await bus.refused(
         OTHER_LEADER,
+        ParticipantOps.ACCEPT,
+        Decide(request_id="r-1", participation_ids=ids[:1]),
+        ErrorCode.NOT_FOUND,
+    )
+    assert hidden == "no course 'r-1'"  # as for an id that names no course
+    await bus.refused(
+        person(0),
         ParticipantOps.ACCEPT,
         Decide(request_id="r-1", participation_ids=ids[:1]),
         ErrorCode.FORBIDDEN,
@@ -290,11 +299,11 @@ async def test_two_replicas_accepting_at_once_stop_at_the_limit(bus: Bus) -> Non
 async def test_tutors_decide_but_do_not_name_tutors(bus: Bus) -> None:
     await bus.publish(approval("r-3", limit=3))
     code = (await bus.course_of("r-3")).join_code
-    await bus.refused(
+    await bus.refused(  # not a tutor yet: a stranger to the course
         TUTOR,
         ParticipantOps.ADD_TUTOR,
         TutorRef(request_id="r-3", user_id=TUTOR.user_id),
-        ErrorCode.FORBIDDEN,
+        ErrorCode.NOT_FOUND,
     )
     named = await bus.call(
         LEADER, ParticipantOps.ADD_TUTOR, TutorRef(request_id="r-3", user_id=TUTOR.user_id), Course

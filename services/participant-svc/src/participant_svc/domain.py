@@ -181,6 +181,21 @@ def require_participation(
     return p
 
 
+def hide_from_stranger(
+    course: CourseState, principal: Principal, participation: ParticipationState | None
+) -> None:
+    """To someone with no tie to the course (not its leader or a tutor, never applied
+    to it, not governance or an admin, who see every request) the course does not
+    exist: the same 404 as for an unknown id, as request-svc answers for its request.
+    Who knows of it is told what they may not do (403)."""
+    if (
+        course.staff_role(principal.user_id) is None
+        and participation is None
+        and not principal.has(Role.GOVERNANCE, Role.ADMIN)
+    ):
+        raise NotFound(f"no course {course.request_id!r}")
+
+
 def require_staff(course: CourseState, principal: Principal) -> CourseRole:
     """The leader or a tutor: they see and decide on the course's participants."""
     role = course.staff_role(principal.user_id)

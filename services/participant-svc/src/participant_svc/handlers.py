@@ -77,9 +77,12 @@ class ParticipantHandlers:
     # --- reads ---------------------------------------------------------------
 
     async def course(self, ctx: CallContext, payload: CourseRef) -> Course:
-        course = await self.runtime.db.read(_course, payload.request_id)
-        domain.require_staff(course, ctx.principal)
-        return course.view()
+        def read(conn: Connection) -> CourseState:
+            course = _visible(conn, ctx, _course(conn, payload.request_id))
+            domain.require_staff(course, ctx.principal)
+            return course
+
+        return (await self.runtime.db.read(read)).view()
 
     async def find_by_code(self, _ctx: CallContext, payload: JoinCodeRef) -> CoursePreview:
         found = await self.runtime.db.read(_by_code, payload.code)
@@ -95,7 +98,7 @@ class ParticipantHandlers:
         self, ctx: CallContext, payload: ListParticipations
     ) -> ParticipationList:
         def read(conn: Connection) -> list[ParticipationState]:
-            course = _course(conn, payload.request_id)
+            course = _visible(conn, ctx, _course(conn, payload.request_id))
             domain.require_staff(course, ctx.principal)
             return ParticipationRepository(conn).list(payload.request_id, payload.status)
 
@@ -140,26 +143,29 @@ class ParticipantHandlers:
     async def rotate_join(self, ctx: CallContext, payload: CourseRef) -> Course:
         code = domain.new_join_code()
         return await self._change_course(
+            ctx,
             payload.request_id,
             lambda c, now: domain.rotate_join_code(c, ctx.principal, code, now),
         )
 
     async def set_join_open(self, ctx: CallContext, payload: SetJoinOpen) -> Course:
         return await self._change_course(
+            ctx,
             payload.request_id,
             lambda c, now: domain.set_join_open(c, ctx.principal, payload.open, now),
         )
 
     async def _change_course(
-        self, request_id: str, change: Callable[[CourseState, datetime], CourseState]
+        self,
+        ctx: CallContext,
+        request_id: str,
+        change: Callable[[CourseState, datetime], CourseState],
     ) -> Course:
         now = self.clock()
 
         def apply(uow: UnitOfWork) -> CourseState:
             repo = CourseRepository(uow.conn)
-            new = change(
-                domain.require_course(repo.get(request_id, for_update=True), request_id), now
-            )
+            new = change(_visible(uow.conn, ctx, _locked(repo, request_id)), now)
             repo.save(new)
             return new
 
@@ -171,7 +177,7 @@ class ParticipantHandlers:
 
         def apply(uow: UnitOfWork) -> CourseState:
             repo = CourseRepository(uow.conn)
-            course = _locked(repo, payload.request_id)
+            course = _visible(uow.conn, ctx, _locked(repo, payload.request_id))
             existing = ParticipationRepository(uow.conn).of_user(course.request_id, payload.user_id)
             new, event = domain.add_tutor(
                 course, payload.user_id, existing, principal=ctx.principal, now=now, env=env
@@ -189,7 +195,7 @@ class ParticipantHandlers:
 
         def apply(uow: UnitOfWork) -> CourseState:
             repo = CourseRepository(uow.conn)
-            course = _locked(repo, payload.request_id)
+            course = _visible(uow.conn, ctx, _locked(repo, payload.request_id))
             new, event = domain.remove_tutor(
                 course, payload.user_id, principal=ctx.principal, now=now, env=env
             )
@@ -244,7 +250,7 @@ class ParticipantHandlers:
         def decide(uow: UnitOfWork) -> list[ParticipationState]:
             # Counting and accepting in one unit under the course's lock: two replicas
             # accepting at once cannot together pass the approved limit.
-            course = _locked(CourseRepository(uow.conn), request_id)
+            course = _visible(uow.conn, ctx, _locked(CourseRepository(uow.conn), request_id))
             domain.require_staff(course, ctx.principal)
             repo = ParticipationRepository(uow.conn)
             picked = domain.chosen(repo.chosen(course.request_id, ids), ids)
@@ -388,6 +394,15 @@ def _course(conn: Connection, request_id: str) -> CourseState:
     return domain.require_course(CourseRepository(conn).get(request_id), request_id)
 
 
+def _visible(conn: Connection, ctx: CallContext, course: CourseState) -> CourseState:
+    """`course`, unless the caller has no tie to it (domain.hide_from_stranger)."""
+    principal = ctx.principal
+    if course.staff_role(principal.user_id) is None:
+        mine = ParticipationRepository(conn).of_user(course.request_id, principal.user_id)
+        domain.hide_from_stranger(course, principal, mine)
+    return course
+
+
 def _by_code(conn: Connection, code: str) -> CourseState | None:
     return CourseRepository(conn).by_code(domain.normalized_code(code))
 
@@ -399,8 +414,9 @@ def _locked(repo: CourseRepository, request_id: str) -> CourseState:
 def _one(
     conn: Connection, ctx: CallContext, request_id: str, participation_id: str
 ) -> tuple[CourseState, ParticipationState, ParticipationRepository]:
-    """The locked course and one of its participations; 403 before 404 for a stranger."""
-    course = _locked(CourseRepository(conn), request_id)
+    """The locked course and one of its participations; to staff only (403 before
+    404, so that nobody else learns which participation ids exist)."""
+    course = _visible(conn, ctx, _locked(CourseRepository(conn), request_id))
     domain.require_staff(course, ctx.principal)
     repo = ParticipationRepository(conn)
     p = domain.require_participation(
