@@ -27,16 +27,16 @@ from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.health import healthz, index, readyz
 from gateway.controllers.identities import IdentityController
 from gateway.controllers.joining import apply_to_join, join_course, join_start
+from gateway.controllers.me import MeController
 from gateway.controllers.mfa import MfaController, MfaResetController
 from gateway.controllers.mfa_pages import second_step, second_step_form, setup_form
-from gateway.controllers.me import MeController
 from gateway.controllers.oauth import OAuthController, openid_configuration
+from gateway.controllers.oidc import oidc_callback, oidc_sign_in
 from gateway.controllers.password_reset import (
     PasswordResetController,
     reset_password_page,
     verify_email_page,
 )
-from gateway.controllers.oidc import oidc_callback, oidc_sign_in
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
@@ -49,9 +49,9 @@ from gateway.headers import STATIC_PREFIX, make_security_headers
 from gateway.identity.providers import IdentityProviders
 from gateway.identity.signin import IdentitySignIn
 from gateway.join_limit import JoinCodeGuessLimit
+from gateway.mail import Mailer
 from gateway.mfa.keys import SecurityKeys
 from gateway.mfa.service import SecondFactors
-from gateway.mail import Mailer
 from gateway.oauth.provider import Provider
 from gateway.password_rules import common_passwords
 from gateway.personal_tokens import PersonalTokens

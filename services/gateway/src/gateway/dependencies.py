@@ -74,6 +74,8 @@ def provide_mfa(request: Request[Any, Any, Any]) -> SecondFactors:
 
 def provide_security_keys(request: Request[Any, Any, Any]) -> SecurityKeys:
     return gateway_of(request).security_keys
+
+
 def provide_identity(request: Request[Any, Any, Any]) -> IdentitySignIn:
     return gateway_of(request).identity
 

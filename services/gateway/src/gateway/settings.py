@@ -12,9 +12,9 @@ from pathlib import Path
 import msgspec
 
 from gateway.client_address import TrustedProxies, parse_trusted_proxies
-from gateway.mail import SmtpConfig, mail_from_problem, parse_smtp_url
 from gateway.identity.config import ProviderConfig, ProvidersFileError, load_providers
 from gateway.identity.urls import endpoint_problem
+from gateway.mail import SmtpConfig, mail_from_problem, parse_smtp_url
 from gateway.password_rules import password_problem
 from gateway.schemas import UserCreate
 from gateway.throttle import ThrottlePolicy

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-
 from gateway.accounts import Accounts, ClientInfo, Clock, SignedIn
 from gateway.audit import Audit
 from gateway.identity import accounts as account_work
