@@ -135,7 +135,9 @@ class DeployerHandlers:
         what their own request's row or cancellation decides."""
         now = self.clock()
         planned = [self._scheduled(event, now) for event in events]
-        stored = DeploymentRepository(conn).add_all_unless_cancelled([r for r, _ in planned])
+        repo = DeploymentRepository(conn)
+        repo.lock_requests(record.request_id for record, _ in planned)
+        stored = repo.add_all_unless_cancelled([r for r, _ in planned])
         emitted: list[Sequence[Event]] = []
         for event, (record, scheduled) in zip(events, planned, strict=True):
             if record.request_id in stored:
@@ -166,6 +168,7 @@ class DeployerHandlers:
         assert isinstance(event, RequestApproved)
         now = self.clock()
         repo = DeploymentRepository(conn)
+        repo.lock_requests([event.request_id])  # see lock_requests: a cancellation at once
         record, emitted = self._scheduled(event, now)
         # The usual case, a request's first approval not overtaken by its
         # cancellation, costs one statement; the others are told apart after.
@@ -195,6 +198,7 @@ class DeployerHandlers:
         """Unschedule a course that has no hub yet; tear down one that has (or may have)."""
         assert isinstance(event, RequestCancelled)
         repo = DeploymentRepository(conn)
+        repo.lock_requests([event.request_id])  # see lock_requests: an approval at once
         record = repo.for_request(event.request_id, for_update=True)
         if record is None:
             # The approval has not reached us yet (or never will): remember, so

@@ -8,7 +8,7 @@ parameters, so that SQLAlchemy compiles each once and then only looks it up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -196,6 +196,12 @@ _ADD_MANY_SQLITE = (
     .on_conflict_do_nothing(index_elements=[_c.request_id])
     .returning(_c.request_id)
 )
+# Transaction-scoped advisory locks, one per request id, taken in order.
+_LOCK_NAMESPACE = 0x4A484450  # "JHDP": the deployer's requests
+_LOCK_REQUESTS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(:namespace, hashtext(r))) "
+    "FROM (SELECT r FROM unnest(CAST(:ids AS text[])) AS r ORDER BY r) AS sorted"
+).bindparams(namespace=_LOCK_NAMESPACE)
 _CANCELLED_AMONG = sa.select(early_cancellations.c.request_id).where(
     early_cancellations.c.request_id.in_(sa.bindparam("request_ids", expanding=True))
 )
@@ -316,6 +322,23 @@ class DeploymentRepository:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+
+    def lock_requests(self, request_ids: Iterable[str]) -> None:
+        """On PostgreSQL, hold each request's lock until this transaction ends.
+
+        An approval and a cancellation of one request come on different streams
+        and may be handled at the same instant by two transactions; under READ
+        COMMITTED each could miss the other's uncommitted row (the cancellation
+        finds no deployment and remembers itself; the approval finds no
+        remembered cancellation and schedules the hub), and a cancelled course
+        would get its hub. Both take this lock first, so the second one waits
+        and then sees what the first committed. Sorted, so two batches never
+        wait for each other in a circle. (SQLite has one writer at a time.)"""
+        if self.conn.dialect.name != "postgresql":
+            return
+        ids = sorted(set(request_ids))
+        if ids:
+            self.conn.execute(_LOCK_REQUESTS, {"ids": ids})
 
     def for_request(self, request_id: str, *, for_update: bool = False) -> DeploymentRecord | None:
         query = _FOR_REQUEST_LOCKED if for_update else _FOR_REQUEST
