@@ -334,14 +334,14 @@ async def test_a_link_finished_in_another_browser_is_refused(
     attackers_callback = await sign_in_at_idp(started.json()["url"], "dave")
 
     async with make_client(settings) as victim:
-        await sign_in(victim, "uni", "bob")
-        bob = (await me(victim))["user_id"]
+        await sign_in(victim, "uni", "mallory")  # a participant: no second factor owed
+        mallory = (await me(victim))["user_id"]
         response = await back_from_idp(victim, attackers_callback)
 
         assert response.status_code == 403
         assert "started in another browser" in response.text
         assert await linked_providers(victim) == ["uni"]
-        assert (await me(victim))["user_id"] == bob
+        assert (await me(victim))["user_id"] == mallory
 
 
 async def test_an_attackers_sign_in_finished_by_a_victim_is_refused(
@@ -518,11 +518,11 @@ async def test_an_identity_of_another_account_is_not_linked(gateway: Client) -> 
 
 
 async def test_a_link_finished_after_switching_accounts_is_refused(gateway: Client) -> None:
-    """Alice starts a link, then Bob signs in in the same browser: Bob gets nothing of hers."""
+    """Alice starts a link, then Mallory signs in in the same browser: she gets nothing of Alice's."""
     await sign_in(gateway, "uni", "alice")
     started = await gateway.post("/api/v1/auth/identities/social/link", headers=csrf(gateway))
     authorize = started.json()["url"]
-    await sign_in(gateway, "uni", "bob")
+    await sign_in(gateway, "uni", "mallory")  # a participant: no second factor owed
 
     response = await back_from_idp(gateway, await sign_in_at_idp(authorize, "dave"))
 

@@ -73,6 +73,7 @@ async def test_a_token_is_shown_once_and_acts_with_its_roles(clocked: Client) ->
     assert await audit_kinds(clocked, user["user_id"]) == [
         "user.created",
         "sign_in.succeeded",
+        "mfa.enrolled",  # an admin sets up her second factor before she may act
         "token.issued",
     ]
 
