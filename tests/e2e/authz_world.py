@@ -22,14 +22,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from authz_outside import ADMIN_PASSWORD
+from idp_helpers import TestIdp
+from mail_helpers import MailServer
 
 from deployer_svc.backends.base import oauth_callback_url
 from deployer_svc.backends.local_config import OAUTH_SECRET_FILE
 from deployer_svc.scheduler import oauth_client_id
+from jhaas_launcher.second_factor import MFA_ROLES, confirm_second_factor, set_up_app
 from jhaas_launcher.stack import Stack
 from jhaas_launcher.testing import eventually
 
-ADMIN_PASSWORD = "e2e-admin-password-0123"
 SESSION_COOKIE = "jhaas_session"  # plain http on loopback: the unprefixed names
 CSRF_COOKIE = "jhaas_csrf"
 # A request's statuses once request-svc has followed its approval (a course
@@ -162,6 +165,8 @@ class Hub:
 class World:
     stack: Stack
     http: httpx.AsyncClient
+    idp: TestIdp
+    mail: MailServer
     actors: dict[Role, Actor] = field(default_factory=dict)
     # The "someone else" of each kind: another leader, participant, person.
     others: dict[str, Actor] = field(default_factory=dict)
@@ -179,6 +184,7 @@ class World:
     # built while the other routes' cells run.
     hubs: asyncio.Task[dict[str, Hub]] | None = None
     _names: itertools.count[int] = field(default_factory=itertools.count)
+    _addresses: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @classmethod
     def client(cls, stack: Stack) -> httpx.AsyncClient:
@@ -192,23 +198,48 @@ class World:
     def name(self, prefix: str) -> str:
         return f"{prefix}{next(self._names)}-{uuid.uuid4().hex[:6]}"
 
+    def elsewhere(self) -> dict[str, str]:
+        """A header saying the call comes from an address of its own (see authz_outside)."""
+        n = next(self._addresses)
+        return {"X-Forwarded-For": f"198.51.{100 + n // 250}.{n % 250 + 1}"}
+
     # --- people ---------------------------------------------------------------
 
-    async def sign_in(self, role: Role, person: Person | None = None) -> Actor:
+    async def sign_in(
+        self,
+        role: Role,
+        person: Person | None = None,
+        *,
+        set_up: bool | None = None,
+        confirm: bool = True,
+    ) -> Actor:
         """`person` (else the world's standing person of `role`) signed in: a new session.
 
-        The one place where the world signs anyone in."""
+        The one place where the world signs anyone in, with the second step a
+        person would take (jhaas_launcher.second_factor): a governance or admin
+        person sets up an authenticator app at the first sign-in and types its
+        code at every later one. `set_up`: set one up (True, any role) or not
+        (False: a governance or admin session that may only set one up); None:
+        when the role needs one. `confirm=False` leaves a session owing its
+        second factor."""
         person = person or self.actors[role].person
         r = await self.http.post(
             "/api/v1/auth/login", json={"username": person.username, "password": person.password}
         )
         assert r.status_code == 200, r.text
-        return Actor(
+        body = r.json()
+        actor = Actor(
             person=person,
-            token=str(r.json()["access_token"]),
+            token=str(body["access_token"]),
             session=r.cookies[SESSION_COOKIE],
             csrf=r.cookies[CSRF_COOKIE],
         )
+        if body["mfa_required"]:
+            if confirm:
+                await confirm_second_factor(self.http, actor.bearer, person.username)
+        elif set_up or (set_up is None and MFA_ROLES.intersection(body["user"]["roles"])):
+            await set_up_app(self.http, actor.bearer, person.username)
+        return actor
 
     async def create_person(
         self, prefix: str, *roles: str, password_change_required: bool = False
@@ -225,10 +256,14 @@ class World:
         assert r.status_code == 201, r.text
         return Person(username, password, str(r.json()["user_id"]), roles)
 
-    async def fresh_actor(self, role: Role) -> Actor:
-        """A new person with `role`, signed in: for cells that end sessions or change passwords."""
+    async def fresh_actor(
+        self, role: Role, *, set_up: bool | None = None, confirm: bool = True
+    ) -> Actor:
+        """A new person with `role`, signed in (see `sign_in`): for cells that change
+        their caller (end sessions, change passwords, set up second factors)."""
         roles = () if role is Role.NONE else (role.value,)
-        return await self.sign_in(role, await self.create_person(f"x{role.value[:3]}", *roles))
+        person = await self.create_person(f"x{role.value[:3]}", *roles)
+        return await self.sign_in(role, person, set_up=set_up, confirm=confirm)
 
     async def session_id(self, actor: Actor) -> str:
         r = await self.http.get("/api/v1/auth/sessions", headers=actor.bearer)
@@ -365,9 +400,9 @@ class World:
         return r.status_code, {k: body.get(k) for k in keys}
 
 
-async def build_world(stack: Stack) -> World:
+async def build_world(stack: Stack, idp: TestIdp, mail: MailServer) -> World:
     """The standing people and resources every cell may read (and none may change)."""
-    world = World(stack, World.client(stack))
+    world = World(stack, World.client(stack), idp, mail)
     admin_person = Person("admin", ADMIN_PASSWORD, "", ("admin",))
     admin = await world.sign_in(Role.ADMIN, admin_person)
     me = await world.http.get("/api/v1/auth/me", headers=admin.bearer)

@@ -14,8 +14,10 @@ from jhaas_launcher import second_factor
 from jhaas_launcher.stack import Stack
 
 # The authorization matrix's modules (authz_*.py) are imported by name, as the
-# gateway's tests import their helpers.
+# gateway's tests import their helpers; and it uses three of those helpers (a
+# test OpenID provider, a mail server, a software security key).
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).parents[2] / "services" / "gateway" / "tests"))
 
 ADMIN_PASSWORD = "e2e-admin-password-0123"
 

@@ -20,7 +20,8 @@ import pytest
 import pytest_asyncio
 from authz_entries import ENTRIES
 from authz_matrix import Call, Cell, Entry, Scope, missing_entry_message, template
-from authz_world import ADMIN_PASSWORD, Actor, Role, World, build_world
+from authz_outside import outside_services
+from authz_world import Actor, Role, World, build_world
 
 from deployer_svc.backends.local import teardown_all
 from deployer_svc.settings import load_or_create_installation_id
@@ -66,25 +67,26 @@ def test_every_route_has_an_entry() -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    """The whole product, one per module, with its people and resources."""
-    stack = Stack(
-        data_dir=tmp_path_factory.mktemp("matrix") / "data",
-        extra_env={"JHAAS_ADMIN_PASSWORD": ADMIN_PASSWORD, "JHAAS_LOG_FORMAT": "console"},
-    )
-    try:
-        await stack.start()
-        built = await build_world(stack)
+    """The whole product, one per module, with its people and resources (and an
+    OpenID provider and a mail server beside it)."""
+    folder = tmp_path_factory.mktemp("matrix")
+    with outside_services(folder) as (port, idp, mail, env):
+        stack = Stack(data_dir=folder / "data", gateway_port=port, extra_env=env)
         try:
-            yield built
+            await stack.start()
+            built = await build_world(stack, idp, mail)
+            try:
+                yield built
+            finally:
+                if built.hubs is not None:
+                    built.hubs.cancel()
+                    await asyncio.gather(built.hubs, return_exceptions=True)
+                await built.http.aclose()
         finally:
-            if built.hubs is not None:
-                built.hubs.cancel()
-                await asyncio.gather(built.hubs, return_exceptions=True)
-            await built.http.aclose()
-    finally:
-        stack.stop()
-        # Hubs outlive the product's processes (a restart must not end a class).
-        await teardown_all(stack.data_dir / "hubs", load_or_create_installation_id(stack.data_dir))
+            stack.stop()
+            # Hubs outlive the product's processes (a restart must not end a class).
+            data = stack.data_dir
+            await teardown_all(data / "hubs", load_or_create_installation_id(data))
 
 
 async def send(world: World, entry: Entry, cell: Cell, call: Call) -> httpx.Response:
