@@ -67,6 +67,8 @@ class Call:
     actor: Actor | None = None
     # Send the session cookie (+ X-CSRF-Token) instead of the bearer token.
     cookies: bool = False
+    # Put the caller's CSRF token into the form (a page's form post), whoever calls.
+    csrf_in_form: bool = False
     # Headers sent instead of the caller's credentials (a page's own form cookie).
     headers: Mapping[str, str] | None = None
     # Read before and after a refused call: the two must be equal.

@@ -85,6 +85,18 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class Victim:
+    """The "someone else" of the account routes: a participant's second factor,
+    mailed link, API token and linked identity (authz_secrets.furnish_victim)."""
+
+    actor: Actor
+    credential_id: str  # a security key
+    token_id: str  # a personal API token
+    email_link: str  # the unused token of a link to confirm an address
+    subject: str  # their identity at the test provider
+
+
+@dataclass(frozen=True)
 class Course:
     request_id: str
     leader: Actor
@@ -180,6 +192,7 @@ class World:
     rejected: dict[str, str] = field(default_factory=dict)
     tutors: dict[str, Person] = field(default_factory=dict)
     admin_request: str = ""
+    victim: Victim | None = None
     # lea's and leo's courses with a real hub each (pia in lea's, pat in leo's),
     # built while the other routes' cells run.
     hubs: asyncio.Task[dict[str, Hub]] | None = None

@@ -21,6 +21,7 @@ import pytest_asyncio
 from authz_entries import ENTRIES
 from authz_matrix import Call, Cell, Entry, Scope, missing_entry_message, template
 from authz_outside import outside_services
+from authz_secrets import furnish_victim, owing_second_factor
 from authz_world import Actor, Role, World, build_world
 
 from deployer_svc.backends.local import teardown_all
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.e2e
 IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
 # Cells of one route run at once, this many at a time (the machine has 2 cores).
 PARALLEL = 8
+Key = tuple[str, str]  # a route: method, path template
 
 
 def route_table() -> set[tuple[str, str]]:
@@ -75,6 +77,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         try:
             await stack.start()
             built = await build_world(stack, idp, mail)
+            built.victim = await furnish_victim(built)
             try:
                 yield built
             finally:
@@ -90,32 +93,43 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 
 
 async def send(world: World, entry: Entry, cell: Cell, call: Call) -> httpx.Response:
+    actor = None if cell.role is Role.ANONYMOUS else (call.actor or world.actors[cell.role])
     headers: dict[str, str] = {}
     if call.headers is not None:
         headers.update(call.headers)
-    elif cell.role is not Role.ANONYMOUS:
-        actor = call.actor or world.actors[cell.role]
+    elif actor is not None:
         if call.cookies:
             headers.update(actor.cookie_header)
             headers["X-CSRF-Token"] = actor.csrf
         else:
             headers.update(actor.bearer)
+    form = call.form
+    if call.csrf_in_form:
+        form = {**(form or {}), "csrf": actor.csrf if actor else ""}
     return await world.http.request(
         entry.method,
         entry.path.format(**call.params),
         params=call.query,
         json=call.json,
-        data=call.form,
+        data=form,
         headers=headers,
     )
 
 
 async def run_cell(
-    world: World, entry: Entry, cell: Cell, *, actor: Actor | None = None, says: str = ""
+    world: World,
+    entry: Entry,
+    cell: Cell,
+    *,
+    actor: Actor | None = None,
+    says: str = "",
+    expected: int | None = None,
 ) -> str | None:
     """None when the cell holds, else what went wrong. `actor` calls instead of the
-    cell's own caller; `says` is what the answer must say."""
+    cell's own caller, and the answer must then be `expected` (default: the cell's);
+    `says` is what the answer (its body, or where it sends the browser) must say."""
     where = f"{entry.method} {entry.path} as {cell}" + (" (the actor)" if actor else "")
+    status = cell.expected if expected is None else expected
     try:
         call = await entry.build(world, cell)
         if actor is not None:
@@ -123,9 +137,9 @@ async def run_cell(
         probe = call.unchanged if not cell.allowed else None
         before = await probe() if probe else None
         r = await send(world, entry, cell, call)
-        if r.status_code != cell.expected:
-            return f"{where}: expected {cell.expected}, got {r.status_code}: {r.text[:300]}"
-        if says not in r.text.lower():
+        if r.status_code != status:
+            return f"{where}: expected {status}, got {r.status_code}: {r.text[:300]}"
+        if says not in f"{r.text} {r.headers.get('location', '')}".lower():
             return f"{where}: the answer does not say {says!r}: {r.text[:300]}"
         if call.check is not None and cell.allowed:
             checked = call.check(r)
@@ -154,49 +168,97 @@ async def test_route(world: World, entry: Entry) -> None:
         pytest.fail("\n".join(failures), pytrace=False)
 
 
-# Routes a caller with a generated password still reaches (REACHABLE_BEFORE in
-# the gateway): to see who they are, choose a password, or leave.
-BEFORE_PASSWORD_CHANGE = {
-    ("GET", "/api/v1/auth/me"),
-    ("POST", "/api/v1/auth/password"),
-    ("POST", "/api/v1/auth/logout"),
-    ("POST", "/api/v1/auth/logout-everywhere"),
-}
-# Routes that act on no session: sign-in itself, and what a hub calls with its
-# client secret or access token.
+# Routes that act on no session: sign-in itself (with a password, or the
+# provider's answer), and what a hub calls with its client secret or access token.
 NO_SESSION = {
     ("POST", "/api/v1/auth/login"),
     ("POST", "/signin"),
+    ("GET", "/signin/oidc/{provider}/callback"),
     ("POST", "/oauth/token"),
     ("GET", "/oauth/userinfo"),
     ("POST", "/oauth/userinfo"),
 }
+# Routes a caller with something to do first still reaches (REACHABLE_BEFORE in
+# the gateway, and the pages of that step): to see who they are and what they
+# must do, do it, or leave.
+ANY_STAGE = {
+    ("GET", "/api/v1/auth/me"),
+    ("GET", "/api/v1/auth/mfa"),
+    ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/logout-everywhere"),
+}
+BEFORE_PASSWORD_CHANGE = ANY_STAGE | {("POST", "/api/v1/auth/password")}
+BEFORE_SECOND_FACTOR = ANY_STAGE | {
+    ("POST", "/api/v1/auth/mfa/verify"),
+    ("POST", "/api/v1/auth/mfa/webauthn/authenticate/options"),
+    ("POST", "/api/v1/auth/mfa/webauthn/authenticate"),
+    ("GET", "/signin/mfa"),
+    ("POST", "/signin/mfa"),
+}
+BEFORE_MFA_ENROLLMENT = ANY_STAGE | {
+    ("POST", "/api/v1/auth/password"),
+    ("POST", "/api/v1/auth/mfa/totp"),
+    ("POST", "/api/v1/auth/mfa/totp/confirm"),
+    ("POST", "/api/v1/auth/mfa/webauthn/register/options"),
+    ("POST", "/api/v1/auth/mfa/webauthn/register"),
+    ("GET", "/signin/mfa/setup"),
+}
+# The pages that a signed-in browser reaches for: instead of refusing, they send a
+# browser with a step still to take to that step's page (303).
+BROWSER_PAGES = {("GET", "/join/{code}"), ("POST", "/join/{code}"), ("GET", "/oauth/authorize")}
+SECOND_STEP_PAGES = {("GET", "/signin/mfa"), ("POST", "/signin/mfa")}
+Answer = tuple[int, str]  # a status, and what the answer (or where it sends to) says
 
 
 def test_the_exceptions_are_routes() -> None:
-    assert route_table() >= (BEFORE_PASSWORD_CHANGE | NO_SESSION)
+    stages = BEFORE_PASSWORD_CHANGE | BEFORE_SECOND_FACTOR | BEFORE_MFA_ENROLLMENT
+    assert route_table() >= (stages | NO_SESSION | BROWSER_PAGES)
 
 
-@pytest.mark.asyncio(loop_scope="module")
-async def test_a_generated_password_is_replaced_before_anything_else(world: World) -> None:
-    """Every other route of the table refuses such a caller (403 saying what to do
-    first) and changes nothing, whatever the resource: a new route is refused
-    unless it says otherwise."""
-    person = await world.create_person("gen", "leader", password_change_required=True)
-    actor = await world.sign_in(Role.LEADER, person)
+async def sweep(
+    world: World, actor: Actor, reachable: set[Key], says: str, pages: dict[Key, Answer]
+) -> None:
+    """Every route of the table but the `reachable` ones and those acting on no
+    session refuses `actor` (403 saying `says`) and changes nothing, whatever the
+    resource; the `pages` answer as given instead. A new route is refused unless
+    it says otherwise."""
     gate = asyncio.Semaphore(PARALLEL)
 
     async def refused(entry: Entry) -> str | None:
         # The cell of a refused caller of no role: it names the standing resources.
         scope = Scope.OTHER if Scope.OTHER in entry.rows else next(iter(entry.rows))
+        status, text = pages.get(entry.key, (403, says))
         async with gate:
             return await run_cell(
-                world, entry, Cell(Role.NONE, scope, 403), actor=actor, says="change your password"
+                world, entry, Cell(Role.NONE, scope, 403), actor=actor, says=text, expected=status
             )
 
-    swept = [
-        e for e in ENTRIES if e.who != "anyone" and e.key not in BEFORE_PASSWORD_CHANGE | NO_SESSION
-    ]
+    swept = [e for e in ENTRIES if e.who != "anyone" and e.key not in reachable | NO_SESSION]
     failures = [f for f in await asyncio.gather(*map(refused, swept)) if f]
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_generated_password_is_replaced_before_anything_else(world: World) -> None:
+    person = await world.create_person("gen", "leader", password_change_required=True)
+    actor = await world.sign_in(Role.LEADER, person)
+    # The second step's pages have nothing to ask of such a session: on to `next`.
+    pages = {key: (303, "") for key in SECOND_STEP_PAGES}
+    await sweep(world, actor, BEFORE_PASSWORD_CHANGE, "change your password", pages)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_session_owing_its_second_factor_reaches_only_its_check(world: World) -> None:
+    actor = await owing_second_factor(world, Role.LEADER)
+    to_check = (303, "/signin/mfa?next=")
+    pages = {key: to_check for key in BROWSER_PAGES | {("GET", "/signin/mfa/setup")}}
+    await sweep(world, actor, BEFORE_SECOND_FACTOR, "finish signing in first", pages)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_governance_sets_up_a_second_factor_before_anything_else(world: World) -> None:
+    actor = await world.fresh_actor(Role.GOVERNANCE, set_up=False)
+    to_set_up = (303, "/signin/mfa/setup?next=")
+    pages = {key: to_set_up for key in BROWSER_PAGES | SECOND_STEP_PAGES}
+    await sweep(world, actor, BEFORE_MFA_ENROLLMENT, "set up a second factor first", pages)
