@@ -19,7 +19,7 @@ from gateway.auth import csrf_token_for
 from gateway.context import gateway_of
 from gateway.controllers.auth import client_info
 from gateway.controllers.mfa import begin_check
-from gateway.controllers.signin import MFA_PAGE_PATH
+from gateway.controllers.signin import MFA_PAGE_PATH, change_password_first
 from gateway.controllers.signin import MFA_SETUP_PATH as SETUP_PATH
 from gateway.errors import TooManyRequests
 from gateway.guards import session_caller
@@ -127,15 +127,21 @@ async def second_step(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @get(SETUP_PATH, media_type=MediaType.HTML, include_in_schema=False, security=[])
 async def setup_form(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Anyone signed in (who confirmed any second factor they have): set one up."""
+    """Anyone signed in (who confirmed any second factor they have, and replaced a
+    generated password): set one up."""
     gateway = gateway_of(request)
     next_url = safe_next(request.query_params.get("next"))
     session = await session_caller(request)
     if session is None:
         return _redirect(_to("/signin", _to(SETUP_PATH, next_url)))
     caller, token = session
-    if caller.mfa_pending:
+    pending = caller.pending(mfa_for_all=gateway.settings.mfa_required_for_all)
+    if pending is Pending.SECOND_FACTOR:
         return _redirect(_to(MFA_PAGE_PATH, _to(SETUP_PATH, next_url)))
+    if pending is Pending.PASSWORD_CHANGE:
+        # Every button of the page would be refused (the setup routes are not
+        # reachable before the password is replaced): say so, as the other pages do.
+        return change_password_first()
     found = await gateway.mfa.status(caller)
     keys: SecurityKeys = gateway.security_keys
     return setup_page(

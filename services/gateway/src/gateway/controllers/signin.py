@@ -127,14 +127,18 @@ def pending_page(caller: Caller, settings: GatewaySettings, next_url: str) -> Re
         location = f"{MFA_PAGE_PATH}?{urlencode({'next': safe_next(next_url)})}"
         return Response("", status_code=303, headers={"Location": location})
     if pending is Pending.PASSWORD_CHANGE:
-        return problem_page(
-            403,
-            "Change your password first",
-            "Your password was generated for you: choose your own first.",
-        )
+        return change_password_first()
     # MFA_ENROLLMENT: set one up on the setup page, then come back.
     location = f"{MFA_SETUP_PATH}?{urlencode({'next': safe_next(next_url)})}"
     return Response("", status_code=303, headers={"Location": location})
+
+
+def change_password_first() -> Response[str]:
+    return problem_page(
+        403,
+        "Change your password first",
+        "Your password was generated for you: choose your own first.",
+    )
 
 
 def after_first_factor(signed_in: SignedIn, next_url: str, *, mfa_for_all: bool = False) -> str:
