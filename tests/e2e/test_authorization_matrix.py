@@ -215,6 +215,24 @@ def test_the_exceptions_are_routes() -> None:
     assert route_table() >= (stages | NO_SESSION | BROWSER_PAGES)
 
 
+async def answered(world: World, actor: Actor, role: Role, answers: dict[Key, Answer]) -> None:
+    """`actor` calls each route of `answers` as a refused caller of `role` would (at
+    the standing resources), and gets that answer; a refusal changes nothing."""
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def one(entry: Entry) -> str | None:
+        scope = Scope.OTHER if Scope.OTHER in entry.rows else next(iter(entry.rows))
+        status, says = answers[entry.key]
+        async with gate:
+            cell = Cell(role, scope, 403)
+            return await run_cell(world, entry, cell, actor=actor, says=says, expected=status)
+
+    calls = [one(entry) for entry in ENTRIES if entry.key in answers]
+    failures = [f for f in await asyncio.gather(*calls) if f]
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
+
+
 async def sweep(
     world: World, actor: Actor, reachable: set[Key], says: str, pages: dict[Key, Answer]
 ) -> None:
@@ -222,21 +240,8 @@ async def sweep(
     session refuses `actor` (403 saying `says`) and changes nothing, whatever the
     resource; the `pages` answer as given instead. A new route is refused unless
     it says otherwise."""
-    gate = asyncio.Semaphore(PARALLEL)
-
-    async def refused(entry: Entry) -> str | None:
-        # The cell of a refused caller of no role: it names the standing resources.
-        scope = Scope.OTHER if Scope.OTHER in entry.rows else next(iter(entry.rows))
-        status, text = pages.get(entry.key, (403, says))
-        async with gate:
-            return await run_cell(
-                world, entry, Cell(Role.NONE, scope, 403), actor=actor, says=text, expected=status
-            )
-
     swept = [e for e in ENTRIES if e.who != "anyone" and e.key not in reachable | NO_SESSION]
-    failures = [f for f in await asyncio.gather(*map(refused, swept)) if f]
-    if failures:
-        pytest.fail("\n".join(failures), pytrace=False)
+    await answered(world, actor, Role.NONE, {e.key: pages.get(e.key, (403, says)) for e in swept})
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -262,3 +267,60 @@ async def test_governance_sets_up_a_second_factor_before_anything_else(world: Wo
     to_set_up = (303, "/signin/mfa/setup?next=")
     pages = {key: to_set_up for key in BROWSER_PAGES | SECOND_STEP_PAGES}
     await sweep(world, actor, BEFORE_MFA_ENROLLMENT, "set up a second factor first", pages)
+
+
+# What a personal API token never reaches (requires_session): a person's
+# sessions, password, second factors, linked identities, tokens and account.
+NEEDS_A_SESSION = {
+    ("POST", "/api/v1/auth/password"),
+    ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/logout-everywhere"),
+    ("GET", "/api/v1/auth/sessions"),
+    ("DELETE", "/api/v1/auth/sessions/{session_id}"),
+    ("GET", "/api/v1/auth/mfa"),
+    ("POST", "/api/v1/auth/mfa/totp"),
+    ("POST", "/api/v1/auth/mfa/totp/confirm"),
+    ("DELETE", "/api/v1/auth/mfa/totp"),
+    ("POST", "/api/v1/auth/mfa/verify"),
+    ("POST", "/api/v1/auth/mfa/recovery-codes"),
+    ("POST", "/api/v1/auth/mfa/webauthn/register/options"),
+    ("POST", "/api/v1/auth/mfa/webauthn/register"),
+    ("POST", "/api/v1/auth/mfa/webauthn/authenticate/options"),
+    ("POST", "/api/v1/auth/mfa/webauthn/authenticate"),
+    ("DELETE", "/api/v1/auth/mfa/webauthn/{credential_id}"),
+    ("POST", "/api/v1/auth/identities/{provider}/link"),
+    ("DELETE", "/api/v1/auth/identities/{provider}"),
+    ("PATCH", "/api/v1/me"),
+    ("GET", "/api/v1/me/export"),
+    ("DELETE", "/api/v1/me"),
+    ("POST", "/api/v1/me/email/verify"),
+    ("GET", "/api/v1/tokens"),
+    ("POST", "/api/v1/tokens"),
+    ("DELETE", "/api/v1/tokens/{token_id}"),
+}
+# The step-up changes: a token is never a recent second-factor check.
+STEP_UP = {
+    ("POST", "/api/v1/users"),
+    ("PATCH", "/api/v1/users/{user_id}"),
+    ("DELETE", "/api/v1/users/{user_id}"),
+    ("POST", "/api/v1/users/{user_id}/mfa/reset"),
+    ("POST", "/api/v1/deployments/{request_id}/redeploy"),
+}
+
+
+def test_the_token_exceptions_are_routes() -> None:
+    assert route_table() >= (NEEDS_A_SESSION | STEP_UP)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_admins_api_token_reaches_no_session_route_and_no_step_up(world: World) -> None:
+    """A script's token (or a stolen one) carries the admin role, yet changes no way of
+    signing in, makes no more tokens, and makes no change that needs a recent check."""
+    admin = world.actors[Role.ADMIN]
+    body = {"name": world.name("script"), "roles": ["admin"]}
+    r = await world.http.post("/api/v1/tokens", headers=admin.bearer, json=body)
+    assert r.status_code == 201, r.text
+    script = Actor(admin.person, token=str(r.json()["token"]), session="", csrf="")
+    answers = {key: (403, "a personal api token cannot do it") for key in NEEDS_A_SESSION}
+    answers |= {key: (403, "confirm your second factor first") for key in STEP_UP}
+    await answered(world, script, Role.ADMIN, answers)
