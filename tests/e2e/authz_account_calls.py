@@ -429,21 +429,29 @@ async def oidc_callback(w: World, cell: Cell) -> Call:
     """A new person at the provider signs in. own: the browser that started it (the
     caller's, with their session if any) comes back; other: the provider's answer
     lands in the caller's browser, which started a sign-in of its own (login CSRF)."""
+    subject = await new_subject(w, "idp")
     binding, url = await started_sign_in(w)
-    back = urlsplit(await sign_in_at_idp(url, await new_subject(w, "idp")))
+    back = urlsplit(await sign_in_at_idp(url, subject))
     if cell.scope is Scope.OTHER:
         binding, _ = await started_sign_in(w)
     cookies = [binding] if cell.role is A else [binding, caller(w, cell).cookie_header["Cookie"]]
 
-    def check(r: httpx.Response) -> None:
+    async def accounts() -> Any:
+        """The accounts of the provider's person (their name is the subject)."""
+        r = await w.http.get("/api/v1/users", headers=w.actors[Role.ADMIN].bearer)
+        return [u["user_id"] for u in r.json()["items"] if u["display_name"] == subject]
+
+    async def check(r: httpx.Response) -> None:
         assert r.headers["location"] == "/", r.headers
         assert "jhaas_session=" in r.headers.get("set-cookie", ""), r.headers
+        assert len(await accounts()) == 1, "no account made (or two)"
 
     return Call(
         params={"provider": IDP_NAME},
         query=dict(parse_qsl(back.query)),
         headers={"Cookie": "; ".join(cookies)},
         check=check,
+        unchanged=accounts,
     )
 
 

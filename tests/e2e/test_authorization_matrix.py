@@ -77,8 +77,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         try:
             await stack.start()
             built = await build_world(stack, idp, mail)
-            built.victim = await furnish_victim(built)
             try:
+                built.victim = await furnish_victim(built)
                 yield built
             finally:
                 if built.hubs is not None:
