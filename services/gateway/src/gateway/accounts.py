@@ -75,6 +75,8 @@ class Caller:
     mfa_enrolled: bool = False
     mfa_pending: bool = False
     mfa_at: datetime | None = None
+    # When this session was signed in (with whatever factors it has).
+    signed_in_at: datetime | None = None
     # Set when the caller uses a personal API token instead of a session.
     api_token_id: str | None = None
 
@@ -102,6 +104,18 @@ class Caller:
             self.api_token_id is None
             and self.mfa_at is not None
             and timedelta(0) <= now - self.mfa_at <= timedelta(seconds=seconds)
+        )
+
+    def authenticated_within(self, seconds: int, now: datetime) -> bool:
+        """Whether this session proved who it is in the last `seconds`: its second factor
+        when the account has one, else its sign-in. What a stolen session must not do
+        without that (take over the account: a new address, a token, a linked identity)."""
+        if self.api_token_id is not None:
+            return False
+        if self.mfa_enrolled:
+            return self.mfa_checked_within(seconds, now)
+        return self.signed_in_at is not None and (
+            timedelta(0) <= now - self.signed_in_at <= timedelta(seconds=seconds)
         )
 
 
@@ -434,6 +448,7 @@ def _caller(found: LiveCaller) -> Caller:
         mfa_enrolled=found.mfa_enrolled,
         mfa_pending=found.mfa_pending,
         mfa_at=found.mfa_at,
+        signed_in_at=found.signed_in_at,
     )
 
 

@@ -40,6 +40,10 @@ STEP_UP_FIRST = (
     "(this change needs a check within the last few minutes)"
 )
 
+SIGN_IN_AGAIN_FIRST = (
+    "sign in again first: this change needs proof within the last few minutes that it is you"
+)
+
 
 async def requires_authenticated(
     connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
@@ -79,6 +83,24 @@ def requires_recent_mfa(
     now = gateway.accounts.clock()
     if not caller.mfa_checked_within(gateway.settings.step_up_seconds, now):
         raise Forbidden(STEP_UP_FIRST)
+
+
+def requires_recent_sign_in(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Step-up for everyone: a second factor confirmed, or (for an account without one)
+    a sign-in, within the last JHAAS_STEP_UP_SECONDS. Guards what would hand the
+    account to whoever holds a stolen session: a new e-mail address (then a reset),
+    a personal token, a linked identity, a new second factor, the account's deletion."""
+    gateway = gateway_of(connection)
+    caller = caller_of(connection)
+    if not caller.authenticated_within(gateway.settings.step_up_seconds, gateway.accounts.clock()):
+        raise Forbidden(proof_first(caller))
+
+
+def proof_first(caller: Caller) -> str:
+    """What a caller without recent proof must do: check the factor it has, else sign in."""
+    return STEP_UP_FIRST if caller.mfa_enrolled else SIGN_IN_AGAIN_FIRST
 
 
 async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:

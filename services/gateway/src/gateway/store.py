@@ -155,6 +155,7 @@ def _live_caller_query(*conditions: sa.ColumnElement[bool]) -> sa.Select[tuple[o
             users.c.mfa_enrolled,
             sessions.c.mfa_pending,
             sessions.c.mfa_at,
+            sessions.c.created_at,
             user_roles.c.role,
         )
         .select_from(
@@ -191,6 +192,7 @@ class LiveCaller:
     mfa_enrolled: bool
     mfa_pending: bool
     mfa_at: datetime | None
+    signed_in_at: datetime
 
 
 def find_live_caller(
@@ -210,6 +212,7 @@ def find_live_caller(
         mfa_enrolled=bool(first.mfa_enrolled),
         mfa_pending=bool(first.mfa_pending),
         mfa_at=first.mfa_at,
+        signed_in_at=first.created_at,
     )
 
 

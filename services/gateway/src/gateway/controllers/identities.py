@@ -19,7 +19,7 @@ from litestar.status_codes import (
 from gateway.accounts import Caller
 from gateway.controllers.oidc import OIDC_PATH, bound_to_browser
 from gateway.errors import ApiError, error_responses
-from gateway.guards import requires_authenticated, requires_session
+from gateway.guards import requires_authenticated, requires_recent_sign_in, requires_session
 from gateway.identity.errors import ProviderUnavailable
 from gateway.identity.schemas import (
     IdentityProvider,
@@ -73,7 +73,7 @@ class IdentityController(Controller):
 
     @post(
         "/identities/{provider:str}/link",
-        guards=[requires_authenticated, requires_session],
+        guards=[requires_authenticated, requires_session, requires_recent_sign_in],
         responses=error_responses(
             HTTP_403_FORBIDDEN, HTTP_404_NOT_FOUND, HTTP_503_SERVICE_UNAVAILABLE
         ),

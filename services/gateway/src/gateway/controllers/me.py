@@ -25,7 +25,12 @@ from gateway.context import gateway_of
 from gateway.controllers.auth import _begin_attempt, _expired, client_info
 from gateway.dependencies import ServiceCalls
 from gateway.errors import Forbidden, InvalidBody, TooManyRequests, error_responses
-from gateway.guards import STEP_UP_FIRST, requires_authenticated, requires_session
+from gateway.guards import (
+    STEP_UP_FIRST,
+    proof_first,
+    requires_authenticated,
+    requires_session,
+)
 from gateway.profile import Profiles
 from gateway.self_schemas import (
     AccountDeletion,
@@ -88,11 +93,17 @@ class MeController(Controller):
         request: Request[Any, Any, Any],
     ) -> Profile:
         """Anyone signed in (not with a token): change your display name, language or
-        e-mail address. A new address is `pending_email` until the link mailed to it
-        is used (POST /api/v1/me/email/verify); 503 without a mail server. Asking for
-        links often waits (429): nobody mails a stranger's inbox full through us."""
+        e-mail address (an address only within minutes of signing in or of a
+        second-factor check: 403 otherwise). A new address is `pending_email` until the
+        link mailed to it is used (POST /api/v1/me/email/verify); 503 without a mail
+        server. Asking for links often waits (429): nobody mails a stranger's inbox
+        full through us."""
         client = client_info(request, settings)
         if data.email is not msgspec.UNSET:
+            # A new address is the way to a password reset: not for a stolen session.
+            now = gateway_of(request).accounts.clock()
+            if not caller.authenticated_within(settings.step_up_seconds, now):
+                raise Forbidden(proof_first(caller))
             try:
                 await gateway_of(request).reset_throttle.begin(
                     f"verify-email:{caller.user_id}", client.address or ""

@@ -35,6 +35,7 @@ from gateway.guards import (
     requires_admin,
     requires_authenticated,
     requires_recent_mfa,
+    requires_recent_sign_in,
     requires_session,
 )
 from gateway.mfa.keys import SecurityKeys
@@ -87,7 +88,13 @@ class MfaController(Controller):
         """Anyone signed in (in any state): your second factors and whether one is required."""
         return MfaStatus.of(await mfa.status(caller))
 
-    @post("/totp", status_code=HTTP_200_OK, opt=TO_ENROLL, responses=CHANGE_ERRORS)
+    @post(
+        "/totp",
+        status_code=HTTP_200_OK,
+        opt=TO_ENROLL,
+        guards=[requires_recent_sign_in],
+        responses=CHANGE_ERRORS,
+    )
     async def begin_totp(
         self, caller: NamedDependency[Caller], mfa: NamedDependency[SecondFactors]
     ) -> TotpSetup:
@@ -170,6 +177,7 @@ class MfaController(Controller):
         "/webauthn/register/options",
         status_code=HTTP_200_OK,
         opt=TO_ENROLL,
+        guards=[requires_recent_sign_in],
         responses=CHANGE_ERRORS,
     )
     async def key_registration_options(

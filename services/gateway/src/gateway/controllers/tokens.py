@@ -18,7 +18,7 @@ from gateway.accounts import Caller
 from gateway.context import gateway_of
 from gateway.controllers.auth import client_info
 from gateway.errors import error_responses
-from gateway.guards import requires_authenticated, requires_session
+from gateway.guards import requires_authenticated, requires_recent_sign_in, requires_session
 from gateway.personal_tokens import token_info
 from gateway.self_schemas import TokenCreate, TokenCreated, TokenInfo, TokenList
 from gateway.settings import GatewaySettings
@@ -30,7 +30,11 @@ class TokenController(Controller):
     # A token cannot make, see or revoke tokens: only the person, fully signed in.
     guards = [requires_authenticated, requires_session]
 
-    @post("", responses=error_responses(HTTP_403_FORBIDDEN, HTTP_422_UNPROCESSABLE_ENTITY))
+    @post(
+        "",
+        guards=[requires_recent_sign_in],
+        responses=error_responses(HTTP_403_FORBIDDEN, HTTP_422_UNPROCESSABLE_ENTITY),
+    )
     async def create_token(
         self,
         data: JSONBody[TokenCreate],
