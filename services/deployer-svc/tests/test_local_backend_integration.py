@@ -164,7 +164,9 @@ async def test_local_hub_lifecycle(hub_root: Path) -> None:
     assert await users() == {"lea": staff, "alice": participant}
 
     # A single-user server really starts (as root: --allow-root) inside the hub's folder.
-    async with httpx.AsyncClient(base_url=api, headers=auth, timeout=10) as client:
+    # The hub answers a start only after its slow_spawn_timeout (10 s) when the server
+    # is slow to come up (a loaded machine): wait longer than that.
+    async with httpx.AsyncClient(base_url=api, headers=auth, timeout=60) as client:
         started = await client.post("/users/alice/server")
         assert started.status_code in (201, 202), started.text
 

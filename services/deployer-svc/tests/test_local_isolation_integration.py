@@ -82,7 +82,9 @@ def hub() -> HubDeployment:
 
 async def spawn(api: str, user: str) -> None:
     auth = {"Authorization": f"token {API_TOKEN}"}
-    async with httpx.AsyncClient(base_url=api, headers=auth, timeout=30) as client:
+    # A start is answered after the hub's slow_spawn_timeout at the latest; a loaded
+    # machine may take longer: a generous client timeout.
+    async with httpx.AsyncClient(base_url=api, headers=auth, timeout=60) as client:
         started = await client.post(f"/users/{user}/server")
         assert started.status_code in (201, 202), started.text
 

@@ -196,8 +196,10 @@ async def test_the_hub_follows_the_roster_and_its_oauth_client_stays_secret(
         await eventually(hub_users, lambda u: u == everyone, timeout=30)
 
         # -- a removed participant's running server is stopped and the user deleted
+        # The hub answers a start only after its slow_spawn_timeout (10 s) when the
+        # server is slow to come up (a loaded machine): wait longer than that.
         async with httpx.AsyncClient(
-            base_url=api, headers={"Authorization": f"token {token}"}, timeout=10
+            base_url=api, headers={"Authorization": f"token {token}"}, timeout=60
         ) as http:
             started = await http.post(f"/users/{p1}/server")
             assert started.status_code in (201, 202), started.text
