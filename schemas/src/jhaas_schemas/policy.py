@@ -12,6 +12,8 @@ the rules' evaluation and the capacity calendar live beside them.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from typing import Annotated
 
 import msgspec
@@ -120,3 +122,20 @@ class RuleCheck(msgspec.Struct, frozen=True, kw_only=True):
     value: str
     limit: str
     message: str = ""  # why it failed, naming the rule; empty when it passed
+
+
+# Where a service reads the policy in force: a holder that reloads the file
+# (jhaas_runtime.policy), or a fixed policy in tests.
+PolicySource = Callable[[], PublishedPolicy]
+
+
+def published(policy: Policy) -> PublishedPolicy:
+    """`policy` with its version: a hash of its content, the same in every service."""
+    digest = hashlib.sha256(msgspec.json.encode(policy, order="sorted")).hexdigest()
+    return PublishedPolicy(version=digest[:16], policy=policy)
+
+
+def fixed(policy: Policy | None = None) -> PolicySource:
+    """A source that always answers `policy` (default: the built-in defaults)."""
+    value = published(policy or Policy())
+    return lambda: value

@@ -518,7 +518,7 @@ async def test_an_identity_of_another_account_is_not_linked(gateway: Client) -> 
 
 
 async def test_a_link_finished_after_switching_accounts_is_refused(gateway: Client) -> None:
-    """Alice starts a link, then Mallory signs in in the same browser: she gets nothing of Alice's."""
+    """Alice starts a link, then Mallory signs in in the same browser: nothing of Alice's."""
     await sign_in(gateway, "uni", "alice")
     started = await gateway.post("/api/v1/auth/identities/social/link", headers=csrf(gateway))
     authorize = started.json()["url"]
