@@ -17,9 +17,11 @@ from jhaas_schemas.model import (
     Description,
     Gpus,
     HubSpec,
+    HubSpecDraft,
     ImageRef,
     Interface,
     Participants,
+    PresetRef,
     Principal,
     Quantity,
     RequestStatus,
@@ -107,6 +109,8 @@ class HubSpecUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     default_interface: Interface | msgspec.UnsetType = msgspec.UNSET
     resources: ResourcesUpdate | msgspec.UnsetType = msgspec.UNSET
     expected_participants: Participants | msgspec.UnsetType = msgspec.UNSET
+    # Picking a preset takes its image and resources, except those set beside it.
+    preset: PresetRef | msgspec.UnsetType = msgspec.UNSET
 
 
 Revision = Annotated[int, msgspec.Meta(ge=1)]
@@ -116,7 +120,7 @@ Comment = Annotated[str, multi_line(max_length=2000)]
 
 
 class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    spec: HubSpec
+    spec: HubSpecDraft  # a complete HubSpec, or one naming a preset
 
 
 class GetRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -69,6 +69,7 @@ class RequestHandlers:
             request_id=str(uuid.uuid4()),
             now=now,
             env=self._env(ctx, now),
+            policy=self.policy().policy,
         )
 
         def add(uow: UnitOfWork) -> None:
@@ -113,6 +114,7 @@ class RequestHandlers:
                 expected_revision=payload.expected_revision,
                 now=now,
                 env=env,
+                policy=self.policy().policy,
             ),
         )
 
