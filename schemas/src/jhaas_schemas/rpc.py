@@ -31,6 +31,15 @@ from jhaas_schemas.model import (
     multi_line,
     single_line,
 )
+from jhaas_schemas.policy import (
+    AutoApproval,
+    Capacity,
+    CourseLimits,
+    ImageRules,
+    PerUserLimits,
+    Preset,
+    RuleCheck,
+)
 from jhaas_schemas.streams import rpc_subject
 
 T = TypeVar("T")
@@ -177,6 +186,7 @@ class GovernanceOps:
     APPROVE = rpc_subject("governance", "approve")
     REJECT = rpc_subject("governance", "reject")
     REQUEST_CHANGES = rpc_subject("governance", "request_changes")
+    GET_POLICY = rpc_subject("governance", "get_policy")  # GetPolicy -> PolicyView
 
 
 class ReviewState(enum.StrEnum):
@@ -223,6 +233,36 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     comment: str = ""
 
 
+class ResourceTotal(msgspec.Struct, frozen=True, kw_only=True):
+    """What a course would reserve of one resource: per-user x participants."""
+
+    resource: Literal["cpu", "memory", "storage", "gpus"]
+    per_user: str  # as requested: "500m", "2Gi"
+    total: str  # as a person reads it: "15 cores", "60 GiB"
+    amount: int  # the raw total in `unit`
+    unit: Literal["millicores", "bytes", "gpus"]
+
+
+class CalendarCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether the course fits the capacity calendar over its window (filled by
+    the capacity calendar; None where it is not checked)."""
+
+    fits: bool
+    message: str = ""
+
+
+class ReviewChecks(msgspec.Struct, frozen=True, kw_only=True):
+    """The automatic checks a reviewer sees, against the policy in force now."""
+
+    policy_version: str
+    passed: bool  # every rule passed (and the calendar, where checked)
+    rules: list[RuleCheck]
+    totals: list[ResourceTotal]
+    # CPU cores x participants x the course's hours.
+    core_hours: float
+    calendar: CalendarCheck | None = None
+
+
 class Review(msgspec.Struct, frozen=True, kw_only=True):
     review_id: str
     request_id: str
@@ -232,6 +272,25 @@ class Review(msgspec.Struct, frozen=True, kw_only=True):
     spec: HubSpec
     submitted_at: datetime
     decisions: list[Decision] = []
+    checks: ReviewChecks | None = None
+
+
+class GetPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class PolicyView(msgspec.Struct, frozen=True, kw_only=True):
+    """The policy as published: what every signed-in user may know to fill in a
+    request. The capacity and the auto-approval envelope (what the system would
+    approve unseen) only for governance and admins."""
+
+    version: str
+    limits: PerUserLimits
+    course: CourseLimits
+    images: ImageRules
+    presets: list[Preset]
+    capacity: Capacity | None = None
+    auto_approval: AutoApproval | None = None
 
 
 class ReviewList(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,6 +18,7 @@ from jhaas_schemas.events import (
 from jhaas_schemas.policy import PolicySource
 from jhaas_schemas.rpc import (
     ApproveRequest,
+    GetPolicy,
     GetReview,
     GovernanceOps,
     ListReviews,
@@ -41,6 +42,7 @@ def build_app(
     runtime.rpc.route(GovernanceOps.APPROVE, ApproveRequest, handlers.approve)
     runtime.rpc.route(GovernanceOps.REJECT, RejectRequest, handlers.reject)
     runtime.rpc.route(GovernanceOps.REQUEST_CHANGES, RequestChanges, handlers.request_changes)
+    runtime.rpc.route(GovernanceOps.GET_POLICY, GetPolicy, handlers.get_policy)
     runtime.add_consumer(
         EventConsumer(
             name=REQUESTS_CONSUMER,
