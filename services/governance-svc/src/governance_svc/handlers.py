@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import msgspec
 from sqlalchemy.engine import Connection
 
-from governance_svc import domain
+from governance_svc import audit, domain
 from governance_svc.checks import ensure_within_policy, review_checks
 from governance_svc.published import policy_view
 from governance_svc.store import ReviewRepository
@@ -26,6 +26,7 @@ from jhaas_schemas.events import (
 from jhaas_schemas.policy import PolicySource, fixed
 from jhaas_schemas.rpc import (
     ApproveRequest,
+    AuditAction,
     Decision,
     GetPolicy,
     GetReview,
@@ -35,6 +36,7 @@ from jhaas_schemas.rpc import (
     RequestChanges,
     Review,
     ReviewList,
+    ReviewState,
 )
 
 SOURCE = "governance-svc"
@@ -44,6 +46,13 @@ Decide = Callable[
 ]
 
 log = get_logger(__name__)
+
+# The audit trail's name for each reviewer's decision.
+DECISION_ACTIONS = {
+    ReviewState.APPROVED: AuditAction.APPROVED,
+    ReviewState.REJECTED: AuditAction.REJECTED,
+    ReviewState.CHANGES_REQUESTED: AuditAction.CHANGES_REQUESTED,
+}
 
 
 class SubmissionNotSeenYet(RuntimeError):
@@ -153,6 +162,17 @@ class GovernanceHandlers:
             new, decision, event = decide(record, now, self._env(ctx, now))
             repo.save(new)
             repo.record_decision(new.review_id, decision)
+            # The audit entry keeps the checks as the reviewer saw them when deciding.
+            audit.record(
+                uow.conn,
+                at=now,
+                actor=decision.decided_by,
+                action=DECISION_ACTIONS[decision.state],
+                request_id=new.request_id,
+                revision=decision.revision,
+                comment=decision.comment,
+                checks=review_checks(record.spec, self.policy(), now),
+            )
             uow.emit(event)
             return new
 
