@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from governance_svc.handlers import Clock, GovernanceHandlers, utcnow
+from governance_svc.policy_audit import PolicyAudit
 from governance_svc.store import VERSIONS_DIR, messaging, metadata
 from jhaas_runtime.messaging import EventConsumer
+from jhaas_runtime.policy_holder import PolicyHolder
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.bus import GOVERNANCE_SVC_REQUESTS
@@ -21,6 +23,7 @@ from jhaas_schemas.rpc import (
     GetPolicy,
     GetReview,
     GovernanceOps,
+    ListAudit,
     ListReviews,
     RejectRequest,
     RequestChanges,
@@ -43,6 +46,12 @@ def build_app(
     runtime.rpc.route(GovernanceOps.REJECT, RejectRequest, handlers.reject)
     runtime.rpc.route(GovernanceOps.REQUEST_CHANGES, RequestChanges, handlers.request_changes)
     runtime.rpc.route(GovernanceOps.GET_POLICY, GetPolicy, handlers.get_policy)
+    runtime.rpc.route(GovernanceOps.LIST_AUDIT, ListAudit, handlers.list_audit)
+    # The policy in force at start, and each reload that changes it, goes into the audit trail.
+    policy_audit = PolicyAudit(runtime, handlers.policy, clock)
+    if isinstance(policy, PolicyHolder):
+        policy.subscribe(policy_audit.notify)
+    runtime.add_background("policy-audit", policy_audit.run)
     runtime.add_consumer(
         EventConsumer(
             name=REQUESTS_CONSUMER,

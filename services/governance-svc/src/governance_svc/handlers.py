@@ -30,6 +30,8 @@ from jhaas_schemas.rpc import (
     Decision,
     GetPolicy,
     GetReview,
+    GovernanceAuditPage,
+    ListAudit,
     ListReviews,
     PolicyView,
     RejectRequest,
@@ -103,6 +105,11 @@ class GovernanceHandlers:
 
     async def get_policy(self, ctx: CallContext, _payload: GetPolicy) -> PolicyView:
         return policy_view(self.policy(), ctx.principal)
+
+    async def list_audit(self, ctx: CallContext, payload: ListAudit) -> GovernanceAuditPage:
+        domain.ensure_can_read_audit(ctx.principal)
+        audit.check_filters(payload)
+        return await self.runtime.db.read(lambda conn: audit.list_entries(conn, payload))
 
     async def approve(self, ctx: CallContext, payload: ApproveRequest) -> Review:
         def approve(
