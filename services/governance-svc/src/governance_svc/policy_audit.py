@@ -41,10 +41,9 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, item in value.items():
             out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out or {prefix: {}}
-    if prefix == "presets" and isinstance(value, list | tuple):
-        presets = {str(p.get("name")): p for p in value if isinstance(p, Mapping)}
-        return {f"presets.{name}": p for name, p in presets.items()} or {"presets": []}
+        return out
+    if prefix == "presets" and isinstance(value, list):
+        return {f"presets.{p.get('name')}": p for p in value if isinstance(p, Mapping)}
     return {prefix: value}
 
 
@@ -66,7 +65,8 @@ def record_if_changed(
     last = audit.last_entry(conn, AuditAction.POLICY_CHANGED)
     if last is not None and last.details.get("new_version") == published.version:
         return False
-    new = msgspec.to_builtins(published.policy)
+    # As JSON reads it back (lists, not tuples), to compare with a recorded one.
+    new = msgspec.json.decode(msgspec.json.encode(published.policy))
     old = None if last is None else last.details.get("policy")
     audit.record(
         conn,
