@@ -13,7 +13,7 @@ import pytest
 from jhaas_schemas import docs
 from jhaas_schemas import events as ev
 from jhaas_schemas.envelope import cloudevents_headers
-from jhaas_schemas.model import Principal, Role
+from jhaas_schemas.model import HubSpecDraft, Principal, Role
 from jhaas_schemas.rpc import HubRequest, RpcCall, RpcError, RpcReply, SubmitRequest
 from jhaas_schemas.streams import ALL_STREAMS, EVENT_STREAMS
 
@@ -75,7 +75,10 @@ def test_rpc_call_and_reply_round_trip() -> None:
         principal=principal, correlation_id="c1", payload=SubmitRequest(spec=docs._SPEC)
     )
     data = msgspec.json.encode(call)
-    assert msgspec.json.decode(data, type=RpcCall[SubmitRequest]) == call
+    # A complete HubSpec is sent; request-svc reads it as the draft it may be.
+    draft = HubSpecDraft(**msgspec.structs.asdict(docs._SPEC))
+    decoded = msgspec.json.decode(data, type=RpcCall[SubmitRequest])
+    assert decoded == msgspec.structs.replace(call, payload=SubmitRequest(spec=draft))
     now = datetime(2027, 1, 1, tzinfo=UTC)
     ok = RpcReply[HubRequest](
         ok=HubRequest(

@@ -61,6 +61,7 @@ from authz_calls import (
     decision,
     edit_request,
     ends_session,
+    governance_audit,
     join_page,
     leave,
     list_deployments,
@@ -231,6 +232,9 @@ ENTRIES: tuple[Entry, ...] = (
             ("request-changes", {"comment": "matrix"}),
         )
     ),
+    # --- the governance audit trail: governance and admins
+    route("GET", "/api/v1/governance/audit", governance_audit, who="governance and admins",
+          any=(401, 403, 403, 403, 200, 200)),
     # --- deployments
     route("GET", "/api/v1/deployments", list_deployments,
           who="leaders (their own), governance, admins",

@@ -90,18 +90,33 @@ class Resources(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     gpus: Gpus = 0
 
 
-class HubSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What a course leader asks for; once approved, what the deployer builds."""
+# A preset's name, as the policy's presets name them.
+PresetRef = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=SLUG)]
+
+
+class HubSpecDraft(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a course leader submits: a HubSpec whose image and resources may be
+    left to the preset it names (request-svc fills them in from the policy)."""
 
     title: Title
     slug: Slug
     description: Description = ""
     starts_at: datetime
     ends_at: datetime
-    image: ImageRef
+    image: ImageRef | None = None
     default_interface: Interface = "lab"
-    resources: Resources
+    resources: Resources | None = None
     expected_participants: Participants
+    # The software stack picked from the policy's presets; absent (not even
+    # encoded, so consumers that predate it read the spec unchanged): none.
+    preset: PresetRef | msgspec.UnsetType = msgspec.UNSET
+
+
+class HubSpec(HubSpecDraft, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a course leader asks for, complete; once approved, what the deployer builds."""
+
+    image: ImageRef
+    resources: Resources
 
 
 class DeletionRecord(msgspec.Struct, frozen=True, kw_only=True):

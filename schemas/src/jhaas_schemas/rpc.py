@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -17,9 +17,11 @@ from jhaas_schemas.model import (
     Description,
     Gpus,
     HubSpec,
+    HubSpecDraft,
     ImageRef,
     Interface,
     Participants,
+    PresetRef,
     Principal,
     Quantity,
     RequestStatus,
@@ -28,6 +30,15 @@ from jhaas_schemas.model import (
     Title,
     multi_line,
     single_line,
+)
+from jhaas_schemas.policy import (
+    AutoApproval,
+    Capacity,
+    CourseLimits,
+    ImageRules,
+    PerUserLimits,
+    Preset,
+    RuleCheck,
 )
 from jhaas_schemas.streams import rpc_subject
 
@@ -107,6 +118,8 @@ class HubSpecUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     default_interface: Interface | msgspec.UnsetType = msgspec.UNSET
     resources: ResourcesUpdate | msgspec.UnsetType = msgspec.UNSET
     expected_participants: Participants | msgspec.UnsetType = msgspec.UNSET
+    # Picking a preset takes its image and resources, except those set beside it.
+    preset: PresetRef | msgspec.UnsetType = msgspec.UNSET
 
 
 Revision = Annotated[int, msgspec.Meta(ge=1)]
@@ -116,7 +129,7 @@ Comment = Annotated[str, multi_line(max_length=2000)]
 
 
 class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    spec: HubSpec
+    spec: HubSpecDraft  # a complete HubSpec, or one naming a preset
 
 
 class GetRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -173,6 +186,8 @@ class GovernanceOps:
     APPROVE = rpc_subject("governance", "approve")
     REJECT = rpc_subject("governance", "reject")
     REQUEST_CHANGES = rpc_subject("governance", "request_changes")
+    GET_POLICY = rpc_subject("governance", "get_policy")  # GetPolicy -> PolicyView
+    LIST_AUDIT = rpc_subject("governance", "list_audit")  # ListAudit -> GovernanceAuditPage
 
 
 class ReviewState(enum.StrEnum):
@@ -219,6 +234,36 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     comment: str = ""
 
 
+class ResourceTotal(msgspec.Struct, frozen=True, kw_only=True):
+    """What a course would reserve of one resource: per-user x participants."""
+
+    resource: Literal["cpu", "memory", "storage", "gpus"]
+    per_user: str  # as requested: "500m", "2Gi"
+    total: str  # as a person reads it: "15 cores", "60 GiB"
+    amount: int  # the raw total in `unit`
+    unit: Literal["millicores", "bytes", "gpus"]
+
+
+class CalendarCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether the course fits the capacity calendar over its window (filled by
+    the capacity calendar; None where it is not checked)."""
+
+    fits: bool
+    message: str = ""
+
+
+class ReviewChecks(msgspec.Struct, frozen=True, kw_only=True):
+    """The automatic checks a reviewer sees, against the policy in force now."""
+
+    policy_version: str
+    passed: bool  # every rule passed (and the calendar, where checked)
+    rules: list[RuleCheck]
+    totals: list[ResourceTotal]
+    # CPU cores x participants x the course's hours.
+    core_hours: float
+    calendar: CalendarCheck | None = None
+
+
 class Review(msgspec.Struct, frozen=True, kw_only=True):
     review_id: str
     request_id: str
@@ -228,10 +273,82 @@ class Review(msgspec.Struct, frozen=True, kw_only=True):
     spec: HubSpec
     submitted_at: datetime
     decisions: list[Decision] = []
+    checks: ReviewChecks | None = None
+
+
+class GetPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class PolicyView(msgspec.Struct, frozen=True, kw_only=True):
+    """The policy as published: what every signed-in user may know to fill in a
+    request. The capacity and the auto-approval envelope (what the system would
+    approve unseen) only for governance and admins."""
+
+    version: str
+    limits: PerUserLimits
+    course: CourseLimits
+    images: ImageRules
+    presets: list[Preset]
+    capacity: Capacity | None = None
+    auto_approval: AutoApproval | None = None
 
 
 class ReviewList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[Review]
+
+
+# --- governance audit trail ----------------------------------------------------
+
+
+class AuditAction(enum.StrEnum):
+    """What an entry of the governance audit trail records."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CHANGES_REQUESTED = "changes_requested"
+    AUTO_APPROVED = "auto_approved"
+    CHANGE_APPROVED = "change_approved"
+    CHANGE_REJECTED = "change_rejected"
+    CHANGE_AUTO_APPROVED = "change_auto_approved"
+    POLICY_CHANGED = "policy_changed"
+
+
+AUDIT_PAGE_MAX = 1000
+
+
+class ListAudit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Filters over the audit trail (all optional, combined with AND); newest
+    first, `limit` entries a page; `cursor` is the previous page's next_cursor."""
+
+    request_id: str | None = None
+    actor: str | None = None
+    action: AuditAction | None = None
+    since: datetime | None = None  # at or after
+    until: datetime | None = None  # before
+    limit: Annotated[int, msgspec.Meta(ge=1, le=AUDIT_PAGE_MAX)] = 100
+    cursor: str | None = None
+
+
+class GovernanceAuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One decision or policy change: who, when, what was checked, the comment."""
+
+    id: int
+    at: datetime
+    actor: str  # a user id, "system", or "operator" (a policy change)
+    action: AuditAction
+    request_id: str | None = None
+    change_id: str | None = None
+    revision: int | None = None
+    comment: str = ""
+    # The checks the decider saw at that moment (a review's, or the rules alone).
+    checks: ReviewChecks | list[RuleCheck] | None = None
+    details: dict[str, Any] = {}
+
+
+class GovernanceAuditPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[GovernanceAuditEntry]
+    next_cursor: str | None = None  # None: this was the last page
 
 
 # --- participant-svc ---------------------------------------------------------

@@ -24,6 +24,7 @@ from gateway.controllers.audit import AuditController
 from gateway.controllers.auth import AuthController
 from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
+from gateway.controllers.governance_audit import GovernanceAuditController
 from gateway.controllers.health import healthz, index, readyz
 from gateway.controllers.identities import IdentityController
 from gateway.controllers.joining import apply_to_join, join_course, join_start
@@ -229,6 +230,7 @@ def create_app(
             MfaResetController,
             RequestController,
             ReviewController,
+            GovernanceAuditController,
             DeploymentController,
             CourseController,
             JoinController,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from governance_svc.handlers import Clock, GovernanceHandlers, utcnow
+from governance_svc.policy_audit import PolicyAudit
 from governance_svc.store import VERSIONS_DIR, messaging, metadata
 from jhaas_runtime.messaging import EventConsumer
+from jhaas_runtime.policy_holder import PolicyHolder
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.bus import GOVERNANCE_SVC_REQUESTS
@@ -15,10 +17,13 @@ from jhaas_schemas.events import (
     RequestWithdrawn,
     decode_event,
 )
+from jhaas_schemas.policy import PolicySource
 from jhaas_schemas.rpc import (
     ApproveRequest,
+    GetPolicy,
     GetReview,
     GovernanceOps,
+    ListAudit,
     ListReviews,
     RejectRequest,
     RequestChanges,
@@ -28,16 +33,25 @@ SERVICE = "governance-svc"
 REQUESTS_CONSUMER = GOVERNANCE_SVC_REQUESTS.name
 
 
-def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntime:
+def build_app(
+    settings: RuntimeSettings, clock: Clock = utcnow, policy: PolicySource | None = None
+) -> ServiceRuntime:
     runtime = ServiceRuntime(
         settings, metadata=metadata, tables=messaging, versions_dir=VERSIONS_DIR
     )
-    handlers = GovernanceHandlers(runtime, clock)
+    handlers = GovernanceHandlers(runtime, clock, policy)
     runtime.rpc.route(GovernanceOps.LIST_REVIEWS, ListReviews, handlers.list_reviews)
     runtime.rpc.route(GovernanceOps.GET_REVIEW, GetReview, handlers.get_review)
     runtime.rpc.route(GovernanceOps.APPROVE, ApproveRequest, handlers.approve)
     runtime.rpc.route(GovernanceOps.REJECT, RejectRequest, handlers.reject)
     runtime.rpc.route(GovernanceOps.REQUEST_CHANGES, RequestChanges, handlers.request_changes)
+    runtime.rpc.route(GovernanceOps.GET_POLICY, GetPolicy, handlers.get_policy)
+    runtime.rpc.route(GovernanceOps.LIST_AUDIT, ListAudit, handlers.list_audit)
+    # The policy in force at start, and each reload that changes it, goes into the audit trail.
+    policy_audit = PolicyAudit(runtime, handlers.policy, clock)
+    if isinstance(policy, PolicyHolder):
+        policy.subscribe(policy_audit.notify)
+    runtime.add_background("policy-audit", policy_audit.run)
     runtime.add_consumer(
         EventConsumer(
             name=REQUESTS_CONSUMER,

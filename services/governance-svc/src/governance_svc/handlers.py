@@ -6,9 +6,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+import msgspec
 from sqlalchemy.engine import Connection
 
-from governance_svc import domain
+from governance_svc import audit, domain
+from governance_svc.checks import ensure_within_policy, review_checks
+from governance_svc.published import policy_view
 from governance_svc.store import ReviewRepository
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.rpc import CallContext
@@ -20,15 +23,22 @@ from jhaas_schemas.events import (
     RequestUpdated,
     RequestWithdrawn,
 )
+from jhaas_schemas.policy import PolicySource, fixed
 from jhaas_schemas.rpc import (
     ApproveRequest,
+    AuditAction,
     Decision,
+    GetPolicy,
     GetReview,
+    GovernanceAuditPage,
+    ListAudit,
     ListReviews,
+    PolicyView,
     RejectRequest,
     RequestChanges,
     Review,
     ReviewList,
+    ReviewState,
 )
 
 SOURCE = "governance-svc"
@@ -38,6 +48,13 @@ Decide = Callable[
 ]
 
 log = get_logger(__name__)
+
+# The audit trail's name for each reviewer's decision.
+DECISION_ACTIONS = {
+    ReviewState.APPROVED: AuditAction.APPROVED,
+    ReviewState.REJECTED: AuditAction.REJECTED,
+    ReviewState.CHANGES_REQUESTED: AuditAction.CHANGES_REQUESTED,
+}
 
 
 class SubmissionNotSeenYet(RuntimeError):
@@ -54,9 +71,13 @@ def utcnow() -> datetime:
 
 
 class GovernanceHandlers:
-    def __init__(self, runtime: ServiceRuntime, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, runtime: ServiceRuntime, clock: Clock = utcnow, policy: PolicySource | None = None
+    ) -> None:
         self.runtime = runtime
         self.clock = clock
+        # The policy in force, read at each use (it may be reloaded meanwhile).
+        self.policy = policy or fixed()
 
     def _env(self, ctx: CallContext, now: datetime) -> Envelope:
         # An RPC call starts a chain of events: nothing caused it but the caller.
@@ -64,32 +85,50 @@ class GovernanceHandlers:
 
     # --- RPC ------------------------------------------------------------------
 
+    def _view(self, record: domain.ReviewRecord) -> Review:
+        """The review with the automatic checks against the policy in force now."""
+        checks = review_checks(record.spec, self.policy(), self.clock())
+        return msgspec.structs.replace(record.view(), checks=checks)
+
     async def list_reviews(self, ctx: CallContext, payload: ListReviews) -> ReviewList:
         domain.ensure_can_list(ctx.principal)
         records = await self.runtime.db.read(
             lambda conn: ReviewRepository(conn).list_reviews(state=payload.state)
         )
-        return ReviewList(items=[r.view() for r in records])
+        return ReviewList(items=[self._view(r) for r in records])
 
     async def get_review(self, ctx: CallContext, payload: GetReview) -> Review:
         record = await self.runtime.db.read(
             lambda conn: ReviewRepository(conn).get(payload.request_id)
         )
-        return domain.ensure_visible(record, ctx.principal, payload.request_id).view()
+        return self._view(domain.ensure_visible(record, ctx.principal, payload.request_id))
+
+    async def get_policy(self, ctx: CallContext, _payload: GetPolicy) -> PolicyView:
+        return policy_view(self.policy(), ctx.principal)
+
+    async def list_audit(self, ctx: CallContext, payload: ListAudit) -> GovernanceAuditPage:
+        domain.ensure_can_read_audit(ctx.principal)
+        audit.check_filters(payload)
+        return await self.runtime.db.read(lambda conn: audit.list_entries(conn, payload))
 
     async def approve(self, ctx: CallContext, payload: ApproveRequest) -> Review:
-        return await self._decide(
-            ctx,
-            payload.request_id,
-            lambda record, now, env: domain.approve(
+        def approve(
+            record: domain.ReviewRecord, now: datetime, env: Envelope
+        ) -> tuple[domain.ReviewRecord, Decision, Event]:
+            decided = domain.approve(
                 record,
                 principal=ctx.principal,
                 comment=payload.comment,
                 revision=payload.revision,
                 now=now,
                 env=env,
-            ),
-        )
+            )
+            # After the reviewer's own checks (who, which revision): the policy may
+            # have been tightened since the request was submitted.
+            ensure_within_policy(record.spec, self.policy(), now)
+            return decided
+
+        return await self._decide(ctx, payload.request_id, approve)
 
     async def reject(self, ctx: CallContext, payload: RejectRequest) -> Review:
         return await self._decide(
@@ -130,10 +169,21 @@ class GovernanceHandlers:
             new, decision, event = decide(record, now, self._env(ctx, now))
             repo.save(new)
             repo.record_decision(new.review_id, decision)
+            # The audit entry keeps the checks as the reviewer saw them when deciding.
+            audit.record(
+                uow.conn,
+                at=now,
+                actor=decision.decided_by,
+                action=DECISION_ACTIONS[decision.state],
+                request_id=new.request_id,
+                revision=decision.revision,
+                comment=decision.comment,
+                checks=review_checks(record.spec, self.policy(), now),
+            )
             uow.emit(event)
             return new
 
-        return (await self.runtime.write(apply)).view()
+        return self._view(await self.runtime.write(apply))
 
     def _for_decision(
         self, repo: ReviewRepository, ctx: CallContext, request_id: str

@@ -7,7 +7,7 @@ clock, the new ids and the envelope of emitted events are passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import msgspec
 
@@ -27,7 +27,9 @@ from jhaas_schemas.events import (
     RequestUpdated,
     RequestWithdrawn,
 )
-from jhaas_schemas.model import HubSpec, Principal, RequestStatus, Resources, Role
+from jhaas_schemas.model import HubSpec, HubSpecDraft, Principal, RequestStatus, Resources, Role
+from jhaas_schemas.policy import Policy, Preset
+from jhaas_schemas.policy_rules import failures, rule_checks
 from jhaas_schemas.quantities import byte_size, cpu_millicores, image_reference_problem
 from jhaas_schemas.rpc import HubRequest, HubSpecUpdate
 
@@ -40,14 +42,8 @@ RELEASES_SLUG = frozenset({S.REJECTED, S.WITHDRAWN, S.DELETED})
 # on it. Ending and cancelled courses are being deleted; they need no leader.
 NOT_OVER = frozenset(EDITABLE | CANCELLABLE)
 
-MAX_COURSE_LENGTH = timedelta(days=366)
-MAX_ADVANCE = timedelta(days=2 * 366)
+DEFAULT_POLICY = Policy()
 RESERVED_SLUGS = frozenset({"admin", "api", "auth", "hub", "jhaas", "www", "static", "login"})
-LIMITS = {
-    "cpu": (100, 64_000),  # millicores
-    "memory": (256 * 2**20, 512 * 2**30),
-    "storage": (0, 10 * 2**40),
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,8 +85,11 @@ class HubRequestState:
         )
 
 
-def spec_problems(spec: HubSpec, now: datetime) -> dict[str, str]:
-    """Every rule the request breaks, by field; empty when it is acceptable."""
+def spec_problems(spec: HubSpec, now: datetime, policy: Policy) -> dict[str, str]:
+    """Every rule the request breaks, by field; empty when it is acceptable.
+
+    The request's own shape first (a field is named once, by its first problem),
+    then the policy in force, each failure naming its rule."""
     problems: dict[str, str] = {}
     if spec.slug in RESERVED_SLUGS:
         problems["spec.slug"] = f"{spec.slug!r} is reserved"
@@ -104,47 +103,75 @@ def spec_problems(spec: HubSpec, now: datetime) -> dict[str, str]:
     if not problems.keys() & {"spec.starts_at", "spec.ends_at"}:
         if spec.starts_at <= now:
             problems["spec.starts_at"] = "must be in the future"
-        elif spec.starts_at - now > MAX_ADVANCE:
-            problems["spec.starts_at"] = "must be at most two years ahead"
         if spec.ends_at <= spec.starts_at:
             problems["spec.ends_at"] = "must be after starts_at"
-        elif spec.ends_at - spec.starts_at > MAX_COURSE_LENGTH:
-            problems["spec.ends_at"] = "a course may last at most 366 days"
     image_problem = image_reference_problem(spec.image)
     if image_problem:
         problems["spec.image"] = image_problem
-    problems.update(_resource_problems(spec.resources))
+    problems.update(_quantity_problems(spec.resources))
+    for field, message in failures(rule_checks(spec, policy, now)).items():
+        problems.setdefault(field, message)
     return problems
 
 
-def _resource_problems(resources: Resources) -> dict[str, str]:
+def _quantity_problems(resources: Resources) -> dict[str, str]:
     problems: dict[str, str] = {}
     parsers = {"cpu": cpu_millicores, "memory": byte_size, "storage": byte_size}
     for name, parse in parsers.items():
-        raw = getattr(resources, name)
         try:
-            value = parse(raw)
+            parse(getattr(resources, name))
         except ValueError as exc:
             problems[f"spec.resources.{name}"] = str(exc)
-            continue
-        low, high = LIMITS[name]
-        if not low <= value <= high:
-            problems[f"spec.resources.{name}"] = f"{raw} is outside the allowed range"
     return problems
 
 
-def _check_spec(spec: HubSpec, now: datetime) -> None:
-    problems = spec_problems(spec, now)
+def _check_spec(spec: HubSpec, now: datetime, policy: Policy) -> None:
+    problems = spec_problems(spec, now, policy)
     if problems:
         raise InvalidInput("the hub request is not valid", problems)
 
 
+def _preset(name: str, policy: Policy) -> Preset:
+    for preset in policy.presets:
+        if preset.name == name:
+            return preset
+    offered = ", ".join(p.name for p in policy.presets) or "none"
+    raise InvalidInput(
+        f"no preset named {name!r}",
+        {"spec.preset": f"presets: the policy has no preset {name!r} (it offers: {offered})"},
+    )
+
+
+def complete_spec(draft: HubSpecDraft, policy: Policy) -> HubSpec:
+    """The submitted spec with the image and resources its preset gives (those
+    typed beside the preset win); 422 when a preset is unknown or neither is given."""
+    preset = None if draft.preset is msgspec.UNSET else _preset(draft.preset, policy)
+    image = draft.image if draft.image is not None else preset.image if preset else None
+    resources = draft.resources or (preset.resources if preset else None)
+    missing = {
+        f"spec.{name}": "required unless a preset is named (spec.preset)"
+        for name, value in (("image", image), ("resources", resources))
+        if value is None
+    }
+    if missing or image is None or resources is None:
+        raise InvalidInput("the hub request is not valid", missing)
+    fields = msgspec.structs.asdict(draft) | {"image": image, "resources": resources}
+    return HubSpec(**fields)
+
+
 def submit_request(
-    *, principal: Principal, spec: HubSpec, request_id: str, now: datetime, env: Envelope
+    *,
+    principal: Principal,
+    spec: HubSpecDraft,
+    request_id: str,
+    now: datetime,
+    env: Envelope,
+    policy: Policy = DEFAULT_POLICY,
 ) -> tuple[HubRequestState, RequestSubmitted]:
     if not principal.has(Role.LEADER, Role.ADMIN):
         raise Forbidden("only course leaders can request a hub")
-    _check_spec(spec, now)
+    spec = complete_spec(spec, policy)
+    _check_spec(spec, now, policy)
     state = HubRequestState(
         request_id=request_id,
         leader_id=principal.user_id,
@@ -181,18 +208,24 @@ def _ensure_leader(state: HubRequestState, principal: Principal, action: str) ->
         raise Forbidden(f"only the course leader can {action} this request")
 
 
-def apply_changes(spec: HubSpec, changes: HubSpecUpdate) -> HubSpec:
+def apply_changes(spec: HubSpec, changes: HubSpecUpdate, policy: Policy | None = None) -> HubSpec:
+    """`spec` with `changes`; a preset picked (needs `policy`) brings its image and
+    resources, under the fields the change sets itself."""
     set_fields = {
         k: v for k, v in msgspec.structs.asdict(changes).items() if v is not msgspec.UNSET
     }
+    base = spec
+    if "preset" in set_fields and policy is not None:
+        preset = _preset(set_fields["preset"], policy)
+        base = msgspec.structs.replace(spec, image=preset.image, resources=preset.resources)
     if "resources" in set_fields:
         resource_changes = {
             k: v
             for k, v in msgspec.structs.asdict(set_fields["resources"]).items()
             if v is not msgspec.UNSET
         }
-        set_fields["resources"] = msgspec.structs.replace(spec.resources, **resource_changes)
-    return msgspec.structs.replace(spec, **set_fields)
+        set_fields["resources"] = msgspec.structs.replace(base.resources, **resource_changes)
+    return msgspec.structs.replace(base, **set_fields)
 
 
 def update_request(
@@ -203,6 +236,7 @@ def update_request(
     expected_revision: int | None,
     now: datetime,
     env: Envelope,
+    policy: Policy = DEFAULT_POLICY,
 ) -> tuple[HubRequestState, RequestUpdated | None]:
     _ensure_leader(state, principal, "edit")
     if state.status not in EDITABLE:
@@ -211,10 +245,10 @@ def update_request(
         raise Conflict(
             f"the request is at revision {state.revision}, not {expected_revision}; reload it"
         )
-    spec = apply_changes(state.spec, changes)
+    spec = apply_changes(state.spec, changes, policy)
     if spec == state.spec:
         return state, None
-    _check_spec(spec, now)
+    _check_spec(spec, now, policy)
     new = replace(state, spec=spec, revision=state.revision + 1, status=S.SUBMITTED, updated_at=now)
     event = RequestUpdated(
         **env, request_id=new.request_id, leader_id=new.leader_id, revision=new.revision, spec=spec

@@ -13,7 +13,7 @@ from gateway.dependencies import ServiceCalls
 from gateway.errors import SERVICE_ERRORS, error_responses
 from gateway.guards import requires_authenticated
 from gateway.schemas import CancelBody, RequestEdit
-from jhaas_schemas.model import HubSpec, RequestStatus
+from jhaas_schemas.model import HubSpecDraft, RequestStatus
 from jhaas_schemas.rpc import (
     CancelRequest,
     GetRequest,
@@ -36,9 +36,9 @@ class RequestController(Controller):
 
     @post("", responses=ERRORS)
     async def submit(
-        self, data: JSONBody[HubSpec], services: NamedDependency[ServiceCalls]
+        self, data: JSONBody[HubSpecDraft], services: NamedDependency[ServiceCalls]
     ) -> HubRequest:
-        """Ask for a hub for a course (201)."""
+        """Ask for a hub for a course (201): name a `preset` or give image and resources."""
         return await services(RequestOps.SUBMIT, SubmitRequest(spec=data), HubRequest)
 
     @get("", responses=ERRORS)
