@@ -56,6 +56,12 @@ def test_a_valid_file_is_read_with_bare_numbers_as_quantities(tmp_path: Path) ->
     assert policy.images.allowed == ("quay.io/jupyter/*",)
 
 
+def test_the_gpu_limit_is_a_count_not_a_quantity(tmp_path: Path) -> None:
+    text = GOOD.replace("    max: 8Gi\n", "    max: 8Gi\n  gpus:\n    max: 2\n", 1)
+    policy = load_policy(write(tmp_path, text), {"JHAAS_POLICY__CAPACITY__GPUS": "4"}).policy
+    assert policy.limits.gpus.max == 2 and policy.capacity.gpus == 4
+
+
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
