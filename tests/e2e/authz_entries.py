@@ -37,6 +37,7 @@ from authz_calls import (
     me,
     my_courses,
     one_participation,
+    published_policy,
     redeploy,
     remove_tutor,
     revoke_session,
@@ -126,6 +127,9 @@ ENTRIES: tuple[Entry, ...] = (
             ("request-changes", {"comment": "matrix"}),
         )
     ),
+    # --- the policy: everyone signed in reads it (capacity: governance and admins)
+    route("GET", "/api/v1/policy", published_policy, who="anyone signed in", any=SIGNED_IN),
+    route("GET", "/api/v1/presets", no_params, who="anyone signed in", any=SIGNED_IN),
     # --- deployments
     route("GET", "/api/v1/deployments", list_deployments,
           who="leaders (their own), governance, admins",

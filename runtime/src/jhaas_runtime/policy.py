@@ -294,6 +294,9 @@ def _envelope_problems(
     policy: Policy, maxima: Mapping[str, int | None], problems: list[Problem]
 ) -> None:
     auto, course = policy.auto_approval, policy.course
+    if not auto.enabled:
+        # A disabled envelope approves nothing: its defaults may exceed a tight policy.
+        return
     _inside(auto.max_per_user, ("auto_approval", "max_per_user"), policy, maxima, problems)
     if auto.max_participants > course.max_participants:
         problems.append(

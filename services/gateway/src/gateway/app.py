@@ -37,6 +37,7 @@ from gateway.controllers.password_reset import (
     reset_password_page,
     verify_email_page,
 )
+from gateway.controllers.policy import PolicyController
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
@@ -229,6 +230,7 @@ def create_app(
             MfaResetController,
             RequestController,
             ReviewController,
+            PolicyController,
             DeploymentController,
             CourseController,
             JoinController,
