@@ -97,9 +97,7 @@ def test_the_example_offers_five_presets_on_dated_images() -> None:
     assert base is not None and base[1].rpartition(":")[2] == bio.rpartition(":")[2]
 
 
-def bad_file(
-    tmp_path: Path, old: str, new: str, marker: str, expected: str
-) -> tuple[Path, str]:
+def bad_file(tmp_path: Path, old: str, new: str, marker: str, expected: str) -> tuple[Path, str]:
     text = EXAMPLE.read_text()
     assert text.count(old) == 1, old
     changed = text.replace(old, new)
