@@ -180,6 +180,34 @@ async def test_each_rule_refuses_a_submission_and_an_edit_naming_it(world: World
     assert unchanged.json()["revision"] == 1
 
 
+async def test_presets_only_refuses_a_typed_image_at_submission_and_edit(world: World) -> None:
+    typed = await world.submit(slug="typed-1")  # a typed image the patterns allow
+    assert typed.status_code == 201, typed.text
+    request_id = typed.json()["request_id"]
+
+    before = world.holders[0]().version
+    world.write(POLICY.replace("allow_custom: true", "allow_custom: false"))
+    await eventually(_version(world.holders[0]), lambda version: version != before)
+    refused = await world.submit(slug="typed-2")
+    field = assert_error(refused, 422, "invalid")["fields"]["spec.image"]
+    assert field.startswith("images.allow_custom:"), field
+    edit = await world.client.patch(
+        f"/api/v1/requests/{request_id}",
+        json={"changes": {"image": "quay.io/jupyter/r-notebook:2025-03-14"}},
+        headers=bearer(world.leader),
+    )
+    field = assert_error(edit, 422, "invalid")["fields"]["spec.image"]
+    assert field.startswith("images.allow_custom:"), field
+    # A preset's image is still fine, also as an edit.
+    picked = await world.client.patch(
+        f"/api/v1/requests/{request_id}",
+        json={"changes": {"preset": "r"}},
+        headers=bearer(world.leader),
+    )
+    assert picked.status_code == 200, picked.text
+    assert picked.json()["spec"]["image"] == "docker.io/rocker/binder:4.4.1"
+
+
 async def test_a_preset_fills_in_a_submission(world: World) -> None:
     spec = {k: v for k, v in hub_spec(preset="r").items() if k not in ("image", "resources")}
     response = await world.client.post("/api/v1/requests", json=spec, headers=bearer(world.leader))
@@ -290,6 +318,13 @@ async def test_a_changed_file_applies_without_restart_and_a_broken_one_changes_n
                            "invalid")  # fmt: skip
     assert refused["fields"]["spec.expected_participants"].startswith("course.max_participants:")
     assert (await world.submit(slug="small-1", expected_participants=35)).status_code == 201
+
+
+def _version(holder: PolicyHolder) -> Callable[[], Awaitable[str]]:
+    async def probe() -> str:
+        return holder().version
+
+    return probe
 
 
 def _problem(holder: PolicyHolder) -> Callable[[], Awaitable[str | None]]:
