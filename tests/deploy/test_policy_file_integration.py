@@ -7,6 +7,8 @@
   anything is started: a non-zero exit, a message naming the key and its line,
   no database made, nothing subscribed on NATS. The same command with a good
   file starts (so the checks above can fail).
+- A running service re-reads the file on SIGHUP; a file that is not valid then
+  is logged with its key and line, and the policy in force stays.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ import pytest
 import yaml
 
 from jhaas_launcher.processes import NatsServer, free_port
+from jhaas_launcher.testing import eventually
 from jhaas_runtime.policy import load_policy
 from jhaas_schemas.policy import Policy
 
@@ -217,3 +221,67 @@ def test_jhaas_up_uses_the_example_policy_unless_told_otherwise(tmp_path: Path) 
     assert default_policy({"JHAAS_POLICY_FILE": "/etc/jhaas/policy.yaml"}) == (
         "/etc/jhaas/policy.yaml"
     )
+
+
+async def published_policy(nats_url: str) -> dict[str, Any]:
+    """governance.get_policy as a reviewer asks it."""
+    call = msgspec.json.encode(
+        {
+            "principal": {"user_id": "gus", "username": "gus", "roles": ["governance"]},
+            "correlation_id": "policy-reload",
+            "payload": {},
+        }
+    )
+    nc = await nats.connect(nats_url)
+    try:
+        reply = await nc.request("jhaas.rpc.governance.get_policy", call, timeout=5)
+    finally:
+        await nc.close()
+    answer: dict[str, Any] = msgspec.json.decode(reply.data)["ok"]
+    return answer
+
+
+@pytest.mark.integration
+def test_a_running_service_reloads_on_sighup_and_keeps_its_policy_on_a_bad_file(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(EXAMPLE.read_text())
+    env = service_env(tmp_path, nats_server.url, path)
+    env["JHAAS_POLICY_POLL_SECONDS"] = "3600"  # only the signal makes it look
+    log = tmp_path / "service.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "governance_svc"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        asyncio.run(reload_on_sighup(tmp_path, nats_server.url, process, log))
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+async def reload_on_sighup(
+    tmp_path: Path, nats_url: str, process: subprocess.Popen[bytes], log: Path
+) -> None:
+    def read_log() -> Awaitable[str]:
+        return asyncio.to_thread(log.read_text)
+
+    assert await answers_health(nats_url, "governance_svc", process), await read_log()
+    first = await published_policy(nats_url)
+    assert first["course"]["max_participants"] == 300
+
+    tighter = EXAMPLE.read_text().replace("max_participants: 300", "max_participants: 20")
+    await asyncio.to_thread((tmp_path / "policy.yaml").write_text, tighter)
+    process.send_signal(signal.SIGHUP)
+    second = await eventually(
+        lambda: published_policy(nats_url), lambda policy: policy["version"] != first["version"]
+    )
+    assert second["course"]["max_participants"] == 20
+
+    _, message = await asyncio.to_thread(bad_file, tmp_path, *BAD[0])
+    process.send_signal(signal.SIGHUP)
+    await eventually(read_log, lambda text: "policy file not valid" in text)
+    assert message in await read_log()
+    assert process.poll() is None, "a bad file at reload does not stop the service"
+    assert await published_policy(nats_url) == second

@@ -46,7 +46,7 @@ POLICY = """\
 limits:
   cpu: {min: 500m, max: 2}
   memory: {min: 1Gi, max: 8Gi}
-  storage: {max: 20Gi}
+  storage: {min: 1Gi, max: 20Gi}
   gpus: {max: 0}
 course:
   max_participants: 40
@@ -149,6 +149,7 @@ CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"resources": RES | {"memory": "16Gi"}}, "spec.resources.memory", "limits.memory.max"),
     ({"resources": RES | {"memory": "512Mi"}}, "spec.resources.memory", "limits.memory.min"),
     ({"resources": RES | {"storage": "50Gi"}}, "spec.resources.storage", "limits.storage.max"),
+    ({"resources": RES | {"storage": "512Mi"}}, "spec.resources.storage", "limits.storage.min"),
     ({"resources": RES | {"gpus": 1}}, "spec.resources.gpus", "limits.gpus.max"),
     ({"expected_participants": 41}, "spec.expected_participants", "course.max_participants"),
     ({"ends_at": later(14 + 101)}, "spec.ends_at", "course.max_duration_days"),
