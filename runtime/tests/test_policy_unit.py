@@ -56,6 +56,12 @@ def test_a_valid_file_is_read_with_bare_numbers_as_quantities(tmp_path: Path) ->
     assert policy.images.allowed == ("quay.io/jupyter/*",)
 
 
+def test_the_gpu_limit_is_a_count_not_a_quantity(tmp_path: Path) -> None:
+    text = GOOD.replace("    max: 8Gi\n", "    max: 8Gi\n  gpus:\n    max: 2\n", 1)
+    policy = load_policy(write(tmp_path, text), {"JHAAS_POLICY__CAPACITY__GPUS": "4"}).policy
+    assert policy.limits.gpus.max == 2 and policy.capacity.gpus == 4
+
+
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
@@ -102,13 +108,21 @@ capacity:
   storage: 10Ti
   enforced: true
 auto_approval:
+  enabled: true
   max_participants: 500
 """
     message = refusal(write(tmp_path, GOOD + extra))
     assert "policy.yaml line 18: capacity.cpu: must be more than 0" in message
-    assert "line 23: auto_approval.max_participants: 500 is above course.max_participants" in (
+    assert "line 24: auto_approval.max_participants: 500 is above course.max_participants" in (
         message
     )
+
+
+def test_a_disabled_envelope_may_be_wider_than_the_course_limits(tmp_path: Path) -> None:
+    tight = GOOD.replace("max_participants: 200", "max_participants: 20")
+    assert load_policy(write(tmp_path, tight), {}).policy.auto_approval.max_participants == 50
+    message = refusal(write(tmp_path, tight), {"JHAAS_POLICY__AUTO_APPROVAL__ENABLED": "true"})
+    assert "auto_approval.max_participants: 50 is above course.max_participants (20)" in message
 
 
 def test_not_yaml_and_not_a_mapping_are_refused_with_a_line(tmp_path: Path) -> None:
@@ -162,17 +176,36 @@ def test_the_holder_reloads_a_changed_file_and_keeps_the_old_on_a_bad_one(
     assert holder.check() is False  # unchanged: nothing read again
 
     path.write_text(GOOD.replace("max_participants: 200", "max_participants: 60"))
+    assert holder.check() is False  # seen once: it may still be being written
     assert holder.check() is True
-    assert holder().policy.course.max_participants == 60
+    assert holder().policy.course.max_participants == 60 and holder.problem is None
     assert holder().version != first.version and seen == [holder()]
 
     path.write_text(GOOD.replace("max_participants: 200", "max_participants: many"))
-    assert holder.check() is False
+    assert (holder.check(), holder.check()) == (False, False)
     assert holder().policy.course.max_participants == 60 and len(seen) == 1
     assert "policy.yaml line 9: course.max_participants: 'many'" in capsys.readouterr().out
+    assert holder.problem is not None and "course.max_participants" in holder.problem
 
     path.unlink()
-    assert holder.check() is False and holder().policy.course.max_participants == 60
+    assert (holder.check(), holder.check()) == (False, False)
+    assert holder().policy.course.max_participants == 60
+
+
+def test_a_file_still_being_written_is_not_loaded(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    holder = PolicyHolder(path, {})
+    path.write_text("")  # truncated, the new text not there yet: the built-in defaults
+    assert holder.check() is False
+    path.write_text(GOOD.replace("max_participants: 200", "max_participants: 60"))
+    assert holder.check() is False  # changed again since the last look
+    assert holder().policy.course.max_participants == 200
+    assert holder.check() is True
+    assert holder().policy.course.max_participants == 60
+
+    path.write_text(GOOD)
+    holder.reload()  # SIGHUP: the operator says the file is complete
+    assert holder().policy.course.max_participants == 200
 
 
 def test_the_holder_refuses_a_bad_file_at_start(tmp_path: Path) -> None:

@@ -112,6 +112,19 @@ async def me(w: World, cell: Cell) -> Call:
     return Call(check=check)
 
 
+async def published_policy(w: World, cell: Cell) -> Call:
+    """Everyone signed in reads the policy; the target's capacity and the
+    auto-approval envelope only governance and admins."""
+    deciders = cell.role in (Role.GOVERNANCE, Role.ADMIN)
+
+    def check(r: httpx.Response) -> None:
+        policy = r.json()
+        assert (policy["capacity"] is not None) == deciders, r.text
+        assert (policy["auto_approval"] is not None) == deciders, r.text
+
+    return Call(check=None if cell.role is A else check)
+
+
 async def list_sessions(w: World, cell: Cell) -> Call:
     someone_else = await w.session_id(w.others["person"])
 

@@ -71,6 +71,7 @@ from authz_calls import (
     me,
     my_courses,
     one_participation,
+    published_policy,
     redeploy,
     remove_tutor,
     revoke_session,
@@ -235,6 +236,9 @@ ENTRIES: tuple[Entry, ...] = (
     # --- the governance audit trail: governance and admins
     route("GET", "/api/v1/governance/audit", governance_audit, who="governance and admins",
           any=(401, 403, 403, 403, 200, 200)),
+    # --- the policy: everyone signed in reads it (capacity: governance and admins)
+    route("GET", "/api/v1/policy", published_policy, who="anyone signed in", any=SIGNED_IN),
+    route("GET", "/api/v1/presets", no_params, who="anyone signed in", any=SIGNED_IN),
     # --- deployments
     route("GET", "/api/v1/deployments", list_deployments,
           who="leaders (their own), governance, admins",

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.e2e
 
 def test_up_prints_credentials_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port, nats_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "JHAAS_ADMIN_PASSWORD"}
+    unset = {"JHAAS_ADMIN_PASSWORD", "JHAAS_POLICY_FILE"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -54,6 +55,9 @@ def test_up_prints_credentials_serves_and_stops_cleanly_on_ctrl_c(tmp_path: Path
                 break
         output = "".join(lines)
         assert "JHaaS is running." in output, output
+        # The documented example policy, checked before anything started.
+        example = Path(__file__).resolve().parents[2] / "deploy" / "policy.yaml"
+        assert f"policy: {example}\n" in output, output
         admin_line = next(line for line in lines if line.strip().startswith("Admin:"))
         password = admin_line.split("/", 1)[1].strip()
         assert password == (tmp_path / "data" / "initial-admin-password").read_text().strip()

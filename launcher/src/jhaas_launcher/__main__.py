@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from jhaas_launcher.natsauth import NATS_ADMIN, SERVER_CONFIG, apply_streams, ensure_credentials
@@ -29,8 +30,20 @@ from jhaas_launcher.stack import (
     initial_admin_password,
 )
 from jhaas_runtime.aio import wait_event
+from jhaas_runtime.policy import PolicyError, load_policy
 
 MAX_RESTARTS = 5
+POLICY_FILE = "JHAAS_POLICY_FILE"
+# The documented example policy beside the launcher in a checkout of the repository.
+EXAMPLE_POLICY = Path(__file__).resolve().parents[3] / "deploy" / "policy.yaml"
+
+
+def default_policy(env: Mapping[str, str]) -> str:
+    """JHAAS_POLICY_FILE when set (empty: the built-in defaults), else the
+    repository's example policy when there is one."""
+    if POLICY_FILE in env:
+        return env[POLICY_FILE]
+    return str(EXAMPLE_POLICY) if EXAMPLE_POLICY.is_file() else ""
 
 
 def _port_free(port: int) -> bool:
@@ -47,15 +60,26 @@ async def up(args: argparse.Namespace) -> int:
         if not _port_free(port):
             print(f"port {port} is in use; choose another with {what}", file=sys.stderr)
             return 2
+    try:
+        # request-svc and governance-svc would refuse it too; say so before anything starts.
+        load_policy(Path(args.policy) if args.policy else None, os.environ)
+    except PolicyError as exc:
+        print(f"the policy is not valid; not starting:\n{exc}", file=sys.stderr)
+        return 2
     data_dir: Path = args.data_dir
     stack = Stack(
-        data_dir=data_dir, nats_port=args.nats_port, gateway_port=args.port, readers=args.reader
+        data_dir=data_dir,
+        nats_port=args.nats_port,
+        gateway_port=args.port,
+        readers=args.reader,
+        extra_env={POLICY_FILE: args.policy},
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"starting JHaaS in {data_dir} ...", flush=True)
+    print(f"policy: {args.policy or 'the built-in defaults'}", flush=True)
     try:
         await stack.start()
     except (RuntimeError, TimeoutError, ValueError) as exc:
@@ -147,6 +171,12 @@ def main() -> None:
     run.add_argument("--nats-port", type=int, default=4222, help="the NATS client port")
     reader_help = "another institution that gets a read-only credential (repeatable)"
     run.add_argument("--reader", action="append", default=[], help=reader_help)
+    run.add_argument(
+        "--policy",
+        default=default_policy(os.environ),
+        help="the governance policy file (default: JHAAS_POLICY_FILE, else deploy/policy.yaml;"
+        " an empty value: the built-in defaults)",
+    )
     creds = sub.add_parser(
         "nats-credentials",
         help="write the NATS server's authorization and one credential per process",
@@ -166,6 +196,8 @@ def main() -> None:
     if args.command == "nats-streams":
         sys.exit(nats_streams(args))
     args.data_dir = Path(args.data_dir).resolve()
+    if args.policy:
+        args.policy = str(Path(args.policy).resolve())
     # Everything the product writes (databases with password hashes, keys, logs)
     # is for this user alone; the processes it starts inherit the mask.
     os.umask(0o077)

@@ -29,9 +29,11 @@ from jhaas_schemas.quantities import byte_size, cpu_millicores, image_reference_
 
 ENV_PREFIX = "JHAAS_POLICY__"
 KeyPath = tuple[str | int, ...]
-# Quantities an operator naturally writes as bare numbers (`max: 8`): YAML reads
-# them as numbers, the policy keeps every quantity as text.
-_QUANTITY_KEYS = frozenset({"cpu", "memory", "storage", "min", "max"})
+# Quantities an operator naturally writes as bare numbers (`cpu: 2`, `max: 8`):
+# YAML reads them as numbers, the policy keeps every quantity as text. `min` and
+# `max` are quantities only inside a quantity's span (`limits.gpus.max` is a count).
+_QUANTITY_KEYS = frozenset({"cpu", "memory", "storage"})
+_SPAN_KEYS = frozenset({"min", "max"})
 _AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _UNKNOWN = re.compile(r"unknown field `(?P<key>[^`]*)`")
 
@@ -189,7 +191,10 @@ def _quantities_as_text(node: Any, where: KeyPath) -> None:
     else:
         return
     for key, value in items:
-        if key in _QUANTITY_KEYS and isinstance(value, int | float) and not isinstance(value, bool):
+        quantity = key in _QUANTITY_KEYS or (
+            key in _SPAN_KEYS and bool(where) and where[-1] in _QUANTITY_KEYS
+        )
+        if quantity and isinstance(value, int | float) and not isinstance(value, bool):
             node[key] = str(value)
         else:
             _quantities_as_text(value, (*where, key))
@@ -289,6 +294,9 @@ def _envelope_problems(
     policy: Policy, maxima: Mapping[str, int | None], problems: list[Problem]
 ) -> None:
     auto, course = policy.auto_approval, policy.course
+    if not auto.enabled:
+        # A disabled envelope approves nothing: its defaults may exceed a tight policy.
+        return
     _inside(auto.max_per_user, ("auto_approval", "max_per_user"), policy, maxima, problems)
     if auto.max_participants > course.max_participants:
         problems.append(

@@ -6,6 +6,10 @@ key and line). Afterwards the file is polled (cheap: its size, mtime and
 hash every few seconds) and re-read at once on SIGHUP; a file that fails
 validation then is logged with its key and line, and the policy already in
 force stays.
+
+A polled change is loaded once the file has stayed the same for one poll
+interval: an editor or `cp` writing the file in place must not get its first
+half (say, an empty file: the built-in defaults) loaded as the policy.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ POLICY_FILE = "JHAAS_POLICY_FILE"
 POLL_SECONDS = "JHAAS_POLICY_POLL_SECONDS"
 Subscriber = Callable[[PublishedPolicy], None]
 Fingerprint = tuple[int, int, str] | None
+_NOTHING_SEEN: object = object()
 
 
 class PolicyHolder:
@@ -39,8 +44,11 @@ class PolicyHolder:
         self.env = dict(env)
         self.poll_seconds = poll_seconds
         self._fingerprint = self._stamp()
+        self._changed: object = _NOTHING_SEEN  # a change seen once, loaded when it stays
         self._current = load_policy(path, self.env)
         self._subscribers: list[Subscriber] = []
+        # Why the file last read was not loaded (None: the file is in force).
+        self.problem: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PolicyHolder:
@@ -64,23 +72,30 @@ class PolicyHolder:
         self._subscribers.append(callback)
 
     def check(self) -> bool:
-        """Reload when the file changed since it was last read; True when the policy changed."""
+        """Reload when the file changed since it was last read and has stayed the
+        same since the previous check; True when the policy in force changed."""
         stamp = self._stamp()
         if stamp == self._fingerprint:
+            self._changed = _NOTHING_SEEN
             return False
-        self._fingerprint = stamp
+        if stamp != self._changed:
+            self._changed = stamp  # maybe still being written: look again next time
+            return False
+        self._fingerprint, self._changed = stamp, _NOTHING_SEEN
         return self.reload()
 
     def reload(self) -> bool:
         try:
             new = load_policy(self.path, self.env)
         except PolicyError as exc:
+            self.problem = str(exc)
             log.error(
                 "policy file not valid; the policy in force stays",
                 problems=str(exc),
                 version=self._current.version,
             )
             return False
+        self.problem = None
         if new.version == self._current.version:
             return False
         old, self._current = self._current, new
@@ -104,7 +119,7 @@ class PolicyHolder:
             while True:
                 if await wait_event(wake, self.poll_seconds):
                     wake.clear()
-                    self._fingerprint = self._stamp()
+                    self._fingerprint, self._changed = self._stamp(), _NOTHING_SEEN
                     self.reload()
                 else:
                     self.check()

@@ -53,6 +53,8 @@ async def test_openapi_documents_every_route(client: Client) -> None:
         ("/api/v1/reviews/{request_id}/approve", "post"),
         ("/api/v1/reviews/{request_id}/reject", "post"),
         ("/api/v1/reviews/{request_id}/request-changes", "post"),
+        ("/api/v1/policy", "get"),
+        ("/api/v1/presets", "get"),
         ("/api/v1/deployments", "get"),
         ("/api/v1/courses", "get"),
         ("/api/v1/courses/{request_id}/join-code/rotate", "post"),

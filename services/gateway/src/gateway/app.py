@@ -38,6 +38,7 @@ from gateway.controllers.password_reset import (
     reset_password_page,
     verify_email_page,
 )
+from gateway.controllers.policy import PolicyController
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
@@ -231,6 +232,7 @@ def create_app(
             RequestController,
             ReviewController,
             GovernanceAuditController,
+            PolicyController,
             DeploymentController,
             CourseController,
             JoinController,
