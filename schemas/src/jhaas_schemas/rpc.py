@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -187,6 +187,7 @@ class GovernanceOps:
     REJECT = rpc_subject("governance", "reject")
     REQUEST_CHANGES = rpc_subject("governance", "request_changes")
     GET_POLICY = rpc_subject("governance", "get_policy")  # GetPolicy -> PolicyView
+    LIST_AUDIT = rpc_subject("governance", "list_audit")  # ListAudit -> AuditPage
     CALENDAR = rpc_subject("governance", "calendar")  # GetCalendar -> CalendarView
     APPROVE_CHANGE = rpc_subject("governance", "approve_change")  # DecideChange -> ChangeReview
     REJECT_CHANGE = rpc_subject("governance", "reject_change")  # DecideChange -> ChangeReview
@@ -413,6 +414,59 @@ class ChangeReview(msgspec.Struct, frozen=True, kw_only=True):
 
 class ChangeReviewList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[ChangeReview]
+
+
+# --- governance audit trail ----------------------------------------------------
+
+
+class AuditAction(enum.StrEnum):
+    """What an entry of the governance audit trail records."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CHANGES_REQUESTED = "changes_requested"
+    AUTO_APPROVED = "auto_approved"
+    CHANGE_APPROVED = "change_approved"
+    CHANGE_REJECTED = "change_rejected"
+    CHANGE_AUTO_APPROVED = "change_auto_approved"
+    POLICY_CHANGED = "policy_changed"
+
+
+AUDIT_PAGE_MAX = 1000
+
+
+class ListAudit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Filters over the audit trail (all optional, combined with AND); newest
+    first, `limit` entries a page; `cursor` is the previous page's next_cursor."""
+
+    request_id: str | None = None
+    actor: str | None = None
+    action: AuditAction | None = None
+    since: datetime | None = None  # at or after
+    until: datetime | None = None  # before
+    limit: Annotated[int, msgspec.Meta(ge=1, le=AUDIT_PAGE_MAX)] = 100
+    cursor: str | None = None
+
+
+class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One decision or policy change: who, when, what was checked, the comment."""
+
+    id: int
+    at: datetime
+    actor: str  # a user id, "system", or "operator" (a policy change)
+    action: AuditAction
+    request_id: str | None = None
+    change_id: str | None = None
+    revision: int | None = None
+    comment: str = ""
+    # The checks the decider saw at that moment (a review's, or the rules alone).
+    checks: ReviewChecks | list[RuleCheck] | None = None
+    details: dict[str, Any] = {}
+
+
+class AuditPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[AuditEntry]
+    next_cursor: str | None = None  # None: this was the last page
 
 
 # --- participant-svc ---------------------------------------------------------

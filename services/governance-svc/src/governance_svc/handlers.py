@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 from sqlalchemy.engine import Connection
 
-from governance_svc import domain
+from governance_svc import audit, domain
 from governance_svc.calendar import (
     CalendarSettings,
     capacity_amounts,
@@ -46,6 +46,7 @@ from jhaas_schemas.policy import PolicySource, PublishedPolicy, fixed
 from jhaas_schemas.rpc import (
     CALENDAR_MAX_DAYS,
     ApproveRequest,
+    AuditAction,
     CalendarCheck,
     CalendarView,
     ChangeReview,
@@ -83,6 +84,13 @@ Decide = Callable[
 ]
 
 log = get_logger(__name__)
+
+# The audit trail's name for each reviewer's decision.
+DECISION_ACTIONS = {
+    ReviewState.APPROVED: AuditAction.APPROVED,
+    ReviewState.REJECTED: AuditAction.REJECTED,
+    ReviewState.CHANGES_REQUESTED: AuditAction.CHANGES_REQUESTED,
+}
 
 
 class SubmissionNotSeenYet(RuntimeError):
@@ -262,9 +270,21 @@ class GovernanceHandlers:
             policy = self.policy()
             ensure_within_policy(record.spec, policy, now)
             # Then the calendar, under its lock until this transaction ends.
-            self._reserve(uow.conn, record.request_id, record.leader_id, record.spec, policy, now)
+            calendar = self._reserve(
+                uow.conn, record.request_id, record.leader_id, record.spec, policy, now
+            )
             repo.save(new)
             repo.record_decision(new.review_id, decision)
+            audit.record(
+                uow.conn,
+                at=now,
+                actor=decision.decided_by,
+                action=AuditAction.APPROVED,
+                request_id=new.request_id,
+                revision=decision.revision,
+                comment=decision.comment,
+                checks=self._with_calendar(review_checks(record.spec, policy, now), calendar),
+            )
             uow.emit(event)
             return self._review_view(uow.conn, new, [])
 
@@ -309,6 +329,17 @@ class GovernanceHandlers:
             new, decision, event = decide(record, now, self._env(ctx, now))
             repo.save(new)
             repo.record_decision(new.review_id, decision)
+            # The audit entry keeps the checks as the reviewer saw them when deciding.
+            audit.record(
+                uow.conn,
+                at=now,
+                actor=decision.decided_by,
+                action=DECISION_ACTIONS[decision.state],
+                request_id=new.request_id,
+                revision=decision.revision,
+                comment=decision.comment,
+                checks=review_checks(record.spec, self.policy(), now),
+            )
             uow.emit(event)
             return self._review_view(uow.conn, new, [])
 
@@ -329,13 +360,19 @@ class GovernanceHandlers:
             review, change = self._change_for_decision(uow.conn, ctx, payload)
             policy = self.policy()
             ensure_within_policy(change.proposed, policy, now)
-            self._reserve(
+            calendar = self._reserve(
                 uow.conn, review.request_id, review.leader_id, change.proposed, policy, now
             )
             decided = change.decided(
                 ChangeState.APPROVED, ctx.principal.user_id, now, payload.comment
             )
             event = self._apply_change(uow.conn, review, decided, self._env(ctx, now), now)
+            self._audit_change(
+                uow.conn,
+                decided,
+                AuditAction.CHANGE_APPROVED,
+                self._with_calendar(review_checks(change.proposed, policy, now), calendar),
+            )
             uow.emit(event)
             return decided.view()
 
@@ -351,6 +388,8 @@ class GovernanceHandlers:
                 ChangeState.REJECTED, ctx.principal.user_id, now, payload.comment
             )
             ChangeRepository(uow.conn).save(decided)
+            checks = self._checks(uow.conn, review.request_id, review.leader_id, change.proposed)
+            self._audit_change(uow.conn, decided, AuditAction.CHANGE_REJECTED, checks)
             uow.emit(
                 ChangeRejected(
                     **self._env(ctx, now),
@@ -450,10 +489,38 @@ class GovernanceHandlers:
         self._audit_auto(conn, new, self._with_calendar(checks, calendar), now)
         return (approved,)
 
+    @staticmethod
     def _audit_auto(
-        self, conn: Connection, review: domain.ReviewRecord, checks: ReviewChecks, now: datetime
+        conn: Connection, review: domain.ReviewRecord, checks: ReviewChecks, now: datetime
     ) -> None:
-        """The audit entry of an automatic approval (issue 9, lane C2's trail)."""
+        """The audit entry of an automatic approval, with the checks the system made."""
+        audit.record(
+            conn,
+            at=now,
+            actor=SYSTEM.user_id,
+            action=AuditAction.AUTO_APPROVED,
+            request_id=review.request_id,
+            revision=review.revision,
+            comment=AUTO_COMMENT,
+            checks=checks,
+        )
+
+    @staticmethod
+    def _audit_change(
+        conn: Connection, change: ChangeRecord, action: AuditAction, checks: ReviewChecks
+    ) -> None:
+        assert change.decided_at is not None and change.decided_by is not None
+        audit.record(
+            conn,
+            at=change.decided_at,
+            actor=change.decided_by,
+            action=action,
+            request_id=change.request_id,
+            change_id=change.change_id,
+            revision=change.revision,
+            comment=change.reason,
+            checks=checks,
+        )
 
     def on_request_submitted(self, conn: Connection, event: Event) -> Sequence[Event]:
         assert isinstance(event, RequestSubmitted)
@@ -566,4 +633,11 @@ class GovernanceHandlers:
         ReservationRepository(conn).hold(reservation, now)
         decided = change.decided(ChangeState.APPROVED, SYSTEM.user_id, now, CHANGE_AUTO_COMMENT)
         changes.add(decided)
-        return (self._apply_change(conn, review, decided, self._caused_by(event, now), now),)
+        applied = self._apply_change(conn, review, decided, self._caused_by(event, now), now)
+        self._audit_change(
+            conn,
+            decided,
+            AuditAction.CHANGE_AUTO_APPROVED,
+            self._with_calendar(checks, calendar),
+        )
+        return (applied,)
