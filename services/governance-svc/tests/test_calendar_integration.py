@@ -141,7 +141,9 @@ class Replica:
                 return None
             return review if state is None or review.state == state else None
 
-        return await eventually(probe)
+        found = await eventually(probe)
+        assert found is not None
+        return found
 
     async def calendar(self, start: datetime, end: datetime) -> CalendarView:
         return await self.call(  # type: ignore[no-any-return]
@@ -200,7 +202,9 @@ async def governance_events(nc: NATS, accept: Callable[[list[Event]], bool]) -> 
             seen.append(decode_event(message.data))
         return seen if accept(seen) else None
 
-    return await eventually(probe)
+    found = await eventually(probe)
+    assert found is not None
+    return found
 
 
 def having(kind: type[Event]) -> Callable[[list[Event]], bool]:
@@ -512,7 +516,9 @@ async def change_in(gov: Replica, request_id: str, change_id: str) -> ChangeRevi
         review = await gov.review(request_id)
         return next((c for c in review.changes if c.change_id == change_id), None)
 
-    return await eventually(probe)
+    found = await eventually(probe)
+    assert found is not None
+    return found
 
 
 async def test_a_change_that_raises_nothing_applies_at_once(replicas: Callable[..., Any]) -> None:
