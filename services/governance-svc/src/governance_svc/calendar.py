@@ -109,20 +109,33 @@ def sweep(
     """What `reservations` hold together over [start, end), as steps: from each
     step's moment to the next one's (the last to `end`), the sum of those whose
     windows cover it. The first step is at `start`; a step only where the sum changes."""
-    deltas: dict[datetime, Amounts] = {start: Amounts()}
+    # Plain tuples of ints while summing: a calendar check sweeps hundreds of windows.
+    deltas: dict[datetime, list[int]] = {start: [0, 0, 0, 0]}
     for r in reservations:
         if r.window_end <= start or r.window_start >= end:
             continue
+        a = r.amounts
         at = max(r.window_start, start)
-        deltas[at] = add(deltas.get(at, Amounts()), r.amounts)
+        d = deltas.setdefault(at, [0, 0, 0, 0])
+        d[0] += a.cpu
+        d[1] += a.memory
+        d[2] += a.storage
+        d[3] += a.gpus
         if r.window_end < end:
-            deltas[r.window_end] = add(deltas.get(r.window_end, Amounts()), r.amounts, -1)
+            d = deltas.setdefault(r.window_end, [0, 0, 0, 0])
+            d[0] -= a.cpu
+            d[1] -= a.memory
+            d[2] -= a.storage
+            d[3] -= a.gpus
     steps: list[tuple[datetime, Amounts]] = []
-    held = Amounts()
+    cpu = memory = storage = gpus = 0
+    last: tuple[int, int, int, int] | None = None
     for at in sorted(deltas):
-        held = add(held, deltas[at])
-        if not steps or steps[-1][1] != held:
-            steps.append((at, held))
+        d = deltas[at]
+        cpu, memory, storage, gpus = cpu + d[0], memory + d[1], storage + d[2], gpus + d[3]
+        if (cpu, memory, storage, gpus) != last:
+            last = (cpu, memory, storage, gpus)
+            steps.append((at, Amounts(cpu=cpu, memory=memory, storage=storage, gpus=gpus)))
     return steps
 
 
@@ -184,10 +197,13 @@ def check_fit(
         message = "the course does not fit the capacity calendar: " + "; ".join(
             s.message for s in short
         )
-        if others:
-            message += ". Approved courses overlapping its window: " + ", ".join(
-                _course(r) for r in others
+        named = _named(others, short)
+        if named:
+            message += ". Approved courses overlapping its window then: " + ", ".join(
+                _course(r) for r in named
             )
+            if len(named) < len(others):
+                message += f" (and {len(others) - len(named)} more over its window)"
     elif others:
         message = f"fits beside {len(others)} overlapping approved course(s)"
     else:
@@ -205,6 +221,18 @@ def check_fit(
     )
 
 
+# At most this many courses are named in a refusal's message (all are in `overlapping`).
+NAMED_AT_MOST = 20
+
+
+def _named(others: Sequence[ReservationView], short: Sequence[Shortfall]) -> list[ReservationView]:
+    """The courses that hold capacity at the moments a resource runs short, largest first."""
+    moments = {s.at for s in short}
+    at_short = [r for r in others if any(r.window_start <= m < r.window_end for m in moments)]
+    at_short.sort(key=lambda r: (-r.amounts.cpu, r.window_start, r.request_id))
+    return at_short[:NAMED_AT_MOST]
+
+
 def refuses(check: CalendarCheck) -> bool:
     """An enforced calendar the course does not fit refuses its approval."""
     return check.enforced and not check.fits
@@ -213,6 +241,7 @@ def refuses(check: CalendarCheck) -> bool:
 def conflict_fields(check: CalendarCheck) -> dict[str, str]:
     """A refusal's `fields`: each resource short, and the overlapping courses."""
     fields = {f"calendar.{s.resource}": s.message for s in check.short}
-    if check.overlapping:
-        fields["calendar.overlapping"] = ", ".join(_course(r) for r in check.overlapping)
+    named = _named(check.overlapping, check.short)
+    if named:
+        fields["calendar.overlapping"] = ", ".join(_course(r) for r in named)
     return fields

@@ -16,6 +16,7 @@ holds the database's single write lock from its first statement.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -51,22 +52,24 @@ reservations = sa.Table(
 _LOCK_KEY = 0x4A48434C
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_LOCK_KEY)
 _c = reservations.c
+# What a view needs (not updated_at: every datetime costs its conversion).
+_VIEW_COLUMNS = [
+    _c.request_id, _c.title, _c.leader_id, _c.window_start, _c.window_end,
+    _c.cpu_millicores, _c.memory_bytes, _c.storage_bytes, _c.gpus,
+]  # fmt: skip
 
 
-def _view(row: sa.Row[tuple[object, ...]]) -> ReservationView:
-    m = row._mapping
+def _view(row: sa.Row[Any]) -> ReservationView:
+    # By position (_VIEW_COLUMNS' order): a check reads hundreds of rows, and a
+    # row's mapping costs more than the rest of its conversion.
+    request_id, title, leader_id, start, end, cpu, memory, storage, gpus = tuple(row)
     return ReservationView(
-        request_id=m["request_id"],
-        title=m["title"],
-        leader_id=m["leader_id"],
-        window_start=m["window_start"],
-        window_end=m["window_end"],
-        amounts=Amounts(
-            cpu=m["cpu_millicores"],
-            memory=m["memory_bytes"],
-            storage=m["storage_bytes"],
-            gpus=m["gpus"],
-        ),
+        request_id=request_id,
+        title=title,
+        leader_id=leader_id,
+        window_start=start,
+        window_end=end,
+        amounts=Amounts(cpu=cpu, memory=memory, storage=storage, gpus=gpus),
     )
 
 
@@ -87,7 +90,7 @@ class ReservationRepository:
         self, start: datetime, end: datetime, *, besides: str | None = None
     ) -> list[ReservationView]:
         """The held reservations whose windows overlap [start, end), but `besides`'s."""
-        query = sa.select(reservations).where(overlap_clause(start, end))
+        query = sa.select(*_VIEW_COLUMNS).where(overlap_clause(start, end))
         if besides is not None:
             query = query.where(_c.request_id != besides)
         query = query.order_by(_c.window_start, _c.request_id)
@@ -126,6 +129,6 @@ class ReservationRepository:
 
     def get(self, request_id: str) -> ReservationView | None:
         row = self.conn.execute(
-            sa.select(reservations).where(_c.request_id == request_id, _c.state == HELD)
+            sa.select(*_VIEW_COLUMNS).where(_c.request_id == request_id, _c.state == HELD)
         ).first()
         return None if row is None else _view(row)
