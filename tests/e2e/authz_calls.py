@@ -320,6 +320,18 @@ async def list_requests(w: World, cell: Cell) -> Call:
     return Call(query={"scope": "mine" if cell.scope is Scope.OWN else "all"})
 
 
+async def governance_audit(w: World, cell: Cell) -> Call:
+    """The standing course's approval is in the governance audit trail, with its checks."""
+    course = w.courses["lea"]
+
+    def check(r: httpx.Response) -> None:
+        [entry] = r.json()["items"]
+        assert entry["request_id"] == course.request_id, r.text
+        assert entry["checks"]["rules"], r.text
+
+    return Call(query={"request_id": course.request_id, "action": "approved"}, check=check)
+
+
 # --- deployments ------------------------------------------------------------------
 
 

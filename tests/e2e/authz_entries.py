@@ -30,6 +30,7 @@ from authz_calls import (
     decision,
     edit_request,
     ends_session,
+    governance_audit,
     join_page,
     leave,
     list_deployments,
@@ -139,6 +140,9 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     # --- the capacity calendar (issue 9)
     route("GET", "/api/v1/calendar", calendar_period, who="governance and admins",
+          any=(401, 403, 403, 403, 200, 200)),
+    # --- the governance audit trail: governance and admins
+    route("GET", "/api/v1/governance/audit", governance_audit, who="governance and admins",
           any=(401, 403, 403, 403, 200, 200)),
     # --- deployments
     route("GET", "/api/v1/deployments", list_deployments,

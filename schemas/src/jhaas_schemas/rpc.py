@@ -187,7 +187,7 @@ class GovernanceOps:
     REJECT = rpc_subject("governance", "reject")
     REQUEST_CHANGES = rpc_subject("governance", "request_changes")
     GET_POLICY = rpc_subject("governance", "get_policy")  # GetPolicy -> PolicyView
-    LIST_AUDIT = rpc_subject("governance", "list_audit")  # ListAudit -> AuditPage
+    LIST_AUDIT = rpc_subject("governance", "list_audit")  # ListAudit -> GovernanceAuditPage
     CALENDAR = rpc_subject("governance", "calendar")  # GetCalendar -> CalendarView
     APPROVE_CHANGE = rpc_subject("governance", "approve_change")  # DecideChange -> ChangeReview
     REJECT_CHANGE = rpc_subject("governance", "reject_change")  # DecideChange -> ChangeReview
@@ -448,7 +448,7 @@ class ListAudit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     cursor: str | None = None
 
 
-class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+class GovernanceAuditEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One decision or policy change: who, when, what was checked, the comment."""
 
     id: int
@@ -464,8 +464,8 @@ class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
     details: dict[str, Any] = {}
 
 
-class AuditPage(msgspec.Struct, frozen=True, kw_only=True):
-    items: list[AuditEntry]
+class GovernanceAuditPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[GovernanceAuditEntry]
     next_cursor: str | None = None  # None: this was the last page
 
 

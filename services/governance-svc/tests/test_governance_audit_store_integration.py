@@ -99,3 +99,21 @@ async def test_the_database_refuses_to_change_or_remove_an_entry(database_url: s
         assert comments == ["no"]
     finally:
         await db.dispose()
+
+
+async def test_an_entry_is_kept_or_lost_with_its_callers_transaction(database_url: str) -> None:
+    """`record` writes on the caller's connection: a decision that fails after
+    writing its entry leaves no entry behind."""
+    db = await migrated(database_url)
+
+    def decide_then_fail(conn: sa.Connection) -> None:
+        audit.record(conn, at=T0, actor="reviewer-1", action=AuditAction.APPROVED)
+        raise RuntimeError("the decision failed after its entry was written")
+
+    try:
+        with pytest.raises(RuntimeError, match="decision failed"):
+            await db.write(decide_then_fail)
+        page = await db.read(lambda conn: audit.list_entries(conn, ListAudit()))
+        assert page.items == []
+    finally:
+        await db.dispose()

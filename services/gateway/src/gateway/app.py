@@ -25,6 +25,7 @@ from gateway.controllers.auth import AuthController
 from gateway.controllers.calendar import CalendarController
 from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
+from gateway.controllers.governance_audit import GovernanceAuditController
 from gateway.controllers.health import healthz, index, readyz
 from gateway.controllers.identities import IdentityController
 from gateway.controllers.joining import apply_to_join, join_course, join_start
@@ -231,6 +232,7 @@ def create_app(
             RequestController,
             ReviewController,
             CalendarController,
+            GovernanceAuditController,
             DeploymentController,
             CourseController,
             JoinController,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from governance_svc.calendar import CalendarSettings
 from governance_svc.handlers import Clock, GovernanceHandlers, utcnow
+from governance_svc.policy_audit import PolicyAudit
 from governance_svc.store import VERSIONS_DIR, messaging, metadata
 from jhaas_runtime.messaging import EventConsumer
+from jhaas_runtime.policy_holder import PolicyHolder
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.bus import GOVERNANCE_SVC_DEPLOYER, GOVERNANCE_SVC_REQUESTS
@@ -26,6 +28,7 @@ from jhaas_schemas.rpc import (
     GetPolicy,
     GetReview,
     GovernanceOps,
+    ListAudit,
     ListReviews,
     RejectRequest,
     RequestChanges,
@@ -55,6 +58,12 @@ def build_app(
     runtime.rpc.route(GovernanceOps.CALENDAR, GetCalendar, handlers.calendar)
     runtime.rpc.route(GovernanceOps.APPROVE_CHANGE, DecideChange, handlers.approve_change)
     runtime.rpc.route(GovernanceOps.REJECT_CHANGE, DecideChange, handlers.reject_change)
+    runtime.rpc.route(GovernanceOps.LIST_AUDIT, ListAudit, handlers.list_audit)
+    # The policy in force at start, and each reload that changes it, goes into the audit trail.
+    policy_audit = PolicyAudit(runtime, handlers.policy, clock)
+    if isinstance(policy, PolicyHolder):
+        policy.subscribe(policy_audit.notify)
+    runtime.add_background("policy-audit", policy_audit.run)
     runtime.add_consumer(
         EventConsumer(
             name=REQUESTS_CONSUMER,

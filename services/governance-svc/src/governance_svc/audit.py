@@ -21,7 +21,13 @@ from governance_svc.store import metadata
 from jhaas_runtime.types import UtcDateTime
 from jhaas_schemas.errors import InvalidInput
 from jhaas_schemas.policy import RuleCheck
-from jhaas_schemas.rpc import AuditAction, AuditEntry, AuditPage, ListAudit, ReviewChecks
+from jhaas_schemas.rpc import (
+    AuditAction,
+    GovernanceAuditEntry,
+    GovernanceAuditPage,
+    ListAudit,
+    ReviewChecks,
+)
 
 __all__ = ["AuditAction", "ListAudit", "governance_audit", "list_entries", "record"]
 
@@ -111,7 +117,7 @@ def check_filters(filters: ListAudit) -> None:
         raise InvalidInput("until must be later than since", {"until": "must be after since"})
 
 
-def list_entries(conn: Connection, filters: ListAudit) -> AuditPage:
+def list_entries(conn: Connection, filters: ListAudit) -> GovernanceAuditPage:
     """One page of entries, newest first; next_cursor when there may be more."""
     check_filters(filters)
     table = governance_audit
@@ -132,10 +138,10 @@ def list_entries(conn: Connection, filters: ListAudit) -> AuditPage:
     rows = conn.execute(query).all()
     entries = [_entry(row) for row in rows[: filters.limit]]
     more = len(rows) > filters.limit
-    return AuditPage(items=entries, next_cursor=str(entries[-1].id) if more else None)
+    return GovernanceAuditPage(items=entries, next_cursor=str(entries[-1].id) if more else None)
 
 
-def last_entry(conn: Connection, action: AuditAction) -> AuditEntry | None:
+def last_entry(conn: Connection, action: AuditAction) -> GovernanceAuditEntry | None:
     row = conn.execute(
         sa.select(governance_audit)
         .where(governance_audit.c.action == action.value)
@@ -145,9 +151,9 @@ def last_entry(conn: Connection, action: AuditAction) -> AuditEntry | None:
     return None if row is None else _entry(row)
 
 
-def _entry(row: sa.Row[tuple[object, ...]]) -> AuditEntry:
+def _entry(row: sa.Row[tuple[object, ...]]) -> GovernanceAuditEntry:
     m = row._mapping
-    return AuditEntry(
+    return GovernanceAuditEntry(
         id=m["id"],
         at=m["at"],
         actor=m["actor"],

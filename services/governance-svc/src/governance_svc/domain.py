@@ -129,6 +129,11 @@ def ensure_can_list(principal: Principal) -> None:
         raise Forbidden("only governance and admins can see the review queue")
 
 
+def ensure_can_read_audit(principal: Principal) -> None:
+    if not principal.has(*DECIDERS):
+        raise Forbidden("only governance and admins can read the governance audit trail")
+
+
 def ensure_visible(
     review: ReviewRecord | None, principal: Principal, request_id: str
 ) -> ReviewRecord:

@@ -56,6 +56,8 @@ from jhaas_schemas.rpc import (
     GetCalendar,
     GetPolicy,
     GetReview,
+    GovernanceAuditPage,
+    ListAudit,
     ListReviews,
     PolicyView,
     RejectRequest,
@@ -250,6 +252,11 @@ class GovernanceHandlers:
             reservations=held,
             steps=steps_over(held, capacity, start, end),
         )
+
+    async def list_audit(self, ctx: CallContext, payload: ListAudit) -> GovernanceAuditPage:
+        domain.ensure_can_read_audit(ctx.principal)
+        audit.check_filters(payload)
+        return await self.runtime.db.read(lambda conn: audit.list_entries(conn, payload))
 
     async def approve(self, ctx: CallContext, payload: ApproveRequest) -> Review:
         now = self.clock()
