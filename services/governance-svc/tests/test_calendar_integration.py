@@ -647,3 +647,25 @@ async def test_a_change_made_stale_by_another_is_refused(replicas: Callable[...,
         )
     assert stale.value.error.code == ErrorCode.CONFLICT
     assert "changed since this change was proposed" in stale.value.error.message
+
+
+async def test_a_change_of_a_cancelled_course_is_refused_by_the_system(
+    replicas: Callable[..., Any],
+) -> None:
+    gov = await replicas(Policy(capacity=CAPACITY))
+    first = await approved_course(gov, course("Big Data", 30))
+    await gov.submit(
+        RequestCancelled(
+            **env("c-cancel"), request_id=first.request_id, cancelled_by=LEADER.user_id
+        )
+    )
+    await gov.opened(first.request_id, ReviewState.CANCELLED)
+    late = proposed(first.request_id, course("Big Data", 20))
+    await gov.submit(late)
+    seen = await change_in(gov, first.request_id, late.change_id)
+    assert (seen.state, seen.decided_by) == (ChangeState.REJECTED, "system")
+    assert "cancelled" in seen.reason
+    events = await governance_events(gov.nc, having(ChangeRejected))
+    assert [e.change_id for e in events if isinstance(e, ChangeRejected)] == [late.change_id]
+    queue = await gov.call(GovernanceOps.LIST_REVIEWS, ListReviews(), ReviewList, GUS)
+    assert queue.changes == []

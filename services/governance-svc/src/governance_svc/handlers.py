@@ -617,10 +617,28 @@ class GovernanceHandlers:
         )
         if review.state != ReviewState.APPROVED or event.revision <= review.revision:
             # request-svc refuses changes of courses that are over; one that still
-            # arrives (a cancellation crossed it) is kept, and a reviewer sees it stale.
-            log.info("change of a course not approved any more", request_id=event.request_id)
-            changes.add(change)
-            return ()
+            # arrives (a cancellation crossed it, or it is older than what the course
+            # runs with) is refused at once, so that nobody waits for it.
+            reason = (
+                f"the course is {review.state.value}; it can no longer change"
+                if review.state != ReviewState.APPROVED
+                else f"the course is at revision {review.revision} already; propose it again"
+            )
+            log.info("change refused: stale", request_id=event.request_id, reason=reason)
+            refused = change.decided(ChangeState.REJECTED, SYSTEM.user_id, now, reason)
+            changes.add(refused)
+            checks = self._checks(conn, review.request_id, review.leader_id, change.proposed)
+            self._audit_change(conn, refused, AuditAction.CHANGE_REJECTED, checks)
+            return (
+                ChangeRejected(
+                    **self._caused_by(event, now),
+                    request_id=event.request_id,
+                    change_id=event.change_id,
+                    decided_by=SYSTEM.user_id,
+                    revision=event.revision,
+                    reason=reason,
+                ),
+            )
         policy = self.policy()
         checks = review_checks(change.proposed, policy, now)
         raised = raises(review.spec, change.proposed)
