@@ -1,4 +1,4 @@
-"""`python -m bench [events|reads|deployer|housekeeping|classstart|all]`."""
+"""`python -m bench [events|reads|deployer|housekeeping|classstart|calendar|all]`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["all", "events", "reads", "deployer", "housekeeping", "classstart"],
+        choices=["all", "events", "reads", "deployer", "housekeeping", "classstart", "calendar"],
     )
     parser.add_argument("--events", type=int, default=2000, help="events to push through")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
@@ -45,6 +45,10 @@ def main() -> None:
         from bench import classstart
 
         asyncio.run(classstart.main(args.participants, args.spawns, args.signin_seconds))
+    if args.which in ("all", "calendar"):
+        from bench import capacity_calendar
+
+        asyncio.run(capacity_calendar.main(postgres=not args.no_postgres))
 
 
 if __name__ == "__main__":

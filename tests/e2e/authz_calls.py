@@ -9,12 +9,15 @@ resources, so that a hole would change them.
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from authz_matrix import Call, Cell, Scope
 from authz_world import Actor, Course, Hub, Role, World, authorize_query, spec, token_form
 
+from jhaas_launcher.testing import eventually
 from jhaas_schemas.hubnames import hub_username
 
 A = Role.ANONYMOUS
@@ -242,6 +245,73 @@ def decision(body: dict[str, str]) -> Any:
             params=call.params,
             json=body,
             unchanged=status_and(gus, w, f"/api/v1/reviews/{request_id}", "state", "decisions"),
+        )
+
+    return build
+
+
+# --- the capacity calendar and changes of approved courses (issue 9) ------------------
+
+
+async def calendar_period(w: World, cell: Cell) -> Call:
+    start = datetime.now(UTC).replace(microsecond=0)
+    return Call(query={"from": start.isoformat(), "to": (start + timedelta(days=60)).isoformat()})
+
+
+async def pending_change(w: World, owner: Actor, request_id: str) -> str:
+    """A change of `owner`'s approved course that waits for a reviewer (it raises the
+    participants, outside the approved envelope), once governance-svc has it.
+    Needs request-svc's POST /api/v1/requests/{id}/changes (issue 9, branch issue9-changes)."""
+    r = await w.http.post(
+        f"/api/v1/requests/{request_id}/changes",
+        headers=owner.bearer,
+        json={"changes": {"expected_participants": 60}, "comment": "matrix"},
+    )
+    assert r.status_code in (200, 201), r.text
+    change_id = str(r.json()["change"]["change_id"])
+    gus = w.actors[Role.GOVERNANCE]
+
+    async def waiting() -> bool:
+        seen = await w.http.get(f"/api/v1/reviews/{request_id}", headers=gus.bearer)
+        changes = seen.json().get("changes", []) if seen.status_code == 200 else []
+        return any(c["change_id"] == change_id and c["state"] == "pending" for c in changes)
+
+    await eventually(waiting)
+    return change_id
+
+
+# The standing course with a waiting change that refused cells aim at, per owner.
+_STANDING_CHANGES: dict[tuple[int, str], tuple[str, str]] = {}
+_STANDING_LOCK = asyncio.Lock()
+
+
+async def standing_change(w: World, owner: Actor) -> tuple[str, str]:
+    async with _STANDING_LOCK:
+        key = (id(w), owner.person.user_id)
+        if key not in _STANDING_CHANGES:
+            course = await w.approved_course(owner)
+            change_id = await pending_change(w, owner, course.request_id)
+            _STANDING_CHANGES[key] = (course.request_id, change_id)
+        return _STANDING_CHANGES[key]
+
+
+def change_decision(body: dict[str, str]) -> Any:
+    """A reviewer's decision on a waiting change: of a fresh course when allowed, else
+    of the owner's standing one, whose change must stay waiting."""
+
+    async def build(w: World, cell: Cell) -> Call:
+        owner = caller(w, cell) if cell.scope is Scope.OWN else other_leader(w)
+        if cell.allowed:
+            course = await w.approved_course(owner)
+            request_id = course.request_id
+            change_id = await pending_change(w, owner, request_id)
+        else:
+            request_id, change_id = await standing_change(w, owner)
+        gus = w.actors[Role.GOVERNANCE]
+        return Call(
+            params={"request_id": request_id, "change_id": change_id},
+            json=body,
+            unchanged=status_and(gus, w, f"/api/v1/reviews/{request_id}", "spec", "changes"),
         )
 
     return build

@@ -53,7 +53,9 @@ from authz_calls import (
     apply_api,
     apply_page,
     authorize,
+    calendar_period,
     cancel_request,
+    change_decision,
     change_password,
     changed_request,
     create_user,
@@ -233,6 +235,18 @@ ENTRIES: tuple[Entry, ...] = (
             ("request-changes", {"comment": "matrix"}),
         )
     ),
+    # --- changes of approved courses waiting for a reviewer (issue 9)
+    *(
+        route("POST", f"/api/v1/reviews/{{request_id}}/changes/{{change_id}}/{action}",
+              change_decision(body),
+              who="governance and admins, not on their own course",
+              own=(NA, NA, NA, 403, NA, 403), other=(401, 404, 404, 404, 200, 200),
+              no_own=NO_OWN_REQUEST)
+        for action, body in (("approve", {"comment": "matrix"}), ("reject", {"reason": "matrix"}))
+    ),
+    # --- the capacity calendar (issue 9)
+    route("GET", "/api/v1/calendar", calendar_period, who="governance and admins",
+          any=(401, 403, 403, 403, 200, 200)),
     # --- the governance audit trail: governance and admins
     route("GET", "/api/v1/governance/audit", governance_audit, who="governance and admins",
           any=(401, 403, 403, 403, 200, 200)),

@@ -33,6 +33,8 @@ class BusRole(msgspec.Struct, frozen=True, kw_only=True):
 REQUEST_SVC_GOVERNANCE = DurableConsumer("request-svc-governance", GOVERNANCE_STREAM)
 REQUEST_SVC_DEPLOYER = DurableConsumer("request-svc-deployer", DEPLOYER_STREAM)
 GOVERNANCE_SVC_REQUESTS = DurableConsumer("governance-svc-requests", REQUEST_STREAM)
+# A deleted hub releases its course's reservation in the capacity calendar.
+GOVERNANCE_SVC_DEPLOYER = DurableConsumer("governance-svc-deployer", DEPLOYER_STREAM)
 PARTICIPANT_SVC_DEPLOYER = DurableConsumer("participant-svc-deployer", DEPLOYER_STREAM)
 PARTICIPANT_SVC_GOVERNANCE = DurableConsumer("participant-svc-governance", GOVERNANCE_STREAM)
 PARTICIPANT_SVC_REQUESTS = DurableConsumer("participant-svc-requests", REQUEST_STREAM)
@@ -53,7 +55,7 @@ ROLES: dict[str, BusRole] = {
             service="governance-svc",
             context="governance",
             stream=GOVERNANCE_STREAM,
-            consumers=(GOVERNANCE_SVC_REQUESTS,),
+            consumers=(GOVERNANCE_SVC_REQUESTS, GOVERNANCE_SVC_DEPLOYER),
         ),
         BusRole(
             service="participant-svc",

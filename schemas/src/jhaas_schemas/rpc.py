@@ -188,6 +188,9 @@ class GovernanceOps:
     REQUEST_CHANGES = rpc_subject("governance", "request_changes")
     GET_POLICY = rpc_subject("governance", "get_policy")  # GetPolicy -> PolicyView
     LIST_AUDIT = rpc_subject("governance", "list_audit")  # ListAudit -> GovernanceAuditPage
+    CALENDAR = rpc_subject("governance", "calendar")  # GetCalendar -> CalendarView
+    APPROVE_CHANGE = rpc_subject("governance", "approve_change")  # DecideChange -> ChangeReview
+    REJECT_CHANGE = rpc_subject("governance", "reject_change")  # DecideChange -> ChangeReview
 
 
 class ReviewState(enum.StrEnum):
@@ -244,12 +247,55 @@ class ResourceTotal(msgspec.Struct, frozen=True, kw_only=True):
     unit: Literal["millicores", "bytes", "gpus"]
 
 
+Dimension = Literal["cpu", "memory", "storage", "gpus"]
+
+
+class Amounts(msgspec.Struct, frozen=True, kw_only=True):
+    """Amounts of the four resources: CPU in millicores, memory and storage in
+    bytes, GPUs."""
+
+    cpu: int = 0
+    memory: int = 0
+    storage: int = 0
+    gpus: int = 0
+
+
+class ReservationView(msgspec.Struct, frozen=True, kw_only=True):
+    """What one approved course holds of the target over its window: from its
+    deployment (start - the deployer's lead) to its deletion (end + the
+    teardown grace), per-user resources x its participant limit."""
+
+    request_id: str
+    title: str
+    leader_id: str
+    window_start: datetime
+    window_end: datetime
+    amounts: Amounts
+
+
+class Shortfall(msgspec.Struct, frozen=True, kw_only=True):
+    """A resource the target runs short of at one moment of a course's window."""
+
+    resource: Dimension
+    at: datetime  # the first moment it is short
+    needed: int  # everything reserved then, the new course included
+    capacity: int
+    message: str
+
+
 class CalendarCheck(msgspec.Struct, frozen=True, kw_only=True):
     """Whether the course fits the capacity calendar over its window (filled by
-    the capacity calendar; None where it is not checked)."""
+    the capacity calendar; None where it is not checked). `enforced` false:
+    shown, but it never refuses an approval."""
 
     fits: bool
     message: str = ""
+    enforced: bool = False
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    # The courses already approved whose windows overlap this one's.
+    overlapping: list[ReservationView] = []
+    short: list[Shortfall] = []
 
 
 class ReviewChecks(msgspec.Struct, frozen=True, kw_only=True):
@@ -274,6 +320,8 @@ class Review(msgspec.Struct, frozen=True, kw_only=True):
     submitted_at: datetime
     decisions: list[Decision] = []
     checks: ReviewChecks | None = None
+    # Changes of the approved course waiting for a reviewer, or decided.
+    changes: list[ChangeReview] = []
 
 
 class GetPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -296,6 +344,76 @@ class PolicyView(msgspec.Struct, frozen=True, kw_only=True):
 
 class ReviewList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[Review]
+    # Changes of approved courses in the same state (kind "change").
+    changes: list[ChangeReview] = []
+
+
+# --- the capacity calendar -----------------------------------------------------
+
+CALENDAR_MAX_DAYS = 732  # the longest period one calendar call covers
+
+
+class GetCalendar(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The reservations overlapping [start, end) and the free capacity over it."""
+
+    start: datetime
+    end: datetime
+
+
+class CapacityStep(msgspec.Struct, frozen=True, kw_only=True):
+    """From `at` to the next step (or the period's end): what is reserved and
+    what is free (capacity - reserved; negative: overbooked)."""
+
+    at: datetime
+    reserved: Amounts
+    free: Amounts
+
+
+class CalendarView(msgspec.Struct, frozen=True, kw_only=True):
+    start: datetime
+    end: datetime
+    capacity: Amounts
+    enforced: bool
+    reservations: list[ReservationView]
+    steps: list[CapacityStep]
+
+
+# --- changes of approved courses -------------------------------------------------
+
+
+class ChangeState(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class DecideChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    request_id: RequestId
+    change_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    comment: Comment = ""  # approving: optional; rejecting: the reason, required
+
+
+class ChangeReview(msgspec.Struct, frozen=True, kw_only=True):
+    """A change of an approved course waiting for a reviewer (or decided)."""
+
+    kind: Literal["change"] = "change"
+    change_id: str
+    request_id: str
+    leader_id: str
+    state: ChangeState
+    revision: int  # the request's revision the change makes
+    approved: HubSpec  # the configuration the course runs with
+    proposed: HubSpec  # the configuration the change asks for
+    comment: str = ""  # the leader's
+    proposed_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str = ""  # the reviewer's comment or reason
+    checks: ReviewChecks | None = None
+
+
+class ChangeReviewList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[ChangeReview]
 
 
 # --- governance audit trail ----------------------------------------------------
@@ -593,15 +711,23 @@ class DeploymentList(msgspec.Struct, frozen=True, kw_only=True):
 
 
 __all__ = [
+    "Amounts",
     "Apply",
     "ApproveRequest",
+    "CalendarCheck",
+    "CalendarView",
     "CancelRequest",
+    "CapacityStep",
+    "ChangeReview",
+    "ChangeReviewList",
+    "ChangeState",
     "Course",
     "CourseAccess",
     "CoursePreview",
     "CourseRef",
     "CourseRole",
     "Decide",
+    "DecideChange",
     "Decision",
     "DeployerOps",
     "Deployment",
@@ -609,6 +735,7 @@ __all__ = [
     "DeploymentState",
     "Empty",
     "ErrorCode",
+    "GetCalendar",
     "GetOAuthClient",
     "GetRequest",
     "GetReview",
@@ -636,6 +763,7 @@ __all__ = [
     "RemoveParticipant",
     "RequestChanges",
     "RequestOps",
+    "ReservationView",
     "Resources",
     "ResourcesUpdate",
     "Review",
@@ -645,6 +773,7 @@ __all__ = [
     "RpcError",
     "RpcReply",
     "SetJoinOpen",
+    "Shortfall",
     "SubmitRequest",
     "TutorRef",
     "UpdateRequest",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
@@ -18,11 +18,17 @@ from jhaas_runtime.rpc import CallContext, RpcServer
 from jhaas_schemas.errors import Conflict, Forbidden, NotFound
 from jhaas_schemas.model import Role
 from jhaas_schemas.rpc import (
+    Amounts,
     ApproveRequest,
+    CalendarView,
+    ChangeReview,
+    ChangeState,
+    DecideChange,
     DeployerOps,
     Deployment,
     DeploymentList,
     DeploymentState,
+    GetCalendar,
     GetReview,
     GovernanceOps,
     ListDeployments,
@@ -75,6 +81,9 @@ class StandIns:
         self.governance.route(GovernanceOps.APPROVE, ApproveRequest, self.approve)
         self.governance.route(GovernanceOps.REJECT, RejectRequest, self.reject)
         self.governance.route(GovernanceOps.REQUEST_CHANGES, RequestChanges, self.request_changes)
+        self.governance.route(GovernanceOps.CALENDAR, GetCalendar, self.calendar)
+        self.governance.route(GovernanceOps.APPROVE_CHANGE, DecideChange, self.approve_change)
+        self.governance.route(GovernanceOps.REJECT_CHANGE, DecideChange, self.reject_change)
         self.deployer.route(DeployerOps.LIST_DEPLOYMENTS, ListDeployments, self.list_deployments)
         self.deployer.route(DeployerOps.REDEPLOY, RedeployHub, self.redeploy)
 
@@ -101,6 +110,40 @@ class StandIns:
     async def request_changes(self, ctx: CallContext, payload: RequestChanges) -> Review:
         self.calls.append(("request_changes", ctx, payload))
         return review(payload.request_id, ReviewState.CHANGES_REQUESTED)
+
+    async def calendar(self, ctx: CallContext, payload: GetCalendar) -> CalendarView:
+        self.calls.append(("calendar", ctx, payload))
+        return CalendarView(
+            start=payload.start,
+            end=payload.end,
+            capacity=Amounts(cpu=40_000),
+            enforced=True,
+            reservations=[],
+            steps=[],
+        )
+
+    def change(self, payload: DecideChange, state: ChangeState) -> ChangeReview:
+        return ChangeReview(
+            change_id=payload.change_id,
+            request_id=payload.request_id,
+            leader_id="u-other",
+            state=state,
+            revision=2,
+            approved=sample_spec(),
+            proposed=sample_spec(expected_participants=40),
+            proposed_at=NOW,
+            reason=payload.comment,
+        )
+
+    async def approve_change(self, ctx: CallContext, payload: DecideChange) -> ChangeReview:
+        self.calls.append(("approve_change", ctx, payload))
+        if payload.change_id == "c-full":
+            raise Conflict("the course does not fit the capacity calendar", {"calendar.cpu": "x"})
+        return self.change(payload, ChangeState.APPROVED)
+
+    async def reject_change(self, ctx: CallContext, payload: DecideChange) -> ChangeReview:
+        self.calls.append(("reject_change", ctx, payload))
+        return self.change(payload, ChangeState.REJECTED)
 
     async def list_deployments(self, ctx: CallContext, payload: ListDeployments) -> DeploymentList:
         self.calls.append(("list_deployments", ctx, payload))
@@ -224,4 +267,63 @@ async def test_bad_review_input_is_refused_before_any_service_sees_it(
     assert "revision" in assert_error(bad_revision, 422, "invalid")["fields"]
     bad_state = await client.get("/api/v1/reviews?state=maybe", headers=bearer(token))
     assert "state" in assert_error(bad_state, 422, "invalid")["fields"]
+    assert len(stand_ins.calls) == before
+
+
+async def test_the_calendar_and_change_decisions_go_to_governance(
+    client: Client, stand_ins: StandIns
+) -> None:
+    token = await leader_token(client)
+    week = await client.get(
+        "/api/v1/calendar",
+        params={"from": "2027-01-04T00:00:00Z", "to": "2027-01-11T00:00:00+00:00"},
+        headers=bearer(token),
+    )
+    assert week.status_code == 200, week.text
+    assert week.json()["capacity"]["cpu"] == 40_000
+    assert stand_ins.calls[-1][2] == GetCalendar(
+        start=datetime(2027, 1, 4, tzinfo=UTC), end=datetime(2027, 1, 11, tzinfo=UTC)
+    )
+    # Without a period: the next four weeks.
+    await client.get("/api/v1/calendar", headers=bearer(token))
+    asked = stand_ins.calls[-1][2]
+    assert isinstance(asked, GetCalendar) and asked.end - asked.start == timedelta(days=28)
+
+    approved = await client.post(
+        "/api/v1/reviews/r-1/changes/c-1/approve", json={"comment": "fine"}, headers=bearer(token)
+    )
+    assert approved.status_code == 200, approved.text
+    assert (approved.json()["kind"], approved.json()["state"]) == ("change", "approved")
+    assert stand_ins.calls[-1][2] == DecideChange(request_id="r-1", change_id="c-1", comment="fine")
+    full = await client.post("/api/v1/reviews/r-1/changes/c-full/approve", headers=bearer(token))
+    assert assert_error(full, 409, "conflict")["fields"] == {"calendar.cpu": "x"}
+    rejected = await client.post(
+        "/api/v1/reviews/r-1/changes/c-1/reject", json={"reason": "no"}, headers=bearer(token)
+    )
+    assert rejected.json()["state"] == "rejected"
+    assert stand_ins.calls[-1][2] == DecideChange(request_id="r-1", change_id="c-1", comment="no")
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ({"from": "next monday"}, "from"),
+        ({"from": "2027-01-04T00:00:00"}, "from"),
+        ({"from": "2027-01-04T00:00:00Z", "to": "2027-01-03T00:00:00Z"}, "to"),
+        ({"from": "2027-01-04T00:00:00Z", "to": "2027-01-04T00:00:00Z"}, "to"),
+        ({"from": "2027-01-04T00:00:00Z", "to": "2030-01-04T00:00:00Z"}, "to"),
+        ({"to": "yesterday"}, "to"),
+    ],
+)
+async def test_a_bad_calendar_period_is_refused_naming_the_parameter(
+    client: Client, stand_ins: StandIns, query: dict[str, str], parameter: str
+) -> None:
+    token = await leader_token(client)
+    before = len(stand_ins.calls)
+    refused = await client.get("/api/v1/calendar", params=query, headers=bearer(token))
+    assert list(assert_error(refused, 400, "bad_request")["fields"]) == [parameter]
+    no_reason = await client.post(
+        "/api/v1/reviews/r-1/changes/c-1/reject", json={}, headers=bearer(token)
+    )
+    assert assert_error(no_reason, 422, "invalid")["fields"] == {"reason": "required"}
     assert len(stand_ins.calls) == before

@@ -22,6 +22,7 @@ from gateway.auth import BearerTokens, Passwords
 from gateway.context import Gateway, send_correlation_header
 from gateway.controllers.audit import AuditController
 from gateway.controllers.auth import AuthController
+from gateway.controllers.calendar import CalendarController
 from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.governance_audit import GovernanceAuditController
@@ -231,6 +232,7 @@ def create_app(
             MfaResetController,
             RequestController,
             ReviewController,
+            CalendarController,
             GovernanceAuditController,
             PolicyController,
             DeploymentController,

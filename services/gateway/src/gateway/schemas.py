@@ -167,6 +167,10 @@ class RejectBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     revision: Revision | None = None
 
 
+class ChangeDecisionBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    comment: Comment = ""
+
+
 class ChangesBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     comment: Reason
     revision: Revision | None = None

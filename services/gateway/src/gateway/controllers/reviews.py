@@ -12,9 +12,11 @@ from litestar.status_codes import HTTP_200_OK
 from gateway.dependencies import ServiceCalls
 from gateway.errors import SERVICE_ERRORS, error_responses
 from gateway.guards import requires_authenticated
-from gateway.schemas import ApproveBody, ChangesBody, RejectBody
+from gateway.schemas import ApproveBody, ChangeDecisionBody, ChangesBody, RejectBody
 from jhaas_schemas.rpc import (
     ApproveRequest,
+    ChangeReview,
+    DecideChange,
     GetReview,
     GovernanceOps,
     ListReviews,
@@ -83,3 +85,37 @@ class ReviewController(Controller):
             request_id=request_id, comment=data.comment, revision=data.revision
         )
         return await services(GovernanceOps.REQUEST_CHANGES, payload, Review)
+
+    @post(
+        "/{request_id:str}/changes/{change_id:str}/approve",
+        status_code=HTTP_200_OK,
+        responses=ERRORS,
+    )
+    async def approve_change(
+        self,
+        request_id: FromPath[str],
+        change_id: FromPath[str],
+        services: NamedDependency[ServiceCalls],
+        data: JSONBody[ChangeDecisionBody | None] = None,
+    ) -> ChangeReview:
+        """Governance and admins: apply a change of an approved course (409 when it
+        breaks the policy in force, overbooks the calendar, or is stale)."""
+        body = data or ChangeDecisionBody()
+        payload = DecideChange(request_id=request_id, change_id=change_id, comment=body.comment)
+        return await services(GovernanceOps.APPROVE_CHANGE, payload, ChangeReview)
+
+    @post(
+        "/{request_id:str}/changes/{change_id:str}/reject",
+        status_code=HTTP_200_OK,
+        responses=ERRORS,
+    )
+    async def reject_change(
+        self,
+        request_id: FromPath[str],
+        change_id: FromPath[str],
+        data: JSONBody[RejectBody],
+        services: NamedDependency[ServiceCalls],
+    ) -> ChangeReview:
+        """Governance and admins: refuse a change; the course keeps its configuration."""
+        payload = DecideChange(request_id=request_id, change_id=change_id, comment=data.reason)
+        return await services(GovernanceOps.REJECT_CHANGE, payload, ChangeReview)
