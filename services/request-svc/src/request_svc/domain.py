@@ -29,7 +29,7 @@ from jhaas_schemas.events import (
 )
 from jhaas_schemas.model import HubSpec, Principal, RequestStatus, Resources, Role
 from jhaas_schemas.quantities import byte_size, cpu_millicores, image_reference_problem
-from jhaas_schemas.rpc import HubRequest, HubSpecUpdate
+from jhaas_schemas.rpc import HubRequest, HubSpecUpdate, RequestChange
 
 S = RequestStatus
 EDITABLE = frozenset({S.SUBMITTED, S.CHANGES_REQUESTED})
@@ -68,6 +68,8 @@ class HubRequestState:
     # What the hub cannot do on its host, from its last HubReady (kept while it is
     # rebuilt or fails: the host stays the same); cleared with the hub.
     hub_warnings: tuple[str, ...] = ()
+    # The latest change after approval and governance's answer (`changes.py`).
+    change: RequestChange | None = None
 
     @property
     def active_slug(self) -> str | None:
@@ -86,6 +88,7 @@ class HubRequestState:
             approved_revision=self.approved_revision,
             hub_url=self.hub_url,
             hub_warnings=list(self.hub_warnings),
+            change=self.change,
         )
 
 
