@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from jhaas_schemas.events import (
+    ChangeApproved,
     CourseEnded,
     HubDeleted,
     HubDeploying,
@@ -62,6 +63,15 @@ def on_approved(
         hub_status=DeploymentState.SCHEDULED,
         created_at=now,
         updated_at=now,
+    )
+
+
+def on_change_approved(course: CourseState, event: ChangeApproved, *, now: datetime) -> CourseState:
+    """The approved number (and end) follow a change. A limit lowered below those
+    accepted keeps everyone; `domain.accept` then takes nobody more."""
+    spec = event.configuration
+    return replace(
+        course, max_participants=spec.expected_participants, ends_at=spec.ends_at, updated_at=now
     )
 
 
