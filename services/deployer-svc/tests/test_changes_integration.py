@@ -180,18 +180,19 @@ async def test_an_approved_change_moves_the_teardown_later_and_earlier(
 
     later_end = start + timedelta(days=44)
     more = Resources(cpu="2", memory="4Gi", storage="5Gi")
-    change = approved_change(approved, 2, ends_at=later_end, resources=more)
+    image = "quay.io/jupyter/r-notebook:2024-12-02"
+    change = approved_change(approved, 2, ends_at=later_end, resources=more, image=image)
     await publish(js, change)
     moved = await eventually(
         lambda: the_deployment(client, approved.request_id), lambda d: d.ends_at == later_end
     )
-    assert moved.configuration == change.configuration
+    assert moved.configuration == change.configuration  # the new image is recorded
     assert moved.teardown_at == later_end + GRACE
     assert (moved.state, moved.deploy_at) == (first.state, first.deploy_at)
 
     # An earlier end moves the teardown earlier.
     earlier_end = start + timedelta(days=10)
-    earlier = approved_change(approved, 3, ends_at=earlier_end, resources=more)
+    earlier = approved_change(approved, 3, ends_at=earlier_end, resources=more, image=image)
     await publish(js, earlier)
     await publish(js, earlier, msg_id="a-copy")  # a redelivery changes nothing more
     shortened = await eventually(

@@ -28,7 +28,15 @@ from jhaas_schemas.events import (
     decode_event,
 )
 from jhaas_schemas.model import HubSpec, Principal, Resources, Role
-from jhaas_schemas.policy import CourseLimits, Policy, fixed
+from jhaas_schemas.policy import (
+    CourseLimits,
+    ImageRules,
+    PerUserLimits,
+    Policy,
+    Preset,
+    Span,
+    fixed,
+)
 from jhaas_schemas.rpc import (
     CancelRequest,
     ErrorCode,
@@ -261,3 +269,72 @@ async def test_the_view_follows_governances_answers(course: Course) -> None:
     assert seen.change is not None
     assert seen.change.answer == "the cluster is full that week"
     assert seen.revision == 3
+
+
+STRICT = Policy(
+    limits=PerUserLimits(memory=Span(min="256Mi", max="8Gi")),
+    course=CourseLimits(max_participants=40, max_duration_days=60),
+    images=ImageRules(allow_custom=False),
+    presets=(
+        Preset(
+            name="scipy",
+            title="Scientific Python",
+            image="quay.io/jupyter/scipy-notebook:2024-12-02",
+            resources=Resources(cpu="1", memory="2Gi", storage="5Gi"),
+        ),
+        Preset(
+            name="r",
+            title="R",
+            image="quay.io/jupyter/r-notebook:2024-12-02",
+            resources=Resources(cpu="1", memory="2Gi", storage="5Gi"),
+        ),
+    ),
+)
+
+
+@pytest.fixture
+async def strict_course(settings_for: Callable[..., RuntimeSettings]) -> AsyncIterator[Course]:
+    settings = settings_for("request-svc")
+    clock = Clock()
+    runtime = build_app(settings, clock, fixed(STRICT))
+    await runtime.start()
+    nc = await nats.connect(settings.nats_url)
+    try:
+        yield Course(runtime, nc, clock)
+    finally:
+        await nc.close()
+        await runtime.stop()
+
+
+async def test_a_change_that_breaks_a_rule_is_refused_naming_the_rule(
+    strict_course: Course,
+) -> None:
+    course = strict_course
+    approved = await course.approved("ds101")
+    rid = approved.request_id
+    # An image that is no preset's, where the policy allows presets only.
+    assert await course.refused(change(rid, image="docker.io/someone/miner:1")) == (
+        ErrorCode.INVALID,
+        {
+            "spec.image": "images.allow_custom: docker.io/someone/miner:1 is not the image of "
+            "a preset, and the policy allows presets only"
+        },
+    )
+    code, fields = await course.refused(change(rid, resources=ResourcesUpdate(memory="16Gi")))
+    assert code == ErrorCode.INVALID
+    assert list(fields) == ["spec.resources.memory"]
+    assert fields["spec.resources.memory"].startswith("limits.memory.max: ")
+    too_long = approved.spec.starts_at + timedelta(days=61)
+    code, fields = await course.refused(change(rid, ends_at=too_long))
+    assert code == ErrorCode.INVALID
+    assert list(fields) == ["spec.ends_at"]
+    assert fields["spec.ends_at"].startswith("course.max_duration_days: ")
+    assert await course.get(rid) == approved  # nothing of any refusal was stored
+
+    # Another preset's image is a change governance can decide on.
+    other = await course.call(
+        RequestOps.PROPOSE_CHANGE, change(rid, 1, image="quay.io/jupyter/r-notebook:2024-12-02")
+    )
+    assert other.change is not None and other.change.status == "pending"
+    assert other.change.configuration.image == "quay.io/jupyter/r-notebook:2024-12-02"
+    assert other.spec == approved.spec
