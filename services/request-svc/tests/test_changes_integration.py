@@ -3,7 +3,6 @@ database (SQLite and PostgreSQL).
 
 Governance's answers (ChangeApproved / ChangeRejected) are published on the real
 bus by the test, as governance-svc would: a test double of the decision only.
-The same flow through the real governance-svc is in tests/e2e/test_change_flow.py.
 """
 
 from __future__ import annotations
