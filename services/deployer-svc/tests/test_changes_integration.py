@@ -201,8 +201,12 @@ async def test_an_approved_change_moves_the_teardown_later_and_earlier(
     assert shortened.teardown_at == earlier_end + GRACE
     assert shortened.configuration == earlier.configuration
 
+    # An older change that arrives late (its first delivery failed): the newer stays.
+    await publish(js, approved_change(approved, 2, ends_at=start + timedelta(days=99)))
+
     # The schedule is announced again with each move, once each.
     await handled_so_far(js, client)
+    assert await deployment(client, approved.request_id) == shortened
     ends = await scheduled_ends(js, approved.request_id)
     assert ends == [start + timedelta(days=30), later_end, earlier_end]
 

@@ -208,7 +208,9 @@ class DeployerHandlers:
         record = repo.for_request(event.request_id, for_update=True)
         now = self.clock()
         new = (
-            schedule.change_configuration(record, event.configuration, grace=self.grace, now=now)
+            schedule.change_configuration(
+                record, event.configuration, revision=event.revision, grace=self.grace, now=now
+            )
             if record is not None
             else None
         )
@@ -216,6 +218,9 @@ class DeployerHandlers:
             log.info("change changes no deployment", request_id=event.request_id)
             return ()
         repo.save(new)
+        assert record is not None
+        if new.configuration == record.configuration:
+            return ()  # a newer revision of the same configuration: nothing to do
         due.add(schedule.next_due(new))
         return (
             DeploymentScheduled(

@@ -285,18 +285,28 @@ def _converge(record: DeploymentRecord, now: datetime) -> DeploymentRecord:
 
 
 def change_configuration(
-    record: DeploymentRecord, configuration: HubSpec, *, grace: timedelta, now: datetime
+    record: DeploymentRecord,
+    configuration: HubSpec,
+    *,
+    revision: int,
+    grace: timedelta,
+    now: datetime,
 ) -> DeploymentRecord | None:
-    """An approved change: the course runs with `configuration` from now on. The end
-    (and the teardown after it) moves, later or earlier; a hub that runs follows it,
-    a hub not built yet is built with it. None when nothing changes (a copy, or a
-    course that is over). The start does not change after approval."""
+    """An approved change (of the request's `revision`): the course runs with
+    `configuration` from now on. The end (and the teardown after it) moves, later or
+    earlier; a hub that runs follows it, a hub not built yet is built with it. None
+    when nothing changes: a course that is over, or a change not newer than the
+    configuration the course has (a copy, or an older change redelivered late). The
+    start does not change after approval."""
     if record.state not in ACTIVE or record.state == S.ENDING:
         return None
-    if configuration == record.configuration:
+    if revision <= record.revision:
         return None
+    if configuration == record.configuration:
+        return replace(record, revision=revision, updated_at=now)
     new = replace(
         record,
+        revision=revision,
         configuration=configuration,
         ends_at=configuration.ends_at,
         teardown_at=configuration.ends_at + grace,
