@@ -231,4 +231,21 @@ async def test_the_participant_limit_follows_approved_changes_not_refused_ones(b
     )
     lowered = await eventually(lambda: bus.the_course("r-1"), lambda c: c.max_participants == 3)
     assert lowered.accepted == 4
+
+    # An older change (its first delivery failed) and the approval arriving late:
+    # the limit approved last stays.
+    await publish(
+        bus.js,
+        ChangeApproved(
+            **envelope(source="governance-svc", correlation_id="c-late"),
+            request_id="r-1",
+            change_id=str(uuid.uuid4()),
+            decided_by="system",
+            revision=3,
+            configuration=more,
+        ),
+    )
+    await publish(bus.js, msgspec.structs.replace(approved, event_id=str(uuid.uuid4())))
+    await bus.handled_so_far()
+    assert await bus.the_course("r-1") == lowered
     assert str(await bus.accept("r-1", ids[4:])).startswith(past(3))

@@ -361,8 +361,11 @@ class ParticipantHandlers:
         assert isinstance(event, ChangeApproved)
         repo = CourseRepository(conn)
         course = repo.get(event.request_id, for_update=True)
-        if course is not None:  # none: purged, or never approved here
-            repo.save(projection.on_change_approved(course, event, now=self.clock()))
+        if course is None:  # purged, or never approved here
+            return ()
+        changed = projection.on_change_approved(course, event, now=self.clock())
+        if changed is not None:
+            repo.save(changed)
         return ()
 
     def on_cancelled(self, conn: Connection, event: Event) -> Sequence[Event]:
