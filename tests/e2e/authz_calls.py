@@ -236,6 +236,18 @@ async def cancel_request(w: World, cell: Cell) -> Call:
     )
 
 
+async def propose_change(w: World, cell: Cell) -> Call:
+    """Only an approved course can change: a fresh one when allowed."""
+    call = await cancel_request(w, cell)
+    owner = caller(w, cell) if cell.scope is Scope.OWN else other_leader(w)
+    path = f"/api/v1/requests/{call.params['request_id']}"
+    return Call(
+        params=call.params,
+        json={"changes": {"expected_participants": 7}, "comment": "matrix"},
+        unchanged=status_and(owner, w, path, "status", "revision", "spec", "change"),
+    )
+
+
 def decision(body: dict[str, str]) -> Any:
     async def build(w: World, cell: Cell) -> Call:
         call = await changed_request(w, cell)

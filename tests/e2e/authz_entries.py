@@ -73,6 +73,7 @@ from authz_calls import (
     me,
     my_courses,
     one_participation,
+    propose_change,
     published_policy,
     redeploy,
     remove_tutor,
@@ -216,6 +217,9 @@ ENTRIES: tuple[Entry, ...] = (
     route("POST", "/api/v1/requests/{request_id}/cancel", cancel_request,
           who="its leader and admins",
           own=(NA, NA, NA, 200, NA, 200), other=(401, 404, 404, 404, 403, 200),
+          no_own=NO_OWN_REQUEST),
+    route("POST", "/api/v1/requests/{request_id}/changes", propose_change, who="its leader",
+          own=(NA, NA, NA, 201, NA, 201), other=(401, 404, 404, 404, 403, 403),
           no_own=NO_OWN_REQUEST),
     # --- reviews: governance and admins, never on their own request
     route("GET", "/api/v1/reviews", no_params, who="governance and admins",

@@ -97,6 +97,8 @@ class RequestOps:
     # The requests a user leads that are not over yet (submitted up to running, or
     # failed): the gateway asks before it deletes the account.
     LEADING = rpc_subject("request", "leading")  # UserRef -> HubRequestList
+    # The leader asks to change an approved course (ProposeChange -> HubRequest).
+    PROPOSE_CHANGE = rpc_subject("request", "propose_change")
 
 
 class ResourcesUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -156,6 +158,37 @@ class CancelRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     reason: Comment = ""
 
 
+class ProposeChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A change of an approved course. Only `ends_at`, `expected_participants`,
+    `resources` and `image` may change after approval; any other field is refused
+    by name (422). `expected_revision` refuses a change based on a stale view (409)."""
+
+    request_id: RequestId
+    changes: HubSpecUpdate
+    comment: Comment = ""
+    expected_revision: Revision | None = None
+
+
+class ChangeStatus(enum.StrEnum):
+    PENDING = "pending"  # governance has not answered; the course runs as approved
+    APPROVED = "approved"  # the course runs with `configuration` now
+    REJECTED = "rejected"  # the course keeps its approved configuration
+
+
+class RequestChange(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest change proposed for an approved course, and governance's answer."""
+
+    change_id: str
+    revision: int  # the request's revision the change made
+    configuration: HubSpec  # the whole configuration as the change would make it
+    comment: str
+    proposed_at: datetime
+    status: ChangeStatus = ChangeStatus.PENDING
+    decided_by: str | None = None  # "system" when it applied without review
+    decided_at: datetime | None = None
+    answer: str = ""  # the reviewer's comment, or the reason of a refusal
+
+
 class HubRequest(msgspec.Struct, frozen=True, kw_only=True):
     """A hub request as its leader (and governance) see it."""
 
@@ -171,6 +204,8 @@ class HubRequest(msgspec.Struct, frozen=True, kw_only=True):
     hub_url: str | None = None
     # What the hub cannot do on its host (the last HubReady.warnings), for the leader.
     hub_warnings: list[str] = []
+    # The latest change after approval (open while its status is pending), or None.
+    change: RequestChange | None = None
 
 
 class HubRequestList(msgspec.Struct, frozen=True, kw_only=True):
@@ -595,7 +630,9 @@ class Course(msgspec.Struct, frozen=True, kw_only=True):
     slug: str
     starts_at: datetime
     ends_at: datetime
-    max_participants: int  # the approved number
+    # The approved number; it follows approved changes. Lowered below `accepted`,
+    # everyone accepted stays and nobody more is accepted.
+    max_participants: int
     accepted: int
     join_code: str
     join_open: bool
@@ -721,6 +758,7 @@ __all__ = [
     "ChangeReview",
     "ChangeReviewList",
     "ChangeState",
+    "ChangeStatus",
     "Course",
     "CourseAccess",
     "CoursePreview",
@@ -757,10 +795,12 @@ __all__ = [
     "ParticipationList",
     "ParticipationRef",
     "ParticipationStatus",
+    "ProposeChange",
     "RedeployHub",
     "RejectParticipations",
     "RejectRequest",
     "RemoveParticipant",
+    "RequestChange",
     "RequestChanges",
     "RequestOps",
     "ReservationView",

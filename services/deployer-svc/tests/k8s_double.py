@@ -20,7 +20,8 @@ the backend uses:
   further GETs of it, it and all its namespaced objects are gone;
 - Deployments get `status.availableReplicas` (and `observedGeneration`)
   `ready_after` seconds after their last change (a simulated controller; None:
-  never), announced to watchers as a MODIFIED event;
+  never), announced to watchers as a MODIFIED event; DaemonSets likewise get
+  their pods on `nodes` nodes updated and available (`rolled_out` records each);
 - failure injection: `fail(method, path, status, times, message)`.
 
 Every request is recorded in `requests` (its Authorization header in
@@ -74,6 +75,10 @@ class Request:
 @dataclass
 class K8sDouble:
     ready_after: float | None = 0.05
+    nodes: int = 2  # where a DaemonSet's pods run
+    pulls_fail: bool = False  # DaemonSets never roll out (an image no node can pull)
+    # (path, image, how many applies came before) of each DaemonSet rollout finished.
+    rolled_out: list[tuple[str, str, int]] = field(default_factory=list)
     namespace_gone_after_gets: int = 2
     objects: dict[str, Obj] = field(default_factory=dict)
     applied: list[Applied] = field(default_factory=list)
@@ -163,7 +168,7 @@ class K8sDouble:
         self._history.append((self._version, kind, path, json.loads(json.dumps(obj))))
         self._changed.set()
         self._changed = asyncio.Event()
-        if kind != "DELETED" and obj.get("kind") == "Deployment":
+        if kind != "DELETED" and obj.get("kind") in ("Deployment", "DaemonSet"):
             self._schedule_ready(path)
 
     def _schedule_ready(self, path: str) -> None:
@@ -181,6 +186,21 @@ class K8sDouble:
         obj = self.objects.get(path)
         if obj is None or obj["metadata"].get("generation", 1) != generation:
             return  # changed or gone since: the later change has its own timer
+        if obj.get("kind") == "DaemonSet":
+            if self.pulls_fail:
+                return
+            nodes = self.nodes
+            obj["status"] = {
+                "observedGeneration": generation,
+                "desiredNumberScheduled": nodes,
+                "currentNumberScheduled": nodes,
+                "updatedNumberScheduled": nodes,
+                "numberReady": nodes,
+                "numberAvailable": nodes,
+            }
+            self.rolled_out.append((path, self._pulled(obj), len(self.applied)))
+            self._record("MODIFIED", path, obj)
+            return
         replicas = int((obj.get("spec") or {}).get("replicas", 1))
         obj["status"] = {
             "observedGeneration": generation,
@@ -190,10 +210,16 @@ class K8sDouble:
         }
         self._record("MODIFIED", path, obj)
 
+    @staticmethod
+    def _pulled(daemon_set: Obj) -> str:
+        spec = daemon_set["spec"]["template"]["spec"]
+        return str(spec["initContainers"][0]["image"])
+
     def make_ready(self) -> None:
-        """Every Deployment becomes available now (for `ready_after=None` tests)."""
+        """Every Deployment (and DaemonSet) becomes available now (for `ready_after=None`
+        tests)."""
         for path, obj in list(self.objects.items()):
-            if obj.get("kind") == "Deployment":
+            if obj.get("kind") in ("Deployment", "DaemonSet"):
                 self._become_ready(path, obj["metadata"].get("generation", 1))
 
     # -- helpers -------------------------------------------------------------------

@@ -11,8 +11,10 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 import pytest
 from aiohttp import web
 from kubernetes_asyncio import config as k8s_config
@@ -23,6 +25,7 @@ from deployer_svc.backends.base import BackendError, HubDeployment, HubPhase, Ro
 from deployer_svc.backends.hub_settings import CONFIG_FILE, CONFIG_TEXT, SETTINGS_FILE
 from deployer_svc.backends.kubernetes import KubernetesBackend, object_path
 from jhaas_launcher.testing import eventually, sample_spec
+from jhaas_schemas.model import HubSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
 from k8s_double import K8sDouble
@@ -30,6 +33,11 @@ from k8s_double import K8sDouble
 pytestmark = pytest.mark.integration
 
 SETTINGS = km.K8sSettings(domain="hubs.example.org")
+SECRETS = km.HubSecrets(proxy_auth_token="p" * 64, cookie_secret_hex="c" * 64)
+
+
+def replace_spec(hub: HubDeployment, **changes: object) -> HubSpec:
+    return msgspec.structs.replace(hub.configuration, **changes)
 
 
 def make_hub(slug: str = "ds101", deployment_id: str = "dep-1") -> HubDeployment:
@@ -71,6 +79,9 @@ def secret_data(double: K8sDouble, namespace: str = "jhaas-local-ds101") -> dict
 async def test_deploy_applies_every_object_in_order_and_waits_until_ready(
     double: K8sDouble, backend: KubernetesBackend
 ) -> None:
+    # Long enough that the Deployments are still rolling out when the backend first
+    # lists them, also on a busy machine (then it must watch).
+    double.ready_after = 1.0
     hub = make_hub()
     status = await backend.deploy(hub)
 
@@ -160,6 +171,64 @@ async def test_redeploy_keeps_the_secret_values(
     second = secret_data(double)
     assert second == first
     assert len(first[km.KEY_COOKIE_SECRET]) == 64
+
+
+async def test_a_new_image_is_pulled_onto_the_nodes_before_the_hub_uses_it(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    hub = make_hub()
+    await backend.deploy(hub)
+    puller = object_path("DaemonSet", "image-puller", "jhaas-local-ds101")
+    config = object_path("ConfigMap", km.CONFIG_NAME, "jhaas-local-ds101")
+    old_image = hub.configuration.image
+
+    async def pulled() -> list[tuple[str, str]]:
+        return [(path, image) for path, image, _ in double.rolled_out]
+
+    await eventually(pulled, lambda got: got == [(puller, old_image)])
+
+    # An approved change of something else: applied in the usual order.
+    more = replace(hub, configuration=replace_spec(hub, expected_participants=45))
+    before = len(double.applied)
+    await backend.deploy(more)
+    assert [a.kind for a in double.applied[before:]] == [
+        o["kind"] for o in km.server_side_apply_order(km.make_hub_objects(more, SETTINGS, SECRETS))
+    ]
+
+    # A new image: the pre-puller gets it first, and only once every node has it
+    # does the hub's configuration (the image its servers start from) change.
+    new_image = "quay.io/jupyter/r-notebook:2024-12-02"
+    changed = replace(more, configuration=replace_spec(more, image=new_image))
+    before = len(double.applied)
+    status = await backend.deploy(changed)
+    assert status.phase is HubPhase.READY and status.warnings == ()
+    first = double.applied[before]
+    assert (first.path, first.body["spec"]["template"]["spec"]["initContainers"][0]["image"]) == (
+        puller,
+        new_image,
+    )
+    [(path, _, applies_before)] = [r for r in double.rolled_out if r[1] == new_image]
+    assert path == puller
+    config_applies = [i for i, a in enumerate(double.applied) if i >= before and a.path == config]
+    assert config_applies and min(config_applies) >= applies_before
+    settings = json.loads(double.objects[config]["data"][SETTINGS_FILE])
+    assert new_image in json.dumps(settings)
+
+
+async def test_an_image_no_node_can_pull_rolls_the_hub_anyway_and_says_so(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    hub = make_hub()
+    await backend.deploy(hub)
+    double.pulls_fail = True
+    backend.ready_timeout = 0.5
+    new_image = "quay.io/jupyter/r-notebook:2024-12-02"
+    status = await backend.deploy(replace(hub, configuration=replace_spec(hub, image=new_image)))
+    assert status.phase is HubPhase.READY
+    [warning] = status.warnings
+    assert new_image in warning and "not on every node" in warning
+    config = object_path("ConfigMap", km.CONFIG_NAME, "jhaas-local-ds101")
+    assert new_image in double.objects[config]["data"][SETTINGS_FILE]
 
 
 async def test_transient_server_error_is_retried(

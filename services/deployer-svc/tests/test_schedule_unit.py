@@ -213,3 +213,73 @@ def test_what_the_hub_cannot_do_reaches_the_ready_event() -> None:
     warning = "participants cannot sign in: the deployer does not run as root"
     _, ready = schedule.deploy_succeeded(deploying, START, "http://hub/", env(), (warning,))
     assert ready is not None and ready.warnings == (warning,)
+
+
+GRACE = timedelta(minutes=15)
+
+
+def test_an_approved_change_moves_the_end_and_rebuilds_a_running_hub() -> None:
+    now = START + timedelta(minutes=10)
+    later = sample_spec(starts_at=START, ends_at=END + timedelta(days=1), expected_participants=45)
+    # Not built yet: the hub is built with the change when it is due; nothing else moves.
+    waiting = schedule.change_configuration(record(), later, revision=2, grace=GRACE, now=now)
+    assert waiting is not None
+    assert (waiting.state, waiting.deploy_at, waiting.configuration) == (
+        S.SCHEDULED,
+        START - timedelta(minutes=30),
+        later,
+    )
+    assert (waiting.ends_at, waiting.teardown_at) == (later.ends_at, later.ends_at + GRACE)
+
+    # Running: deployed again now (the backend converges the hub); the start stays told.
+    running = record(state=S.RUNNING, course_started=True, hub_url="http://hub/")
+    moved = schedule.change_configuration(running, later, revision=2, grace=GRACE, now=now)
+    assert moved is not None
+    assert schedule.due_action(moved, now) == Action.DEPLOY
+    moved, _ = schedule.begin_deploy(moved, now, "w1", LEASE, env(now))
+    moved, ready = schedule.deploy_succeeded(moved, now, "http://hub/", env(), (), later)
+    assert (moved.state, moved.course_started, ready is not None) == (S.RUNNING, True, True)
+    assert schedule.due_action(moved, now) is None
+
+    # An earlier end: the course ends then, and the teardown follows.
+    earlier = sample_spec(starts_at=START, ends_at=START + timedelta(minutes=20))
+    shortened = schedule.change_configuration(moved, earlier, revision=3, grace=GRACE, now=now)
+    assert shortened is not None
+    assert shortened.teardown_at == earlier.ends_at + GRACE
+
+
+def test_a_deploy_in_flight_when_a_change_lands_is_converged_after_it() -> None:
+    now = START - timedelta(minutes=30)
+    r, _ = schedule.begin_deploy(record(), now, "w1", LEASE, env(now))
+    built_from = r.configuration
+    more = sample_spec(starts_at=START, ends_at=END, expected_participants=45)
+    changed = schedule.change_configuration(r, more, revision=2, grace=GRACE, now=now)
+    assert changed is not None and changed.state == S.DEPLOYING  # the lease stays its owner's
+    done, ready = schedule.deploy_succeeded(changed, now, "http://hub/", env(), (), built_from)
+    assert ready is not None  # the hub answers, with the old configuration
+    assert (done.state, schedule.due_action(done, now)) == (S.SCHEDULED, Action.DEPLOY)
+
+
+@pytest.mark.parametrize("state", [S.ENDING, S.DELETED])
+def test_a_change_of_a_course_that_is_over_changes_nothing(state: S) -> None:
+    later = sample_spec(starts_at=START, ends_at=END + timedelta(days=1))
+    over = record(state=state, revision=1)
+    assert schedule.change_configuration(over, later, revision=2, grace=GRACE, now=START) is None
+
+
+def test_a_change_not_newer_than_the_configuration_changes_nothing() -> None:
+    later = sample_spec(starts_at=START, ends_at=END + timedelta(days=1))
+    changed = schedule.change_configuration(
+        record(revision=1), later, revision=3, grace=GRACE, now=START
+    )
+    assert changed is not None and changed.revision == 3
+    # A copy, and an older change redelivered after it: the newer one stays.
+    older = sample_spec(starts_at=START, ends_at=END + timedelta(days=9))
+    for stale in (later, older):
+        for revision in (2, 3):
+            assert (
+                schedule.change_configuration(
+                    changed, stale, revision=revision, grace=GRACE, now=START
+                )
+                is None
+            )

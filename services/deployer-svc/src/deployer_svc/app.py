@@ -27,6 +27,7 @@ from jhaas_schemas.bus import (
     DEPLOYER_SVC_REQUESTS,
 )
 from jhaas_schemas.events import (
+    ChangeApproved,
     ParticipantApplied,
     ParticipantRejected,
     RequestApproved,
@@ -120,7 +121,7 @@ def build_app(
         EventConsumer(
             name=GOVERNANCE_CONSUMER,
             stream=DEPLOYER_SVC_GOVERNANCE.stream.name,
-            handlers={},
+            handlers={ChangeApproved: partial(handlers.on_change_approved, due=approvals)},
             batch_handlers={RequestApproved: partial(handlers.on_requests_approved, due=approvals)},
             decode=decode_event,
             after_batch=partial(approvals.tell, scheduler.notify),

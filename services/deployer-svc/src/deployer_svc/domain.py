@@ -45,6 +45,9 @@ class DeploymentRecord:
     deploy_started: bool = False
     # What the hub could not do on this host at its last successful deploy (HubReady.warnings).
     warnings: tuple[str, ...] = ()
+    # The request's revision `configuration` is of: the approval's, then each approved
+    # change's. An approved change of an older revision (redelivered late) is stale.
+    revision: int = 0
 
     def view(self) -> Deployment:
         return Deployment(
@@ -89,6 +92,7 @@ def schedule_deployment(
         teardown_at=configuration.ends_at + grace,
         created_at=now,
         updated_at=now,
+        revision=approval.revision,
     )
     event = DeploymentScheduled(
         **env,

@@ -24,7 +24,12 @@ from jhaas_runtime.rpc import CallContext
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.errors import NotFound
-from jhaas_schemas.events import DeploymentScheduled, RequestApproved, RequestCancelled
+from jhaas_schemas.events import (
+    ChangeApproved,
+    DeploymentScheduled,
+    RequestApproved,
+    RequestCancelled,
+)
 from jhaas_schemas.model import Principal
 from jhaas_schemas.rpc import (
     Deployment,
@@ -190,6 +195,42 @@ class DeployerHandlers:
     def _caused_by(self, event: Event, now: datetime) -> Envelope:
         return envelope(
             source=SOURCE, correlation_id=event.correlation_id, causation_id=event.event_id, now=now
+        )
+
+    def on_change_approved(
+        self, conn: Connection, event: Event, *, due: DueTimes
+    ) -> Sequence[Event]:
+        """The course runs with the changed configuration: stored, its end and teardown
+        moved, and the hub converged to it (see schedule.change_configuration). The
+        new schedule is announced again (DeploymentScheduled)."""
+        assert isinstance(event, ChangeApproved)
+        repo = DeploymentRepository(conn)
+        record = repo.for_request(event.request_id, for_update=True)
+        now = self.clock()
+        new = (
+            schedule.change_configuration(
+                record, event.configuration, revision=event.revision, grace=self.grace, now=now
+            )
+            if record is not None
+            else None
+        )
+        if new is None:
+            log.info("change changes no deployment", request_id=event.request_id)
+            return ()
+        repo.save(new)
+        assert record is not None
+        if new.configuration == record.configuration:
+            return ()  # a newer revision of the same configuration: nothing to do
+        due.add(schedule.next_due(new))
+        return (
+            DeploymentScheduled(
+                **self._caused_by(event, now),
+                deployment_id=new.deployment_id,
+                request_id=new.request_id,
+                deploy_at=new.deploy_at,
+                starts_at=new.starts_at,
+                ends_at=new.ends_at,
+            ),
         )
 
     def on_request_cancelled(

@@ -37,7 +37,7 @@ from jhaas_schemas.events import (
     HubFailed,
     HubReady,
 )
-from jhaas_schemas.model import DeletionRecord, Principal, Role
+from jhaas_schemas.model import DeletionRecord, HubSpec, Principal, Role
 from jhaas_schemas.rpc import DeploymentState
 
 S = DeploymentState
@@ -129,11 +129,15 @@ def deploy_succeeded(
     url: str,
     env: Envelope,
     warnings: tuple[str, ...] = (),
+    deployed: HubSpec | None = None,
 ) -> tuple[DeploymentRecord, HubReady | None]:
     """The hub answers. If the course was cancelled meanwhile, nothing is announced:
-    the lease is released and the teardown that the cancellation made due follows."""
+    the lease is released and the teardown that the cancellation made due follows.
+    A hub built from a configuration a change replaced meanwhile (`deployed`) is
+    announced, and converged to the new one next."""
     if not still_wanted(record.state, Action.DEPLOY):
         return release(record, now), None
+    stale = deployed is not None and deployed != record.configuration
     new = replace(
         record,
         state=S.RUNNING,
@@ -145,6 +149,8 @@ def deploy_succeeded(
         warnings=warnings,  # a deploy without any clears the last one's
         updated_at=now,
     )
+    if stale:
+        new = _converge(new, now)
     return new, HubReady(
         **env,
         deployment_id=record.deployment_id,
@@ -262,6 +268,53 @@ def redeploy(record: DeploymentRecord, principal: Principal, now: datetime) -> D
         failure_reason="",
         updated_at=now,
     )
+
+
+def _converge(record: DeploymentRecord, now: datetime) -> DeploymentRecord:
+    """Deploy again now: a backend's deploy converges a hub that runs to the
+    record's configuration (the local hub restarts keeping its users' servers; on
+    Kubernetes the new image is pulled before the hub is rolled)."""
+    return replace(
+        record,
+        state=S.SCHEDULED,
+        attempts=0,
+        next_attempt_at=None,
+        deploy_at=min(record.deploy_at, now),
+        updated_at=now,
+    )
+
+
+def change_configuration(
+    record: DeploymentRecord,
+    configuration: HubSpec,
+    *,
+    revision: int,
+    grace: timedelta,
+    now: datetime,
+) -> DeploymentRecord | None:
+    """An approved change (of the request's `revision`): the course runs with
+    `configuration` from now on. The end (and the teardown after it) moves, later or
+    earlier; a hub that runs follows it, a hub not built yet is built with it. None
+    when nothing changes: a course that is over, or a change not newer than the
+    configuration the course has (a copy, or an older change redelivered late). The
+    start does not change after approval."""
+    if record.state not in ACTIVE or record.state == S.ENDING:
+        return None
+    if revision <= record.revision:
+        return None
+    if configuration == record.configuration:
+        return replace(record, revision=revision, updated_at=now)
+    new = replace(
+        record,
+        revision=revision,
+        configuration=configuration,
+        ends_at=configuration.ends_at,
+        teardown_at=configuration.ends_at + grace,
+        updated_at=now,
+    )
+    # A deploy in flight builds the old configuration; deploy_succeeded sees it and
+    # converges. A failed hub waits for its redeploy, which builds the new one.
+    return _converge(new, now) if record.state == S.RUNNING else new
 
 
 def hub_missing(record: DeploymentRecord, now: datetime) -> DeploymentRecord | None:

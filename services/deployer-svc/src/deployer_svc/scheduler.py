@@ -42,7 +42,7 @@ from jhaas_runtime.aio import cancel_and_wait, wait_event
 from jhaas_runtime.logs import correlation, get_logger
 from jhaas_runtime.service import ServiceRuntime, UnitOfWork
 from jhaas_schemas.envelope import Envelope, envelope
-from jhaas_schemas.model import DeletionRecord
+from jhaas_schemas.model import DeletionRecord, HubSpec
 from jhaas_schemas.rpc import DeploymentState
 
 log = get_logger(__name__)
@@ -399,7 +399,12 @@ class Scheduler:
             except BackendError as exc:
                 outcome = (None, exc)
         await self.runtime.write(
-            self._deployed, record.deployment_id, outcome, self.clock(), warnings
+            self._deployed,
+            record.deployment_id,
+            outcome,
+            self.clock(),
+            warnings,
+            record.configuration,
         )
         if outcome[1] is None:
             self.hub_built()
@@ -411,6 +416,7 @@ class Scheduler:
         outcome: tuple[str | None, BackendError | None],
         now: datetime,
         warnings: tuple[str, ...] = (),
+        deployed: HubSpec | None = None,
     ) -> None:
         """Record a deploy's outcome: only while the lease is still ours, under a row lock."""
         repo = DeploymentRepository(uow.conn)
@@ -421,7 +427,7 @@ class Scheduler:
         url, error = outcome
         if error is None and url is not None:
             new, ready = schedule.deploy_succeeded(
-                current, now, url, self._env(current, now), warnings
+                current, now, url, self._env(current, now), warnings, deployed
             )
             RosterRepository(uow.conn).hub_rebuilt(current.request_id)
             if ready is not None:

@@ -59,6 +59,8 @@ deployments = sa.Table(
     sa.Column("failure_reason", sa.Text, nullable=False, default=""),
     # HubReady.warnings of the last successful deploy, a JSON list of strings.
     sa.Column("warnings", sa.Text, nullable=False, default="[]", server_default="[]"),
+    # The request's revision the configuration is of (approval, then approved changes).
+    sa.Column("revision", sa.Integer, nullable=False, default=0, server_default="0"),
 )
 
 # The deployer's own credential for each hub's REST API. Kept apart from the
@@ -121,6 +123,7 @@ def _row(record: DeploymentRecord) -> dict[str, object]:
         "updated_at": record.updated_at,
         "hub_url": record.hub_url,
         "warnings": msgspec.json.encode(record.warnings).decode(),
+        "revision": record.revision,
         **{name: getattr(record, name) for name in _SCHEDULE_FIELDS},
     }
 
@@ -140,6 +143,7 @@ def _record(row: sa.Row[tuple[object, ...]]) -> DeploymentRecord:
         updated_at=m["updated_at"],
         hub_url=m["hub_url"],
         warnings=_warnings_decoder.decode(m["warnings"]),
+        revision=m["revision"],
         **{name: m[name] for name in _SCHEDULE_FIELDS},
     )
 

@@ -153,6 +153,15 @@ class RequestEdit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     expected_revision: Revision | None = None
 
 
+class ChangeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A change of an approved course: the end, participants, resources or image."""
+
+    changes: HubSpecUpdate
+    comment: Comment = ""
+    # The revision the change is based on; a newer one on the server gives 409.
+    expected_revision: Revision | None = None
+
+
 class CancelBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     reason: Comment = ""
 

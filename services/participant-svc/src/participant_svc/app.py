@@ -11,6 +11,7 @@ from jhaas_schemas.bus import (
     PARTICIPANT_SVC_REQUESTS,
 )
 from jhaas_schemas.events import (
+    ChangeApproved,
     CourseEnded,
     HubDeleted,
     HubDeploying,
@@ -72,7 +73,7 @@ def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntim
         EventConsumer(
             name=GOVERNANCE_CONSUMER,
             stream=PARTICIPANT_SVC_GOVERNANCE.stream.name,
-            handlers={RequestApproved: h.on_approved},
+            handlers={RequestApproved: h.on_approved, ChangeApproved: h.on_change_approved},
             decode=decode_event,
         )
     )

@@ -76,6 +76,9 @@ class CourseState:
     # rebuilt or fails: the host stays the same).
     hub_warnings: tuple[str, ...] = ()
     cancelled: bool = False
+    # The request's revision the approved number and end are of (the approval's, then
+    # each approved change's): an older approval or change arriving late is stale.
+    revision: int = 0
     tutors: tuple[str, ...] = ()
     accepted: int = 0  # accepted participants, counted when loaded
 

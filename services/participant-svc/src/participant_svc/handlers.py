@@ -14,6 +14,7 @@ from jhaas_runtime.service import ServiceRuntime, UnitOfWork
 from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.errors import Conflict
 from jhaas_schemas.events import (
+    ChangeApproved,
     CourseEnded,
     HubDeleted,
     HubDeploying,
@@ -354,6 +355,17 @@ class ParticipantHandlers:
             repo.add(course)
         else:
             repo.save(course)
+        return ()
+
+    def on_change_approved(self, conn: Connection, event: Event) -> Sequence[Event]:
+        assert isinstance(event, ChangeApproved)
+        repo = CourseRepository(conn)
+        course = repo.get(event.request_id, for_update=True)
+        if course is None:  # purged, or never approved here
+            return ()
+        changed = projection.on_change_approved(course, event, now=self.clock())
+        if changed is not None:
+            repo.save(changed)
         return ()
 
     def on_cancelled(self, conn: Connection, event: Event) -> Sequence[Event]:

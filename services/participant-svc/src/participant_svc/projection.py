@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from jhaas_schemas.events import (
+    ChangeApproved,
     CourseEnded,
     HubDeleted,
     HubDeploying,
@@ -39,6 +40,8 @@ def on_approved(
     again updates what was approved and keeps the code people already have."""
     spec = event.configuration
     if course is not None:
+        if event.revision < course.revision:
+            return course  # an approved change since: it stays
         return replace(
             course,
             leader_id=event.leader_id,
@@ -47,6 +50,7 @@ def on_approved(
             starts_at=spec.starts_at,
             ends_at=spec.ends_at,
             max_participants=spec.expected_participants,
+            revision=event.revision,
             updated_at=now,
         )
     return CourseState(
@@ -60,7 +64,26 @@ def on_approved(
         join_code=join_code,
         join_open=True,
         hub_status=DeploymentState.SCHEDULED,
+        revision=event.revision,
         created_at=now,
+        updated_at=now,
+    )
+
+
+def on_change_approved(
+    course: CourseState, event: ChangeApproved, *, now: datetime
+) -> CourseState | None:
+    """The approved number (and end) follow a change. A limit lowered below those
+    accepted keeps everyone; `domain.accept` then takes nobody more. None for a
+    change not newer than what the course has (a copy, an older one arriving late)."""
+    if event.revision <= course.revision:
+        return None
+    spec = event.configuration
+    return replace(
+        course,
+        max_participants=spec.expected_participants,
+        ends_at=spec.ends_at,
+        revision=event.revision,
         updated_at=now,
     )
 

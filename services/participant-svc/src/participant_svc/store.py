@@ -51,6 +51,8 @@ courses = sa.Table(
     sa.Column("cancelled", sa.Boolean, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    # The request's revision the approved number and end are of (issue 9's changes).
+    sa.Column("revision", sa.Integer, nullable=False, default=0, server_default="0"),
     sa.UniqueConstraint("join_code", name="uq_courses_join_code"),
 )
 

@@ -7,6 +7,8 @@ from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
 from jhaas_schemas.bus import REQUEST_SVC_DEPLOYER, REQUEST_SVC_GOVERNANCE
 from jhaas_schemas.events import (
+    ChangeApproved,
+    ChangeRejected,
     ChangesRequested,
     CourseEnded,
     HubDeleted,
@@ -22,6 +24,7 @@ from jhaas_schemas.rpc import (
     CancelRequest,
     GetRequest,
     ListRequests,
+    ProposeChange,
     RequestOps,
     SubmitRequest,
     UpdateRequest,
@@ -48,6 +51,7 @@ def build_app(
     runtime.rpc.route(RequestOps.WITHDRAW, WithdrawRequest, handlers.withdraw)
     runtime.rpc.route(RequestOps.CANCEL, CancelRequest, handlers.cancel)
     runtime.rpc.route(RequestOps.LEADING, UserRef, handlers.leading)
+    runtime.rpc.route(RequestOps.PROPOSE_CHANGE, ProposeChange, handlers.propose_change)
     runtime.add_consumer(
         EventConsumer(
             name=REQUEST_SVC_GOVERNANCE.name,
@@ -56,6 +60,8 @@ def build_app(
                 RequestApproved: handlers.on_review_decision,
                 RequestRejected: handlers.on_review_decision,
                 ChangesRequested: handlers.on_review_decision,
+                ChangeApproved: handlers.on_change_decision,
+                ChangeRejected: handlers.on_change_decision,
             },
             decode=decode_event,
         )

@@ -31,7 +31,7 @@ from jhaas_schemas.model import HubSpec, HubSpecDraft, Principal, RequestStatus,
 from jhaas_schemas.policy import Policy, Preset
 from jhaas_schemas.policy_rules import failures, rule_checks
 from jhaas_schemas.quantities import byte_size, cpu_millicores, image_reference_problem
-from jhaas_schemas.rpc import HubRequest, HubSpecUpdate
+from jhaas_schemas.rpc import HubRequest, HubSpecUpdate, RequestChange
 
 S = RequestStatus
 EDITABLE = frozenset({S.SUBMITTED, S.CHANGES_REQUESTED})
@@ -64,6 +64,8 @@ class HubRequestState:
     # What the hub cannot do on its host, from its last HubReady (kept while it is
     # rebuilt or fails: the host stays the same); cleared with the hub.
     hub_warnings: tuple[str, ...] = ()
+    # The latest change after approval and governance's answer (`changes.py`).
+    change: RequestChange | None = None
 
     @property
     def active_slug(self) -> str | None:
@@ -82,6 +84,7 @@ class HubRequestState:
             approved_revision=self.approved_revision,
             hub_url=self.hub_url,
             hub_warnings=list(self.hub_warnings),
+            change=self.change,
         )
 
 

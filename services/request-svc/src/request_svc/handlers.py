@@ -13,6 +13,8 @@ from jhaas_runtime.service import ServiceRuntime, UnitOfWork
 from jhaas_schemas.envelope import Envelope, Event, envelope
 from jhaas_schemas.errors import Forbidden
 from jhaas_schemas.events import (
+    ChangeApproved,
+    ChangeRejected,
     ChangesRequested,
     CourseEnded,
     HubDeleted,
@@ -30,12 +32,13 @@ from jhaas_schemas.rpc import (
     HubRequest,
     HubRequestList,
     ListRequests,
+    ProposeChange,
     SubmitRequest,
     UpdateRequest,
     UserRef,
     WithdrawRequest,
 )
-from request_svc import domain
+from request_svc import changes, domain
 from request_svc.store import HubRequestRepository
 
 SOURCE = "request-svc"
@@ -136,6 +139,24 @@ class RequestHandlers:
             ),
         )
 
+    async def propose_change(self, ctx: CallContext, payload: ProposeChange) -> HubRequest:
+        policy = self.policy().policy
+        return await self._change(
+            ctx,
+            payload.request_id,
+            lambda state, now, env: changes.propose_change(
+                state,
+                principal=ctx.principal,
+                changes=payload.changes,
+                comment=payload.comment,
+                expected_revision=payload.expected_revision,
+                policy=policy,
+                change_id=str(uuid.uuid4()),
+                now=now,
+                env=env,
+            ),
+        )
+
     async def _change(self, ctx: CallContext, request_id: str, change: Change) -> HubRequest:
         """Load the request under a lock, apply the domain change, save it and
         emit its event in one transaction (nothing when the change is a no-op)."""
@@ -161,6 +182,17 @@ class RequestHandlers:
         if state is None:
             return ()
         new = domain.on_review_decision(state, event, self.clock())
+        if new is not None:
+            repo.save(new)
+        return ()
+
+    def on_change_decision(self, conn: Connection, event: Event) -> Sequence[Event]:
+        assert isinstance(event, ChangeApproved | ChangeRejected)
+        repo = HubRequestRepository(conn)
+        state = repo.get(event.request_id, for_update=True)
+        if state is None:
+            return ()
+        new = changes.on_change_decision(state, event, self.clock())
         if new is not None:
             repo.save(new)
         return ()

@@ -14,6 +14,7 @@ from jhaas_runtime.tables import add_messaging_tables
 from jhaas_runtime.types import UtcDateTime
 from jhaas_schemas.errors import Conflict
 from jhaas_schemas.model import HubSpec, RequestStatus
+from jhaas_schemas.rpc import RequestChange
 from request_svc.domain import HubRequestState
 
 VERSIONS_DIR = Path(__file__).parent / "migrations" / "versions"
@@ -40,10 +41,13 @@ hub_requests = sa.Table(
     sa.Column("hub_status_at", UtcDateTime(), nullable=True),
     # HubReady.warnings, a JSON list of strings.
     sa.Column("hub_warnings", sa.Text, nullable=False, default="[]", server_default="[]"),
+    # The latest change after approval with its answer (a RequestChange as JSON), or NULL.
+    sa.Column("change", sa.Text, nullable=True),
 )
 
 _spec_decoder = msgspec.json.Decoder(HubSpec)
 _warnings_decoder = msgspec.json.Decoder(tuple[str, ...])
+_change_decoder = msgspec.json.Decoder(RequestChange)
 
 
 def _row(state: HubRequestState) -> dict[str, object]:
@@ -62,6 +66,7 @@ def _row(state: HubRequestState) -> dict[str, object]:
         "hub_url": state.hub_url,
         "hub_status_at": state.hub_status_at,
         "hub_warnings": msgspec.json.encode(state.hub_warnings).decode(),
+        "change": msgspec.json.encode(state.change).decode() if state.change else None,
     }
 
 
@@ -80,6 +85,7 @@ def _state(row: sa.Row[tuple[object, ...]]) -> HubRequestState:
         hub_url=m["hub_url"],
         hub_status_at=m["hub_status_at"],
         hub_warnings=_warnings_decoder.decode(m["hub_warnings"]),
+        change=_change_decoder.decode(m["change"]) if m["change"] else None,
     )
 
 

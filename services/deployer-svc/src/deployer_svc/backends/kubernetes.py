@@ -484,12 +484,67 @@ class KubernetesBackend:
                 reason="the hub's configuration is not valid",
             ) from exc
         objects = km.server_side_apply_order(made)
+        warnings: tuple[str, ...] = ()
+        puller = next(o for o in objects if o["kind"] == "DaemonSet")
+        if await self._image_changes(puller):
+            # A running hub gets a new image (an approved change): pulled onto the
+            # nodes first, then the hub is rolled, so its servers start from it.
+            await self.apply(puller)
+            warnings = await self._wait_pulled(puller, hub.configuration.image)
         for obj in objects:
             await self.apply(obj)
         log.info("applied %d objects of hub %s to %s", len(objects), hub.deployment_id, namespace)
         await self._wait_available(namespace, f"hub {hub.deployment_id}")
         url = self._url(hub.slug)
-        return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api")
+        return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api", warnings=warnings)
+
+    @staticmethod
+    def _pulled_image(puller: Obj) -> str | None:
+        spec = ((puller.get("spec") or {}).get("template") or {}).get("spec") or {}
+        images = [c.get("image") for c in spec.get("initContainers") or []]
+        return str(images[0]) if images else None
+
+    async def _image_changes(self, puller: Obj) -> bool:
+        """Whether the namespace has a pre-puller already that pulls another image
+        (a hub that runs, changed); a first deploy pulls alongside the rest."""
+        found = await self._get(path_of(puller), f"read {describe(puller)}")
+        return found is not None and self._pulled_image(found) != self._pulled_image(puller)
+
+    @staticmethod
+    def _rolled_out(daemon_set: Obj) -> bool:
+        status = daemon_set.get("status") or {}
+        generation = (daemon_set.get("metadata") or {}).get("generation")
+        observed = status.get("observedGeneration")
+        if generation is None or observed is None or observed < generation:
+            return False  # the controller has not seen the new image yet
+        wanted = int(status.get("desiredNumberScheduled") or 0)
+        updated = int(status.get("updatedNumberScheduled") or 0)
+        available = int(status.get("numberAvailable") or 0)
+        return updated >= wanted and available >= wanted
+
+    async def _wait_pulled(self, puller: Obj, image: str) -> tuple[str, ...]:
+        """Wait until every node the pre-puller runs on has `image` (its pods with the
+        new image are available), at most `ready_timeout`. Past it the hub is rolled
+        anyway, with a warning for the leader: its first servers pull the image
+        themselves (slower, not broken)."""
+        deadline = time.monotonic() + self.ready_timeout
+        what = f"read {describe(puller)}"
+        while True:
+            found = await self._get(path_of(puller), what)
+            if found is not None and self._rolled_out(found):
+                return ()
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "%s: %s not pulled onto every node within %.0f s; rolling the hub anyway",
+                    describe(puller),
+                    image,
+                    self.ready_timeout,
+                )
+                return (
+                    f"the new image {image} was not on every node within "
+                    f"{self.ready_timeout / 60:.0f} min; the first servers may start slowly",
+                )
+            await asyncio.sleep(self.poll_interval)
 
     async def status(self, deployment_id: str) -> HubStatus:
         ns = await self._find_namespace(deployment_id)

@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_200_OK
 from gateway.dependencies import ServiceCalls
 from gateway.errors import SERVICE_ERRORS, error_responses
 from gateway.guards import requires_authenticated
-from gateway.schemas import CancelBody, RequestEdit
+from gateway.schemas import CancelBody, ChangeBody, RequestEdit
 from jhaas_schemas.model import HubSpecDraft, RequestStatus
 from jhaas_schemas.rpc import (
     CancelRequest,
@@ -20,6 +20,7 @@ from jhaas_schemas.rpc import (
     HubRequest,
     HubRequestList,
     ListRequests,
+    ProposeChange,
     RequestOps,
     SubmitRequest,
     UpdateRequest,
@@ -91,3 +92,21 @@ class RequestController(Controller):
         reason = data.reason if data is not None else ""
         payload = CancelRequest(request_id=request_id, reason=reason)
         return await services(RequestOps.CANCEL, payload, HubRequest)
+
+    @post("/{request_id:str}/changes", responses=ERRORS)
+    async def propose_change(
+        self,
+        request_id: FromPath[str],
+        data: JSONBody[ChangeBody],
+        services: NamedDependency[ServiceCalls],
+    ) -> HubRequest:
+        """Propose a change of an approved course (201): a later or earlier end, other
+        participants, resources or image. Governance applies it at once or reviews it;
+        the course runs as approved until then, and `change` shows the answer."""
+        payload = ProposeChange(
+            request_id=request_id,
+            changes=data.changes,
+            comment=data.comment,
+            expected_revision=data.expected_revision,
+        )
+        return await services(RequestOps.PROPOSE_CHANGE, payload, HubRequest)
