@@ -93,7 +93,8 @@ async def test_policy_changes_are_recorded_once_each(
 
         # The operator edits the file; the holder reloads it.
         policy_file.write_text(SECOND)
-        assert first.check()
+        # A polled change is read once the file stayed the same for one more poll.
+        assert (first.check(), first.check()) == (False, True)
         reloaded, _ = await eventually(
             lambda: policy_entries(client), lambda found: len(found) == 2
         )
@@ -118,7 +119,7 @@ async def test_policy_changes_are_recorded_once_each(
     await runtime.nc.flush()  # started means subscribed, before any call
     try:
         policy_file.write_text(SECOND.replace("120", "90"))
-        assert same.check()
+        assert (same.check(), same.check()) == (False, True)
         found = await eventually(lambda: policy_entries(client), lambda found: len(found) >= 3)
         assert len(found) == 3
         assert found[0].details["old_version"] == reloaded.details["new_version"]
