@@ -77,6 +77,8 @@ class Caller:
     mfa_at: datetime | None = None
     # Set when the caller uses a personal API token instead of a session.
     api_token_id: str | None = None
+    # The pages speak it (gateway/i18n.py); the profile sets it.
+    preferred_language: str = "en"
 
     @property
     def principal(self) -> Principal:
@@ -434,6 +436,7 @@ def _caller(found: LiveCaller) -> Caller:
         mfa_enrolled=found.mfa_enrolled,
         mfa_pending=found.mfa_pending,
         mfa_at=found.mfa_at,
+        preferred_language=found.preferred_language,
     )
 
 

@@ -58,6 +58,7 @@ from gateway.personal_tokens import PersonalTokens
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
 from gateway.throttle import SignInThrottle, ThrottlePolicy
+from gateway.web.render import template_config
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.messaging import connect
@@ -280,5 +281,6 @@ def create_app(
         lifespan=[lifespan],
         state=State({"gateway": gateway}),
         openapi_config=openapi_config(settings),
+        template_config=template_config(),
         logging_config=None,
     )

@@ -153,6 +153,7 @@ def _live_caller_query(*conditions: sa.ColumnElement[bool]) -> sa.Select[tuple[o
             users.c.username,
             users.c.password_change_required,
             users.c.mfa_enrolled,
+            users.c.preferred_language,
             sessions.c.mfa_pending,
             sessions.c.mfa_at,
             user_roles.c.role,
@@ -191,6 +192,7 @@ class LiveCaller:
     mfa_enrolled: bool
     mfa_pending: bool
     mfa_at: datetime | None
+    preferred_language: str = "en"
 
 
 def find_live_caller(
@@ -210,6 +212,7 @@ def find_live_caller(
         mfa_enrolled=bool(first.mfa_enrolled),
         mfa_pending=bool(first.mfa_pending),
         mfa_at=first.mfa_at,
+        preferred_language=first.preferred_language,
     )
 
 

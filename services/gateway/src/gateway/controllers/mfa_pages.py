@@ -28,8 +28,11 @@ from gateway.mfa.pages import second_step_page, setup_page
 from gateway.mfa.service import SecondFactors, WrongCode
 from gateway.oauth.pages import problem_page
 from gateway.redirects import safe_next
+from gateway.web.i18n import N_
+from gateway.web.render import language_for
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+TITLE = N_("Confirm it is you")
 
 
 def _to(path: str, next_url: str) -> str:
@@ -47,7 +50,7 @@ async def _second_step(
     next_url: str,
     status: int = 200,
     error: str = "",
-) -> Response[str]:
+) -> Response[Any]:
     gateway = gateway_of(request)
     mfa: SecondFactors = gateway.mfa
     found = await mfa.status(caller)
@@ -57,6 +60,8 @@ async def _second_step(
         totp=found.totp,
         keys=bool(found.keys) and found.webauthn_available,
         recovery_codes=found.recovery_codes_left > 0,
+        language=language_for(request, caller),
+        signed_in=caller.username,
         status=status,
         error=error,
     )
@@ -94,11 +99,11 @@ async def second_step(request: Request[Any, Any, Any]) -> Response[Any]:
     gateway = gateway_of(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != FORM_MEDIA_TYPE:
-        return problem_page(415, "Confirm it is you", f"send the form as {FORM_MEDIA_TYPE}")
+        return problem_page(415, TITLE, f"send the form as {FORM_MEDIA_TYPE}")
     try:
         fields = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
-        return problem_page(400, "Confirm it is you", "the form is not valid UTF-8")
+        return problem_page(400, TITLE, N_("the form is not valid UTF-8"))
     next_url = safe_next(fields.get("next"))
     session = await session_caller(request)
     if session is None:
@@ -106,12 +111,17 @@ async def second_step(request: Request[Any, Any, Any]) -> Response[Any]:
     caller, token = session
     expected = csrf_token_for(gateway.settings.jwt_secret, token)
     if not hmac.compare_digest(fields.get("csrf", "").encode(), expected.encode()):
-        return problem_page(403, "Confirm it is you", "The form expired; please reload the page.")
+        return problem_page(
+            403,
+            TITLE,
+            N_("The form expired; please reload the page."),
+            language=language_for(request, caller),
+        )
     if not caller.mfa_pending:
         return _redirect(_elsewhere(request, caller, next_url) or next_url)
     code = fields.get("code", "")
     if not code or len(code) > 64:
-        return await _second_step(request, caller, token, next_url, 400, "Enter a code.")
+        return await _second_step(request, caller, token, next_url, 400, N_("Enter a code."))
     try:
         attempt = await begin_check(request, caller)
     except TooManyRequests as exc:
@@ -145,4 +155,6 @@ async def setup_form(request: Request[Any, Any, Any]) -> Response[Any]:
         keys=len(found.keys),
         required=found.required,
         webauthn=keys.rp.usable,
+        language=language_for(request, caller),
+        signed_in=caller.username,
     )
