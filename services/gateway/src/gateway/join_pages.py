@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from gateway.accounts import Caller
 from gateway.web.i18n import N_
 from gateway.web.render import Page
 from jhaas_schemas.rpc import CoursePreview
@@ -18,13 +19,13 @@ def join_action(code: str) -> str:
 
 
 def join_code_page(
-    *, status: int = 200, code: str = "", error: str = "", language: str | None = None
+    *, status: int = 200, code: str = "", error: str = "", viewer: Caller | None = None
 ) -> Page:
     """Where to type the code the course leader gave out."""
     return Page(
         "join_code.html",
         title=TITLE,
-        language=language,
+        viewer=viewer,
         status=status,
         code=code,
         error=error,
@@ -32,11 +33,11 @@ def join_code_page(
     )
 
 
-def unknown_code_page(code: str, *, language: str | None = None) -> Page:
+def unknown_code_page(code: str, *, viewer: Caller | None = None) -> Page:
     return Page(
         "join_code.html",
         title=N_("Unknown join code"),
-        language=language,
+        viewer=viewer,
         status=404,
         code=code,
         error="",
@@ -49,7 +50,7 @@ def apply_form_page(
     code: str,
     csrf: str,
     *,
-    language: str | None = None,
+    viewer: Caller | None = None,
     status: int = 200,
     message: str = "",
     error: str = "",
@@ -58,7 +59,7 @@ def apply_form_page(
     return Page(
         "join_apply.html",
         title=TITLE,
-        language=language,
+        viewer=viewer,
         status=status,
         course=course,
         dates={
@@ -73,10 +74,10 @@ def apply_form_page(
     )
 
 
-def applied_page(course: CoursePreview, *, language: str | None = None) -> Page:
+def applied_page(course: CoursePreview, *, viewer: Caller | None = None) -> Page:
     return Page(
         "join_applied.html",
         title=N_("Your application was sent"),
-        language=language,
+        viewer=viewer,
         course_title=course.title,
     )

@@ -34,7 +34,7 @@ from gateway.join_pages import (
 from gateway.oauth.pages import problem_page
 from gateway.schemas import ApplyBody
 from gateway.web.i18n import N_
-from gateway.web.render import language_for, language_of
+from gateway.web.render import viewer_of
 from jhaas_runtime.rpc import RpcFailure
 from jhaas_schemas.rpc import (
     Apply,
@@ -93,16 +93,15 @@ async def _call(
 
 async def _preview(request: Request_, caller: Caller, code: str) -> CoursePreview | Response[Any]:
     """The course the code opens, or the page saying why not."""
-    language = language_for(request, caller)
     limit = gateway_of(request).join_limit
     wait = limit.retry_after(caller.user_id)
     if wait is not None:
-        page = problem_page(429, TITLE, TOO_MANY_MISSES.capitalize() + ".", language=language)
+        page = problem_page(429, TITLE, TOO_MANY_MISSES.capitalize() + ".", viewer=caller)
         page.headers["Retry-After"] = str(wait)
         return page
     if not _valid_code(code):
         limit.missed(caller.user_id)
-        return unknown_code_page(code, language=language)
+        return unknown_code_page(code, viewer=caller)
     found = await _call(
         request, caller, ParticipantOps.FIND_BY_CODE, JoinCodeRef(code=code), CoursePreview
     )
@@ -110,10 +109,10 @@ async def _preview(request: Request_, caller: Caller, code: str) -> CoursePrevie
         return found
     if found.code == ErrorCode.NOT_FOUND:
         limit.missed(caller.user_id)
-        return unknown_code_page(code, language=language)
+        return unknown_code_page(code, viewer=caller)
     if found.code == ErrorCode.UNAVAILABLE:
-        return problem_page(503, TITLE, UNAVAILABLE, language=language)
-    return problem_page(STATUS_OF_CODE[found.code], TITLE, found.message, language=language)
+        return problem_page(503, TITLE, UNAVAILABLE, viewer=caller)
+    return problem_page(STATUS_OF_CODE[found.code], TITLE, found.message, viewer=caller)
 
 
 async def _signed_in(request: Request_, code: FromPath[str]) -> tuple[Caller, str] | Response[Any]:
@@ -129,14 +128,14 @@ async def join_start(request: Request_) -> Response[Any]:
     """Type a join code; a plain GET form cannot put it in the path, so this redirects."""
     code = request.query_params.get("code")
     if code is None:
-        return join_code_page(language=await language_of(request))
+        return join_code_page(viewer=await viewer_of(request))
     code = code.strip()
     if not code:
         return join_code_page(
-            status=400, error=N_("Enter a join code."), language=await language_of(request)
+            status=400, error=N_("Enter a join code."), viewer=await viewer_of(request)
         )
     if not _valid_code(code):
-        return unknown_code_page(code, language=await language_of(request))
+        return unknown_code_page(code, viewer=await viewer_of(request))
     return Response("", status_code=303, headers={"Location": join_action(code)})
 
 
@@ -151,7 +150,7 @@ async def join_course(request: Request_, code: FromPath[str]) -> Response[Any]:
     if isinstance(preview, Response):
         return preview
     csrf = csrf_token_for(gateway_of(request).settings.jwt_secret, session_token)
-    return apply_form_page(preview, code, csrf, language=language_for(request, caller))
+    return apply_form_page(preview, code, csrf, viewer=caller)
 
 
 @post("/join/{code:str}", media_type=MediaType.HTML, include_in_schema=False, security=[])
@@ -170,31 +169,30 @@ async def apply_to_join(request: Request_, code: FromPath[str]) -> Response[Any]
     caller, session_token = signed_in
     csrf = csrf_token_for(gateway_of(request).settings.jwt_secret, session_token)
     if not hmac.compare_digest(fields.get("csrf", "").encode(), csrf.encode()):
-        return problem_page(403, TITLE, FOREIGN_FORM, language=language_for(request, caller))
+        return problem_page(403, TITLE, FOREIGN_FORM, viewer=caller)
     preview = await _preview(request, caller, code)
     if isinstance(preview, Response):
         return preview
     message = fields.get("message", "")
-    language = language_for(request, caller)
     try:
         msgspec.convert({"message": message}, ApplyBody)
     except msgspec.ValidationError:
         return apply_form_page(
-            preview, code, csrf, language=language, status=422, message=message, error=MESSAGE_RULE
+            preview, code, csrf, viewer=caller, status=422, message=message, error=MESSAGE_RULE
         )
     applied = await _call(
         request, caller, ParticipantOps.APPLY, Apply(code=code, message=message), Participation
     )
     if not isinstance(applied, RpcError):
-        return applied_page(preview, language=language)
+        return applied_page(preview, viewer=caller)
     if applied.code == ErrorCode.UNAVAILABLE:
-        return problem_page(503, TITLE, UNAVAILABLE, language=language)
+        return problem_page(503, TITLE, UNAVAILABLE, viewer=caller)
     status = STATUS_OF_CODE[applied.code]
     return apply_form_page(
         preview,
         code,
         csrf,
-        language=language,
+        viewer=caller,
         status=status,
         message=message,
         error=applied.message,

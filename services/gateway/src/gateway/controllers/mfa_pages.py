@@ -29,7 +29,6 @@ from gateway.mfa.service import SecondFactors, WrongCode
 from gateway.oauth.pages import problem_page
 from gateway.redirects import safe_next
 from gateway.web.i18n import N_
-from gateway.web.render import language_for
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 TITLE = N_("Confirm it is you")
@@ -60,8 +59,7 @@ async def _second_step(
         totp=found.totp,
         keys=bool(found.keys) and found.webauthn_available,
         recovery_codes=found.recovery_codes_left > 0,
-        language=language_for(request, caller),
-        signed_in=caller.username,
+        viewer=caller,
         status=status,
         error=error,
     )
@@ -115,7 +113,7 @@ async def second_step(request: Request[Any, Any, Any]) -> Response[Any]:
             403,
             TITLE,
             N_("The form expired; please reload the page."),
-            language=language_for(request, caller),
+            viewer=caller,
         )
     if not caller.mfa_pending:
         return _redirect(_elsewhere(request, caller, next_url) or next_url)
@@ -155,6 +153,5 @@ async def setup_form(request: Request[Any, Any, Any]) -> Response[Any]:
         keys=len(found.keys),
         required=found.required,
         webauthn=keys.rp.usable,
-        language=language_for(request, caller),
-        signed_in=caller.username,
+        viewer=caller,
     )

@@ -22,7 +22,6 @@ from gateway.oauth.grants import HubClient
 from gateway.oauth.pages import not_in_course_page, problem_page
 from gateway.oauth.provider import Provider
 from gateway.web.i18n import N_
-from gateway.web.render import language_for
 from jhaas_runtime.rpc import RpcFailure
 
 FORM = "application/x-www-form-urlencoded"
@@ -185,7 +184,7 @@ class OAuthController(Controller):
                 caller.principal, client.registration.request_id, exchange.correlation_id
             )
         except RpcFailure:
-            return problem_page(503, CANNOT, UNAVAILABLE, language=language_for(request, caller))
+            return problem_page(503, CANNOT, UNAVAILABLE, viewer=caller)
         if membership.user is None:
             if silent:
                 denied = AccessDeniedError("you are not in the course of this hub")
@@ -193,7 +192,7 @@ class OAuthController(Controller):
             return not_in_course_page(
                 membership.title,
                 f"{provider.issuer}/join",
-                language=language_for(request, caller),
+                viewer=caller,
             )
         answer = await provider.in_thread(
             lambda: server.create_authorization_response(

@@ -26,7 +26,6 @@ from gateway.oauth.pages import problem_page
 from gateway.redirects import safe_next
 from gateway.settings import GatewaySettings
 from gateway.web.i18n import N_
-from gateway.web.render import language_for
 
 OIDC_PATH = "/signin/oidc"
 TITLE = N_("Sign in")
@@ -96,7 +95,7 @@ async def oidc_callback(request: Request[Any, Any, Any], provider: FromPath[str]
             refused.status,
             N_("Sign-in refused"),
             str(refused),
-            language=language_for(request, caller),
+            viewer=caller,
         )
         response.cookies.extend(cookies)
         return response

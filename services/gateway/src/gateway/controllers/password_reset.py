@@ -32,7 +32,7 @@ from gateway.self_schemas import PasswordResetAccepted, PasswordResetConfirm, Pa
 from gateway.settings import GatewaySettings
 from gateway.throttle import TooManyAttempts
 from gateway.web.i18n import N_
-from gateway.web.render import Page, language_of
+from gateway.web.render import Page, viewer_of
 
 
 def password_reset(request: Request[Any, Any, Any]) -> PasswordReset:
@@ -116,7 +116,7 @@ async def reset_password_page(request: Request[Any, Any, Any]) -> Response[Any]:
     return Page(
         "reset_password.html",
         title=N_("Choose a new password"),
-        language=await language_of(request),
+        viewer=await viewer_of(request),
     )
 
 
@@ -126,5 +126,5 @@ async def verify_email_page(request: Request[Any, Any, Any]) -> Response[Any]:
     return Page(
         "verify_email.html",
         title=N_("Confirm your e-mail address"),
-        language=await language_of(request),
+        viewer=await viewer_of(request),
     )

@@ -32,7 +32,7 @@ from gateway.oauth.pages import problem_page, sign_in_page
 from gateway.redirects import safe_next
 from gateway.settings import GatewaySettings
 from gateway.web.i18n import N_
-from gateway.web.render import language_of
+from gateway.web.render import viewer_of
 
 SIGN_IN_PATH = "/signin"
 MFA_PAGE_PATH = "/signin/mfa"  # the second step of a browser sign-in
@@ -71,7 +71,7 @@ async def _form(
     response = sign_in_page(
         next_url=next_url,
         csrf=_form_token(secret, cookie),
-        language=await language_of(request),
+        viewer=await viewer_of(request),
         status=status,
         providers=providers,
         error=error,
@@ -158,7 +158,7 @@ def pending_page(caller: Caller, settings: GatewaySettings, next_url: str) -> Re
             403,
             N_("Change your password first"),
             N_("Your password was generated for you: choose your own first."),
-            language=caller.preferred_language,
+            viewer=caller,
         )
     # MFA_ENROLLMENT: set one up on the setup page, then come back.
     location = f"{MFA_SETUP_PATH}?{urlencode({'next': safe_next(next_url)})}"

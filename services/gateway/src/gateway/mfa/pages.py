@@ -8,6 +8,7 @@ texts from the page's data attributes, never from the URL.
 
 from __future__ import annotations
 
+from gateway.accounts import Caller
 from gateway.web.i18n import N_
 from gateway.web.render import Page
 
@@ -19,8 +20,7 @@ def second_step_page(
     totp: bool,
     keys: bool,
     recovery_codes: bool,
-    language: str | None = None,
-    signed_in: str = "",
+    viewer: Caller | None = None,
     status: int = 200,
     error: str = "",
 ) -> Page:
@@ -28,8 +28,7 @@ def second_step_page(
     return Page(
         "mfa_second_step.html",
         title=N_("Confirm it is you"),
-        language=language,
-        signed_in=signed_in,
+        viewer=viewer,
         status=status,
         next_url=next_url,
         csrf=csrf,
@@ -48,15 +47,13 @@ def setup_page(
     keys: int,
     required: bool,
     webauthn: bool,
-    language: str | None = None,
-    signed_in: str = "",
+    viewer: Caller | None = None,
 ) -> Page:
     """Set up an authenticator app or add a security key; the codes appear once, here."""
     return Page(
         "mfa_setup.html",
         title=N_("Second factor"),
-        language=language,
-        signed_in=signed_in,
+        viewer=viewer,
         next_url=next_url,
         csrf=csrf,
         totp=totp,

@@ -9,20 +9,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, urlencode
 
+from gateway.accounts import Caller
 from gateway.web.i18n import N_
 from gateway.web.render import Page
 
 
-def problem_page(status: int, title: str, message: str, *, language: str | None = None) -> Page:
+def problem_page(status: int, title: str, message: str, *, viewer: Caller | None = None) -> Page:
     """`title` and `message` in English: shown translated when the catalog has them."""
-    return Page("problem.html", title=title, language=language, status=status, message=message)
+    return Page("problem.html", title=title, viewer=viewer, status=status, message=message)
 
 
-def not_in_course_page(course_title: str, join_url: str, *, language: str | None = None) -> Page:
+def not_in_course_page(course_title: str, join_url: str, *, viewer: Caller | None = None) -> Page:
     return Page(
         "not_in_course.html",
         title=N_("You are not in this course"),
-        language=language,
+        viewer=viewer,
         status=403,
         course_title=course_title,
         join_url=join_url,
@@ -33,7 +34,7 @@ def sign_in_page(
     *,
     next_url: str,
     csrf: str,
-    language: str | None = None,
+    viewer: Caller | None = None,
     status: int = 200,
     error: str = "",
     errors: Mapping[str, str] | None = None,
@@ -55,7 +56,7 @@ def sign_in_page(
     return Page(
         "signin.html",
         title=N_("Sign in"),
-        language=language,
+        viewer=viewer,
         status=status,
         csrf=csrf,
         next_url=next_url,

@@ -1,9 +1,10 @@
 """Pages as Litestar `Template` responses, through the Jinja2 engine of the app.
 
-`Page(...)` is what a route returns: the template's name, the language chosen
-for this request (`language_of`), the status, and the template's values. The
-context gets `gettext`/`ngettext` bound to that language (Jinja's i18n
-extension finds them there), `lang` for `<html lang>`, and who is signed in
+`Page(...)` is what a route returns: the template's name, its title, who is
+looking (the signed-in caller, or None), the status, and the template's
+values. The page speaks the viewer's language (their profile's, else the
+browser's): the context gets `gettext`/`ngettext` bound to it (Jinja's i18n
+extension finds them there), `lang` for `<html lang>`, and the viewer's name
 for the header.
 """
 
@@ -52,17 +53,11 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     )
 
 
-def language_for(request: Request[Any, Any, Any], caller: Caller | None) -> str:
-    """The language of `caller`'s profile, else (no one signed in) the browser's."""
-    preferred = None if caller is None else caller.preferred_language
-    return choose_language(preferred, request.headers.get("accept-language"))
-
-
-async def language_of(request: Request[Any, Any, Any]) -> str:
-    """`language_for` whoever the session cookie signs in, when the route has not
-    looked them up itself."""
+async def viewer_of(request: Request[Any, Any, Any]) -> Caller | None:
+    """Whoever the session cookie signs in, for a page whose route does not look
+    them up itself (None: a stranger)."""
     session = await session_caller(request)
-    return language_for(request, None if session is None else session[0])
+    return None if session is None else session[0]
 
 
 def _gettext_functions(catalog: NullTranslations) -> dict[str, Any]:
@@ -89,8 +84,8 @@ class Page(Template):
     """A full HTML page in one language; `values` are what the template shows.
 
     `title` is the English text (marked with N_ where it is written); the page
-    shows its translation. `language` None: the browser's (for the refusals
-    that come before anyone is known).
+    shows its translation. `viewer` None: a stranger (or a refusal that comes
+    before anyone is looked up), who gets the browser's language.
     """
 
     def __init__(
@@ -98,29 +93,31 @@ class Page(Template):
         template_name: str,
         *,
         title: str,
-        language: str | None = None,
+        viewer: Caller | None = None,
         status: int = 200,
-        signed_in: str = "",
         **values: Any,
     ) -> None:
         super().__init__(
             template_name=template_name,
-            context={"signed_in": signed_in, "product": PRODUCT, **values},
+            context={"product": PRODUCT, **values},
             status_code=status,
             media_type=MediaType.HTML,
             headers=dict(NO_STORE),
         )
         self.title = title
-        self.language = language
+        self.viewer = viewer
 
     def create_template_context(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         context = super().create_template_context(request)
-        language = self.language or choose_language(None, request.headers.get("accept-language"))
+        viewer = self.viewer
+        preferred = None if viewer is None else viewer.preferred_language
+        language = choose_language(preferred, request.headers.get("accept-language"))
         catalog = translations(language)
         context.update(_gettext_functions(catalog))
         # A text made in Python (an error from a service, a title): translated
         # when the catalog has it, else shown as it is; never %-formatted.
         context["translate"] = catalog.gettext
         context["lang"] = language
+        context["signed_in"] = "" if viewer is None else viewer.username
         context["title"] = catalog.gettext(self.title)
         return context
