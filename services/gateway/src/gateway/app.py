@@ -11,7 +11,6 @@ from pathlib import Path
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.static_files import create_static_files_router
 
@@ -59,6 +58,7 @@ from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettin
 from gateway.store import VERSIONS_DIR, metadata
 from gateway.throttle import SignInThrottle, ThrottlePolicy
 from gateway.web.render import template_config
+from gateway.web.swagger import LocalSwaggerPlugin
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.messaging import connect
@@ -167,7 +167,7 @@ def openapi_config(settings: GatewaySettings) -> OpenAPIConfig:
             "the X-CSRF-Token header on unsafe methods."
         ),
         path="/schema",
-        render_plugins=[SwaggerRenderPlugin()],
+        render_plugins=[LocalSwaggerPlugin()],
         servers=[Server(url=settings.public_url.rstrip("/"))],
         components=Components(
             security_schemes={
