@@ -11,13 +11,14 @@ the Chrome DevTools Protocol, which answers `navigator.credentials` at once,
 as a user touching their security key would.
 
 `journey` (a fixture) records a walk through the pages: `journey.step(name)`
-saves a full-page screenshot under test-artifacts/screenshots/<test>/ (or
+saves a full-page screenshot under test-artifacts/screenshots/<module>/<test>/ (or
 $JHAAS_TEST_ARTIFACTS), runs axe-core on the page and fails on any serious or
 critical violation, and fails on anything the page's CSP refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -118,8 +119,13 @@ def virtual_authenticator(page: Page, *, resident_keys: bool = True) -> VirtualA
     return VirtualAuthenticator(cdp, added["authenticatorId"])
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:80] or "step"
+def _slug(text: str, limit: int = 80) -> str:
+    """A file name from `text`; a long one keeps its start and gets a hash of the rest,
+    so that two parametrized tests never share a folder."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "step"
+    if len(slug) <= limit:
+        return slug
+    return f"{slug[: limit - 9]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -167,7 +173,8 @@ class Journey:
 
 @pytest.fixture
 def journey(page: Page, request: pytest.FixtureRequest) -> Journey:
-    folder = ARTIFACTS / "screenshots" / _slug(request.node.nodeid)
+    module = Path(str(request.node.path)).stem
+    folder = ARTIFACTS / "screenshots" / module / _slug(request.node.name, limit=120)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     walk = Journey(page, folder)
