@@ -41,7 +41,6 @@ class Site:
     join_code: str
 
 
-
 def _course_request() -> dict[str, Any]:
     start = (datetime.now(UTC) + timedelta(days=14)).replace(microsecond=0)
     return {
@@ -242,11 +241,19 @@ PAGES: dict[str, tuple[Reach, str, str]] = {
         "Bestätigen Sie, dass Sie es sind",
     ),
     "password reset": (_reset_password, "Choose a new password", "Neues Passwort wählen"),
-    "e-mail confirmation": (_verify_email, "Confirm your e-mail address", "E-Mail-Adresse bestätigen"),
+    "e-mail confirmation": (
+        _verify_email,
+        "Confirm your e-mail address",
+        "E-Mail-Adresse bestätigen",
+    ),
     "join code": (_join_code, "Join a course", "Einem Kurs beitreten"),
     "unknown join code": (_join_unknown, "Unknown join code", "Unbekannter Beitrittscode"),
     "join a course": (_join_apply, "Join a course", "Einem Kurs beitreten"),
-    "application sent": (_join_applied, "Your application was sent", "Ihre Bewerbung wurde gesendet"),
+    "application sent": (
+        _join_applied,
+        "Your application was sent",
+        "Ihre Bewerbung wurde gesendet",
+    ),
     "hub sign-in refused": (
         _oauth_unknown_hub,
         "Cannot sign in to this hub",
