@@ -31,6 +31,7 @@ from gateway.controllers.mfa import MfaController, MfaResetController
 from gateway.controllers.mfa_pages import second_step, second_step_form, setup_form
 from gateway.controllers.oauth import OAuthController, openid_configuration
 from gateway.controllers.oidc import oidc_callback, oidc_sign_in
+from gateway.controllers.password_page import change_password, password_form
 from gateway.controllers.password_reset import (
     PasswordResetController,
     reset_password_page,
@@ -251,6 +252,8 @@ def create_app(
             second_step_form,
             second_step,
             setup_form,
+            password_form,
+            change_password,
             oidc_sign_in,
             oidc_callback,
             join_start,

@@ -37,6 +37,8 @@ from gateway.web.render import viewer_of
 SIGN_IN_PATH = "/signin"
 MFA_PAGE_PATH = "/signin/mfa"  # the second step of a browser sign-in
 MFA_SETUP_PATH = "/signin/mfa/setup"  # where an account that must have one sets it up
+# Where a generated password is replaced (and any changed).
+PASSWORD_PATH = "/signin/password"  # noqa: S105 (a path, not a password)
 FORM_LIFETIME = timedelta(hours=1)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 TITLE = N_("Sign in")
@@ -154,11 +156,14 @@ def pending_page(caller: Caller, settings: GatewaySettings, next_url: str) -> Re
         location = f"{MFA_PAGE_PATH}?{urlencode({'next': safe_next(next_url)})}"
         return Response("", status_code=303, headers={"Location": location})
     if pending is Pending.PASSWORD_CHANGE:
+        # Refused, as every other route refuses such a caller, with the way on.
+        location = f"{PASSWORD_PATH}?{urlencode({'next': safe_next(next_url)})}"
         return problem_page(
             403,
             N_("Change your password first"),
             N_("Your password was generated for you: choose your own first."),
             viewer=caller,
+            action=(location, N_("Change your password")),
         )
     # MFA_ENROLLMENT: set one up on the setup page, then come back.
     location = f"{MFA_SETUP_PATH}?{urlencode({'next': safe_next(next_url)})}"
@@ -168,10 +173,13 @@ def pending_page(caller: Caller, settings: GatewaySettings, next_url: str) -> Re
 def after_first_factor(signed_in: SignedIn, next_url: str, *, mfa_for_all: bool = False) -> str:
     """Where a browser goes once its first factor is checked: on to `next`; first to
     the second-factor page when the account has one, or to set one up when the
-    account must have one (governance, admin, or everyone by JHAAS_MFA_REQUIRED_FOR_ALL)."""
+    account must have one (governance, admin, or everyone by JHAAS_MFA_REQUIRED_FOR_ALL);
+    a password generated for the account is replaced first."""
     user = signed_in.user
     if signed_in.mfa_pending:
         return f"{MFA_PAGE_PATH}?{urlencode({'next': next_url})}"
+    if user.password_change_required:
+        return f"{PASSWORD_PATH}?{urlencode({'next': next_url})}"
     if not user.mfa_enrolled and (mfa_for_all or MFA_ROLES.intersection(user.roles)):
         return f"{MFA_SETUP_PATH}?{urlencode({'next': next_url})}"
     return next_url

@@ -14,9 +14,20 @@ from gateway.web.i18n import N_
 from gateway.web.render import Page
 
 
-def problem_page(status: int, title: str, message: str, *, viewer: Caller | None = None) -> Page:
-    """`title` and `message` in English: shown translated when the catalog has them."""
-    return Page("problem.html", title=title, viewer=viewer, status=status, message=message)
+def problem_page(
+    status: int,
+    title: str,
+    message: str,
+    *,
+    viewer: Caller | None = None,
+    action: tuple[str, str] | None = None,
+) -> Page:
+    """`title` and `message` in English: shown translated when the catalog has them.
+    `action`: (a path on this site, its label in English), what the person can do next."""
+    link = None if action is None else {"href": action[0], "label": action[1]}
+    return Page(
+        "problem.html", title=title, viewer=viewer, status=status, message=message, action=link
+    )
 
 
 def not_in_course_page(course_title: str, join_url: str, *, viewer: Caller | None = None) -> Page:
