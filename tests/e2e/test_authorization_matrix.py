@@ -157,6 +157,8 @@ async def test_route(world: World, entry: Entry) -> None:
 BEFORE_PASSWORD_CHANGE = {
     ("GET", "/api/v1/auth/me"),
     ("POST", "/api/v1/auth/password"),
+    ("GET", "/signin/password"),
+    ("POST", "/signin/password"),
     ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/auth/logout-everywhere"),
 }
