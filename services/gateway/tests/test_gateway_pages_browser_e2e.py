@@ -223,6 +223,21 @@ def _join_applied(page: Page, site: Site, lang: str) -> None:
     page.locator("main form button[type=submit]").click()
 
 
+def _password_change(page: Page, site: Site, lang: str) -> None:
+    sign_in(page, site, f"ann-{lang}", next_url="/signin/password")
+    expect(page).to_have_url(re.compile(r"/signin/password$"))
+
+
+def _password_mismatch(page: Page, site: Site, lang: str) -> None:
+    _password_change(page, site, lang)
+    page.locator("#current_password").fill(password_of(f"ann-{lang}"))
+    page.locator("#new_password").fill("a tall giraffe reads 42 books")
+    page.locator("#again").fill("a tall giraffe reads 43 books")
+    page.locator("main form button[type=submit]").click()
+    expect(page.locator("#again")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#new_password")).to_have_value("")  # a password is never sent back
+
+
 def _oauth_unknown_hub(page: Page, site: Site, lang: str) -> None:
     page.goto(f"{site.url}/oauth/authorize?client_id=jhaas-hub-nothere&response_type=code")
 
@@ -254,6 +269,8 @@ PAGES: dict[str, tuple[Reach, str, str]] = {
         "Your application was sent",
         "Ihre Bewerbung wurde gesendet",
     ),
+    "password change": (_password_change, "Change your password", "Passwort ändern"),
+    "password change refused": (_password_mismatch, "Change your password", "Passwort ändern"),
     "hub sign-in refused": (
         _oauth_unknown_hub,
         "Cannot sign in to this hub",
