@@ -101,11 +101,14 @@ def test_a_reviewer_signs_in_sets_up_an_app_and_signs_in_with_its_code(
     expect(page.locator("#setup-status")).to_have_text("Your authenticator app is set up.")
     expect(page.get_by_role("heading", name="Your recovery codes")).to_be_visible()
     expect(page.locator("#code-list li")).to_have_count(10)
+    expect(page.get_by_text("You have no second factor yet.")).to_be_hidden()
     journey.step("recovery codes")
 
     page.get_by_role("link", name="Continue").click()
     expect(page).to_have_url(f"{gateway}/")
     expect(page.get_by_role("banner")).to_contain_text("Signed in as rita")
+    expect(page.get_by_role("link", name="Sign in")).to_have_count(0)
+    expect(page.get_by_role("link", name="Change your password")).to_be_visible()
     journey.step("front page, signed in")
 
     page.context.clear_cookies()  # signed out

@@ -69,6 +69,9 @@
       return item;
     }));
     document.getElementById("codes").hidden = false;
+    // The factors the page listed when it loaded ("no second factor yet") are out of date now.
+    const summary = document.getElementById("factor-summary");
+    if (summary) summary.hidden = true;
   }
 
   // The second step of signing in: a signature by one of the account's keys.
