@@ -54,7 +54,10 @@ async def test_a_generated_password_is_replaced_on_its_page_before_going_on(
 
         async def post(**fields: str) -> httpx.Response:
             form = {"csrf": csrf, "next": "/", "current_password": generated}
-            return await client.post(PAGE, data={**form, **fields}, follow_redirects=False)
+            sent: httpx.Response = await client.post(
+                PAGE, data={**form, **fields}, follow_redirects=False
+            )
+            return sent
 
         differ = await post(new_password=NEW, again=NEW + "!")
         assert differ.status_code == 400, differ.text
