@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gateway_helpers import Client, login, make_client
+from gateway_helpers import ADMIN, Client, bearer, login, make_client, token_for
 from oauth_helpers import sign_in_form
 
 from gateway.settings import GatewaySettings
@@ -100,3 +100,27 @@ async def test_a_stranger_signs_in_first_and_a_foreign_form_is_refused(client: C
     json = await client.post(PAGE, json={"new_password": NEW}, follow_redirects=False)
     assert json.status_code == 415, json.text
     assert "application/x-www-form-urlencoded" in json.text
+
+
+async def test_a_page_refused_for_a_generated_password_links_to_the_password_page(
+    client: Client,
+) -> None:
+    admin = await token_for(client, *ADMIN)
+    made = await client.post(
+        "/api/v1/users",
+        json={"username": "pat", "password": "pat's first password", "roles": ["participant"]}
+        | {"password_change_required": True},
+        headers=bearer(admin),
+    )
+    assert made.status_code == 201, made.text
+    signed_in = await sign_in_form(
+        client, "pat", "pat's first password", next_url="/join/ABCDEFGHJK"
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    assert signed_in.headers["location"] == f"{PAGE}?next=%2Fjoin%2FABCDEFGHJK"
+
+    # Going elsewhere first: refused as every route refuses such a person, with the way on.
+    refused = await client.get("/join/ABCDEFGHJK", follow_redirects=False)
+    assert refused.status_code == 403, refused.text
+    assert "Change your password first" in refused.text
+    assert f'href="{PAGE}?next=%2Fjoin%2FABCDEFGHJK">Change your password</a>' in refused.text
