@@ -9,20 +9,36 @@ function, not `async`: the sync API runs its own event loop.
 `virtual_authenticator(page)` gives the page a WebAuthn authenticator through
 the Chrome DevTools Protocol, which answers `navigator.credentials` at once,
 as a user touching their security key would.
+
+`journey` (a fixture) records a walk through the pages: `journey.step(name)`
+saves a full-page screenshot under test-artifacts/screenshots/<module>/<test>/ (or
+$JHAAS_TEST_ARTIFACTS), runs axe-core on the page and fails on any serious or
+critical violation, and fails on anything the page's CSP refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, CDPSession, Page, sync_playwright
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, CDPSession, ConsoleMessage, Page, sync_playwright
 
 CHROMIUM = os.environ.get("JHAAS_TEST_CHROMIUM", "/usr/bin/chromium")
-BROWSER_FIXTURES = frozenset({"browser", "page"})
+BROWSER_FIXTURES = frozenset({"browser", "page", "journey"})
+ARTIFACTS = Path(
+    os.environ.get("JHAAS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")
+)
+# What the issue asks of every page: none of these (axe-core's impact levels).
+BLOCKING_IMPACTS = frozenset({"serious", "critical"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,8 +60,14 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
+def browser_language() -> str:
+    """The browser's language (its Accept-Language): parametrize it to change it."""
+    return "en-US"
+
+
+@pytest.fixture
+def page(browser: Browser, browser_language: str) -> Iterator[Page]:
+    context = browser.new_context(locale=browser_language)
     try:
         yield context.new_page()
     finally:
@@ -95,3 +117,70 @@ def virtual_authenticator(page: Page, *, resident_keys: bool = True) -> VirtualA
         },
     )
     return VirtualAuthenticator(cdp, added["authenticatorId"])
+
+
+def _slug(text: str, limit: int = 80) -> str:
+    """A file name from `text`; a long one keeps its start and gets a hash of the rest,
+    so that two parametrized tests never share a folder."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "step"
+    if len(slug) <= limit:
+        return slug
+    return f"{slug[: limit - 9]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class Journey:
+    """One test's walk through the pages: a screenshot and an accessibility check per step."""
+
+    page: Page
+    folder: Path
+    steps: int = 0
+    refused: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page) -> None:
+        def seen(message: ConsoleMessage) -> None:
+            if message.type == "error" and "Content Security Policy" in message.text:
+                self.refused.append(message.text)
+
+        page.on("console", seen)
+
+    def step(self, name: str, *, axe: bool = True) -> Path:
+        """Screenshot the page as it is now, then check it (axe-core, CSP).
+
+        `axe=False` only for a page that is not ours to change (the vendored
+        Swagger UI): say why where it is used."""
+        self.steps += 1
+        shot = self.folder / f"{self.steps:02d}-{_slug(name)}.png"
+        self.page.screenshot(path=shot, full_page=True)
+        if axe:
+            self.check_accessible(name)
+        assert self.refused == [], f"{name}: the CSP refused {self.refused}"
+        return shot
+
+    def check_accessible(self, name: str) -> None:
+        results = Axe().run(self.page)
+        blocking = [
+            violation
+            for violation in results.response["violations"]
+            if violation.get("impact") in BLOCKING_IMPACTS
+        ]
+        if blocking:
+            report = self.folder / f"{self.steps:02d}-{_slug(name)}-axe.json"
+            report.write_text(json.dumps(blocking, indent=2))
+            summary = [
+                f"{v['id']} ({v['impact']}): {v['help']} at "
+                + ", ".join(str(node["target"]) for node in v["nodes"][:3])
+                for v in blocking
+            ]
+            pytest.fail(f"{name}: accessibility violations (see {report}):\n" + "\n".join(summary))
+
+
+@pytest.fixture
+def journey(page: Page, request: pytest.FixtureRequest) -> Journey:
+    module = Path(str(request.node.path)).stem
+    folder = ARTIFACTS / "screenshots" / module / _slug(request.node.name, limit=120)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    walk = Journey(page, folder)
+    walk.watch(page)
+    return walk

@@ -8,11 +8,16 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from browser import virtual_authenticator
+from browser import Journey, virtual_authenticator
 from playwright.sync_api import Page
 
 PAGE = b"""<!doctype html><title>t</title>
 <script src="/create.js"></script>"""
+# A page a screen reader cannot use: an image without a text and a field without a label.
+INACCESSIBLE = b"""<!doctype html><html lang="en"><title>bad</title>
+<main><h1>Bad</h1><img src="/x.png"><input type="text"></main></html>"""
+ACCESSIBLE = b"""<!doctype html><html lang="en"><title>good</title>
+<main><h1>Good</h1><label for="f">Name</label><input id="f" type="text"></main></html>"""
 # Makes a credential for rp "localhost" and reports its id length in the title.
 SCRIPT = b"""
 window.create = async () => {
@@ -33,6 +38,8 @@ def site() -> Iterator[str]:
         def do_GET(self) -> None:
             script = self.path == "/create.js"
             body, kind = (SCRIPT, "text/javascript") if script else (PAGE, "text/html")
+            if self.path in ("/bad", "/good"):
+                body = INACCESSIBLE if self.path == "/bad" else ACCESSIBLE
             self.send_response(200)
             self.send_header("Content-Type", kind)
             self.end_headers()
@@ -71,3 +78,23 @@ def test_the_virtual_authenticator_makes_a_credential(page: Page, site: str) -> 
     assert page.evaluate("window.create()") > 0
     [credential] = authenticator.credentials()
     assert credential["rpId"] == "localhost"
+
+
+def test_a_journey_step_saves_a_screenshot_of_an_accessible_page(
+    journey: Journey, site: str
+) -> None:
+    journey.page.goto(site + "/good")
+    shot = journey.step("the good page")
+    assert shot.name == "01-the-good-page.png"
+    assert shot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_journey_step_fails_on_a_serious_accessibility_violation(
+    journey: Journey, site: str
+) -> None:
+    journey.page.goto(site + "/bad")
+    with pytest.raises(pytest.fail.Exception) as failed:
+        journey.step("the bad page")
+    assert "image-alt (critical)" in str(failed.value)
+    assert "label (critical)" in str(failed.value)
+    assert (journey.folder / "01-the-bad-page-axe.json").is_file()

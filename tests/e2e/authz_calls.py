@@ -104,6 +104,28 @@ async def change_password(w: World, cell: Cell) -> Call:
     return Call(actor=actor, json={"current_password": actor.person.password, "new_password": new})
 
 
+async def password_form(w: World, cell: Cell) -> Call:
+    """The password page: the caller's own form (a stranger is sent to sign in)."""
+    return Call(cookies=True)
+
+
+async def change_password_page(w: World, cell: Cell) -> Call:
+    """The password page's post: a fresh person's password, never a standing one's."""
+    if cell.role is A:
+        form = {"current_password": "whatever-it-was", "new_password": "n3w-passw0rd-xyz"}
+        return Call(form={**form, "again": form["new_password"], "csrf": ""}, cookies=True)
+    actor = await w.fresh_actor(cell.role)
+    new = "n3w-" + actor.person.password
+    form = {"current_password": actor.person.password, "new_password": new, "again": new}
+
+    def check(r: httpx.Response) -> None:
+        assert r.headers["location"] == "/", r.headers
+
+    return Call(
+        actor=actor, form={**form, "csrf": actor.csrf, "next": "/"}, cookies=True, check=check
+    )
+
+
 async def me(w: World, cell: Cell) -> Call:
     if cell.role is A:
         return Call()

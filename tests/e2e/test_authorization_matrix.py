@@ -187,7 +187,11 @@ ANY_STAGE = {
     ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/auth/logout-everywhere"),
 }
-BEFORE_PASSWORD_CHANGE = ANY_STAGE | {("POST", "/api/v1/auth/password")}
+BEFORE_PASSWORD_CHANGE = ANY_STAGE | {
+    ("POST", "/api/v1/auth/password"),
+    ("GET", "/signin/password"),
+    ("POST", "/signin/password"),
+}
 BEFORE_SECOND_FACTOR = ANY_STAGE | {
     ("POST", "/api/v1/auth/mfa/verify"),
     ("POST", "/api/v1/auth/mfa/webauthn/authenticate/options"),

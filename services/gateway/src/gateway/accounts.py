@@ -79,6 +79,8 @@ class Caller:
     signed_in_at: datetime | None = None
     # Set when the caller uses a personal API token instead of a session.
     api_token_id: str | None = None
+    # The pages speak it (gateway/i18n.py); the profile sets it.
+    preferred_language: str = "en"
 
     @property
     def principal(self) -> Principal:
@@ -449,6 +451,7 @@ def _caller(found: LiveCaller) -> Caller:
         mfa_pending=found.mfa_pending,
         mfa_at=found.mfa_at,
         signed_in_at=found.signed_in_at,
+        preferred_language=found.preferred_language,
     )
 
 

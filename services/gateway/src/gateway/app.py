@@ -11,7 +11,6 @@ from pathlib import Path
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.static_files import create_static_files_router
 
@@ -34,6 +33,7 @@ from gateway.controllers.mfa import MfaController, MfaResetController
 from gateway.controllers.mfa_pages import second_step, second_step_form, setup_form
 from gateway.controllers.oauth import OAuthController, openid_configuration
 from gateway.controllers.oidc import oidc_callback, oidc_sign_in
+from gateway.controllers.password_page import change_password, password_form
 from gateway.controllers.password_reset import (
     PasswordResetController,
     reset_password_page,
@@ -61,6 +61,8 @@ from gateway.personal_tokens import PersonalTokens
 from gateway.settings import INITIAL_ADMIN_PASSWORD_FILE, SERVICE, GatewaySettings
 from gateway.store import VERSIONS_DIR, metadata
 from gateway.throttle import SignInThrottle, ThrottlePolicy
+from gateway.web.render import template_config
+from gateway.web.swagger import LocalSwaggerPlugin
 from jhaas_runtime.db import Database
 from jhaas_runtime.logs import get_logger
 from jhaas_runtime.messaging import connect
@@ -169,7 +171,7 @@ def openapi_config(settings: GatewaySettings) -> OpenAPIConfig:
             "the X-CSRF-Token header on unsafe methods."
         ),
         path="/schema",
-        render_plugins=[SwaggerRenderPlugin()],
+        render_plugins=[LocalSwaggerPlugin()],
         servers=[Server(url=settings.public_url.rstrip("/"))],
         components=Components(
             security_schemes={
@@ -256,6 +258,8 @@ def create_app(
             second_step_form,
             second_step,
             setup_form,
+            password_form,
+            change_password,
             oidc_sign_in,
             oidc_callback,
             join_start,
@@ -286,5 +290,6 @@ def create_app(
         lifespan=[lifespan],
         state=State({"gateway": gateway}),
         openapi_config=openapi_config(settings),
+        template_config=template_config(),
         logging_config=None,
     )

@@ -5,8 +5,8 @@
   script), never framed. There is no `form-action`: Chrome applies it to the
   redirects after a form is sent, and the sign-in form's redirect ends at a
   course hub on another origin (OAuth), which the pages cannot list.
-- The API documentation (Swagger UI, /schema) loads its code from its CDN and
-  runs one inline script; it shows no user data.
+- The API documentation (Swagger UI, /schema): its code from this site too
+  (vendored, no CDN, no inline script); its widgets set inline styles.
 - HSTS only when the public URL is https (browsers ignore it on http anyway,
   and a development gateway on loopback must stay reachable over http).
 - `Cache-Control: no-store` on everything but /static: answers carry personal
@@ -25,11 +25,10 @@ PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
-DOCS_CDN = "https://cdn.jsdelivr.net"
 DOCS_CSP = (
-    f"default-src 'none'; script-src {DOCS_CDN} 'unsafe-inline'; "
-    f"style-src {DOCS_CDN} 'unsafe-inline'; img-src 'self' data: {DOCS_CDN}; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "object-src 'none'"
 )
 HSTS = "max-age=31536000"
 COMMON = {

@@ -153,6 +153,7 @@ def _live_caller_query(*conditions: sa.ColumnElement[bool]) -> sa.Select[tuple[o
             users.c.username,
             users.c.password_change_required,
             users.c.mfa_enrolled,
+            users.c.preferred_language,
             sessions.c.mfa_pending,
             sessions.c.mfa_at,
             sessions.c.created_at,
@@ -193,6 +194,7 @@ class LiveCaller:
     mfa_pending: bool
     mfa_at: datetime | None
     signed_in_at: datetime
+    preferred_language: str = "en"
 
 
 def find_live_caller(
@@ -213,6 +215,7 @@ def find_live_caller(
         mfa_pending=bool(first.mfa_pending),
         mfa_at=first.mfa_at,
         signed_in_at=first.created_at,
+        preferred_language=first.preferred_language,
     )
 
 

@@ -13,6 +13,8 @@ from sqlalchemy.engine import Connection
 from gateway.context import gateway_of
 from gateway.errors import error_response
 from gateway.schemas import ErrorBody, Health
+from gateway.web.i18n import N_
+from gateway.web.render import Page, viewer_of
 
 
 @get("/healthz", tags=["health"], security=[])
@@ -48,21 +50,8 @@ def _ping(conn: Connection) -> None:
     conn.execute(sa.text("SELECT 1"))
 
 
-INDEX_PAGE = """<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>JHaaS - JupyterHub as a Service</title></head>
-<body>
-<h1>JHaaS &mdash; JupyterHub as a Service</h1>
-<p>One JupyterHub per course: requested, approved, deployed and deleted on schedule.</p>
-<ul>
-<li><a href="/schema/swagger">API documentation (Swagger UI)</a></li>
-<li><a href="/schema/openapi.json">OpenAPI document</a></li>
-</ul>
-</body>
-</html>
-"""
-
-
 @get("/", media_type=MediaType.HTML, include_in_schema=False, security=[])
-async def index() -> str:
-    return INDEX_PAGE
+async def index(request: Request[Any, Any, Any]) -> Response[Any]:
+    return Page(
+        "index.html", title=N_("JHaaS - JupyterHub as a Service"), viewer=await viewer_of(request)
+    )

@@ -33,6 +33,8 @@ from gateway.join_pages import (
 )
 from gateway.oauth.pages import problem_page
 from gateway.schemas import ApplyBody
+from gateway.web.i18n import N_
+from gateway.web.render import viewer_of
 from jhaas_runtime.rpc import RpcFailure
 from jhaas_schemas.rpc import (
     Apply,
@@ -44,10 +46,13 @@ from jhaas_schemas.rpc import (
     RpcError,
 )
 
-UNAVAILABLE = "Joining is unavailable for a moment; please try again shortly."
-MESSAGE_RULE = (
+UNAVAILABLE = N_("Joining is unavailable for a moment; please try again shortly.")
+MESSAGE_RULE = N_(
     "The message may have up to 2000 characters: letters, digits, punctuation and line "
     "breaks, but no other control characters."
+)
+FOREIGN_FORM = N_(
+    "This form did not come from this site or belongs to another sign-in; open the join link again."
 )
 Request_ = Request[Any, Any, Any]
 R = TypeVar("R")
@@ -86,17 +91,17 @@ async def _call(
         return exc.error
 
 
-async def _preview(request: Request_, caller: Caller, code: str) -> CoursePreview | Response[str]:
+async def _preview(request: Request_, caller: Caller, code: str) -> CoursePreview | Response[Any]:
     """The course the code opens, or the page saying why not."""
     limit = gateway_of(request).join_limit
     wait = limit.retry_after(caller.user_id)
     if wait is not None:
-        page = problem_page(429, TITLE, TOO_MANY_MISSES.capitalize() + ".")
+        page = problem_page(429, TITLE, TOO_MANY_MISSES.capitalize() + ".", viewer=caller)
         page.headers["Retry-After"] = str(wait)
         return page
     if not _valid_code(code):
         limit.missed(caller.user_id)
-        return unknown_code_page(code)
+        return unknown_code_page(code, viewer=caller)
     found = await _call(
         request, caller, ParticipantOps.FIND_BY_CODE, JoinCodeRef(code=code), CoursePreview
     )
@@ -104,13 +109,13 @@ async def _preview(request: Request_, caller: Caller, code: str) -> CoursePrevie
         return found
     if found.code == ErrorCode.NOT_FOUND:
         limit.missed(caller.user_id)
-        return unknown_code_page(code)
+        return unknown_code_page(code, viewer=caller)
     if found.code == ErrorCode.UNAVAILABLE:
-        return problem_page(503, TITLE, UNAVAILABLE)
-    return problem_page(STATUS_OF_CODE[found.code], TITLE, found.message)
+        return problem_page(503, TITLE, UNAVAILABLE, viewer=caller)
+    return problem_page(STATUS_OF_CODE[found.code], TITLE, found.message, viewer=caller)
 
 
-async def _signed_in(request: Request_, code: FromPath[str]) -> tuple[Caller, str] | Response[str]:
+async def _signed_in(request: Request_, code: FromPath[str]) -> tuple[Caller, str] | Response[Any]:
     found = await session_caller(request)
     if found is None:
         return _to_sign_in(code)
@@ -119,19 +124,23 @@ async def _signed_in(request: Request_, code: FromPath[str]) -> tuple[Caller, st
 
 
 @get("/join", media_type=MediaType.HTML, include_in_schema=False, security=[])
-async def join_start(request: Request_) -> Response[str]:
+async def join_start(request: Request_) -> Response[Any]:
     """Type a join code; a plain GET form cannot put it in the path, so this redirects."""
     code = request.query_params.get("code")
     if code is None:
-        return join_code_page()
+        return join_code_page(viewer=await viewer_of(request))
     code = code.strip()
+    if not code:
+        return join_code_page(
+            status=400, error=N_("Enter a join code."), viewer=await viewer_of(request)
+        )
     if not _valid_code(code):
-        return unknown_code_page(code)
+        return unknown_code_page(code, viewer=await viewer_of(request))
     return Response("", status_code=303, headers={"Location": join_action(code)})
 
 
 @get("/join/{code:str}", media_type=MediaType.HTML, include_in_schema=False, security=[])
-async def join_course(request: Request_, code: FromPath[str]) -> Response[str]:
+async def join_course(request: Request_, code: FromPath[str]) -> Response[Any]:
     """The course a join link opens, and the form to apply; strangers sign in first."""
     signed_in = await _signed_in(request, code)
     if isinstance(signed_in, Response):
@@ -141,11 +150,11 @@ async def join_course(request: Request_, code: FromPath[str]) -> Response[str]:
     if isinstance(preview, Response):
         return preview
     csrf = csrf_token_for(gateway_of(request).settings.jwt_secret, session_token)
-    return apply_form_page(preview, code, csrf)
+    return apply_form_page(preview, code, csrf, viewer=caller)
 
 
 @post("/join/{code:str}", media_type=MediaType.HTML, include_in_schema=False, security=[])
-async def apply_to_join(request: Request_, code: FromPath[str]) -> Response[str]:
+async def apply_to_join(request: Request_, code: FromPath[str]) -> Response[Any]:
     """Apply with the form; the service's refusal is shown on the form in words."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != FORM_MEDIA_TYPE:
@@ -160,12 +169,7 @@ async def apply_to_join(request: Request_, code: FromPath[str]) -> Response[str]
     caller, session_token = signed_in
     csrf = csrf_token_for(gateway_of(request).settings.jwt_secret, session_token)
     if not hmac.compare_digest(fields.get("csrf", "").encode(), csrf.encode()):
-        return problem_page(
-            403,
-            TITLE,
-            "This form did not come from this site or belongs to another sign-in; "
-            "open the join link again.",
-        )
+        return problem_page(403, TITLE, FOREIGN_FORM, viewer=caller)
     preview = await _preview(request, caller, code)
     if isinstance(preview, Response):
         return preview
@@ -173,15 +177,23 @@ async def apply_to_join(request: Request_, code: FromPath[str]) -> Response[str]
     try:
         msgspec.convert({"message": message}, ApplyBody)
     except msgspec.ValidationError:
-        return apply_form_page(preview, code, csrf, status=422, message=message, error=MESSAGE_RULE)
+        return apply_form_page(
+            preview, code, csrf, viewer=caller, status=422, message=message, error=MESSAGE_RULE
+        )
     applied = await _call(
         request, caller, ParticipantOps.APPLY, Apply(code=code, message=message), Participation
     )
     if not isinstance(applied, RpcError):
-        return applied_page(preview)
+        return applied_page(preview, viewer=caller)
     if applied.code == ErrorCode.UNAVAILABLE:
-        return problem_page(503, TITLE, UNAVAILABLE)
+        return problem_page(503, TITLE, UNAVAILABLE, viewer=caller)
     status = STATUS_OF_CODE[applied.code]
     return apply_form_page(
-        preview, code, csrf, status=status, message=message, error=applied.message
+        preview,
+        code,
+        csrf,
+        viewer=caller,
+        status=status,
+        message=message,
+        error=applied.message,
     )

@@ -28,8 +28,10 @@ from gateway.mfa.pages import second_step_page, setup_page
 from gateway.mfa.service import SecondFactors, WrongCode
 from gateway.oauth.pages import problem_page
 from gateway.redirects import safe_next
+from gateway.web.i18n import N_
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+TITLE = N_("Confirm it is you")
 
 
 def _to(path: str, next_url: str) -> str:
@@ -47,7 +49,7 @@ async def _second_step(
     next_url: str,
     status: int = 200,
     error: str = "",
-) -> Response[str]:
+) -> Response[Any]:
     gateway = gateway_of(request)
     mfa: SecondFactors = gateway.mfa
     found = await mfa.status(caller)
@@ -57,6 +59,7 @@ async def _second_step(
         totp=found.totp,
         keys=bool(found.keys) and found.webauthn_available,
         recovery_codes=found.recovery_codes_left > 0,
+        viewer=caller,
         status=status,
         error=error,
     )
@@ -94,11 +97,11 @@ async def second_step(request: Request[Any, Any, Any]) -> Response[Any]:
     gateway = gateway_of(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != FORM_MEDIA_TYPE:
-        return problem_page(415, "Confirm it is you", f"send the form as {FORM_MEDIA_TYPE}")
+        return problem_page(415, TITLE, f"send the form as {FORM_MEDIA_TYPE}")
     try:
         fields = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
-        return problem_page(400, "Confirm it is you", "the form is not valid UTF-8")
+        return problem_page(400, TITLE, N_("the form is not valid UTF-8"))
     next_url = safe_next(fields.get("next"))
     session = await session_caller(request)
     if session is None:
@@ -106,12 +109,17 @@ async def second_step(request: Request[Any, Any, Any]) -> Response[Any]:
     caller, token = session
     expected = csrf_token_for(gateway.settings.jwt_secret, token)
     if not hmac.compare_digest(fields.get("csrf", "").encode(), expected.encode()):
-        return problem_page(403, "Confirm it is you", "The form expired; please reload the page.")
+        return problem_page(
+            403,
+            TITLE,
+            N_("The form expired; please reload the page."),
+            viewer=caller,
+        )
     if not caller.mfa_pending:
         return _redirect(_elsewhere(request, caller, next_url) or next_url)
     code = fields.get("code", "")
     if not code or len(code) > 64:
-        return await _second_step(request, caller, token, next_url, 400, "Enter a code.")
+        return await _second_step(request, caller, token, next_url, 400, N_("Enter a code."))
     try:
         attempt = await begin_check(request, caller)
     except TooManyRequests as exc:
@@ -141,7 +149,7 @@ async def setup_form(request: Request[Any, Any, Any]) -> Response[Any]:
     if pending is Pending.PASSWORD_CHANGE:
         # Every button of the page would be refused (the setup routes are not
         # reachable before the password is replaced): say so, as the other pages do.
-        return change_password_first()
+        return change_password_first(caller, _to(SETUP_PATH, next_url))
     found = await gateway.mfa.status(caller)
     keys: SecurityKeys = gateway.security_keys
     return setup_page(
@@ -151,4 +159,5 @@ async def setup_form(request: Request[Any, Any, Any]) -> Response[Any]:
         keys=len(found.keys),
         required=found.required,
         webauthn=keys.rp.usable,
+        viewer=caller,
     )

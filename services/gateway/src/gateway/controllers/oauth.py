@@ -21,11 +21,13 @@ from gateway.oauth.exchange import Exchange
 from gateway.oauth.grants import HubClient
 from gateway.oauth.pages import not_in_course_page, problem_page
 from gateway.oauth.provider import Provider
+from gateway.web.i18n import N_
 from jhaas_runtime.rpc import RpcFailure
 
 FORM = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-UNAVAILABLE = "Sign-in to the hubs is unavailable for a moment; please try again shortly."
+UNAVAILABLE = N_("Sign-in to the hubs is unavailable for a moment; please try again shortly.")
+CANNOT = N_("Cannot sign in to this hub")
 
 
 def _provider(request: Request[Any, Any, Any]) -> Provider:
@@ -89,25 +91,25 @@ def _redirect(location: str) -> Response[str]:
 
 async def _registered_client(
     request: Request[Any, Any, Any], query: list[tuple[str, str]]
-) -> HubClient | Response[str]:
+) -> HubClient | Response[Any]:
     """The hub the request names, with its redirect URI checked exactly; else the page
     that says why. Never a redirect: the redirect URI cannot be trusted yet."""
-    title = "Cannot sign in to this hub"
+    title = CANNOT
     client_ids = [value for name, value in query if name == "client_id"]
     if len(client_ids) != 1:
-        return problem_page(400, title, "The request must name exactly one client_id.")
+        return problem_page(400, title, N_("The request must name exactly one client_id."))
     try:
         client = await _provider(request).client(client_ids[0], correlation_id_for(request.scope))
     except RpcFailure:
         return problem_page(503, title, UNAVAILABLE)
     if client is None:
-        return problem_page(400, title, "This hub (client_id) is not registered here.")
+        return problem_page(400, title, N_("This hub (client_id) is not registered here."))
     redirect_uris = [value for name, value in query if name == "redirect_uri"]
     if len(redirect_uris) != 1 or not client.check_redirect_uri(redirect_uris[0]):
         return problem_page(
             400,
             title,
-            "The redirect_uri is not the one registered for this hub, character for character.",
+            N_("The redirect_uri is not the one registered for this hub, character for character."),
         )
     return client
 
@@ -164,7 +166,7 @@ class OAuthController(Controller):
             answer = server.handle_error_response(oauth_request, error)
             if answer.location:
                 return _redirect(answer.location)
-            return problem_page(400, "Cannot sign in to this hub", error.get_error_description())
+            return problem_page(400, CANNOT, error.get_error_description())
         silent = _prompt_none(query)
         if caller is None:
             return _redirect(
@@ -182,12 +184,16 @@ class OAuthController(Controller):
                 caller.principal, client.registration.request_id, exchange.correlation_id
             )
         except RpcFailure:
-            return problem_page(503, "Cannot sign in to this hub", UNAVAILABLE)
+            return problem_page(503, CANNOT, UNAVAILABLE, viewer=caller)
         if membership.user is None:
             if silent:
                 denied = AccessDeniedError("you are not in the course of this hub")
                 return _error_redirect(server, oauth_request, denied)
-            return not_in_course_page(membership.title, f"{provider.issuer}/join")
+            return not_in_course_page(
+                membership.title,
+                f"{provider.issuer}/join",
+                viewer=caller,
+            )
         answer = await provider.in_thread(
             lambda: server.create_authorization_response(
                 oauth_request, grant_user=membership.user, grant=grant

@@ -25,9 +25,10 @@ from gateway.identity.signin import LOGIN_LIFETIME, UnknownProvider, Visit
 from gateway.oauth.pages import problem_page
 from gateway.redirects import safe_next
 from gateway.settings import GatewaySettings
+from gateway.web.i18n import N_
 
 OIDC_PATH = "/signin/oidc"
-TITLE = "Sign in"
+TITLE = N_("Sign in")
 
 
 def binding_cookie(settings: GatewaySettings, value: str) -> Cookie:
@@ -45,7 +46,7 @@ def bound_to_browser(request: Request[Any, Any, Any], state: str) -> Cookie:
 @get(
     f"{OIDC_PATH}/{{provider:str}}", media_type=MediaType.HTML, include_in_schema=False, security=[]
 )
-async def oidc_sign_in(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[str]:
+async def oidc_sign_in(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[Any]:
     """Anyone: start signing in with `provider`; back to `next` (a path here) afterwards."""
     gateway = gateway_of(request)
     next_url = safe_next(request.query_params.get("next"))
@@ -69,7 +70,7 @@ async def oidc_sign_in(request: Request[Any, Any, Any], provider: FromPath[str])
     include_in_schema=False,
     security=[],
 )
-async def oidc_callback(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[str]:
+async def oidc_callback(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[Any]:
     """Anyone: where the provider sends the browser back; signs in, or links the identity."""
     gateway = gateway_of(request)
     settings = gateway.settings
@@ -90,7 +91,12 @@ async def oidc_callback(request: Request[Any, Any, Any], provider: FromPath[str]
     try:
         finished = await gateway.identity.finish(provider, params, visit)
     except CallbackRefused as refused:
-        response = problem_page(refused.status, "Sign-in refused", str(refused))
+        response = problem_page(
+            refused.status,
+            N_("Sign-in refused"),
+            str(refused),
+            viewer=caller,
+        )
         response.cookies.extend(cookies)
         return response
     location = finished.next_url

@@ -27,11 +27,12 @@ from gateway.account_mail import RESET_PAGE, VERIFY_PAGE
 from gateway.context import gateway_of
 from gateway.controllers.auth import client_info
 from gateway.errors import InvalidBody, TooManyRequests, error_responses
-from gateway.oauth.pages import page
 from gateway.password_reset import ACCEPTED, PasswordReset
 from gateway.self_schemas import PasswordResetAccepted, PasswordResetConfirm, PasswordResetRequest
 from gateway.settings import GatewaySettings
 from gateway.throttle import TooManyAttempts
+from gateway.web.i18n import N_
+from gateway.web.render import Page, viewer_of
 
 
 def password_reset(request: Request[Any, Any, Any]) -> PasswordReset:
@@ -109,27 +110,21 @@ class PasswordResetController(Controller):
         )
 
 
-_RESET_FORM = """<p id="reset-status" role="status"></p>
-<form id="reset-form">
-<p><label>New password <input name="new_password" type="password" minlength="12"
- autocomplete="new-password" required></label></p>
-<p><label>The same again <input name="again" type="password" minlength="12"
- autocomplete="new-password" required></label></p>
-<p><button name="submit" type="submit">Set the password</button></p>
-</form>
-<script src="/static/reset-password.js"></script>"""
-
-_VERIFY_BODY = """<p id="verify-status" role="status">Confirming your address...</p>
-<script src="/static/verify-email.js"></script>"""
-
-
 @get(RESET_PAGE, media_type=MediaType.HTML, include_in_schema=False, security=[])
-async def reset_password_page() -> Response[str]:
+async def reset_password_page(request: Request[Any, Any, Any]) -> Response[Any]:
     """Anyone: the page a reset link opens."""
-    return page(200, "Choose a new password", _RESET_FORM)
+    return Page(
+        "reset_password.html",
+        title=N_("Choose a new password"),
+        viewer=await viewer_of(request),
+    )
 
 
 @get(VERIFY_PAGE, media_type=MediaType.HTML, include_in_schema=False, security=[])
-async def verify_email_page() -> Response[str]:
+async def verify_email_page(request: Request[Any, Any, Any]) -> Response[Any]:
     """Anyone: the page an e-mail confirmation link opens (the script asks to sign in)."""
-    return page(200, "Confirm your e-mail address", _VERIFY_BODY)
+    return Page(
+        "verify_email.html",
+        title=N_("Confirm your e-mail address"),
+        viewer=await viewer_of(request),
+    )

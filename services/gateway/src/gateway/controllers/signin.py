@@ -31,12 +31,19 @@ from gateway.errors import TooManyRequests
 from gateway.oauth.pages import problem_page, sign_in_page
 from gateway.redirects import safe_next
 from gateway.settings import GatewaySettings
+from gateway.web.i18n import N_
+from gateway.web.render import viewer_of
 
 SIGN_IN_PATH = "/signin"
 MFA_PAGE_PATH = "/signin/mfa"  # the second step of a browser sign-in
 MFA_SETUP_PATH = "/signin/mfa/setup"  # where an account that must have one sets it up
+# Where a generated password is replaced (and any changed).
+PASSWORD_PATH = "/signin/password"  # noqa: S105 (a path, not a password)
 FORM_LIFETIME = timedelta(hours=1)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+TITLE = N_("Sign in")
+NOT_UTF8 = N_("the form is not valid UTF-8")
+FORM_EXPIRED = N_("The form expired; please sign in again.")
 
 
 def _form_token(secret: bytes, cookie: str) -> str:
@@ -50,9 +57,15 @@ def _form_cookie(request: Request[Any, Any, Any], value: str) -> Cookie:
     )
 
 
-def _form(
-    request: Request[Any, Any, Any], next_url: str, status: int = 200, **shown: str
-) -> Response[str]:
+async def _form(
+    request: Request[Any, Any, Any],
+    next_url: str,
+    status: int = 200,
+    *,
+    error: str = "",
+    errors: dict[str, str] | None = None,
+    username: str = "",
+) -> Response[Any]:
     settings = gateway_of(request).settings
     cookie = read_cookie(request, settings, SIGN_IN_FORM) or secrets.token_urlsafe(24)
     secret = settings.jwt_secret
@@ -60,17 +73,20 @@ def _form(
     response = sign_in_page(
         next_url=next_url,
         csrf=_form_token(secret, cookie),
+        viewer=await viewer_of(request),
         status=status,
         providers=providers,
-        **shown,
+        error=error,
+        errors=errors,
+        username=username,
     )
     response.cookies.append(_form_cookie(request, cookie))
     return response
 
 
 @get(SIGN_IN_PATH, media_type=MediaType.HTML, include_in_schema=False, security=[])
-async def sign_in_form(request: Request[Any, Any, Any]) -> Response[str]:
-    return _form(request, safe_next(request.query_params.get("next")))
+async def sign_in_form(request: Request[Any, Any, Any]) -> Response[Any]:
+    return await _form(request, safe_next(request.query_params.get("next")))
 
 
 @post(SIGN_IN_PATH, media_type=MediaType.HTML, include_in_schema=False, security=[])
@@ -78,29 +94,32 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
     gateway = gateway_of(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != FORM_MEDIA_TYPE:
-        return problem_page(415, "Sign in", f"send the form as {FORM_MEDIA_TYPE}")
+        return problem_page(415, TITLE, f"send the form as {FORM_MEDIA_TYPE}")
     try:
         fields = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
-        return problem_page(400, "Sign in", "the form is not valid UTF-8")
+        return problem_page(400, TITLE, NOT_UTF8)
     next_url = safe_next(fields.get("next"))
     cookie = read_cookie(request, gateway.settings, SIGN_IN_FORM)
     expected = _form_token(gateway.settings.jwt_secret, cookie)
     if not cookie or not hmac.compare_digest(fields.get("csrf", ""), expected):
-        return _form(request, next_url, 403, error="The form expired; please sign in again.")
+        return await _form(request, next_url, 403, error=FORM_EXPIRED)
     username, password = fields.get("username", ""), fields.get("password", "")
-    if not username or not password or len(username) > 64 or len(password) > 1024:
-        return _form(request, next_url, 400, error="Enter your username and password.")
+    missing = _missing(username, password)
+    if missing:
+        return await _form(request, next_url, 400, errors=missing, username=username[:64])
     try:
         attempt = await _begin_attempt(gateway.throttle, gateway.settings, request, username)
     except TooManyRequests as exc:
-        return _form(request, next_url, 429, error=str(exc), username=username)
+        return await _form(request, next_url, 429, error=str(exc), username=username)
     try:
         signed_in = await gateway.accounts.sign_in(
             username, password, client_info(request, gateway.settings)
         )
     except SignInRefused as exc:
-        return _form(request, next_url, 401, error=str(exc).capitalize() + ".", username=username)
+        return await _form(
+            request, next_url, 401, error=str(exc).capitalize() + ".", username=username
+        )
     device = await gateway.throttle.succeeded(attempt)
     cookies = _session_cookies(gateway.settings, signed_in, gateway.accounts.clock())
     cookies.append(device_cookie(gateway.settings, device))
@@ -116,7 +135,17 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
     )
 
 
-def pending_page(caller: Caller, settings: GatewaySettings, next_url: str) -> Response[str] | None:
+def _missing(username: str, password: str) -> dict[str, str]:
+    """What the form lacks, by field: an empty or overlong field is refused unchecked."""
+    missing = {}
+    if not username or len(username) > 64:
+        missing["username"] = N_("Enter your username.")
+    if not password or len(password) > 1024:
+        missing["password"] = N_("Enter your password.")
+    return missing
+
+
+def pending_page(caller: Caller, settings: GatewaySettings, next_url: str) -> Response[Any] | None:
     """For the pages (join, OAuth authorize): None when the browser's session is
     fully signed in, else where it must go first. A session still waiting for
     its second factor is sent to confirm it, never let through."""
@@ -127,27 +156,35 @@ def pending_page(caller: Caller, settings: GatewaySettings, next_url: str) -> Re
         location = f"{MFA_PAGE_PATH}?{urlencode({'next': safe_next(next_url)})}"
         return Response("", status_code=303, headers={"Location": location})
     if pending is Pending.PASSWORD_CHANGE:
-        return change_password_first()
+        return change_password_first(caller, next_url)
     # MFA_ENROLLMENT: set one up on the setup page, then come back.
     location = f"{MFA_SETUP_PATH}?{urlencode({'next': safe_next(next_url)})}"
     return Response("", status_code=303, headers={"Location": location})
 
 
-def change_password_first() -> Response[str]:
+def change_password_first(caller: Caller, next_url: str) -> Response[Any]:
+    """Refused, as every other route refuses a caller whose password was generated
+    for them, with the way on: the password page, then back to `next_url`."""
+    location = f"{PASSWORD_PATH}?{urlencode({'next': safe_next(next_url)})}"
     return problem_page(
         403,
-        "Change your password first",
-        "Your password was generated for you: choose your own first.",
+        N_("Change your password first"),
+        N_("Your password was generated for you: choose your own first."),
+        viewer=caller,
+        action=(location, N_("Change your password")),
     )
 
 
 def after_first_factor(signed_in: SignedIn, next_url: str, *, mfa_for_all: bool = False) -> str:
     """Where a browser goes once its first factor is checked: on to `next`; first to
     the second-factor page when the account has one, or to set one up when the
-    account must have one (governance, admin, or everyone by JHAAS_MFA_REQUIRED_FOR_ALL)."""
+    account must have one (governance, admin, or everyone by JHAAS_MFA_REQUIRED_FOR_ALL);
+    a password generated for the account is replaced first."""
     user = signed_in.user
     if signed_in.mfa_pending:
         return f"{MFA_PAGE_PATH}?{urlencode({'next': next_url})}"
+    if user.password_change_required:
+        return f"{PASSWORD_PATH}?{urlencode({'next': next_url})}"
     if not user.mfa_enrolled and (mfa_for_all or MFA_ROLES.intersection(user.roles)):
         return f"{MFA_SETUP_PATH}?{urlencode({'next': next_url})}"
     return next_url

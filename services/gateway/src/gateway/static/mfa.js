@@ -8,6 +8,8 @@
   const csrf = root.dataset.csrf;
   const next = root.dataset.next || "/";
   const API = "/api/v1/auth/mfa";
+  // The page's language: its texts come as data-t-* attributes (web/templates/components/mfa_texts.html).
+  const t = (key, english) => root.dataset[key] || english;
 
   const fromB64url = (text) => {
     const padded = text.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((text.length + 3) % 4);
@@ -67,6 +69,9 @@
       return item;
     }));
     document.getElementById("codes").hidden = false;
+    // The factors the page listed when it loaded ("no second factor yet") are out of date now.
+    const summary = document.getElementById("factor-summary");
+    if (summary) summary.hidden = true;
   }
 
   // The second step of signing in: a signature by one of the account's keys.
@@ -74,7 +79,7 @@
   if (useKey) {
     useKey.addEventListener("click", async () => {
       useKey.disabled = true;
-      say("key-status", "Touch your security key …");
+      say("key-status", t("tTouch", "Touch your security key …"));
       try {
         const options = await call("/webauthn/authenticate/options");
         const credential = await navigator.credentials.get({
@@ -82,10 +87,10 @@
                        allowCredentials: descriptors(options.allowCredentials) },
         });
         await call("/webauthn/authenticate", { credential: credentialJSON(credential) });
-        say("key-status", "Confirmed.");
+        say("key-status", t("tConfirmed", "Confirmed."));
         window.location.assign(next);
       } catch (error) {
-        say("key-status", `That did not work: ${error.message}`);
+        say("key-status", `${t("tFailed", "That did not work:")} ${error.message}`);
         useKey.disabled = false;
       }
     });
@@ -96,7 +101,7 @@
   if (addKey) {
     addKey.addEventListener("click", async () => {
       addKey.disabled = true;
-      say("setup-status", "Touch your security key …");
+      say("setup-status", t("tTouch", "Touch your security key …"));
       try {
         const options = await call("/webauthn/register/options");
         const credential = await navigator.credentials.create({
@@ -108,10 +113,10 @@
         const result = await call("/webauthn/register", {
           credential: credentialJSON(credential), name,
         });
-        say("setup-status", "Your security key was added.");
+        say("setup-status", t("tKeyAdded", "Your security key was added."));
         showCodes(result.recovery_codes);
       } catch (error) {
-        say("setup-status", `That did not work: ${error.message}`);
+        say("setup-status", `${t("tFailed", "That did not work:")} ${error.message}`);
       }
       addKey.disabled = false;
     });
@@ -128,7 +133,7 @@
         document.getElementById("totp-setup").hidden = false;
         startTotp.hidden = true;
       } catch (error) {
-        say("setup-status", `That did not work: ${error.message}`);
+        say("setup-status", `${t("tFailed", "That did not work:")} ${error.message}`);
       }
     });
     document.getElementById("totp-confirm").addEventListener("submit", async (event) => {
@@ -137,10 +142,10 @@
         const code = document.getElementById("totp-code").value;
         const result = await call("/totp/confirm", { code });
         document.getElementById("totp-setup").hidden = true;
-        say("setup-status", "Your authenticator app is set up.");
+        say("setup-status", t("tAppSet", "Your authenticator app is set up."));
         showCodes(result.recovery_codes);
       } catch (error) {
-        say("setup-status", `That did not work: ${error.message}`);
+        say("setup-status", `${t("tFailed", "That did not work:")} ${error.message}`);
       }
     });
   }
