@@ -220,11 +220,18 @@ def make_role(hub: HubDeployment, s: K8sSettings) -> Obj:
     # z2jh grants get/watch/list/create/delete on pods, PVCs, secrets and services
     # (secrets only for KubeSpawner's internal_ssl, which we do not use) and read
     # on events; patch lets KubeSpawner update labels of existing user PVCs.
+    # No delete on PVCs: a participant's volume goes with the namespace, after export,
+    # never when the roster drops them (KubeSpawner's delete_pvc is off as well).
     rules = [
         {
             "apiGroups": [""],
-            "resources": ["pods", "persistentvolumeclaims", "services"],
+            "resources": ["pods", "services"],
             "verbs": ["get", "watch", "list", "create", "delete", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["persistentvolumeclaims"],
+            "verbs": ["get", "watch", "list", "create", "patch"],
         },
         {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "watch", "list"]},
     ]
@@ -269,13 +276,26 @@ def hub_env(hub: HubDeployment) -> list[Obj]:
     return env
 
 
-def _http_probe(path: str, port: int, period: int, failures: int) -> Obj:
+def _http_probe(path: str, port: int, period: int, failures: int, timeout: int = 3) -> Obj:
     return {
         "httpGet": {"path": path, "port": port},
         "periodSeconds": period,
         "failureThreshold": failures,
-        "timeoutSeconds": 3,
+        "timeoutSeconds": timeout,
     }
+
+
+# As z2jh for its single-replica hub and proxy: readiness only signals the first start
+# (there is no other pod to send traffic to, so turning unready later only cuts everyone
+# off: 2 s x 1000 failures never drops the pod at a busy lecture start); liveness restarts
+# a wedged process after ~5 min of silence, and not before a slow start (a database
+# upgrade) has had its time.
+def _ready_probe(path: str, port: int) -> Obj:
+    return _http_probe(path, port, 2, 1000, timeout=1)
+
+
+def _live_probe(path: str, port: int, initial_delay: int) -> Obj:
+    return {**_http_probe(path, port, 10, 30), "initialDelaySeconds": initial_delay}
 
 
 def _pod_template(
@@ -312,7 +332,8 @@ def make_hub_deployment(hub: HubDeployment, s: K8sSettings, secrets: HubSecrets)
     container = {
         "name": "hub",
         "image": s.hub_image,
-        "command": ["jupyterhub", "--config", f"{hc.CONFIG_DIR}/{CONFIG_FILE}"],
+        # --upgrade-db: a newer hub image migrates the course's database on start.
+        "command": ["jupyterhub", "--config", f"{hc.CONFIG_DIR}/{CONFIG_FILE}", "--upgrade-db"],
         "workingDir": hc.DATA_DIR,
         "env": hub_env(hub),
         "ports": [{"name": "http", "containerPort": hc.HUB_PORT}],
@@ -322,12 +343,8 @@ def make_hub_deployment(hub: HubDeployment, s: K8sSettings, secrets: HubSecrets)
         ],
         "resources": _resources(200, 512 * 2**20, 1000, 2**30),
         "securityContext": _container_security(1000),
-        "readinessProbe": _http_probe("/hub/health", hc.HUB_PORT, 5, 3),
-        # Generous: a hub upgrading its database must not be killed half-way.
-        "livenessProbe": {
-            **_http_probe("/hub/health", hc.HUB_PORT, 10, 30),
-            "initialDelaySeconds": 30,
-        },
+        "readinessProbe": _ready_probe("/hub/health", hc.HUB_PORT),
+        "livenessProbe": _live_probe("/hub/health", hc.HUB_PORT, 300),
     }
     pod = {
         "serviceAccountName": "hub",
@@ -368,8 +385,8 @@ def make_proxy_deployment(hub: HubDeployment, s: K8sSettings, secrets: HubSecret
         ],
         "resources": _resources(100, 128 * 2**20, 500, 512 * 2**20),
         "securityContext": _container_security(65534),
-        "readinessProbe": _http_probe("/_chp_healthz", hc.PROXY_HTTP_PORT, 5, 3),
-        "livenessProbe": _http_probe("/_chp_healthz", hc.PROXY_HTTP_PORT, 10, 6),
+        "readinessProbe": _ready_probe("/_chp_healthz", hc.PROXY_HTTP_PORT),
+        "livenessProbe": _live_probe("/_chp_healthz", hc.PROXY_HTTP_PORT, 60),
     }
     pod = {"automountServiceAccountToken": False, "containers": [container]}
     annotations = {"checksum/proxy-token": checksum(secrets.proxy_auth_token)}
