@@ -193,12 +193,28 @@ def test_role_is_namespaced_and_covers_kubespawner() -> None:
     pvcs = next(r for r in rules if "persistentvolumeclaims" in r["resources"])
     assert {"get", "list", "watch", "create", "patch"} <= set(pvcs["verbs"])
     assert any("events" in r["resources"] for r in rules)
-    binding = by_kind(objs, "RoleBinding")
+    binding = by_kind(objs, "RoleBinding", "hub")
     assert binding["subjects"][0] == {
         "kind": "ServiceAccount",
         "name": "hub",
         "namespace": "jhaas-local-ds101",
     }
+    # The deployer's own rights here: the course ClusterRole, bound in this namespace
+    # only, to the deployer's ServiceAccount in the product's namespace; applied first
+    # after the namespace, since every later apply needs it.
+    deployer = by_kind(objs, "RoleBinding", "jhaas-deployer")
+    assert deployer["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "jhaas-deployer-course",
+    }
+    assert deployer["subjects"] == [
+        {"kind": "ServiceAccount", "name": "deployer-svc", "namespace": "jhaas"}
+    ]
+    assert [(o["kind"], o["metadata"]["name"]) for o in objs[:2]] == [
+        ("Namespace", "jhaas-local-ds101"),
+        ("RoleBinding", "jhaas-deployer"),
+    ]
 
 
 async def test_config_loads_and_kubespawner_accepts_it_with_gpus(

@@ -87,6 +87,12 @@ class HubSecrets:
 
 INSTALLATION_LABEL = "jhaas.io/installation"
 MANAGED_BY = "jhaas-deployer"
+DEPLOYER_APP = "deployer-svc"  # the deployer's own pods' app.kubernetes.io/name
+# The deployer's rights inside a course namespace: this ClusterRole (deploy/kubernetes/
+# deployer-rbac.yaml), bound in each namespace it creates by the RoleBinding below.
+DEPLOYER_SERVICE_ACCOUNT = "deployer-svc"
+DEPLOYER_COURSE_ROLE = "jhaas-deployer-course"
+DEPLOYER_BINDING = "jhaas-deployer"
 
 
 def namespace_name(hub: HubDeployment, settings: K8sSettings) -> str:
@@ -236,6 +242,24 @@ def make_role(hub: HubDeployment, s: K8sSettings) -> Obj:
         {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "watch", "list"]},
     ]
     return _obj("rbac.authorization.k8s.io/v1", "Role", _meta(hub, s, "hub", "hub"), rules=rules)
+
+
+def make_deployer_binding(hub: HubDeployment, s: K8sSettings) -> Obj:
+    """The deployer's own rights in this namespace (and nowhere else it did not create)."""
+    subject = {
+        "kind": "ServiceAccount",
+        "name": DEPLOYER_SERVICE_ACCOUNT,
+        "namespace": s.gateway_namespace,
+    }
+    role_ref = {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": DEPLOYER_COURSE_ROLE,
+    }
+    meta = _meta(hub, s, DEPLOYER_BINDING, "deployer")
+    return _obj(
+        "rbac.authorization.k8s.io/v1", "RoleBinding", meta, subjects=[subject], roleRef=role_ref
+    )
 
 
 def make_role_binding(hub: HubDeployment, s: K8sSettings) -> Obj:
@@ -481,6 +505,14 @@ def _in_namespace(name: str) -> Obj:
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
 
 
+def _deployer(s: K8sSettings) -> Obj:
+    """The deployer's pods (deploy/kubernetes/deployer-svc.yaml), in the product's namespace."""
+    return {
+        **_in_namespace(s.gateway_namespace),
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": DEPLOYER_APP}},
+    }
+
+
 def _tcp(*ports: int) -> list[Obj]:
     return [{"protocol": "TCP", "port": port} for port in ports]
 
@@ -512,6 +544,8 @@ def make_network_policies(hub: HubDeployment, s: K8sSettings) -> list[Obj]:
             ingress=[
                 {"from": [_in_namespace(s.ingress_namespace)], "ports": _tcp(hc.PROXY_HTTP_PORT)},
                 {"from": [hub_pods], "ports": _tcp(hc.PROXY_API_PORT)},
+                # The deployer asks /hub/health through proxy-public before calling it ready.
+                {"from": [_deployer(s)], "ports": _tcp(hc.PROXY_HTTP_PORT)},
             ],
             egress=[
                 {"to": [hub_pods], "ports": _tcp(hc.HUB_PORT)},
@@ -646,6 +680,7 @@ def make_hub_objects(hub: HubDeployment, settings: K8sSettings, secrets: HubSecr
     s = settings
     objects = [
         make_namespace(hub, s),
+        make_deployer_binding(hub, s),  # first: every later apply needs it
         make_service_account(hub, s),
         make_role(hub, s),
         make_role_binding(hub, s),
