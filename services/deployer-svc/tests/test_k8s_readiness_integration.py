@@ -161,6 +161,36 @@ async def test_ready_means_reachable_ingress_certificate_and_health(
     assert status.url == "https://ds101.hubs.example.org/"
 
 
+async def test_behind_a_gateway_ready_waits_for_the_route_to_be_accepted(
+    double: K8sDouble, backend: KubernetesBackend
+) -> None:
+    """With `ingress.kind: HTTPRoute` a course has an HTTPRoute instead of an Ingress
+    (here put in its place by hand): ready once a Gateway accepted it (TLS is the
+    Gateway listener's) and the hub answers its health check."""
+    double.ingress_address = False
+    deploying = asyncio.create_task(backend.deploy(make_hub()))
+    ingress_path = object_path("Ingress", "hub", NAMESPACE)
+    route_path = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NAMESPACE}/httproutes/hub"
+
+    async def asked(path: str) -> bool:
+        return any(r.path == path and r.method == "GET" for r in double.requests)
+
+    await eventually(lambda: asked(ingress_path), timeout=5)
+    del double.objects[ingress_path]
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "hub", "namespace": NAMESPACE},
+        "spec": {},
+        "status": {"parents": [{"parentRef": {"name": "campus"}, "conditions": [
+            {"type": "Accepted", "status": "False", "reason": "NotAllowedByListeners"}]}]},
+    }  # fmt: skip
+    double.put(route_path, route)
+    await eventually(lambda: asked(route_path), timeout=5)
+    assert not deploying.done()
+    route["status"]["parents"][0]["conditions"][0].update(status="True", reason="Accepted")
+    assert (await deploying).phase is HubPhase.READY
+
+
 @pytest.mark.parametrize(
     ("break_it", "said"),
     [

@@ -94,6 +94,9 @@ READ_ONLY: dict[str, tuple[str, str, bool]] = {
     "Event": ("/api/v1", "events", True),
     "Certificate": ("/apis/cert-manager.io/v1", "certificates", True),
     "PersistentVolume": ("/api/v1", "persistentvolumes", False),
+    # Read for readiness when the operator routes courses through a Gateway API Gateway
+    # (settings `ingress.kind: HTTPRoute`) instead of an Ingress.
+    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
 }
 
 
@@ -566,10 +569,35 @@ class KubernetesBackend:
         ingress = await self._get(
             object_path("Ingress", "hub", namespace), f"read Ingress hub in {namespace}"
         )
+        if ingress is None:
+            missing = await self._route_missing(namespace)
+            if missing is None:  # behind a Gateway that accepted the route
+                return await self._certificate_and_health(hub, namespace, None, {})
+            if missing != "no route":
+                return missing
         balancer = ((ingress or {}).get("status") or {}).get("loadBalancer") or {}
         if not balancer.get("ingress"):
             return "the ingress controller has not given the hub's web address an IP address yet"
         annotations = ((ingress or {}).get("metadata") or {}).get("annotations") or {}
+        return await self._certificate_and_health(hub, namespace, ingress, annotations)
+
+    async def _route_missing(self, namespace: str) -> str | None:
+        """For a course behind a Gateway: None once a Gateway accepted its HTTPRoute
+        (TLS is the Gateway listener's); "no route" when it has none either."""
+        route = await self._get(
+            object_path("HTTPRoute", "hub", namespace), f"read HTTPRoute hub in {namespace}"
+        )
+        if route is None:
+            return "no route"
+        for parent in ((route.get("status") or {}).get("parents")) or []:
+            conditions = parent.get("conditions") or []
+            if any(c.get("type") == "Accepted" and c.get("status") == "True" for c in conditions):
+                return None
+        return "the Gateway has not accepted the hub's route yet"
+
+    async def _certificate_and_health(
+        self, hub: HubDeployment, namespace: str, ingress: Obj | None, annotations: Obj
+    ) -> str | None:
         if any(key.startswith("cert-manager.io/") for key in annotations):
             for tls in (ingress or {}).get("spec", {}).get("tls") or []:
                 name = str(tls.get("secretName"))
