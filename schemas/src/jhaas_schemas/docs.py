@@ -42,6 +42,7 @@ _COMMON: dict[str, Any] = {
     "deployment_id": "8d7f4c2e-0000-4000-8000-000000000002",
     "review_id": "8d7f4c2e-0000-4000-8000-000000000003",
     "participation_id": "8d7f4c2e-0000-4000-8000-000000000004",
+    "change_id": "8d7f4c2e-0000-4000-8000-000000000005",
     "leader_id": "user-leader",
     "user_id": "user-participant",
     "decided_by": "user-governance",

@@ -50,6 +50,20 @@ class RequestCancelled(Event, frozen=True, tag=event_tag("request", "cancelled")
     reason: str = ""
 
 
+class ChangeProposed(Event, frozen=True, tag=event_tag("request", "change_proposed")):
+    """The leader of an approved course asks to change it (a later end, more
+    participants or resources, another image). `configuration` is the whole
+    configuration as it would be; until governance answers, the course keeps
+    running as approved. `revision` is the request's revision the change makes."""
+
+    request_id: str
+    change_id: str
+    leader_id: str
+    revision: int
+    configuration: HubSpec
+    comment: str = ""
+
+
 # --- governance context ------------------------------------------------------
 
 
@@ -83,6 +97,30 @@ class ChangesRequested(Event, frozen=True, tag=event_tag("governance", "changes_
     decided_by: str
     revision: int
     comment: str
+
+
+class ChangeApproved(Event, frozen=True, tag=event_tag("governance", "change_approved")):
+    """A change of an approved course applies: the course now runs with
+    `configuration` (the deployer follows it, participant-svc takes the new
+    participant limit). `decided_by` is "system" when it was inside the
+    approved envelope and fitted the calendar, so nobody had to review it."""
+
+    request_id: str
+    change_id: str
+    decided_by: str
+    revision: int
+    configuration: HubSpec
+    comment: str = ""
+
+
+class ChangeRejected(Event, frozen=True, tag=event_tag("governance", "change_rejected")):
+    """A change was refused; the course keeps its approved configuration."""
+
+    request_id: str
+    change_id: str
+    decided_by: str
+    revision: int
+    reason: str
 
 
 # --- participant context -----------------------------------------------------
@@ -217,8 +255,20 @@ class HubDeleted(Event, frozen=True, tag=event_tag("deployer", "hub_deleted")):
     record: DeletionRecord
 
 
-REQUEST_EVENTS = (RequestSubmitted, RequestUpdated, RequestWithdrawn, RequestCancelled)
-GOVERNANCE_EVENTS = (RequestApproved, RequestRejected, ChangesRequested)
+REQUEST_EVENTS = (
+    RequestSubmitted,
+    RequestUpdated,
+    RequestWithdrawn,
+    RequestCancelled,
+    ChangeProposed,
+)
+GOVERNANCE_EVENTS = (
+    RequestApproved,
+    RequestRejected,
+    ChangesRequested,
+    ChangeApproved,
+    ChangeRejected,
+)
 PARTICIPANT_EVENTS = (
     ParticipantApplied,
     ParticipantAccepted,
@@ -250,9 +300,12 @@ AnyEvent = (
     | RequestUpdated
     | RequestWithdrawn
     | RequestCancelled
+    | ChangeProposed
     | RequestApproved
     | RequestRejected
     | ChangesRequested
+    | ChangeApproved
+    | ChangeRejected
     | ParticipantApplied
     | ParticipantAccepted
     | ParticipantRejected

@@ -53,6 +53,7 @@ async def backend(double: K8sDouble) -> AsyncIterator[KubernetesBackend]:
     b = KubernetesBackend(
         SETTINGS,
         ApiClient(double.configuration()),
+        hub_health_url=double.health_url,
         ready_timeout=5.0,
         teardown_timeout=5.0,
         poll_interval=0.01,
@@ -72,7 +73,15 @@ async def test_deploy_applies_every_object_in_order_and_waits_until_ready(
     double: K8sDouble, backend: KubernetesBackend
 ) -> None:
     hub = make_hub()
-    status = await backend.deploy(hub)
+    double.ready_after = None  # available once the backend watches (below), not before
+    deploying = asyncio.create_task(backend.deploy(hub))
+
+    async def watching() -> bool:
+        return bool(double.watches())
+
+    await eventually(watching, timeout=10)
+    double.make_ready()
+    status = await deploying
 
     assert status.phase is HubPhase.READY
     assert status.url == "https://ds101.hubs.example.org/"
@@ -209,7 +218,11 @@ async def test_invalid_object_fails_permanently_naming_it(
 async def test_not_ready_within_the_deadline_is_temporary(double: K8sDouble) -> None:
     double.ready_after = None  # the controller never makes them available
     b = KubernetesBackend(
-        SETTINGS, ApiClient(double.configuration()), ready_timeout=0.2, poll_interval=0.01
+        SETTINGS,
+        ApiClient(double.configuration()),
+        ready_timeout=0.2,
+        poll_interval=0.01,
+        hub_health_url=double.health_url,
     )
     try:
         with pytest.raises(BackendError) as caught:
@@ -226,16 +239,19 @@ async def test_status_list_managed_and_teardown(
     assert (await backend.status("dep-1")).phase is HubPhase.ABSENT
     assert await backend.list_managed() == []
 
-    double.ready_after = None  # apply, but never become available
-    with pytest.raises(BackendError):
-        await KubernetesBackend(
-            SETTINGS, backend.api, ready_timeout=0.05, poll_interval=0.01
-        ).deploy(make_hub())
+    double.ready_after = None  # apply, but do not become available yet
+    deploying = asyncio.create_task(backend.deploy(make_hub()))
+
+    async def watching() -> bool:
+        return bool(double.watches())
+
+    await eventually(watching, timeout=5)
     starting = await backend.status("dep-1")
     assert starting.phase is HubPhase.STARTING
     assert starting.url == "https://ds101.hubs.example.org/"
 
     double.make_ready()
+    await deploying
     ready = await backend.status("dep-1")
     assert ready.phase is HubPhase.READY
     assert ready.url == "https://ds101.hubs.example.org/"
@@ -275,6 +291,7 @@ async def test_teardown_that_never_finishes_is_temporary(double: K8sDouble) -> N
     b = KubernetesBackend(
         SETTINGS,
         ApiClient(double.configuration()),
+        hub_health_url=double.health_url,
         ready_timeout=5.0,
         teardown_timeout=0.2,
         poll_interval=0.01,
@@ -376,6 +393,7 @@ async def test_sync_roster_through_the_hub_api(double: K8sDouble) -> None:
     b = KubernetesBackend(
         SETTINGS,
         ApiClient(double.configuration()),
+        hub_health_url=double.health_url,
         poll_interval=0.01,
         hub_api_url=fake.url + "/hub/api",
     )
@@ -414,7 +432,12 @@ async def test_deploy_and_teardown_on_a_real_cluster() -> None:
     )
     settings = km.K8sSettings(domain=os.environ.get("JHAAS_TEST_K8S_DOMAIN", "hubs.example.org"))
     slug = f"it-{uuid.uuid4().hex[:8]}"
-    backend = KubernetesBackend(settings, ApiClient(configuration), ready_timeout=900.0)
+    backend = KubernetesBackend(
+        settings,
+        ApiClient(configuration),
+        ready_timeout=900.0,
+        hub_health_url="https://{slug}.{domain}/hub/health",  # from outside the cluster
+    )
     hub = make_hub(slug=slug, deployment_id=f"dep-{slug}")
     try:
         status = await backend.deploy(hub)
@@ -462,6 +485,10 @@ async def test_outside_the_cluster_it_uses_the_configured_kubeconfig(
         DeployerSettings.from_env({**env, "JHAAS_KUBECONFIG": str(tmp_path / "missing")})
     backend = build_backend(DeployerSettings.from_env({**env, "JHAAS_KUBECONFIG": str(kubeconfig)}))
     assert isinstance(backend, KubernetesBackend)
+    # From outside the cluster the hub's health is asked at its public address; the
+    # double stands in for it (no DNS name of the test resolves here).
+    assert backend.hub_health_url == "https://{slug}.{domain}/hub/health"
+    backend.hub_health_url = double.health_url
     try:
         status = await backend.deploy(make_hub())
     finally:
@@ -469,7 +496,10 @@ async def test_outside_the_cluster_it_uses_the_configured_kubeconfig(
     assert status.phase is HubPhase.READY
     assert status.url == "https://ds101.hubs.example.org/"
     assert double.applied[0].path == "/api/v1/namespaces/jhaas-uni-prod-ds101"
-    assert double.authorizations[-1] == "Bearer deployer-sa-token"
+    api_calls = zip(double.requests, double.authorizations, strict=True)
+    assert {auth for r, auth in api_calls if not r.path.startswith("/hub-health/")} == {
+        "Bearer deployer-sa-token"
+    }
 
 
 async def test_an_unusable_kubeconfig_fails_permanently_naming_it(tmp_path: Path) -> None:
@@ -495,6 +525,7 @@ async def test_two_installations_on_one_cluster_never_touch_each_others_hubs(
         return KubernetesBackend(
             settings,
             ApiClient(double.configuration()),
+            hub_health_url=double.health_url,
             ready_timeout=5.0,
             teardown_timeout=5.0,
             poll_interval=0.01,

@@ -168,7 +168,7 @@ def test_hub_deployment_shape() -> None:
     assert deployment["spec"]["replicas"] == 1
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == [
-        "jupyterhub", "--config", "/usr/local/etc/jupyterhub/jupyterhub_config.py"
+        "jupyterhub", "--config", "/usr/local/etc/jupyterhub/jupyterhub_config.py", "--upgrade-db"
     ]  # fmt: skip
     # The whole ConfigMap in one directory: the fixed config finds its settings beside it.
     mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
@@ -188,15 +188,33 @@ def test_role_is_namespaced_and_covers_kubespawner() -> None:
     assert not [o for o in objs if o["kind"].startswith("Cluster")]
     rules = by_kind(objs, "Role")["rules"]
     pods = next(r for r in rules if "pods" in r["resources"])
-    assert {"persistentvolumeclaims", "services"} <= set(pods["resources"])
+    assert "services" in pods["resources"]
     assert {"get", "list", "watch", "create", "delete", "patch"} <= set(pods["verbs"])
+    pvcs = next(r for r in rules if "persistentvolumeclaims" in r["resources"])
+    assert {"get", "list", "watch", "create", "patch"} <= set(pvcs["verbs"])
     assert any("events" in r["resources"] for r in rules)
-    binding = by_kind(objs, "RoleBinding")
+    binding = by_kind(objs, "RoleBinding", "hub")
     assert binding["subjects"][0] == {
         "kind": "ServiceAccount",
         "name": "hub",
         "namespace": "jhaas-local-ds101",
     }
+    # The deployer's own rights here: the course ClusterRole, bound in this namespace
+    # only, to the deployer's ServiceAccount in the product's namespace; applied first
+    # after the namespace, since every later apply needs it.
+    deployer = by_kind(objs, "RoleBinding", "jhaas-deployer")
+    assert deployer["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "jhaas-deployer-course",
+    }
+    assert deployer["subjects"] == [
+        {"kind": "ServiceAccount", "name": "deployer-svc", "namespace": "jhaas"}
+    ]
+    assert [(o["kind"], o["metadata"]["name"]) for o in objs[:2]] == [
+        ("Namespace", "jhaas-local-ds101"),
+        ("RoleBinding", "jhaas-deployer"),
+    ]
 
 
 async def test_config_loads_and_kubespawner_accepts_it_with_gpus(
@@ -462,3 +480,41 @@ def test_hub_may_call_itself_for_the_idle_culler() -> None:
     hub_peer = {"podSelector": {"matchLabels": km.selector(make_hub(), "hub")}}
     assert hub_peer in hub_policy["ingress"][0]["from"]
     assert {"to": [hub_peer], "ports": [{"protocol": "TCP", "port": 8081}]} in hub_policy["egress"]
+
+
+def test_single_replica_hub_and_proxy_stay_in_service_through_a_busy_start() -> None:
+    """Readiness never drops the only pod within 15 s (nor for many minutes: it only
+    marks the first start); liveness waits out a slow start, as z2jh's probes."""
+    for name, delay in (("hub", 300), ("proxy", 60)):
+        container = by_kind(objects(make_hub()), "Deployment", name)["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        ready, live = container["readinessProbe"], container["livenessProbe"]
+        assert ready["periodSeconds"] * ready["failureThreshold"] > 15 * 60, name
+        assert live["initialDelaySeconds"] >= delay, name
+        assert live["periodSeconds"] * live["failureThreshold"] >= 300, name
+
+
+def test_hub_migrates_its_database_and_restores_proxy_routes_within_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = by_kind(objects(make_hub()), "Deployment", "hub")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["command"][-1] == "--upgrade-db"
+    config = load_config(make_hub(), tmp_path, monkeypatch)
+    # update_last_activity is what re-checks (and re-adds) the proxy's routes.
+    assert config.JupyterHub.last_activity_interval == 60
+
+
+async def test_a_user_removed_from_the_roster_keeps_their_volume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The roster sync deletes leavers from the hub; KubeSpawner would delete their PVC
+    with them (its default), and the hub's Role would let it."""
+    spawner = KubeSpawner(config=load_config(make_hub(), tmp_path, monkeypatch), _mock=True)
+    assert spawner.delete_pvc is False
+    rules = by_kind(objects(make_hub()), "Role")["rules"]
+    for rule in rules:
+        if "persistentvolumeclaims" in rule["resources"]:
+            assert "delete" not in rule["verbs"] and "deletecollection" not in rule["verbs"]

@@ -15,6 +15,7 @@ from jhaas_schemas.events import (
     RequestWithdrawn,
     decode_event,
 )
+from jhaas_schemas.policy import PolicySource
 from jhaas_schemas.rpc import (
     ApproveRequest,
     GetReview,
@@ -28,11 +29,13 @@ SERVICE = "governance-svc"
 REQUESTS_CONSUMER = GOVERNANCE_SVC_REQUESTS.name
 
 
-def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntime:
+def build_app(
+    settings: RuntimeSettings, clock: Clock = utcnow, policy: PolicySource | None = None
+) -> ServiceRuntime:
     runtime = ServiceRuntime(
         settings, metadata=metadata, tables=messaging, versions_dir=VERSIONS_DIR
     )
-    handlers = GovernanceHandlers(runtime, clock)
+    handlers = GovernanceHandlers(runtime, clock, policy)
     runtime.rpc.route(GovernanceOps.LIST_REVIEWS, ListReviews, handlers.list_reviews)
     runtime.rpc.route(GovernanceOps.GET_REVIEW, GetReview, handlers.get_review)
     runtime.rpc.route(GovernanceOps.APPROVE, ApproveRequest, handlers.approve)

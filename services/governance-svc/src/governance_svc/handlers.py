@@ -20,6 +20,7 @@ from jhaas_schemas.events import (
     RequestUpdated,
     RequestWithdrawn,
 )
+from jhaas_schemas.policy import PolicySource, fixed
 from jhaas_schemas.rpc import (
     ApproveRequest,
     Decision,
@@ -54,9 +55,13 @@ def utcnow() -> datetime:
 
 
 class GovernanceHandlers:
-    def __init__(self, runtime: ServiceRuntime, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, runtime: ServiceRuntime, clock: Clock = utcnow, policy: PolicySource | None = None
+    ) -> None:
         self.runtime = runtime
         self.clock = clock
+        # The policy in force, read at each use (it may be reloaded meanwhile).
+        self.policy = policy or fixed()
 
     def _env(self, ctx: CallContext, now: datetime) -> Envelope:
         # An RPC call starts a chain of events: nothing caused it but the caller.

@@ -17,6 +17,7 @@ from jhaas_schemas.events import (
     RequestRejected,
     decode_event,
 )
+from jhaas_schemas.policy import PolicySource
 from jhaas_schemas.rpc import (
     CancelRequest,
     GetRequest,
@@ -33,11 +34,13 @@ from request_svc.store import VERSIONS_DIR, messaging, metadata
 SERVICE = "request-svc"
 
 
-def build_app(settings: RuntimeSettings, clock: Clock = utcnow) -> ServiceRuntime:
+def build_app(
+    settings: RuntimeSettings, clock: Clock = utcnow, policy: PolicySource | None = None
+) -> ServiceRuntime:
     runtime = ServiceRuntime(
         settings, metadata=metadata, tables=messaging, versions_dir=VERSIONS_DIR
     )
-    handlers = RequestHandlers(runtime, clock)
+    handlers = RequestHandlers(runtime, clock, policy)
     runtime.rpc.route(RequestOps.SUBMIT, SubmitRequest, handlers.submit)
     runtime.rpc.route(RequestOps.GET, GetRequest, handlers.get)
     runtime.rpc.route(RequestOps.LIST, ListRequests, handlers.list)

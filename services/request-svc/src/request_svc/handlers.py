@@ -23,6 +23,7 @@ from jhaas_schemas.events import (
     RequestRejected,
 )
 from jhaas_schemas.model import Role
+from jhaas_schemas.policy import PolicySource, fixed
 from jhaas_schemas.rpc import (
     CancelRequest,
     GetRequest,
@@ -49,9 +50,13 @@ def utcnow() -> datetime:
 
 
 class RequestHandlers:
-    def __init__(self, runtime: ServiceRuntime, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, runtime: ServiceRuntime, clock: Clock = utcnow, policy: PolicySource | None = None
+    ) -> None:
         self.runtime = runtime
         self.clock = clock
+        # The policy in force, read at each use (it may be reloaded meanwhile).
+        self.policy = policy or fixed()
 
     def _env(self, ctx: CallContext, now: datetime) -> Envelope:
         return envelope(source=SOURCE, correlation_id=ctx.correlation_id, now=now)

@@ -43,6 +43,7 @@ START_TIMEOUT = 600
 HTTP_TIMEOUT = 120
 CULL_TIMEOUT = 3600
 CULL_EVERY = 600
+PROXY_ROUTE_CHECK = 60  # seconds between the hub's checks of the proxy's routes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +103,9 @@ def spawner_traits(
         "automount_service_account_token": False,
         # One PVC per user, created by KubeSpawner, mounted as the home directory.
         "storage_pvc_ensure": True,
+        # KubeSpawner deletes a user's PVC with the user by default: the roster sync
+        # deletes users who leave the course, and their work must outlive that.
+        "delete_pvc": False,
         "storage_capacity": spec.resources.storage.strip(),
         "storage_access_modes": ["ReadWriteOnce"],
         "pvc_name_template": "claim-{user_server}",
@@ -171,6 +175,9 @@ def render_hub_config(
             "db_url": f"sqlite:///{DATA_DIR}/jupyterhub.sqlite",
             "cookie_secret": from_hex(env(ENV_COOKIE_SECRET)),
             "cleanup_servers": False,  # a hub restart must not stop users
+            # The proxy keeps its routes in memory: the hub re-checks and restores them
+            # this often (z2jh's value; the default is 300 s of 404s after a restart).
+            "last_activity_interval": PROXY_ROUTE_CHECK,
             "concurrent_spawn_limit": CONCURRENT_SPAWN_LIMIT,
             "active_server_limit": spec.expected_participants,
             "spawner_class": "kubespawner.KubeSpawner",

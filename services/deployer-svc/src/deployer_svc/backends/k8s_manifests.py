@@ -87,6 +87,12 @@ class HubSecrets:
 
 INSTALLATION_LABEL = "jhaas.io/installation"
 MANAGED_BY = "jhaas-deployer"
+DEPLOYER_APP = "deployer-svc"  # the deployer's own pods' app.kubernetes.io/name
+# The deployer's rights inside a course namespace: this ClusterRole (deploy/kubernetes/
+# deployer-rbac.yaml), bound in each namespace it creates by the RoleBinding below.
+DEPLOYER_SERVICE_ACCOUNT = "deployer-svc"
+DEPLOYER_COURSE_ROLE = "jhaas-deployer-course"
+DEPLOYER_BINDING = "jhaas-deployer"
 
 
 def namespace_name(hub: HubDeployment, settings: K8sSettings) -> str:
@@ -220,15 +226,40 @@ def make_role(hub: HubDeployment, s: K8sSettings) -> Obj:
     # z2jh grants get/watch/list/create/delete on pods, PVCs, secrets and services
     # (secrets only for KubeSpawner's internal_ssl, which we do not use) and read
     # on events; patch lets KubeSpawner update labels of existing user PVCs.
+    # No delete on PVCs: a participant's volume goes with the namespace, after export,
+    # never when the roster drops them (KubeSpawner's delete_pvc is off as well).
     rules = [
         {
             "apiGroups": [""],
-            "resources": ["pods", "persistentvolumeclaims", "services"],
+            "resources": ["pods", "services"],
             "verbs": ["get", "watch", "list", "create", "delete", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["persistentvolumeclaims"],
+            "verbs": ["get", "watch", "list", "create", "patch"],
         },
         {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "watch", "list"]},
     ]
     return _obj("rbac.authorization.k8s.io/v1", "Role", _meta(hub, s, "hub", "hub"), rules=rules)
+
+
+def make_deployer_binding(hub: HubDeployment, s: K8sSettings) -> Obj:
+    """The deployer's own rights in this namespace (and nowhere else it did not create)."""
+    subject = {
+        "kind": "ServiceAccount",
+        "name": DEPLOYER_SERVICE_ACCOUNT,
+        "namespace": s.gateway_namespace,
+    }
+    role_ref = {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": DEPLOYER_COURSE_ROLE,
+    }
+    meta = _meta(hub, s, DEPLOYER_BINDING, "deployer")
+    return _obj(
+        "rbac.authorization.k8s.io/v1", "RoleBinding", meta, subjects=[subject], roleRef=role_ref
+    )
 
 
 def make_role_binding(hub: HubDeployment, s: K8sSettings) -> Obj:
@@ -269,13 +300,26 @@ def hub_env(hub: HubDeployment) -> list[Obj]:
     return env
 
 
-def _http_probe(path: str, port: int, period: int, failures: int) -> Obj:
+def _http_probe(path: str, port: int, period: int, failures: int, timeout: int = 3) -> Obj:
     return {
         "httpGet": {"path": path, "port": port},
         "periodSeconds": period,
         "failureThreshold": failures,
-        "timeoutSeconds": 3,
+        "timeoutSeconds": timeout,
     }
+
+
+# As z2jh for its single-replica hub and proxy: readiness only signals the first start
+# (there is no other pod to send traffic to, so turning unready later only cuts everyone
+# off: 2 s x 1000 failures never drops the pod at a busy lecture start); liveness restarts
+# a wedged process after ~5 min of silence, and not before a slow start (a database
+# upgrade) has had its time.
+def _ready_probe(path: str, port: int) -> Obj:
+    return _http_probe(path, port, 2, 1000, timeout=1)
+
+
+def _live_probe(path: str, port: int, initial_delay: int) -> Obj:
+    return {**_http_probe(path, port, 10, 30), "initialDelaySeconds": initial_delay}
 
 
 def _pod_template(
@@ -312,7 +356,8 @@ def make_hub_deployment(hub: HubDeployment, s: K8sSettings, secrets: HubSecrets)
     container = {
         "name": "hub",
         "image": s.hub_image,
-        "command": ["jupyterhub", "--config", f"{hc.CONFIG_DIR}/{CONFIG_FILE}"],
+        # --upgrade-db: a newer hub image migrates the course's database on start.
+        "command": ["jupyterhub", "--config", f"{hc.CONFIG_DIR}/{CONFIG_FILE}", "--upgrade-db"],
         "workingDir": hc.DATA_DIR,
         "env": hub_env(hub),
         "ports": [{"name": "http", "containerPort": hc.HUB_PORT}],
@@ -322,12 +367,8 @@ def make_hub_deployment(hub: HubDeployment, s: K8sSettings, secrets: HubSecrets)
         ],
         "resources": _resources(200, 512 * 2**20, 1000, 2**30),
         "securityContext": _container_security(1000),
-        "readinessProbe": _http_probe("/hub/health", hc.HUB_PORT, 5, 3),
-        # Generous: a hub upgrading its database must not be killed half-way.
-        "livenessProbe": {
-            **_http_probe("/hub/health", hc.HUB_PORT, 10, 30),
-            "initialDelaySeconds": 30,
-        },
+        "readinessProbe": _ready_probe("/hub/health", hc.HUB_PORT),
+        "livenessProbe": _live_probe("/hub/health", hc.HUB_PORT, 300),
     }
     pod = {
         "serviceAccountName": "hub",
@@ -368,8 +409,8 @@ def make_proxy_deployment(hub: HubDeployment, s: K8sSettings, secrets: HubSecret
         ],
         "resources": _resources(100, 128 * 2**20, 500, 512 * 2**20),
         "securityContext": _container_security(65534),
-        "readinessProbe": _http_probe("/_chp_healthz", hc.PROXY_HTTP_PORT, 5, 3),
-        "livenessProbe": _http_probe("/_chp_healthz", hc.PROXY_HTTP_PORT, 10, 6),
+        "readinessProbe": _ready_probe("/_chp_healthz", hc.PROXY_HTTP_PORT),
+        "livenessProbe": _live_probe("/_chp_healthz", hc.PROXY_HTTP_PORT, 60),
     }
     pod = {"automountServiceAccountToken": False, "containers": [container]}
     annotations = {"checksum/proxy-token": checksum(secrets.proxy_auth_token)}
@@ -464,6 +505,14 @@ def _in_namespace(name: str) -> Obj:
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
 
 
+def _deployer(s: K8sSettings) -> Obj:
+    """The deployer's pods (deploy/kubernetes/deployer-svc.yaml), in the product's namespace."""
+    return {
+        **_in_namespace(s.gateway_namespace),
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": DEPLOYER_APP}},
+    }
+
+
 def _tcp(*ports: int) -> list[Obj]:
     return [{"protocol": "TCP", "port": port} for port in ports]
 
@@ -495,6 +544,8 @@ def make_network_policies(hub: HubDeployment, s: K8sSettings) -> list[Obj]:
             ingress=[
                 {"from": [_in_namespace(s.ingress_namespace)], "ports": _tcp(hc.PROXY_HTTP_PORT)},
                 {"from": [hub_pods], "ports": _tcp(hc.PROXY_API_PORT)},
+                # The deployer asks /hub/health through proxy-public before calling it ready.
+                {"from": [_deployer(s)], "ports": _tcp(hc.PROXY_HTTP_PORT)},
             ],
             egress=[
                 {"to": [hub_pods], "ports": _tcp(hc.HUB_PORT)},
@@ -629,6 +680,7 @@ def make_hub_objects(hub: HubDeployment, settings: K8sSettings, secrets: HubSecr
     s = settings
     objects = [
         make_namespace(hub, s),
+        make_deployer_binding(hub, s),  # first: every later apply needs it
         make_service_account(hub, s),
         make_role(hub, s),
         make_role_binding(hub, s),

@@ -38,6 +38,7 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from deployer_svc.backends import k8s_diagnose
 from deployer_svc.backends import k8s_manifests as km
 from deployer_svc.backends.base import (
     BackendError,
@@ -60,6 +61,10 @@ READY_DEPLOYMENTS = ("hub", "proxy")
 # What a leader is told (BackendError.reason); the details go to the deployer's log.
 REFUSED = "the cluster refused the hub's objects; an operator finds why in the deployer's log"
 UNREACHABLE = "the cluster did not answer the deployer; it will try again"
+# The hub's health through the proxy's Service: what the Ingress forwards to, without
+# depending on public DNS (the proxy's NetworkPolicy admits the deployer's pods).
+IN_CLUSTER_HEALTH = "http://proxy-public.{namespace}.svc:80/hub/health"
+SELF_REVIEW = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 WATCH_SECONDS = 300  # one watch request at most this long; then list and watch again
 
 Obj = dict[str, Any]
@@ -83,6 +88,16 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Deployment": ("/apis/apps/v1", "deployments", True),
     "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
 }
+# Kinds only read: to explain a hub that is not ready, and the volumes a deletion leaves.
+READ_ONLY: dict[str, tuple[str, str, bool]] = {
+    "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
+    "Event": ("/api/v1", "events", True),
+    "Certificate": ("/apis/cert-manager.io/v1", "certificates", True),
+    "PersistentVolume": ("/api/v1", "persistentvolumes", False),
+    # Read for readiness when the operator routes courses through a Gateway API Gateway
+    # (settings `ingress.kind: HTTPRoute`) instead of an Ingress.
+    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
+}
 
 
 def _q(value: str) -> str:
@@ -91,7 +106,7 @@ def _q(value: str) -> str:
 
 def collection_path(kind: str, namespace: str | None = None) -> str:
     try:
-        prefix, plural, namespaced = RESOURCES[kind]
+        prefix, plural, namespaced = RESOURCES[kind] if kind in RESOURCES else READ_ONLY[kind]
     except KeyError:
         raise BackendError(f"no REST path known for kind {kind}", temporary=False) from None
     if namespaced:
@@ -153,11 +168,17 @@ class KubernetesBackend:
         max_backoff: float = 10.0,
         request_timeout: float = 30.0,
         hub_api_url: str | None = None,
+        hub_health_url: str | None = None,
+        explain_every: float = 30.0,
     ) -> None:
         """`api`: a client for the cluster (in-cluster config), or `kubeconfig`: a
         kubeconfig file read at the first call (running outside the cluster).
         `hub_api_url`: where `sync_roster` reaches a hub's REST API, a format string
-        with `{slug}`, `{namespace}` and `{domain}`; default: the public URL."""
+        with `{slug}`, `{namespace}` and `{domain}`; default: the public URL.
+        `hub_health_url`: the hub's health (the same format), asked before a hub is called
+        ready; default: through the proxy's Service in the cluster, the public URL from
+        outside it (with a kubeconfig); `explain_every`: how often, while waiting,
+        the pods are looked at for a reason the hub cannot start."""
         if api is None and kubeconfig is None:
             raise ValueError("KubernetesBackend needs an ApiClient or a kubeconfig file")
         self.settings = settings
@@ -172,6 +193,10 @@ class KubernetesBackend:
         self.max_backoff = max_backoff
         self.request_timeout = request_timeout
         self.hub_api_url = hub_api_url or "https://{slug}.{domain}/hub/api"
+        self.hub_health_url = hub_health_url or (
+            IN_CLUSTER_HEALTH if kubeconfig is None else "https://{slug}.{domain}/hub/health"
+        )
+        self.explain_every = int(max(1, min(explain_every, WATCH_SECONDS)))
 
     # -- the REST layer ----------------------------------------------------------
 
@@ -301,13 +326,15 @@ class KubernetesBackend:
         """The label selector of this installation's namespaces."""
         return f"{MANAGED_BY_SELECTOR},{km.INSTALLATION_LABEL}={self.settings.installation_id}"
 
-    async def _check_ours(self, namespace: str, deployment_id: str) -> None:
-        """Refuse to apply into a namespace this very deployment did not make: server-side
+    async def _check_ours(self, namespace: str, deployment_id: str) -> bool:
+        """True when the namespace does not exist yet (this deploy builds it).
+
+        Refuse to apply into a namespace this very deployment did not make: server-side
         apply with force would take its objects over — another installation's, or an
         earlier course's with the same slug whose users' volumes are still there."""
         found = await self._get(object_path("Namespace", namespace), f"read namespace {namespace}")
         if found is None:
-            return
+            return True
         meta = found.get("metadata") or {}
         labels = meta.get("labels") or {}
         if labels.get(km.INSTALLATION_LABEL) != self.settings.installation_id:
@@ -327,6 +354,13 @@ class KubernetesBackend:
                 temporary=going,
                 reason="an earlier course with the same name still has its hub on the cluster",
             )
+        if meta.get("deletionTimestamp"):  # an earlier failed attempt, still going
+            raise BackendError(
+                f"namespace {namespace} is still being deleted",
+                temporary=True,
+                reason="the hub's earlier attempt is still being cleared away; it will try again",
+            )
+        return False
 
     def _url(self, slug: str) -> str:
         return f"https://{slug}.{self.settings.domain}/"
@@ -359,14 +393,22 @@ class KubernetesBackend:
 
     @staticmethod
     def _available(deployment: Obj | None) -> bool:
+        """Rolled out as `kubectl rollout status` decides: the controller saw the latest
+        spec, every replica runs it, none of an older one is left, all are available."""
         if deployment is None:
             return False
         status = deployment.get("status") or {}
         generation = (deployment.get("metadata") or {}).get("generation")
         observed = status.get("observedGeneration")
-        if generation is not None and observed is not None and observed < generation:
+        if generation is not None and (observed is None or observed < generation):
             return False  # the controller has not seen the latest spec yet
-        return int(status.get("availableReplicas") or 0) >= 1
+        wanted = int((deployment.get("spec") or {}).get("replicas", 1))
+        updated = int(status.get("updatedReplicas") or 0)
+        return (
+            updated >= wanted
+            and int(status.get("replicas") or 0) <= updated
+            and int(status.get("availableReplicas") or 0) >= max(wanted, 1)
+        )
 
     async def _not_ready(self, namespace: str) -> list[str]:
         ready, _ = await self._list_readiness(namespace)
@@ -395,11 +437,15 @@ class KubernetesBackend:
         dropped connection) or whose version expired (410 Gone) starts over with
         a fresh list; nothing is missed in between."""
         deadline = time.monotonic() + self.ready_timeout
+        first = True
         while True:
             ready, version = await self._list_readiness(namespace)
             if all(ready.values()):
                 return
             remaining = deadline - time.monotonic()
+            if not first or remaining <= 0:
+                await self._explain(namespace, what, final_only=remaining > 0)
+            first = False
             if remaining <= 0:
                 waiting = ", ".join(name for name, ok in ready.items() if not ok)
                 raise BackendError(
@@ -426,7 +472,9 @@ class KubernetesBackend:
         query = [
             ("watch", "true"),
             ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", str(max(1, min(int(remaining) + 1, WATCH_SECONDS)))),
+            # Short enough to look at the pods now and then: a hub that cannot start
+            # fails with its reason instead of waiting out `ready_timeout`.
+            ("timeoutSeconds", str(max(1, min(int(remaining) + 1, self.explain_every)))),
         ]
         if version:
             query.append(("resourceVersion", version))
@@ -465,12 +513,156 @@ class KubernetesBackend:
         finally:
             response.release()
 
+    async def _wait_allowed(self, namespace: str) -> None:
+        """The deployer's rights in a new namespace come from the RoleBinding it just
+        applied there; the API server's authorizer learns of it a moment later. Ask
+        (SelfSubjectAccessReview, which anyone may) until it applies, instead of
+        failing the next apply with a 403."""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "namespace": namespace, "verb": "patch",
+                    "group": "apps", "resource": "deployments",
+                }
+            },
+        }  # fmt: skip
+        deadline = time.monotonic() + min(self.ready_timeout, 60.0)
+        while True:
+            answer = await self._call(
+                "POST", SELF_REVIEW, what=f"ask whether the deployer may act in {namespace}",
+                body=review,
+            )  # fmt: skip
+            if (answer.get("status") or {}).get("allowed"):
+                return
+            if time.monotonic() >= deadline:
+                said = (answer.get("status") or {}).get("reason") or "no reason given"
+                raise BackendError(
+                    f"the deployer's RoleBinding {km.DEPLOYER_BINDING} in {namespace} does not "
+                    f"let it act there (is the ClusterRole {km.DEPLOYER_COURSE_ROLE} of "
+                    f"deploy/kubernetes/deployer-rbac.yaml installed?): {said}",
+                    temporary=True,
+                    reason=REFUSED,
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    # -- why a hub is not ready, and whether it serves --------------------------------
+
+    async def _explain(self, namespace: str, what: str, *, final_only: bool) -> None:
+        """Raise with the reason the API server gives for a hub that does not start:
+        only a final one (no retry helps) while there is time left, any at the end."""
+        lists = [
+            self._list(collection_path(kind, namespace), f"list {kind}s in namespace {namespace}")
+            for kind in ("Pod", "ReplicaSet", "Event")
+        ]
+        pods, replicasets, events = await asyncio.gather(*lists)
+        finding = k8s_diagnose.diagnose(pods, replicasets, events)
+        if finding is None or (final_only and not finding.final):
+            return
+        raise BackendError(
+            f"{what}: {finding.detail}", temporary=not finding.final, reason=finding.reason
+        )
+
+    async def _serving(self, hub: HubDeployment, namespace: str) -> str | None:
+        """None when students can reach the hub; else what is still missing."""
+        ingress = await self._get(
+            object_path("Ingress", "hub", namespace), f"read Ingress hub in {namespace}"
+        )
+        if ingress is None:
+            missing = await self._route_missing(namespace)
+            if missing is None:  # behind a Gateway that accepted the route
+                return await self._certificate_and_health(hub, namespace, None, {})
+            if missing != "no route":
+                return missing
+        balancer = ((ingress or {}).get("status") or {}).get("loadBalancer") or {}
+        if not balancer.get("ingress"):
+            return "the ingress controller has not given the hub's web address an IP address yet"
+        annotations = ((ingress or {}).get("metadata") or {}).get("annotations") or {}
+        return await self._certificate_and_health(hub, namespace, ingress, annotations)
+
+    async def _route_missing(self, namespace: str) -> str | None:
+        """For a course behind a Gateway: None once a Gateway accepted its HTTPRoute
+        (TLS is the Gateway listener's); "no route" when it has none either."""
+        route = await self._get(
+            object_path("HTTPRoute", "hub", namespace), f"read HTTPRoute hub in {namespace}"
+        )
+        if route is None:
+            return "no route"
+        for parent in ((route.get("status") or {}).get("parents")) or []:
+            conditions = parent.get("conditions") or []
+            if any(c.get("type") == "Accepted" and c.get("status") == "True" for c in conditions):
+                return None
+        return "the Gateway has not accepted the hub's route yet"
+
+    async def _certificate_and_health(
+        self, hub: HubDeployment, namespace: str, ingress: Obj | None, annotations: Obj
+    ) -> str | None:
+        if any(key.startswith("cert-manager.io/") for key in annotations):
+            for tls in (ingress or {}).get("spec", {}).get("tls") or []:
+                name = str(tls.get("secretName"))
+                cert = await self._get(
+                    object_path("Certificate", name, namespace), f"read Certificate {name}"
+                )
+                conditions = ((cert or {}).get("status") or {}).get("conditions") or []
+                ready: Obj = next((c for c in conditions if c.get("type") == "Ready"), {})
+                if ready.get("status") != "True":
+                    said = ready.get("message") or "not issued yet"
+                    return f"the hub's TLS certificate is not ready (cert-manager: {said})"
+        url = self.hub_health_url.format(
+            slug=hub.slug, namespace=namespace, domain=self.settings.domain
+        )
+        try:
+            timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url, allow_redirects=False) as answer,
+            ):
+                if answer.status == 200:
+                    return None
+                return f"the hub answers its health check with HTTP {answer.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return f"the hub does not answer its health check ({type(exc).__name__})"
+
+    async def _wait_serving(self, hub: HubDeployment, namespace: str, deadline: float) -> None:
+        """Running pods are not yet a hub students reach: wait for the Ingress's address,
+        the TLS certificate and the hub's health through the proxy's Service."""
+        while (missing := await self._serving(hub, namespace)) is not None:
+            if time.monotonic() >= deadline:
+                raise BackendError(
+                    f"hub {hub.deployment_id} in {namespace}: {missing}",
+                    temporary=True,
+                    reason=f"The hub runs but cannot be reached yet: {missing}",
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    async def _undo(self, namespace: str) -> None:
+        """Delete a namespace this deploy created and could not finish, and wait (bounded)
+        until it is gone, so the scheduler's next attempt starts clean."""
+        log.warning("deploy into %s failed; deleting what it built", namespace)
+        try:
+            stuck = await self._delete_namespace(namespace)
+        except BackendError as exc:
+            log.error("could not delete %s after a failed deploy: %s", namespace, exc)
+            return
+        if stuck:
+            log.error("namespace %s still exists; waiting on: %s", namespace, ", ".join(stuck))
+
     # -- HubBackend ------------------------------------------------------------------
 
     async def deploy(self, hub: HubDeployment) -> HubStatus:
         namespace = self._namespace(hub.slug)
-        await self._check_ours(namespace, hub.deployment_id)
-        hub_secrets = await self._existing_secrets(namespace)
+        building = await self._check_ours(namespace, hub.deployment_id)
+        try:
+            return await self._build(hub, namespace, building)
+        except BackendError:
+            if building:  # a first build failed: leave nothing running until the course ends
+                await self._undo(namespace)
+            raise
+
+    async def _build(self, hub: HubDeployment, namespace: str, building: bool) -> HubStatus:
+        # A new namespace has no Secret yet, nor the deployer's rights to read one.
+        hub_secrets = None if building else await self._existing_secrets(namespace)
         if hub_secrets is None:
             hub_secrets = km.HubSecrets(
                 proxy_auth_token=secrets.token_hex(32), cookie_secret_hex=secrets.token_hex(32)
@@ -486,8 +678,12 @@ class KubernetesBackend:
         objects = km.server_side_apply_order(made)
         for obj in objects:
             await self.apply(obj)
+            if obj["kind"] == "RoleBinding" and obj["metadata"]["name"] == km.DEPLOYER_BINDING:
+                await self._wait_allowed(namespace)
         log.info("applied %d objects of hub %s to %s", len(objects), hub.deployment_id, namespace)
+        deadline = time.monotonic() + self.ready_timeout
         await self._wait_available(namespace, f"hub {hub.deployment_id}")
+        await self._wait_serving(hub, namespace, deadline)
         url = self._url(hub.slug)
         return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api")
 
@@ -528,6 +724,43 @@ class KubernetesBackend:
             return DeletionRecord(backend=self.name, deleted_at=datetime.now(UTC), objects=())
         name = str(ns["metadata"]["name"])
         contents = await self._contents(name)
+        retained = await self._retained_volumes(name)
+        stuck = await self._delete_namespace(name)
+        if stuck:
+            raise BackendError(
+                f"namespace {name} still exists {self.teardown_timeout:.0f}s after deletion; "
+                f"waiting on: {'; '.join(stuck)}",
+                temporary=True,
+                reason="the cluster has not finished deleting the hub",
+            )
+        log.info("deleted namespace %s of deployment %s", name, deployment_id)
+        return DeletionRecord(
+            backend=self.name,
+            deleted_at=datetime.now(UTC),
+            objects=(f"namespace/{name}", *contents, *retained),
+        )
+
+    async def _retained_volumes(self, namespace: str) -> list[str]:
+        """PersistentVolumes bound to the namespace's claims that deleting it keeps
+        (reclaim policy Retain): participants' data an operator must still delete."""
+        volumes = await self._list(collection_path("PersistentVolume"), "list PersistentVolumes")
+        found = []
+        for pv in volumes:
+            spec = pv.get("spec") or {}
+            claim = spec.get("claimRef") or {}
+            if claim.get("namespace") == namespace and (
+                spec.get("persistentVolumeReclaimPolicy") == "Retain"
+            ):
+                pv_name = (pv.get("metadata") or {}).get("name")
+                found.append(
+                    f"retained: persistentvolume/{pv_name} (reclaim policy Retain, was claim "
+                    f"{claim.get('name')}): still holds data; delete it once it is not needed"
+                )
+        return sorted(found)
+
+    async def _delete_namespace(self, name: str) -> list[str]:
+        """Delete the namespace and wait, at most `teardown_timeout`, until it is gone.
+        [] once it is; else what it still waits on (objects with finalizers)."""
         path = object_path("Namespace", name)
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground"}
         with contextlib.suppress(_NotFound):  # gone already: fine
@@ -536,20 +769,34 @@ class KubernetesBackend:
                 query=[("propagationPolicy", "Foreground")],
             )  # fmt: skip
         deadline = time.monotonic() + self.teardown_timeout
-        while await self._get(path, f"read namespace {name}") is not None:
+        while (ns := await self._get(path, f"read namespace {name}")) is not None:
             if time.monotonic() >= deadline:
-                raise BackendError(
-                    f"namespace {name} still exists {self.teardown_timeout:.0f}s after deletion",
-                    temporary=True,
-                    reason="the cluster has not finished deleting the hub",
-                )
+                return await self._stuck(name, ns)
             await asyncio.sleep(self.poll_interval)
-        log.info("deleted namespace %s of deployment %s", name, deployment_id)
-        return DeletionRecord(
-            backend=self.name,
-            deleted_at=datetime.now(UTC),
-            objects=(f"namespace/{name}", *contents),
-        )
+        return []
+
+    async def _stuck(self, namespace: str, ns: Obj) -> list[str]:
+        """The objects a terminating namespace waits on: those with finalizers, and
+        the namespace's own conditions (the API server names what remains there)."""
+        found = []
+        for kind, (_, _, namespaced) in RESOURCES.items():
+            if not namespaced:
+                continue
+            path = collection_path(kind, namespace)
+            try:
+                items = await self._list(path, f"list {kind}s in namespace {namespace}")
+            except BackendError as exc:  # the deployer's RoleBinding went with the rest
+                log.info("cannot look into terminating namespace %s: %s", namespace, exc)
+                break
+            for item in items:
+                meta = item.get("metadata") or {}
+                if meta.get("finalizers"):
+                    finalizers = ", ".join(map(str, meta["finalizers"]))
+                    found.append(f"{kind.lower()}/{meta.get('name')} (finalizers: {finalizers})")
+        for condition in (ns.get("status") or {}).get("conditions") or []:
+            if condition.get("status") == "True" and condition.get("message"):
+                found.append(f"namespace {condition.get('type')}: {condition['message']}")
+        return found or [f"namespace/{namespace} (phase {(ns.get('status') or {}).get('phase')})"]
 
     async def list_managed(self) -> list[str]:
         namespaces = await self._list(
