@@ -21,6 +21,12 @@ the backend uses:
 - Deployments get `status.availableReplicas` (and `observedGeneration`)
   `ready_after` seconds after their last change (a simulated controller; None:
   never), announced to watchers as a MODIFIED event;
+- DaemonSets get a full rollout status (`desiredNumberScheduled` = `nodes`, every pod
+  ready and updated, `observedGeneration`) `pulled_after` seconds after their last
+  change (None: never, until `finish_pulls()`): the image pullers;
+- PATCH with `Content-Type: application/merge-patch+json` (RFC 7386) of an existing
+  object, as the placeholder scaler sends; cluster-scoped objects (PriorityClass) by
+  apply like any other;
 - failure injection: `fail(method, path, status, times, message)`.
 
 Every request is recorded in `requests` (its Authorization header in
@@ -74,6 +80,8 @@ class Request:
 @dataclass
 class K8sDouble:
     ready_after: float | None = 0.05
+    pulled_after: float | None = 0.05
+    nodes: int = 3
     namespace_gone_after_gets: int = 2
     objects: dict[str, Obj] = field(default_factory=dict)
     applied: list[Applied] = field(default_factory=list)
@@ -165,6 +173,54 @@ class K8sDouble:
         self._changed = asyncio.Event()
         if kind != "DELETED" and obj.get("kind") == "Deployment":
             self._schedule_ready(path)
+        if kind != "DELETED" and obj.get("kind") == "DaemonSet":
+            self._schedule_pulled(path)
+
+    def _schedule_pulled(self, path: str) -> None:
+        obj = self.objects.get(path)
+        if self.pulled_after is None or obj is None:
+            return
+        generation = obj["metadata"].get("generation", 1)
+        if (obj.get("status") or {}).get("observedGeneration") == generation:
+            return
+        loop = asyncio.get_running_loop()
+        self._controllers.add(
+            loop.call_later(self.pulled_after, self._become_pulled, path, generation)
+        )
+
+    def _become_pulled(self, path: str, generation: int) -> None:
+        obj = self.objects.get(path)
+        if obj is None or obj["metadata"].get("generation", 1) != generation:
+            return
+        n = self.nodes
+        obj["status"] = {
+            "observedGeneration": generation,
+            "desiredNumberScheduled": n,
+            "currentNumberScheduled": n,
+            "updatedNumberScheduled": n,
+            "numberReady": n,
+            "numberAvailable": n,
+            "numberMisscheduled": 0,
+        }
+        self._record("MODIFIED", path, obj)
+
+    def start_pulls(self) -> None:
+        """Every DaemonSet is scheduled on `nodes` nodes whose pods are still pulling."""
+        for path, obj in list(self.objects.items()):
+            if obj.get("kind") == "DaemonSet":
+                generation = obj["metadata"].get("generation", 1)
+                obj["status"] = {
+                    "observedGeneration": generation, "desiredNumberScheduled": self.nodes,
+                    "currentNumberScheduled": self.nodes, "updatedNumberScheduled": self.nodes,
+                    "numberReady": 0, "numberUnavailable": self.nodes, "numberMisscheduled": 0,
+                }  # fmt: skip
+                self._record("MODIFIED", path, obj)
+
+    def finish_pulls(self) -> None:
+        """Every DaemonSet's pods are ready now (for `pulled_after=None` tests)."""
+        for path, obj in list(self.objects.items()):
+            if obj.get("kind") == "DaemonSet":
+                self._become_pulled(path, obj["metadata"].get("generation", 1))
 
     def _schedule_ready(self, path: str) -> None:
         obj = self.objects.get(path)
@@ -298,6 +354,9 @@ class K8sDouble:
             ]
             listing = {"resourceVersion": str(self._version)}
             return web.json_response({"kind": "List", "metadata": listing, "items": items})
+        merge = request.headers.get("Content-Type") == "application/merge-patch+json"
+        if request.method == "PATCH" and single and merge:
+            return await self._merge(request, path)
         if request.method == "PATCH" and single and name is not None:
             return await self._apply(request, path, namespace, name, query)
         if request.method == "DELETE" and single:
@@ -406,6 +465,18 @@ class K8sDouble:
         self._record("MODIFIED", path, new)
         return web.json_response(new)
 
+    async def _merge(self, request: web.Request, path: str) -> web.Response:
+        old = self.objects.get(path)
+        if old is None:
+            return self._status(404, "NotFound", f"{path} not found")
+        patch = json.loads(await request.text())
+        new = _merge_patch(json.loads(json.dumps(old)), patch)
+        if old.get("spec") != new.get("spec"):
+            new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        self.objects[path] = new
+        self._record("MODIFIED", path, new)
+        return web.json_response(new)
+
     async def _delete(self, request: web.Request, path: str, namespace: str | None) -> web.Response:
         obj = self.objects.get(path)
         if obj is None:
@@ -421,3 +492,16 @@ class K8sDouble:
         del self.objects[path]
         self._record("DELETED", path, obj)
         return web.json_response(obj)
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge key by key, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
