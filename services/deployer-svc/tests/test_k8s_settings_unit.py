@@ -12,7 +12,7 @@ import pytest
 
 from deployer_svc.backends import k8s_manifests as km
 from deployer_svc.backends.base import HubDeployment
-from deployer_svc.backends.k8s_settings import ENV_FILE, parse_k8s_settings
+from deployer_svc.backends.k8s_settings import ENV_FILE, load_k8s_settings, parse_k8s_settings
 from deployer_svc.settings import DeployerSettings
 from jhaas_launcher.testing import sample_spec
 from jhaas_runtime.settings import SettingsError
@@ -132,13 +132,13 @@ def test_defaults_without_a_file() -> None:
                                         "tolerationSeconds": 5}]}},
          "gpu_pods.tolerations[0].tolerationSeconds"),
         ({"gpu_pods": {"tolerations": [{"key": "k", "effect": "Sometimes"}]}},
-         "$.gpu_pods.tolerations[0].effect"),
+         "gpu_pods.tolerations[0].effect"),
         ({"images": {"hub": "quay.io/jupyterhub/k8s-hub"}}, "images.hub"),
         ({"images": {"proxy": "quay.io/jupyterhub/configurable-http-proxy:latest"}},
          "images.proxy"),
         ({"images": {"pull_secrets": ["Uni Registry"]}}, "images.pull_secrets[0]"),
         ({"placeholders": {"ratio": 1.5}}, "placeholders.ratio"),
-        ({"placeholders": {"ratio": "10%"}}, "$.placeholders.ratio"),
+        ({"placeholders": {"ratio": "10%"}}, "placeholders.ratio"),
         ({"placeholders": {"day_hours": [20, 8]}}, "placeholders.day_hours"),
         ({"placeholders": {"timezone": "Mars/Olympus"}}, "placeholders.timezone"),
         ({"max_nodes": 0}, "max_nodes"),
@@ -151,6 +151,13 @@ def test_defaults_without_a_file() -> None:
         ({"egress": {"block": ["fd00::/8"]}}, "egress.block[0]"),
         ({"gateway_namespace": "JHaaS"}, "gateway_namespace"),
         ({"ingres": {}}, "ingres"),  # a misspelt setting is no silent default
+        ({"egress": {"allow": [{"name": "x", "cidr": "10.0.0.1/32", "port": [1]}]}},
+         "egress.allow[0].port"),
+        ({"max_nodes": "40"}, "max_nodes"),  # a string where a number belongs
+        ({"root_images": {"presets": ["R Studio"]}}, "root_images.presets[0]"),
+        ({"ingress": {"kind": "HTTPRoute"}}, "ingress.gateway"),
+        ({"ingress": {"kind": "Gateway"}}, "ingress.kind"),
+        ({"ingress": {"gateway": {"name": "g", "namespace": "gw"}}}, "ingress.gateway"),
     ],
 )  # fmt: skip
 def test_a_bad_value_is_refused_naming_the_setting(change: dict[str, Any], named: str) -> None:
@@ -177,6 +184,127 @@ def test_the_deployer_refuses_to_start_with_a_bad_file(tmp_path: Path) -> None:
         DeployerSettings.from_env({**env, ENV_FILE: str(settings)})
     with pytest.raises(SettingsError, match="cannot read"):
         DeployerSettings.from_env({**env, ENV_FILE: str(tmp_path / "missing.json")})
-    settings.write_text("{not json")
-    with pytest.raises(SettingsError, match="not valid JSON"):
+    settings.write_text("{not: yaml")
+    with pytest.raises(SettingsError, match="not valid YAML"):
         DeployerSettings.from_env({**env, ENV_FILE: str(settings)})
+
+
+YAML_FILE = """\
+# the operator's settings for the university's cluster
+storage_class: ceph-rbd
+ingress:
+  class_name: haproxy
+user_pods:
+  node_selector:
+    hub.jupyter.org/node-purpose: user
+egress:
+  allow:
+    - name: licence
+      cidr: 10.20.30.40/32
+      ports: [27000]
+    - name: campus-s3
+      cidr: 192.168.50.1/24
+      ports: [443]
+placeholders:
+  ratio: 0.2
+  colour: blue
+"""
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "line", "named"),
+    [
+        ("192.168.50.1/24", "192.168.50.0/24", 18, "placeholders.colour"),  # unknown key
+        ("", "", 14, "egress.allow[1].cidr"),  # host bits set in a network
+        ("ratio: 0.2", "ratio: lots", 17, "placeholders.ratio"),  # wrong type
+        ("class_name: haproxy", "class_name: HAProxy", 4, "ingress.class_name"),
+    ],
+)  # fmt: skip
+def test_an_error_names_the_key_and_its_line(
+    tmp_path: Path, replace: str, by: str, line: int, named: str
+) -> None:
+    """As the governance policy's loader: the operator is sent to the line to fix."""
+    text = YAML_FILE.replace(replace, by) if replace else YAML_FILE
+    if named != "placeholders.colour":
+        text = text.replace("  colour: blue\n", "")
+    path = tmp_path / "k8s.yaml"
+    path.write_text(text)
+    env = {ENV_FILE: str(path)}
+    with pytest.raises(SettingsError) as caught:
+        load_k8s_settings(env, domain="hubs.example.org", installation_id="uni")
+    assert f"k8s.yaml line {line}): {named}: " in str(caught.value)
+
+
+def test_a_yaml_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "k8s.yaml"
+    path.write_text(YAML_FILE.replace("192.168.50.1/24", "192.168.50.0/24").replace(
+        "  colour: blue\n", ""))  # fmt: skip
+    s = load_k8s_settings({ENV_FILE: str(path)}, domain="hubs.example.org", installation_id="u")
+    assert s.storage_class == "ceph-rbd" and s.ingress_class == "haproxy"
+    assert [d.cidr for d in s.egress_allowed] == ["10.20.30.40/32", "192.168.50.0/24"]
+    assert s.placeholder_ratio == 0.2
+
+
+def test_an_http_route_instead_of_an_ingress() -> None:
+    """Gateway API: the course's host on the operator's Gateway, to the proxy."""
+    s = parse(
+        {"ingress": {"kind": "HTTPRoute", "controller_namespace": "envoy-gateway-system",
+                     "gateway": {"name": "campus", "namespace": "gateways",
+                                 "section_name": "https"}}}
+    )  # fmt: skip
+    objs = km.make_hub_objects(hub(), s, km.HubSecrets(proxy_auth_token="p",
+                                                       cookie_secret_hex="ab" * 32))  # fmt: skip
+    assert not [o for o in objs if o["kind"] == "Ingress"]
+    (route,) = [o for o in objs if o["kind"] == "HTTPRoute"]
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "campus",
+         "namespace": "gateways", "sectionName": "https"}
+    ]  # fmt: skip
+    assert route["spec"]["hostnames"] == ["ds101.hubs.example.org"]
+    assert route["spec"]["rules"][0]["backendRefs"] == [
+        {"kind": "Service", "name": "proxy-public", "port": 80}
+    ]
+    # The gateway's proxies (in the controller's namespace) may reach the course's proxy.
+    (proxy,) = [
+        o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "proxy"
+    ]
+    peers = proxy["spec"]["ingress"][0]["from"]
+    assert peers == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "envoy-gateway-system"}}}]  # fmt: skip
+    for obj in objs:
+        if obj["kind"] != "HTTPRoute":
+            kubernetes_validate.validate(obj, "1.31", strict=True)
+
+
+def test_hub_and_proxy_grow_with_the_course() -> None:
+    """A course of thousands gets a bigger hub and proxy than a seminar, up to a ceiling."""
+
+    def sizes(participants: int) -> dict[str, tuple[str, str, str, str]]:
+        """Per Deployment: requested CPU and memory, CPU and memory limits."""
+        spec = sample_spec(slug="ds101", expected_participants=participants)
+        deployment = HubDeployment(deployment_id="d", request_id="r", slug="ds101",
+                                   configuration=spec, api_token="t" * 32)  # fmt: skip
+        secrets = km.HubSecrets(proxy_auth_token="p", cookie_secret_hex="ab" * 32)
+        found = {}
+        for o in km.make_hub_objects(deployment, parse({}), secrets):
+            if o["kind"] == "Deployment" and o["metadata"]["name"] in ("hub", "proxy"):
+                r = o["spec"]["template"]["spec"]["containers"][0]["resources"]
+                found[o["metadata"]["name"]] = (
+                    r["requests"]["cpu"], r["requests"]["memory"],
+                    r["limits"]["cpu"], r["limits"]["memory"],
+                )  # fmt: skip
+        return found
+
+    assert sizes(20) == {
+        "hub": ("300m", "768Mi", "1200m", "1536Mi"),
+        "proxy": ("150m", "192Mi", "750m", "640Mi"),
+    }
+    assert sizes(1000) == {
+        "hub": ("1200m", "3Gi", "3", "6Gi"),
+        "proxy": ("600m", "768Mi", "2", "1792Mi"),
+    }
+    assert sizes(5000) == {  # the ceilings
+        "hub": ("2", "4Gi", "4", "8Gi"),
+        "proxy": ("1", "1Gi", "2", "2Gi"),
+    }

@@ -68,6 +68,16 @@ class EgressDestination:
 
 
 @dataclass(frozen=True, kw_only=True)
+class GatewayRef:
+    """The Gateway API Gateway courses attach an HTTPRoute to, instead of an Ingress
+    (its listener terminates TLS, typically with a wildcard certificate)."""
+
+    name: str
+    namespace: str
+    section_name: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class K8sSettings:
     """The operator's settings (`k8s_settings.load_k8s_settings` reads and checks them)."""
 
@@ -106,7 +116,12 @@ class K8sSettings:
     # Image references (prefixes) whose servers must run as root, and whether the
     # cluster's policy admits them (a namespace at PodSecurity `baseline`).
     root_images: tuple[str, ...] = ()
+    # Names of the governance policy's presets whose image needs root (a course that
+    # picked one is treated as a root image, whatever its reference).
+    root_presets: tuple[str, ...] = ()
     allow_root_images: bool = False
+    # Set: an HTTPRoute to this Gateway per course instead of an Ingress.
+    gateway: GatewayRef | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,7 +208,11 @@ def _container_security(uid: int) -> Obj:
 
 
 def runs_as_root(hub: HubDeployment, s: K8sSettings) -> bool:
-    """The operator declared the course's image one that must run as root."""
+    """The operator declared the course's image (or the preset it came from) one that
+    must run as root."""
+    preset = getattr(hub.configuration, "preset", None)  # HubSpec.preset, where it exists
+    if isinstance(preset, str) and preset in s.root_presets:
+        return True
     return cap.needs_root(hub.configuration.image, s.root_images)
 
 
@@ -483,6 +502,35 @@ def make_ingress(hub: HubDeployment, s: K8sSettings) -> Obj:
         ],
     }
     return _obj("networking.k8s.io/v1", "Ingress", meta, spec=spec)
+
+
+def make_http_route(hub: HubDeployment, s: K8sSettings, gateway: GatewayRef) -> Obj:
+    """Gateway API instead of an Ingress: the course's host on the operator's Gateway,
+    to `proxy-public` (TLS is the Gateway listener's, so no per-course certificate)."""
+    parent: Obj = {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "name": gateway.name,
+        "namespace": gateway.namespace,
+    }
+    if gateway.section_name is not None:
+        parent["sectionName"] = gateway.section_name
+    backend = {"kind": "Service", "name": "proxy-public", "port": 80}
+    spec = {
+        "parentRefs": [parent],
+        "hostnames": [f"{hub.slug}.{s.domain}"],
+        "rules": [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [backend]}
+        ],
+    }
+    return _obj(
+        "gateway.networking.k8s.io/v1", "HTTPRoute", _meta(hub, s, "hub", "proxy"), spec=spec
+    )
+
+
+def make_route(hub: HubDeployment, s: K8sSettings) -> Obj:
+    """The Ingress, or the HTTPRoute when the operator names a Gateway."""
+    return make_ingress(hub, s) if s.gateway is None else make_http_route(hub, s, s.gateway)
 
 
 # --- quota and defaults from the approved resources --------------------------------------
@@ -779,6 +827,7 @@ _APPLY_RANK = {
     "Deployment": 3,
     "DaemonSet": 3,
     "Ingress": 4,
+    "HTTPRoute": 4,
 }
 
 
@@ -810,6 +859,6 @@ def make_hub_objects(
         make_proxy_deployment(hub, s, secrets),
         make_image_puller(hub, s),
         make_placeholders(hub, s, hub.configuration.starts_at if now is None else now),
-        make_ingress(hub, s),
+        make_route(hub, s),
     ]
     return server_side_apply_order(objects)

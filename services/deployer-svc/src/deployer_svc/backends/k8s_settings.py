@@ -1,8 +1,10 @@
-"""The operator's Kubernetes settings: one JSON file (`JHAAS_K8S_SETTINGS_FILE`), read
-and checked once at start-up. A bad value stops the deployer with a message naming
-the setting by its path in the file (`egress.allow[1].cidr`); an unknown key is an
-error too, so a misspelt setting never silently does nothing. Every setting is
-described in docs/kubernetes.md ("Settings").
+"""The operator's Kubernetes settings: one YAML file (`JHAAS_K8S_SETTINGS_FILE`; JSON is
+YAML too), read and checked once at start-up. A bad value stops the deployer with a
+message naming the setting by its path in the file and the file's line, as the
+governance policy's loader does (``k8s.yaml line 12: egress.allow[1].cidr: ...``);
+an unknown key or a value of the wrong type is an error too, so a misspelt setting
+never silently does nothing. Every setting is described in docs/kubernetes.md
+("Settings") and in the service's README.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+import yaml
 
 from jhaas_runtime.settings import SettingsError
 
-from .k8s_manifests import EgressDestination, K8sSettings
+from .k8s_manifests import EgressDestination, GatewayRef, K8sSettings
 
 ENV_FILE = "JHAAS_K8S_SETTINGS_FILE"
 _DEFAULTS = K8sSettings(domain="example.org")
@@ -45,7 +48,18 @@ class GpuPlacement(Placement):
     resource: str = _DEFAULTS.gpu_resource
 
 
+class Gateway(_Strict):
+    """A Gateway API Gateway the courses' HTTPRoutes attach to (its listener holds TLS)."""
+
+    name: str
+    namespace: str
+    section_name: str | None = None
+
+
 class Ingress(_Strict):
+    # "Ingress" (an Ingress per course, TLS from cert-manager) or "HTTPRoute" (Gateway API).
+    kind: Literal["Ingress", "HTTPRoute"] = "Ingress"
+    gateway: Gateway | None = None
     class_name: str = _DEFAULTS.ingress_class
     annotations: dict[str, str] = {}
     tls_cluster_issuer: str = _DEFAULTS.cluster_issuer
@@ -78,6 +92,7 @@ class Egress(_Strict):
 
 class RootImages(_Strict):
     images: list[str] = []
+    presets: list[str] = []
     allowed: bool = False
 
 
@@ -100,8 +115,17 @@ _NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _IMAGE = re.compile(r"^[a-z0-9][a-zA-Z0-9._/:-]*[a-zA-Z0-9](@sha256:[0-9a-f]{64})?$")
 
 
-def _fail(where: str, problem: str) -> SettingsError:
-    return SettingsError(f"{ENV_FILE}: {where}: {problem}")
+class _Bad(ValueError):
+    """A setting's problem; `parse_k8s_settings` adds the file's line."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+def _fail(where: str, problem: str) -> _Bad:
+    return _Bad(where, problem)
 
 
 def _subdomain(where: str, value: str) -> str:
@@ -200,20 +224,108 @@ def _placeholders(p: Placeholders) -> tuple[float, tuple[int, int], str]:
     return p.ratio, (start, end), p.timezone
 
 
-def parse_k8s_settings(text: bytes, *, domain: str, installation_id: str) -> K8sSettings:
+_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN = re.compile(r"unknown field `(?P<key>[^`]*)`")
+_PART = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[(['\"])(.*?)\3\]")
+KeyPath = tuple[str | int, ...]
+
+
+def _key_path(where: str) -> KeyPath:
+    """`egress.allow[1].cidr` (or `user_pods.node_selector['pool']`) as keys and indexes."""
+    parts: list[str | int] = []
+    for name, index, _, key in _PART.findall(where.split(" ", 1)[0]):
+        parts.append(int(index) if index else (name or key))
+    return tuple(parts)
+
+
+def _line(root: yaml.Node | None, where: KeyPath) -> int | None:
+    """The line of the deepest node of `where` in the file (a missing key: its parent's)."""
+    node, line = root, None
+    for part in where:
+        if isinstance(node, yaml.MappingNode):
+            found = [v for k, v in node.value if k.value == part]
+            if not found:
+                break
+            line = next(k for k, _ in node.value if k.value == part).start_mark.line + 1
+            node = found[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _message(label: str, root: yaml.Node | None, where: str, problem: str) -> SettingsError:
+    line = _line(root, _key_path(where))
+    at = f" line {line}" if line else ""
+    return SettingsError(f"{ENV_FILE} ({label}{at}): {where}: {problem}")
+
+
+def _read(text: bytes, label: str) -> tuple[Any, yaml.Node | None]:
     try:
-        f = msgspec.json.decode(text, type=SettingsFile)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SettingsError(f"{ENV_FILE} ({label}{line}): not valid YAML: {problem}") from None
+    if data is None:
+        return {}, None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{ENV_FILE} ({label} line 1): the settings must be a mapping of keys")
+    return data, root
+
+
+def parse_k8s_settings(
+    text: bytes, *, domain: str, installation_id: str, label: str = "settings"
+) -> K8sSettings:
+    """The settings in `text` (YAML or JSON), checked; `label` names the file in errors."""
+    data, root = _read(text, label)
+    try:
+        f = msgspec.convert(data, SettingsFile, strict=True)
     except msgspec.ValidationError as exc:
-        raise SettingsError(f"{ENV_FILE}: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise SettingsError(f"{ENV_FILE}: not valid JSON: {exc}") from None
+        match = _AT.match(str(exc))
+        assert match is not None
+        where, what = (match["path"] or "").lstrip("."), match["what"]
+        unknown = _UNKNOWN.search(what)
+        if unknown:
+            where = f"{where}.{unknown['key']}".lstrip(".")
+            what = "unknown setting (not one of the file's keys; a typo?)"
+        raise _message(label, root, where, what) from None
+    try:
+        return _checked(f, domain=domain, installation_id=installation_id)
+    except _Bad as bad:
+        raise _message(label, root, bad.where, bad.problem) from None
+
+
+def _checked(f: SettingsFile, *, domain: str, installation_id: str) -> K8sSettings:
     ratio, hours, timezone = _placeholders(f.placeholders)
     if f.max_nodes < 1:
         raise _fail("max_nodes", f"must be at least 1; got {f.max_nodes}")
     for i, prefix in enumerate(f.root_images.images):
         if not prefix.strip():
             raise _fail(f"root_images.images[{i}]", "must not be empty")
+    for i, name in enumerate(f.root_images.presets):
+        _dns_label(f"root_images.presets[{i}]", name)
     issuer = f.ingress.tls_cluster_issuer
+    gateway = None
+    if f.ingress.kind == "HTTPRoute":
+        if f.ingress.gateway is None:
+            raise _fail("ingress.gateway", "must name the Gateway (name, namespace) for HTTPRoute")
+        g = f.ingress.gateway
+        gateway = GatewayRef(
+            name=_subdomain("ingress.gateway.name", g.name),
+            namespace=_dns_label("ingress.gateway.namespace", g.namespace),
+            section_name=None
+            if g.section_name is None
+            else _dns_label("ingress.gateway.section_name", g.section_name),
+        )
+    elif f.ingress.gateway is not None:
+        raise _fail("ingress.gateway", 'only goes with kind "HTTPRoute"')
     return K8sSettings(
         domain=domain,
         installation_id=installation_id,
@@ -248,7 +360,9 @@ def parse_k8s_settings(text: bytes, *, domain: str, installation_id: str) -> K8s
         ),
         egress_allowed=_destinations(f.egress.allow),
         root_images=tuple(p.strip() for p in f.root_images.images),
+        root_presets=tuple(f.root_images.presets),
         allow_root_images=f.root_images.allowed,
+        gateway=gateway,
         gateway_namespace=_dns_label("gateway_namespace", f.gateway_namespace),
     )
 
@@ -263,4 +377,4 @@ def load_k8s_settings(env: Mapping[str, str], *, domain: str, installation_id: s
         text = path.read_bytes()
     except OSError as exc:
         raise SettingsError(f"{ENV_FILE}: cannot read {path}: {exc.strerror}") from None
-    return parse_k8s_settings(text, domain=domain, installation_id=installation_id)
+    return parse_k8s_settings(text, domain=domain, installation_id=installation_id, label=path.name)

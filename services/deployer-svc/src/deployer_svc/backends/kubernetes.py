@@ -95,6 +95,7 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Deployment": ("/apis/apps/v1", "deployments", True),
     "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
     "PriorityClass": ("/apis/scheduling.k8s.io/v1", "priorityclasses", False),
+    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
 }
 
 
