@@ -258,10 +258,8 @@ async def test_status_list_managed_and_teardown(
     )
     assert "/api/v1/namespaces/jhaas-local-ds101" not in double.objects
     assert not [key for key in double.objects if "/namespaces/jhaas-local-ds101/" in key]
-    # The first DELETE was the image puller's, once the image was pulled (deploy).
-    assert double.deletes[0][0].endswith("/daemonsets/image-puller")
-    assert double.deletes[1][0] == "/api/v1/namespaces/jhaas-local-ds101"
-    assert double.deletes[1][1]["propagationPolicy"] == "Foreground"
+    assert double.deletes[0][0] == "/api/v1/namespaces/jhaas-local-ds101"
+    assert double.deletes[0][1]["propagationPolicy"] == "Foreground"
     # It waited until the namespace was gone: GETs of it after the DELETE.
     gets_after = [r for r in double.requests if r.path == "/api/v1/namespaces/jhaas-local-ds101"]
     assert gets_after[-1].method == "GET"

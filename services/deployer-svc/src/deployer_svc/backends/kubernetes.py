@@ -504,8 +504,9 @@ class KubernetesBackend:
         for obj in objects:
             await self.apply(obj)
         log.info("applied %d objects of hub %s to %s", len(objects), hub.deployment_id, namespace)
-        await self._finish_pull(namespace, hub)
         await self._wait_available(namespace, f"hub {hub.deployment_id}")
+        # The image pulls meanwhile; "running" only once it is on every node.
+        await self._finish_pull(namespace, hub)
         url = self._url(hub.slug)
         return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api", warnings=warnings)
 
