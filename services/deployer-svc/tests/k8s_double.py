@@ -27,6 +27,13 @@ the backend uses:
 - PATCH with `Content-Type: application/merge-patch+json` (RFC 7386) of an existing
   object, as the placeholder scaler sends; cluster-scoped objects (PriorityClass) by
   apply like any other;
+- PodSecurity admission (`pod_security`: the Pod Security Standards as the API server's
+  admission plugin applies them): POST of a Pod to `/api/v1/namespaces/<ns>/pods` (as
+  KubeSpawner creates a student's server) is refused with 403 and the API server's
+  message when the pod violates the namespace's `pod-security.kubernetes.io/enforce`
+  level, stored otherwise; a Deployment or DaemonSet whose pod template violates it
+  never becomes ready (as its controller's pods are refused), the message in `refused`
+  and, for a Deployment, in a `ReplicaFailure` condition (reason `FailedCreate`);
 - failure injection: `fail(method, path, status, times, message)`.
 
 Every request is recorded in `requests` (its Authorization header in
@@ -45,6 +52,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 from kubernetes_asyncio.client import Configuration
+from pod_security import refusal
 
 Obj = dict[str, Any]
 
@@ -88,6 +96,7 @@ class K8sDouble:
     requests: list[Request] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
     deletes: list[tuple[str, Obj]] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # workload path: admission's message
     _failures: list[Failure] = field(default_factory=list)
     _gets: dict[str, int] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
@@ -188,9 +197,22 @@ class K8sDouble:
             loop.call_later(self.pulled_after, self._become_pulled, path, generation)
         )
 
+    def _admitted(self, path: str, obj: Obj) -> bool:
+        """Whether the workload's pods pass the namespace's PodSecurity admission."""
+        template = (obj.get("spec") or {}).get("template") or {}
+        namespace = self.objects.get(self._ns_path(obj["metadata"].get("namespace", "")))
+        message = refusal(f"{obj['metadata']['name']}-x", template.get("spec") or {}, namespace)
+        if message is None:
+            self.refused.pop(path, None)
+            return True
+        self.refused[path] = message
+        return False
+
     def _become_pulled(self, path: str, generation: int) -> None:
         obj = self.objects.get(path)
         if obj is None or obj["metadata"].get("generation", 1) != generation:
+            return
+        if not self._admitted(path, obj):
             return
         n = self.nodes
         obj["status"] = {
@@ -237,6 +259,12 @@ class K8sDouble:
         obj = self.objects.get(path)
         if obj is None or obj["metadata"].get("generation", 1) != generation:
             return  # changed or gone since: the later change has its own timer
+        if not self._admitted(path, obj):
+            failure = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                       "message": self.refused[path]}  # fmt: skip
+            obj["status"] = {"observedGeneration": generation, "conditions": [failure]}
+            self._record("MODIFIED", path, obj)
+            return
         replicas = int((obj.get("spec") or {}).get("replicas", 1))
         obj["status"] = {
             "observedGeneration": generation,
@@ -361,6 +389,8 @@ class K8sDouble:
             return await self._apply(request, path, namespace, name, query)
         if request.method == "DELETE" and single:
             return await self._delete(request, path, namespace)
+        if request.method == "POST" and not single and namespace and path.endswith("/pods"):
+            return await self._create_pod(request, path, namespace)
         return self._status(405, "MethodNotAllowed", f"{request.method} {path} not supported")
 
     @staticmethod
@@ -464,6 +494,24 @@ class K8sDouble:
         self.objects[path] = new
         self._record("MODIFIED", path, new)
         return web.json_response(new)
+
+    async def _create_pod(self, request: web.Request, path: str, namespace: str) -> web.Response:
+        """A Pod created directly (KubeSpawner), through PodSecurity admission."""
+        pod = json.loads(await request.text())
+        ns = self.objects.get(self._ns_path(namespace))
+        if ns is None:
+            return self._status(404, "NotFound", f'namespaces "{namespace}" not found')
+        name = pod["metadata"]["name"]
+        message = refusal(name, pod.get("spec") or {}, ns)
+        if message is not None:
+            return self._status(403, "Forbidden", message)
+        key = f"{path}/{name}"
+        if key in self.objects:
+            return self._status(409, "AlreadyExists", f'pods "{name}" already exists')
+        pod["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()))
+        self.objects[key] = pod
+        self._record("ADDED", key, pod)
+        return web.json_response(pod, status=201)
 
     async def _merge(self, request: web.Request, path: str) -> web.Response:
         old = self.objects.get(path)
