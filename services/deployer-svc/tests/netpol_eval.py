@@ -1,11 +1,13 @@
-"""A small evaluator of Kubernetes NetworkPolicy EGRESS semantics, for tests.
+"""A small evaluator of Kubernetes NetworkPolicy semantics (egress and ingress), for tests.
 
 No maintained Python library evaluates NetworkPolicy objects (the tools on PyPI
 generate or lint them), so this follows the API reference
 (networking.k8s.io/v1, "NetworkPolicy"): a pod's egress is open if no policy in
 its namespace selects it with `Egress` in `policyTypes`; otherwise a connection is
 allowed if any egress rule of any selecting policy allows it (rules add up, none
-subtracts). A rule without `to` allows every peer, without `ports` every port. A peer
+subtracts). Ingress likewise, with `from` for `to`, judged at the destination pod;
+a connection between two pods needs both (`connection_allowed`), as on a real CNI.
+A rule without `to` allows every peer, without `ports` every port. A peer
 is an `ipBlock` (the address in `cidr` and in none of `except`), or a
 `namespaceSelector` and/or `podSelector` (pods only; both given: both must match;
 podSelector alone: the policy's own namespace). A port entry matches the protocol
@@ -15,6 +17,12 @@ Selectors support `matchLabels` and `matchExpressions` (In, NotIn, Exists,
 DoesNotExist); named ports are refused rather than guessed. A destination pod is
 matched by its IP against ipBlocks too, as many CNIs do: the evaluation errs on
 the side of an attacker.
+
+Not covered: named ports, `policyTypes` of other API versions, CNI extensions
+(Calico/Cilium policies, FQDN rules), the node's own traffic (kubelet probes and
+host-network pods are always allowed by most CNIs), Service IPs (a Destination is
+the backing pod's address, as after kube-proxy's translation) and replies
+(NetworkPolicy is stateful: a reply to an allowed connection is allowed).
 """
 
 from __future__ import annotations
@@ -128,3 +136,52 @@ def egress_allowed(policies: Iterable[Obj], source: Pod, to: Destination) -> boo
         for p in selecting
         for rule in p["spec"].get("egress") or []
     )
+
+
+def _from_allows(peer: Obj, policy_namespace: str, source: Pod, source_ip: str | None) -> bool:
+    if "ipBlock" in peer:
+        if source_ip is None:
+            return False
+        return _peer_allows(peer, policy_namespace, Destination(source_ip, 0))
+    return _peer_allows(peer, policy_namespace, Destination("0.0.0.0", 0, pod=source))
+
+
+def ingress_allowed(
+    policies: Iterable[Obj],
+    source: Pod,
+    to: Pod,
+    port: int,
+    protocol: str = "TCP",
+    source_ip: str | None = None,
+) -> bool:
+    """Whether pod `to` accepts a connection from `source` on `port`."""
+    selecting = [
+        p
+        for p in policies
+        if p["kind"] == "NetworkPolicy"
+        and p["metadata"]["namespace"] == to.namespace
+        and "Ingress" in _types(p["spec"])
+        and selects(p["spec"]["podSelector"], to.labels)
+    ]
+    if not selecting:
+        return True
+    target = Destination("0.0.0.0", port, protocol, to)
+    for p in selecting:
+        for rule in p["spec"].get("ingress") or []:
+            peers, ports = rule.get("from"), rule.get("ports")
+            peer_ok = not peers or any(
+                _from_allows(peer, p["metadata"]["namespace"], source, source_ip) for peer in peers
+            )
+            if peer_ok and (not ports or any(_port_allows(e, target) for e in ports)):
+                return True
+    return False
+
+
+def connection_allowed(
+    policies: Iterable[Obj], source: Pod, to: Pod, port: int, protocol: str = "TCP"
+) -> bool:
+    """Pod to pod: the source's egress and the destination's ingress must both allow it."""
+    found = list(policies)
+    address = "10.244.0.1"  # a pod address (inside the private ranges, as pod networks are)
+    egress = egress_allowed(found, source, Destination(address, port, protocol, to))
+    return egress and ingress_allowed(found, source, to, port, protocol)

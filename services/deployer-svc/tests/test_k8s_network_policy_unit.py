@@ -3,6 +3,7 @@ objects (`netpol_eval`: the API's egress semantics, since no cluster runs here).
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from deployer_svc.backends.base import HubDeployment
 from jhaas_launcher.testing import sample_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
-from netpol_eval import Destination, Pod, egress_allowed
+from netpol_eval import Destination, Pod, connection_allowed, egress_allowed, ingress_allowed
 
 pytestmark = pytest.mark.unit
 
@@ -36,8 +37,10 @@ def hub() -> HubDeployment:
     )
 
 
-def policies(settings: km.K8sSettings = SETTINGS) -> list[dict[str, Any]]:
-    made = km.make_network_policies(hub(), settings)
+@functools.cache
+def policies() -> list[dict[str, Any]]:
+    """The course's policies under SETTINGS, each valid against the Kubernetes schema."""
+    made = km.make_network_policies(hub(), SETTINGS)
     for policy in made:
         kubernetes_validate.validate(policy, "1.31", strict=True)
     return made
@@ -106,3 +109,38 @@ def test_the_evaluator_can_say_yes_and_no() -> None:
     assert egress_allowed(policies(), free, Destination("10.1.2.3", 443))
     deny = [p for p in policies() if p["metadata"]["name"] == "default-deny"]
     assert not egress_allowed(deny, STUDENT, Destination("8.8.8.8", 443))
+
+
+HUB = Pod(NAMESPACE, km.labels(hub(), SETTINGS, "hub"))
+PROXY = Pod(NAMESPACE, km.labels(hub(), SETTINGS, "proxy"))
+CONTROLLER = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+PLACEHOLDER = Pod(NAMESPACE, km.labels(hub(), SETTINGS, km.PLACEHOLDERS))
+
+
+def connects(source: Pod, to: Pod, port: int) -> bool:
+    return connection_allowed(policies(), source, to, port)
+
+
+def test_hub_and_proxy_traffic_flows() -> None:
+    """Every connection a working hub needs, both ends' policies considered."""
+    assert connects(CONTROLLER, PROXY, hc.PROXY_HTTP_PORT)  # the browser, via the Ingress
+    assert connects(PROXY, HUB, hc.HUB_PORT)  # /hub/ pages
+    assert connects(PROXY, STUDENT, hc.SINGLEUSER_PORT)  # /user/<name>/ to the server
+    assert connects(HUB, PROXY, hc.PROXY_API_PORT)  # the hub adds routes
+    assert connects(HUB, STUDENT, hc.SINGLEUSER_PORT)  # the hub checks a server
+    assert connects(STUDENT, HUB, hc.HUB_PORT)  # the server's OAuth, activity reports
+    assert connects(HUB, HUB, hc.HUB_PORT)  # the idle culler in the hub's pod
+    # The hub reaches the Kubernetes API (KubeSpawner) on any address but the metadata.
+    assert egress_allowed(policies(), HUB, Destination("10.96.0.1", 443))
+    assert not egress_allowed(policies(), HUB, Destination("169.254.169.254", 80))
+
+
+def test_what_no_one_else_reaches() -> None:
+    assert not connects(CONTROLLER, HUB, hc.HUB_PORT)  # only through the proxy
+    assert not connects(CONTROLLER, STUDENT, hc.SINGLEUSER_PORT)
+    assert not connects(STUDENT, PROXY, hc.PROXY_API_PORT)  # a student cannot add routes
+    assert not connects(STUDENT, STUDENT, hc.SINGLEUSER_PORT)  # nor open a neighbour's server
+    assert not connects(OTHER_COURSE, STUDENT, hc.SINGLEUSER_PORT)
+    assert not connects(OTHER_COURSE, HUB, hc.HUB_PORT)
+    assert not connects(PLACEHOLDER, HUB, hc.HUB_PORT)  # placeholders: no traffic at all
+    assert not ingress_allowed(policies(), STUDENT, PROXY, hc.PROXY_HTTP_PORT)
