@@ -176,3 +176,31 @@ async def test_an_allowed_root_image_runs_with_a_warning(double: K8sDouble, cloc
         assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
     finally:
         await backend.close()
+
+
+async def test_registry_credentials_are_copied_into_the_course(
+    double: K8sDouble, clock: Clock
+) -> None:
+    """A pod can only use a pull secret of its own namespace: the deployer copies the
+    operator's (`images.pull_secrets`, kept in `pull_secrets_namespace`) into the course's."""
+    settings = km.K8sSettings(domain="hubs.example.org", image_pull_secrets=("uni-registry",))
+    auth = {".dockerconfigjson": "eyJhdXRocyI6e319"}
+    source = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+              "metadata": {"name": "uni-registry", "namespace": "jhaas"}, "data": auth}  # fmt: skip
+    backend = await backend_for(double, clock, settings)
+    try:
+        with pytest.raises(BackendError) as caught:  # the operator has not made it yet
+            await backend.deploy(make_hub())
+        assert "credentials for loading the course's image are missing" in caught.value.reason
+        assert "Secret uni-registry in namespace jhaas" in str(caught.value)
+        assert double.applied == []
+        double.put(object_path("Secret", "uni-registry", "jhaas"), source)
+        assert (await backend.deploy(make_hub())).phase is HubPhase.READY
+    finally:
+        await backend.close()
+    copy = double.objects[object_path("Secret", "uni-registry", NS)]
+    assert copy["type"] == "kubernetes.io/dockerconfigjson" and copy["data"] == auth
+    holder = double.objects[PLACEHOLDERS]["spec"]["template"]["spec"]
+    assert holder["imagePullSecrets"] == [{"name": "uni-registry"}]
+    applied = [(a.kind, a.name) for a in double.applied]
+    assert applied.index(("Secret", "uni-registry")) < applied.index(("Deployment", "hub"))

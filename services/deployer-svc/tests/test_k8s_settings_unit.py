@@ -8,11 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import msgspec
 import pytest
 
 from deployer_svc.backends import k8s_manifests as km
 from deployer_svc.backends.base import HubDeployment
-from deployer_svc.backends.k8s_settings import ENV_FILE, load_k8s_settings, parse_k8s_settings
+from deployer_svc.backends.k8s_settings import (
+    ENV_FILE,
+    SettingsFile,
+    load_k8s_settings,
+    parse_k8s_settings,
+)
 from deployer_svc.settings import DeployerSettings
 from jhaas_launcher.testing import sample_spec
 from jhaas_runtime.settings import SettingsError
@@ -137,6 +143,8 @@ def test_defaults_without_a_file() -> None:
         ({"images": {"proxy": "quay.io/jupyterhub/configurable-http-proxy:latest"}},
          "images.proxy"),
         ({"images": {"pull_secrets": ["Uni Registry"]}}, "images.pull_secrets[0]"),
+        ({"images": {"pull_secrets": ["ok", "hub-secrets"]}}, "images.pull_secrets[1]"),
+        ({"images": {"pull_secrets_namespace": "JHaaS"}}, "images.pull_secrets_namespace"),
         ({"placeholders": {"ratio": 1.5}}, "placeholders.ratio"),
         ({"placeholders": {"ratio": "10%"}}, "placeholders.ratio"),
         ({"placeholders": {"day_hours": [20, 8]}}, "placeholders.day_hours"),
@@ -308,3 +316,30 @@ def test_hub_and_proxy_grow_with_the_course() -> None:
         "hub": ("2", "4Gi", "4", "8Gi"),
         "proxy": ("1", "1Gi", "2", "2Gi"),
     }
+
+
+EXAMPLE = Path(__file__).parents[1] / "k8s-settings.example.yaml"
+
+
+def _keys(struct: type[msgspec.Struct], prefix: str = "") -> set[str]:
+    found = set()
+    for f in msgspec.structs.fields(struct):
+        found.add(prefix + f.encode_name)
+        inner = f.type if isinstance(f.type, type) else None
+        if inner is not None and issubclass(inner, msgspec.Struct):
+            found |= _keys(inner, f"{prefix}{f.encode_name}.")
+    return found
+
+
+def test_the_example_file_shows_every_setting_and_loads() -> None:
+    """The operator's reference (services/deployer-svc/k8s-settings.example.yaml): every key
+    the loader knows appears in it, and as written it gives the defaults."""
+    text = EXAMPLE.read_text()
+    s = load_k8s_settings(
+        {ENV_FILE: str(EXAMPLE)}, domain="hubs.example.org", installation_id="uni"
+    )
+    assert s == parse({})
+    shown = {line.split("#", 1)[0].split(":", 1)[0].strip() for line in text.splitlines()}
+    shown |= {"gateway", "name", "namespace", "section_name"}  # the commented gateway example
+    leaves = {key.rsplit(".", 1)[-1] for key in _keys(SettingsFile)}
+    assert leaves <= shown, leaves - shown

@@ -36,11 +36,15 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
 
 
 async def student_pod(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: km.K8sSettings, image: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: km.K8sSettings,
+    image: str,
+    gpus: int = 0,
 ) -> dict[str, Any]:
     monkeypatch.setattr("test_k8s_manifests_unit.SETTINGS", settings)
-    spawner = KubeSpawner(config=load_config(make_hub(image=image), tmp_path, monkeypatch),
-                          _mock=True)  # fmt: skip
+    config = load_config(make_hub(image=image, gpus=gpus), tmp_path, monkeypatch)
+    spawner = KubeSpawner(config=config, _mock=True)
     pod = ApiClient().sanitize_for_serialization(await spawner.get_pod_manifest())
     assert isinstance(pod, dict)
     kubernetes_validate.validate(pod, "1.31", strict=True)
@@ -107,3 +111,31 @@ def test_a_preset_the_operator_marks_as_root_is_a_root_image() -> None:
                              allow_root_images=True)  # fmt: skip
     namespace = by_kind(km.make_hub_objects(picked, allowed, SECRETS), "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+
+
+async def test_a_student_pod_preempts_exactly_one_placeholder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler's preemption, read from the objects: the student's pod (as KubeSpawner
+    builds it) names a class above the placeholders' and may preempt lower ones; a
+    placeholder requests what one student's pod requests, GPUs included, so evicting
+    one makes room for one student on a node that is already up."""
+    hub = make_hub(gpus=1)
+    pod = await student_pod(tmp_path, monkeypatch, SETTINGS, hub.configuration.image, gpus=1)
+    objs = km.make_hub_objects(hub, SETTINGS, SECRETS)
+    classes = {o["metadata"]["name"]: o for o in objs if o["kind"] == "PriorityClass"}
+    student_class = classes[pod["spec"]["priorityClassName"]]
+    holder = by_kind(objs, "Deployment", km.PLACEHOLDERS)["spec"]["template"]["spec"]
+    holder_class = classes[holder["priorityClassName"]]
+    assert student_class["value"] > holder_class["value"] == -10
+    assert student_class["preemptionPolicy"] == "PreemptLowerPriority"
+    assert holder_class["preemptionPolicy"] == "Never"
+    assert not any(c["globalDefault"] for c in classes.values())
+    student_requests = pod["spec"]["containers"][0]["resources"]["requests"]
+    holder_requests = holder["containers"][0]["resources"]["requests"]
+    assert holder_requests == {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"}
+    # KubeSpawner writes numbers (0.5 CPU, bytes): the same amounts.
+    assert student_requests == {"cpu": 0.5, "memory": 2**30, "nvidia.com/gpu": "1"}
+    # Both go to the same (GPU) nodes, so the room a placeholder leaves is usable.
+    assert pod["spec"]["nodeSelector"] == holder["nodeSelector"]
+    assert pod["spec"]["tolerations"][-1] == holder["tolerations"][-1]

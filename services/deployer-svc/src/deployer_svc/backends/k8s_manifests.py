@@ -94,6 +94,9 @@ class K8sSettings:
     ingress_annotations: dict[str, str] = field(default_factory=dict)
     cluster_issuer: str = "letsencrypt"  # cert-manager ClusterIssuer; "": none
     image_pull_secrets: tuple[str, ...] = ()
+    # Where the operator keeps those Secrets; the deployer copies them into each course's
+    # namespace (a pod can only use a pull secret of its own namespace).
+    pull_secrets_namespace: str = "jhaas"
     user_node_selector: dict[str, str] = field(default_factory=dict)
     user_tolerations: list[dict[str, Any]] = field(default_factory=list)
     gpu_resource: str = "nvidia.com/gpu"
@@ -252,6 +255,19 @@ def make_secret(hub: HubDeployment, s: K8sSettings, secrets: HubSecrets) -> Obj:
     data = {key: base64.b64encode(value.encode()).decode() for key, value in values.items()}
     meta = _meta(hub, s, SECRET_NAME, "hub")
     return _obj("v1", "Secret", meta, type="Opaque", data=data)
+
+
+PULL_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
+
+
+def copy_pull_secret(hub: HubDeployment, s: K8sSettings, source: Obj) -> Obj:
+    """The operator's registry credentials (`source`, from `pull_secrets_namespace`) as a
+    Secret of the course's namespace, for `imagePullSecrets`; ValueError: not a pull secret."""
+    name, kind = source["metadata"]["name"], source.get("type")
+    if kind not in PULL_SECRET_TYPES:
+        raise ValueError(f"secret {name} has type {kind}, not {PULL_SECRET_TYPES[0]}")
+    meta = _meta(hub, s, name, "image-pull-secret")
+    return _obj("v1", "Secret", meta, type=kind, data=dict(source.get("data") or {}))
 
 
 def checksum(value: Any) -> str:
@@ -695,7 +711,7 @@ def make_priority_classes(s: K8sSettings) -> list[Obj]:
     cluster autoscaler to add nodes for them), users and pullers at 0. Cluster-scoped,
     one pair per installation, shared by its courses and never deleted with one."""
 
-    def make(which: str, value: int, description: str) -> Obj:
+    def make(which: str, value: int, preemption: str, description: str) -> Obj:
         meta = {
             "name": priority_class_name(s, which),
             "labels": {
@@ -706,14 +722,15 @@ def make_priority_classes(s: K8sSettings) -> list[Obj]:
         }
         return _obj(
             "scheduling.k8s.io/v1", "PriorityClass", meta,
-            value=value, globalDefault=False, preemptionPolicy="PreemptLowerPriority",
+            value=value, globalDefault=False, preemptionPolicy=preemption,
             description=description,
         )  # fmt: skip
 
     return [
-        make(PLACEHOLDER_PRIORITY_CLASS, cap.PLACEHOLDER_PRIORITY,
+        # A placeholder never evicts anything itself: it only waits for room.
+        make(PLACEHOLDER_PRIORITY_CLASS, cap.PLACEHOLDER_PRIORITY, "Never",
              "JHaaS user placeholders: any user's server preempts them."),
-        make(USER_PRIORITY_CLASS, cap.USER_PRIORITY,
+        make(USER_PRIORITY_CLASS, cap.USER_PRIORITY, "PreemptLowerPriority",
              "JHaaS users' servers and image pullers: above the placeholders."),
     ]  # fmt: skip
 

@@ -21,7 +21,7 @@ import yaml
 
 from jhaas_runtime.settings import SettingsError
 
-from .k8s_manifests import EgressDestination, GatewayRef, K8sSettings
+from .k8s_manifests import SECRET_NAME, EgressDestination, GatewayRef, K8sSettings
 
 ENV_FILE = "JHAAS_K8S_SETTINGS_FILE"
 _DEFAULTS = K8sSettings(domain="example.org")
@@ -71,6 +71,7 @@ class Images(_Strict):
     proxy: str = _DEFAULTS.proxy_image
     puller: str = _DEFAULTS.puller_image
     pull_secrets: list[str] = []
+    pull_secrets_namespace: str = _DEFAULTS.pull_secrets_namespace
 
 
 class Placeholders(_Strict):
@@ -172,6 +173,12 @@ def _tolerations(where: str, items: list[Toleration]) -> list[dict[str, Any]]:
         raw = msgspec.to_builtins(t)
         found.append({k: v for k, v in raw.items() if v not in ("", None)})
     return found
+
+
+def _pull_secret(where: str, name: str) -> str:
+    if name == SECRET_NAME:
+        raise _fail(where, f"{name!r} is the name of the hub's own Secret; rename the copy")
+    return _subdomain(where, name)
 
 
 def _pinned_image(where: str, ref: str) -> str:
@@ -333,7 +340,11 @@ def _checked(f: SettingsFile, *, domain: str, installation_id: str) -> K8sSettin
         proxy_image=_pinned_image("images.proxy", f.images.proxy),
         puller_image=_pinned_image("images.puller", f.images.puller),
         image_pull_secrets=tuple(
-            _subdomain(f"images.pull_secrets[{i}]", n) for i, n in enumerate(f.images.pull_secrets)
+            _pull_secret(f"images.pull_secrets[{i}]", n)
+            for i, n in enumerate(f.images.pull_secrets)
+        ),
+        pull_secrets_namespace=_dns_label(
+            "images.pull_secrets_namespace", f.images.pull_secrets_namespace
         ),
         storage_class=None
         if f.storage_class is None

@@ -500,7 +500,7 @@ class KubernetesBackend:
                 temporary=False,
                 reason="the hub's configuration is not valid",
             ) from exc
-        objects = km.server_side_apply_order(made)
+        objects = km.server_side_apply_order([*made, *await self._pull_secrets(hub)])
         for obj in objects:
             await self.apply(obj)
         log.info("applied %d objects of hub %s to %s", len(objects), hub.deployment_id, namespace)
@@ -511,6 +511,29 @@ class KubernetesBackend:
         return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api", warnings=warnings)
 
     # -- image policy, pulling, placeholders -------------------------------------------
+
+    async def _pull_secrets(self, hub: HubDeployment) -> list[Obj]:
+        """Copies of the operator's registry credentials for the course's namespace."""
+        s = self.settings
+        copies = []
+        for name in s.image_pull_secrets:
+            where = f"Secret {name} in namespace {s.pull_secrets_namespace}"
+            path = object_path("Secret", name, s.pull_secrets_namespace)
+            source = await self._get(path, f"read {where}")
+            problem = "is missing" if source is None else ""
+            if source is not None:
+                try:
+                    copies.append(km.copy_pull_secret(hub, s, source))
+                except ValueError as exc:
+                    problem = f"is not a registry secret ({exc})"
+            if problem:
+                raise BackendError(
+                    f"{where} (images.pull_secrets) {problem}",
+                    temporary=True,
+                    reason="the cluster's credentials for loading the course's image are "
+                    "missing; the operators have been told",
+                )
+        return copies
 
     def _image_policy(self, hub: HubDeployment) -> tuple[str, ...]:
         """Refuse an image the operator declared to need root unless root is allowed;
