@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import msgspec
 import pytest
@@ -283,6 +284,32 @@ def test_an_http_route_instead_of_an_ingress() -> None:
     for obj in objs:
         if obj["kind"] != "HTTPRoute":
             kubernetes_validate.validate(obj, "1.31", strict=True)
+    validate_http_route(route)
+    with pytest.raises(jsonschema.ValidationError):  # the schema is strict: a typo fails
+        validate_http_route({**route, "spec": {**route["spec"], "hostname": ["x.example.org"]}})
+
+
+HTTP_ROUTE_SCHEMA = Path(__file__).parent / "data" / "gateway-api-httproute-v1.schema.json"
+
+
+def _strict(node: Any) -> Any:
+    """Unknown fields refused, as `kubernetes_validate`'s strict mode (a structural CRD
+    schema would prune them silently)."""
+    if isinstance(node, dict):
+        node = {k: _strict(v) for k, v in node.items()}
+        if node.get("type") == "object" and "properties" in node:
+            node.setdefault("additionalProperties", False)
+    elif isinstance(node, list):
+        node = [_strict(v) for v in node]
+    return node
+
+
+def validate_http_route(route: dict[str, Any]) -> None:
+    """Against the Gateway API's own CRD schema (HTTPRoute v1, bundle v1.2.1: the
+    kubernetes schemas have no CRDs); its CEL rules are not evaluated."""
+    schema = _strict(json.loads(HTTP_ROUTE_SCHEMA.read_text()))
+    schema["properties"]["metadata"] = {"type": "object"}
+    jsonschema.Draft7Validator(schema).validate(route)
 
 
 def test_hub_and_proxy_grow_with_the_course() -> None:
