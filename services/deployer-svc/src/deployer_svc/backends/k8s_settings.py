@@ -3,8 +3,9 @@ YAML too), read and checked once at start-up. A bad value stops the deployer wit
 message naming the setting by its path in the file and the file's line, as the
 governance policy's loader does (``k8s.yaml line 12: egress.allow[1].cidr: ...``);
 an unknown key or a value of the wrong type is an error too, so a misspelt setting
-never silently does nothing. Every setting is described in docs/kubernetes.md
-("Settings") and in the service's README.
+never silently does nothing. Every setting, its default and the z2jh value it
+replaces: services/deployer-svc/k8s-settings.example.yaml (a test keeps it complete);
+the operator's guide: docs/kubernetes.md.
 """
 
 from __future__ import annotations
