@@ -36,7 +36,20 @@ the backend uses:
   refused (403, the authorizer's words) until the RoleBinding `jhaas-deployer` exists
   there (applying that binding is allowed everywhere, as the cluster-wide rule does),
   and a SelfSubjectAccessReview (POST) answers `allowed` only then, and only after
-  `rbac_lag` further reviews (the authorizer's cache catching up).
+  `rbac_lag` further reviews (the authorizer's cache catching up);
+- DaemonSets get a full rollout status (`desiredNumberScheduled` = `nodes`, every pod
+  ready and updated, `observedGeneration`) `pulled_after` seconds after their last
+  change (None: never, until `finish_pulls()`): the image pullers;
+- PATCH with `Content-Type: application/merge-patch+json` (RFC 7386) of an existing
+  object, as the placeholder scaler sends; cluster-scoped objects (PriorityClass) by
+  apply like any other;
+- PodSecurity admission (`pod_security`: the Pod Security Standards as the API server's
+  admission plugin applies them): POST of a Pod to `/api/v1/namespaces/<ns>/pods` (as
+  KubeSpawner creates a student's server) is refused with 403 and the API server's
+  message when the pod violates the namespace's `pod-security.kubernetes.io/enforce`
+  level, stored otherwise; a Deployment or DaemonSet whose pod template violates it
+  never becomes ready (as its controller's pods are refused), the message in `refused`
+  and, for a Deployment, in a `ReplicaFailure` condition (reason `FailedCreate`).
 
 Every request is recorded in `requests` (its Authorization header in
 `authorizations`), every apply in `applied`.
@@ -54,6 +67,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 from kubernetes_asyncio.client import Configuration
+from pod_security import refusal
 
 Obj = dict[str, Any]
 
@@ -89,12 +103,15 @@ class Request:
 @dataclass
 class K8sDouble:
     ready_after: float | None = 0.05
+    pulled_after: float | None = 0.05
+    nodes: int = 3
     namespace_gone_after_gets: int = 2
     objects: dict[str, Obj] = field(default_factory=dict)
     applied: list[Applied] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
     deletes: list[tuple[str, Obj]] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # workload path: admission's message
     _failures: list[Failure] = field(default_factory=list)
     _gets: dict[str, int] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
@@ -203,6 +220,67 @@ class K8sDouble:
             self._schedule_ready(path)
         if kind == "ADDED" and obj.get("kind") == "Ingress":
             self._ingress_controllers(path, obj)
+        if kind != "DELETED" and obj.get("kind") == "DaemonSet":
+            self._schedule_pulled(path)
+
+    def _schedule_pulled(self, path: str) -> None:
+        obj = self.objects.get(path)
+        if self.pulled_after is None or obj is None:
+            return
+        generation = obj["metadata"].get("generation", 1)
+        if (obj.get("status") or {}).get("observedGeneration") == generation:
+            return
+        loop = asyncio.get_running_loop()
+        self._controllers.add(
+            loop.call_later(self.pulled_after, self._become_pulled, path, generation)
+        )
+
+    def _admitted(self, path: str, obj: Obj) -> bool:
+        """Whether the workload's pods pass the namespace's PodSecurity admission."""
+        template = (obj.get("spec") or {}).get("template") or {}
+        namespace = self.objects.get(self._ns_path(obj["metadata"].get("namespace", "")))
+        message = refusal(f"{obj['metadata']['name']}-x", template.get("spec") or {}, namespace)
+        if message is None:
+            self.refused.pop(path, None)
+            return True
+        self.refused[path] = message
+        return False
+
+    def _become_pulled(self, path: str, generation: int) -> None:
+        obj = self.objects.get(path)
+        if obj is None or obj["metadata"].get("generation", 1) != generation:
+            return
+        if not self._admitted(path, obj):
+            return
+        n = self.nodes
+        obj["status"] = {
+            "observedGeneration": generation,
+            "desiredNumberScheduled": n,
+            "currentNumberScheduled": n,
+            "updatedNumberScheduled": n,
+            "numberReady": n,
+            "numberAvailable": n,
+            "numberMisscheduled": 0,
+        }
+        self._record("MODIFIED", path, obj)
+
+    def start_pulls(self) -> None:
+        """Every DaemonSet is scheduled on `nodes` nodes whose pods are still pulling."""
+        for path, obj in list(self.objects.items()):
+            if obj.get("kind") == "DaemonSet":
+                generation = obj["metadata"].get("generation", 1)
+                obj["status"] = {
+                    "observedGeneration": generation, "desiredNumberScheduled": self.nodes,
+                    "currentNumberScheduled": self.nodes, "updatedNumberScheduled": self.nodes,
+                    "numberReady": 0, "numberUnavailable": self.nodes, "numberMisscheduled": 0,
+                }  # fmt: skip
+                self._record("MODIFIED", path, obj)
+
+    def finish_pulls(self) -> None:
+        """Every DaemonSet's pods are ready now (for `pulled_after=None` tests)."""
+        for path, obj in list(self.objects.items()):
+            if obj.get("kind") == "DaemonSet":
+                self._become_pulled(path, obj["metadata"].get("generation", 1))
 
     def _schedule_ready(self, path: str) -> None:
         obj = self.objects.get(path)
@@ -222,6 +300,12 @@ class K8sDouble:
         obj = self.objects.get(path)
         if obj is None or obj["metadata"].get("generation", 1) != generation:
             return  # changed or gone since: the later change has its own timer
+        if not self._admitted(path, obj):
+            failure = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                       "message": self.refused[path]}  # fmt: skip
+            obj["status"] = {"observedGeneration": generation, "conditions": [failure]}
+            self._record("MODIFIED", path, obj)
+            return
         replicas = int((obj.get("spec") or {}).get("replicas", 1))
         obj["status"] = {
             "observedGeneration": generation,
@@ -452,10 +536,15 @@ class K8sDouble:
             ]
             listing = {"resourceVersion": str(self._version)}
             return web.json_response({"kind": "List", "metadata": listing, "items": items})
+        merge = request.headers.get("Content-Type") == "application/merge-patch+json"
+        if request.method == "PATCH" and single and merge:
+            return await self._merge(request, path)
         if request.method == "PATCH" and single and name is not None:
             return await self._apply(request, path, namespace, name, query)
         if request.method == "DELETE" and single:
             return await self._delete(request, path, namespace)
+        if request.method == "POST" and not single and namespace and path.endswith("/pods"):
+            return await self._create_pod(request, path, namespace)
         return self._status(405, "MethodNotAllowed", f"{request.method} {path} not supported")
 
     def _bound(self, namespace: str) -> bool:
@@ -575,6 +664,36 @@ class K8sDouble:
         self._record("MODIFIED", path, new)
         return web.json_response(new)
 
+    async def _create_pod(self, request: web.Request, path: str, namespace: str) -> web.Response:
+        """A Pod created directly (KubeSpawner), through PodSecurity admission."""
+        pod = json.loads(await request.text())
+        ns = self.objects.get(self._ns_path(namespace))
+        if ns is None:
+            return self._status(404, "NotFound", f'namespaces "{namespace}" not found')
+        name = pod["metadata"]["name"]
+        message = refusal(name, pod.get("spec") or {}, ns)
+        if message is not None:
+            return self._status(403, "Forbidden", message)
+        key = f"{path}/{name}"
+        if key in self.objects:
+            return self._status(409, "AlreadyExists", f'pods "{name}" already exists')
+        pod["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()))
+        self.objects[key] = pod
+        self._record("ADDED", key, pod)
+        return web.json_response(pod, status=201)
+
+    async def _merge(self, request: web.Request, path: str) -> web.Response:
+        old = self.objects.get(path)
+        if old is None:
+            return self._status(404, "NotFound", f"{path} not found")
+        patch = json.loads(await request.text())
+        new = _merge_patch(json.loads(json.dumps(old)), patch)
+        if old.get("spec") != new.get("spec"):
+            new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        self.objects[path] = new
+        self._record("MODIFIED", path, new)
+        return web.json_response(new)
+
     async def _delete(self, request: web.Request, path: str, namespace: str | None) -> web.Response:
         obj = self.objects.get(path)
         if obj is None:
@@ -590,3 +709,16 @@ class K8sDouble:
         del self.objects[path]
         self._record("DELETED", path, obj)
         return web.json_response(obj)
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge key by key, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result

@@ -11,6 +11,7 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from k8s_double import K8sDouble
 pytestmark = pytest.mark.integration
 
 SETTINGS = km.K8sSettings(domain="hubs.example.org")
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)  # the backend's clock: noon, placeholders up
 
 
 def make_hub(slug: str = "ds101", deployment_id: str = "dep-1") -> HubDeployment:
@@ -44,7 +46,8 @@ def make_hub(slug: str = "ds101", deployment_id: str = "dep-1") -> HubDeployment
 
 @pytest.fixture
 async def double() -> AsyncIterator[K8sDouble]:
-    async with K8sDouble() as server:
+    # The image pull is done at once, so the hub's readiness is what the deploy waits for.
+    async with K8sDouble(pulled_after=0.0) as server:
         yield server
 
 
@@ -59,6 +62,7 @@ async def backend(double: K8sDouble) -> AsyncIterator[KubernetesBackend]:
         poll_interval=0.01,
         attempts=3,
         backoff=0.01,
+        clock=lambda: NOW,
     )
     yield b
     await b.close()
@@ -90,7 +94,7 @@ async def test_deploy_applies_every_object_in_order_and_waits_until_ready(
         proxy_auth_token=secret_data(double)[km.KEY_PROXY_TOKEN],
         cookie_secret_hex=secret_data(double)[km.KEY_COOKIE_SECRET],
     )
-    expected = km.server_side_apply_order(km.make_hub_objects(hub, SETTINGS, secrets))
+    expected = km.server_side_apply_order(km.make_hub_objects(hub, SETTINGS, secrets, NOW))
     assert [(a.kind, a.name) for a in double.applied] == [
         (o["kind"], o["metadata"]["name"]) for o in expected
     ]

@@ -27,7 +27,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from deployer_svc.backends import k8s_capacity as cap
 from deployer_svc.backends import k8s_diagnose
 from deployer_svc.backends import k8s_manifests as km
 from deployer_svc.backends.base import (
@@ -54,6 +55,17 @@ log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "jhaas-deployer"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+MERGE_CONTENT_TYPE = "application/merge-patch+json"
+SCALER = "jhaas-placeholder-scaler"  # its own field manager: a redeploy's apply takes over
+ROOT_REFUSED = (
+    "The course's image {image} only works as the administrator (root), and this "
+    "cluster does not allow that for students' servers. Choose an image that runs as an "
+    "ordinary user (such as the Jupyter Docker Stacks images), or ask the operators."
+)
+ROOT_WARNING = (
+    "The course's image {image} runs as the administrator (root): the cluster admits it "
+    "with weaker protection between students' servers and the machine they run on."
+)
 MANAGED_BY_SELECTOR = f"app.kubernetes.io/managed-by={km.MANAGED_BY}"
 DEPLOYMENT_ID_LABEL = "jhaas.io/deployment-id"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
@@ -87,6 +99,8 @@ RESOURCES: dict[str, tuple[str, str, bool]] = {
     "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
     "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
+    "PriorityClass": ("/apis/scheduling.k8s.io/v1", "priorityclasses", False),
+    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
 }
 # Kinds only read: to explain a hub that is not ready, and the volumes a deletion leaves.
 READ_ONLY: dict[str, tuple[str, str, bool]] = {
@@ -170,6 +184,7 @@ class KubernetesBackend:
         hub_api_url: str | None = None,
         hub_health_url: str | None = None,
         explain_every: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """`api`: a client for the cluster (in-cluster config), or `kubeconfig`: a
         kubeconfig file read at the first call (running outside the cluster).
@@ -197,6 +212,7 @@ class KubernetesBackend:
             IN_CLUSTER_HEALTH if kubeconfig is None else "https://{slug}.{domain}/hub/health"
         )
         self.explain_every = int(max(1, min(explain_every, WATCH_SECONDS)))
+        self.clock = clock
 
     # -- the REST layer ----------------------------------------------------------
 
@@ -652,15 +668,18 @@ class KubernetesBackend:
 
     async def deploy(self, hub: HubDeployment) -> HubStatus:
         namespace = self._namespace(hub.slug)
+        warnings = self._image_policy(hub)
         building = await self._check_ours(namespace, hub.deployment_id)
         try:
-            return await self._build(hub, namespace, building)
+            return await self._build(hub, namespace, building, warnings)
         except BackendError:
             if building:  # a first build failed: leave nothing running until the course ends
                 await self._undo(namespace)
             raise
 
-    async def _build(self, hub: HubDeployment, namespace: str, building: bool) -> HubStatus:
+    async def _build(
+        self, hub: HubDeployment, namespace: str, building: bool, warnings: tuple[str, ...]
+    ) -> HubStatus:
         # A new namespace has no Secret yet, nor the deployer's rights to read one.
         hub_secrets = None if building else await self._existing_secrets(namespace)
         if hub_secrets is None:
@@ -668,14 +687,14 @@ class KubernetesBackend:
                 proxy_auth_token=secrets.token_hex(32), cookie_secret_hex=secrets.token_hex(32)
             )
         try:
-            made = km.make_hub_objects(hub, self.settings, hub_secrets)
+            made = km.make_hub_objects(hub, self.settings, hub_secrets, self.clock())
         except ValueError as exc:  # a quantity the manifests cannot express
             raise BackendError(
                 f"the hub's configuration is not valid: {exc}",
                 temporary=False,
                 reason="the hub's configuration is not valid",
             ) from exc
-        objects = km.server_side_apply_order(made)
+        objects = km.server_side_apply_order([*made, *await self._pull_secrets(hub)])
         for obj in objects:
             await self.apply(obj)
             if obj["kind"] == "RoleBinding" and obj["metadata"]["name"] == km.DEPLOYER_BINDING:
@@ -684,8 +703,122 @@ class KubernetesBackend:
         deadline = time.monotonic() + self.ready_timeout
         await self._wait_available(namespace, f"hub {hub.deployment_id}")
         await self._wait_serving(hub, namespace, deadline)
+        # The image pulls meanwhile; "running" only once it is on every node.
+        await self._finish_pull(namespace, hub)
         url = self._url(hub.slug)
-        return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api")
+        return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api", warnings=warnings)
+
+    # -- image policy, pulling, placeholders -------------------------------------------
+
+    async def _pull_secrets(self, hub: HubDeployment) -> list[Obj]:
+        """Copies of the operator's registry credentials for the course's namespace."""
+        s = self.settings
+        copies = []
+        for name in s.image_pull_secrets:
+            where = f"Secret {name} in namespace {s.pull_secrets_namespace}"
+            path = object_path("Secret", name, s.pull_secrets_namespace)
+            source = await self._get(path, f"read {where}")
+            problem = "is missing" if source is None else ""
+            if source is not None:
+                try:
+                    copies.append(km.copy_pull_secret(hub, s, source))
+                except ValueError as exc:
+                    problem = f"is not a registry secret ({exc})"
+            if problem:
+                raise BackendError(
+                    f"{where} (images.pull_secrets) {problem}",
+                    temporary=True,
+                    reason="the cluster's credentials for loading the course's image are "
+                    "missing; the operators have been told",
+                )
+        return copies
+
+    def _image_policy(self, hub: HubDeployment) -> tuple[str, ...]:
+        """Refuse an image the operator declared to need root unless root is allowed;
+        when it is, the hub runs with a warning the leader sees."""
+        if not km.runs_as_root(hub, self.settings):
+            return ()
+        image = hub.configuration.image
+        if not self.settings.allow_root_images:
+            raise BackendError(
+                f"image {image} is listed in root_images and root_images.allowed is false",
+                temporary=False,
+                reason=ROOT_REFUSED.format(image=image),
+            )
+        return (ROOT_WARNING.format(image=image),)
+
+    @staticmethod
+    def _pulled(puller: Obj) -> bool:
+        """Every node the DaemonSet wants has a ready pod of its current spec: the
+        image is on every node the course's users will use."""
+        status = puller.get("status") or {}
+        generation = (puller.get("metadata") or {}).get("generation")
+        if status.get("observedGeneration") is None or (
+            generation is not None and status["observedGeneration"] < generation
+        ):
+            return False
+        desired = int(status.get("desiredNumberScheduled") or 0)
+        done = min(int(status.get(k) or 0) for k in ("updatedNumberScheduled", "numberReady"))
+        return done >= desired
+
+    async def _finish_pull(self, namespace: str, hub: HubDeployment) -> None:
+        """Wait until the course's image is on every node, then delete the puller: the
+        hub is not called ready before students can start in seconds."""
+        path = object_path("DaemonSet", km.PULLER, namespace)
+        what = f"DaemonSet {km.PULLER} in namespace {namespace}"
+        deadline = time.monotonic() + self.ready_timeout
+        while (puller := await self._get(path, f"read {what}")) is not None:
+            if self._pulled(puller):
+                break
+            if time.monotonic() >= deadline:
+                raise BackendError(
+                    f"{what}: the image {hub.configuration.image} was not pulled onto every "
+                    f"node within {self.ready_timeout:.0f}s",
+                    temporary=True,
+                    reason="the course's image could not be loaded onto the cluster's "
+                    f"machines within {self.ready_timeout / 60:.0f} min",
+                )
+            await asyncio.sleep(self.poll_interval)
+        with contextlib.suppress(_NotFound):
+            await self._call("DELETE", path, what=f"delete {what}")
+
+    async def adjust_capacity(self, deployment_id: str, participants: int | None = None) -> None:
+        """Set the placeholders to what the hour and the roster call for (`k8s_capacity`);
+        `participants`: the accepted roster's size, kept on the Deployment for later."""
+        ns = await self._find_namespace(deployment_id)
+        if ns is None:
+            return
+        namespace = str(ns["metadata"]["name"])
+        path = object_path("Deployment", km.PLACEHOLDERS, namespace)
+        found = await self._get(path, f"read the placeholders in namespace {namespace}")
+        if found is None:
+            return
+        notes = (found.get("metadata") or {}).get("annotations") or {}
+        try:
+            course = cap.CourseTimes(
+                starts_at=datetime.fromisoformat(notes[km.STARTS_AT]),
+                ends_at=datetime.fromisoformat(notes[km.ENDS_AT]),
+                expected_participants=int(notes[km.EXPECTED]),
+            )
+            if participants is None and km.PARTICIPANTS in notes:
+                participants = int(notes[km.PARTICIPANTS])
+        except (KeyError, TypeError, ValueError):
+            log.warning("placeholders in %s lack their course's times; left as they are", namespace)
+            return
+        s = self.settings
+        want = cap.placeholder_count(
+            course, ratio=s.placeholder_ratio, hours=s.placeholder_hours,
+            timezone=s.placeholder_timezone, now=self.clock(), participants=participants,
+        )  # fmt: skip
+        patch: Obj = {"spec": {"replicas": want}}
+        if participants is not None:
+            patch["metadata"] = {"annotations": {km.PARTICIPANTS: str(participants)}}
+        if (found.get("spec") or {}).get("replicas") == want and "metadata" not in patch:
+            return
+        await self._call(
+            "PATCH", path, what=f"scale the placeholders in namespace {namespace}", body=patch,
+            query=[("fieldManager", SCALER)], content_type=MERGE_CONTENT_TYPE,
+        )  # fmt: skip
 
     async def status(self, deployment_id: str) -> HubStatus:
         ns = await self._find_namespace(deployment_id)
@@ -828,6 +961,7 @@ class KubernetesBackend:
             ) from exc
         base = self.hub_api_url.format(slug=slug, namespace=namespace, domain=self.settings.domain)
         await sync_hub_users(deployment_id, base, token, roster)
+        await self.adjust_capacity(deployment_id, len(roster.participants))
 
     async def close(self) -> None:
         if self.api is not None:
