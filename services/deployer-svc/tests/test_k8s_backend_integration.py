@@ -265,6 +265,7 @@ async def test_status_list_managed_and_teardown(
     double.put("/api/v1/namespaces/default", {"kind": "Namespace", "metadata": {"name": "default"}})
     assert await backend.list_managed() == ["dep-1"]
 
+    deleted_by_deploy = len(double.deletes)  # the finished image puller
     record = await backend.teardown("dep-1")
 
     assert record.backend == "kubernetes"
@@ -274,8 +275,9 @@ async def test_status_list_managed_and_teardown(
     )
     assert "/api/v1/namespaces/jhaas-local-ds101" not in double.objects
     assert not [key for key in double.objects if "/namespaces/jhaas-local-ds101/" in key]
-    assert double.deletes[0][0] == "/api/v1/namespaces/jhaas-local-ds101"
-    assert double.deletes[0][1]["propagationPolicy"] == "Foreground"
+    # Teardown's first (and only) delete: the namespace, in the foreground.
+    assert double.deletes[deleted_by_deploy:][0][0] == "/api/v1/namespaces/jhaas-local-ds101"
+    assert double.deletes[deleted_by_deploy][1]["propagationPolicy"] == "Foreground"
     # It waited until the namespace was gone: GETs of it after the DELETE.
     gets_after = [r for r in double.requests if r.path == "/api/v1/namespaces/jhaas-local-ds101"]
     assert gets_after[-1].method == "GET"

@@ -62,6 +62,7 @@ async def backend_for(
     return KubernetesBackend(
         settings, ApiClient(double.configuration()), ready_timeout=5.0, poll_interval=0.01,
         attempts=2, backoff=0.01, clock=clock,
+        hub_health_url=double.health_url,  # the double answers the hub's health check
     )  # fmt: skip
 
 

@@ -52,6 +52,7 @@ async def test_a_reconcile_pass_rescales_the_placeholders(
         backend = KubernetesBackend(
             k8s, ApiClient(double.configuration()), ready_timeout=5.0, poll_interval=0.01,
             clock=lambda: times["now"],
+            hub_health_url=double.health_url,  # the double answers the hub's health check
         )  # fmt: skip
         hub = HubDeployment(deployment_id=record.deployment_id, request_id=record.request_id,
                             slug=spec.slug, configuration=spec, api_token="t" * 64)  # fmt: skip

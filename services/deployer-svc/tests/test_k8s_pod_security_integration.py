@@ -49,6 +49,7 @@ async def deploy(double: K8sDouble, settings: km.K8sSettings, image: str) -> tup
     backend = KubernetesBackend(
         settings, ApiClient(double.configuration()), ready_timeout=5.0, poll_interval=0.01,
         attempts=2, backoff=0.01, clock=lambda: NOON,
+        hub_health_url=double.health_url,  # the double answers the hub's health check
     )  # fmt: skip
     try:
         status = await backend.deploy(make_hub(image=image))

@@ -899,9 +899,18 @@ _APPLY_RANK = {
 }
 
 
+def _apply_rank(obj: Obj) -> tuple[int, int]:
+    # Within its rank, the deployer's own RoleBinding first: right after the namespace,
+    # since every later apply into the namespace needs the rights it grants (the
+    # cluster-scoped PriorityClasses do not, but need not come before it either).
+    own = obj["kind"] == "RoleBinding" and obj["metadata"]["name"] == DEPLOYER_BINDING
+    return _APPLY_RANK.get(obj["kind"], 5), 0 if own else 1
+
+
 def server_side_apply_order(objects: Iterable[Obj]) -> list[Obj]:
-    """Namespace, then RBAC/Secrets/ConfigMaps/PVCs/policy, then Services, workloads, Ingress."""
-    return sorted(objects, key=lambda obj: _APPLY_RANK.get(obj["kind"], 5))
+    """Namespace, the deployer's RoleBinding there, then PriorityClasses/RBAC/Secrets/
+    ConfigMaps/PVCs/policy, then Services, workloads, Ingress."""
+    return sorted(objects, key=_apply_rank)
 
 
 def make_hub_objects(
@@ -911,9 +920,9 @@ def make_hub_objects(
     placeholders (default: the course's start, when it has the most)."""
     s = settings
     objects = [
-        *make_priority_classes(s),
         make_namespace(hub, s),
         make_deployer_binding(hub, s),  # first: every later apply needs it
+        *make_priority_classes(s),
         make_service_account(hub, s),
         make_role(hub, s),
         make_role_binding(hub, s),

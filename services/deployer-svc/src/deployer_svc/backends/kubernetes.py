@@ -671,15 +671,21 @@ class KubernetesBackend:
         warnings = self._image_policy(hub)
         building = await self._check_ours(namespace, hub.deployment_id)
         try:
-            return await self._build(hub, namespace, building, warnings)
+            await self._build(hub, namespace, building)
         except BackendError:
             if building:  # a first build failed: leave nothing running until the course ends
                 await self._undo(namespace)
             raise
+        # The image pulls meanwhile; "running" only once it is on every node. The hub is
+        # complete and serves by now: a pull not done in time is no half-built hub, so it
+        # is not undone; the puller stays for the operator to inspect and the retry to
+        # wait on.
+        await self._finish_pull(namespace, hub)
+        url = self._url(hub.slug)
+        return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api", warnings=warnings)
 
-    async def _build(
-        self, hub: HubDeployment, namespace: str, building: bool, warnings: tuple[str, ...]
-    ) -> HubStatus:
+    async def _build(self, hub: HubDeployment, namespace: str, building: bool) -> None:
+        """Apply every object of the hub and wait until it serves."""
         # A new namespace has no Secret yet, nor the deployer's rights to read one.
         hub_secrets = None if building else await self._existing_secrets(namespace)
         if hub_secrets is None:
@@ -703,10 +709,6 @@ class KubernetesBackend:
         deadline = time.monotonic() + self.ready_timeout
         await self._wait_available(namespace, f"hub {hub.deployment_id}")
         await self._wait_serving(hub, namespace, deadline)
-        # The image pulls meanwhile; "running" only once it is on every node.
-        await self._finish_pull(namespace, hub)
-        url = self._url(hub.slug)
-        return HubStatus(phase=HubPhase.READY, url=url, api_url=f"{url}hub/api", warnings=warnings)
 
     # -- image policy, pulling, placeholders -------------------------------------------
 
