@@ -108,9 +108,6 @@ READ_ONLY: dict[str, tuple[str, str, bool]] = {
     "Event": ("/api/v1", "events", True),
     "Certificate": ("/apis/cert-manager.io/v1", "certificates", True),
     "PersistentVolume": ("/api/v1", "persistentvolumes", False),
-    # Read for readiness when the operator routes courses through a Gateway API Gateway
-    # (settings `ingress.kind: HTTPRoute`) instead of an Ingress.
-    "HTTPRoute": ("/apis/gateway.networking.k8s.io/v1", "httproutes", True),
 }
 
 
