@@ -30,10 +30,13 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from deployer_svc.backends import k8s_manifests as km
+from deployer_svc.backends import kubernetes as kubernetes_backend
+from deployer_svc.backends.base import HubDeployment
 from deployer_svc.settings import DeployerSettings
 from gateway.settings import GatewaySettings
 from jhaas_launcher.natsauth import ensure_credentials
-from jhaas_launcher.processes import nats_server_binary
+from jhaas_launcher.testing import sample_spec
 from jhaas_runtime.settings import RuntimeSettings
 
 pytestmark = pytest.mark.unit
@@ -49,6 +52,13 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 BUILD_SCRIPT = ROOT / "deploy" / "build-service-env.sh"
 
 KUBERNETES_VERSION = "1.31"
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 NAMESPACE = "jhaas"
 SECRET_NAME = "jhaas-secrets"
 CONFIG_NAME = "jhaas-config"
@@ -238,6 +248,7 @@ def service_packages() -> set[str]:
 K8S_SEED_FILE = "/var/run/secrets/jhaas/nats/nats.nk"
 COMPOSE_SEED_FILE = "/run/secrets/nats.nk"
 NATS_AUTH_SECRET = "jhaas-nats-auth"
+NATS_TLS_SECRET = "jhaas-nats-tls"
 
 
 @functools.cache
@@ -247,11 +258,27 @@ def a_real_seed_file() -> Path:
     return ensure_credentials(folder / "nats").seed_file("gateway")
 
 
+@functools.cache
+def a_real_ca_file() -> Path:
+    """A CA certificate standing in for the ca.crt of the Secret jhaas-nats-tls."""
+    ca = a_real_seed_file().parent / "ca.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=jhaas-nats-ca", "-keyout", str(ca.with_suffix(".key")), "-out", str(ca)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return ca
+
+
 def as_mounted(env: Mapping[str, str], mount: str) -> dict[str, str]:
     """The environment as the process sees it in its container: the settings
-    read the seed file, which is there at `mount` (checked) once mounted."""
+    read the seed file and the NATS CA, which are there (checked) once mounted."""
     assert env["JHAAS_NATS_SEED_FILE"] == mount
-    return {**env, "JHAAS_NATS_SEED_FILE": str(a_real_seed_file())}
+    mounted = {**env, "JHAAS_NATS_SEED_FILE": str(a_real_seed_file())}
+    if "JHAAS_NATS_CA_FILE" in env:  # Kubernetes: NATS over TLS (compose: plain, local)
+        assert env["JHAAS_NATS_CA_FILE"] == "/var/run/secrets/jhaas/nats-ca/ca.crt"
+        mounted["JHAAS_NATS_CA_FILE"] = str(a_real_ca_file())
+    return mounted
 
 
 def secret_volumes(workload: Mapping[str, Any]) -> dict[str, str]:
@@ -413,9 +440,8 @@ def test_kustomize_builds_every_resource_into_the_namespace() -> None:
     docs = [doc for doc in yaml.safe_load_all(built) if doc is not None]
     assert len(docs) == len(resources())
     assert not [doc for doc in docs if doc["kind"] == "Secret"]
-    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
     for doc in docs:
-        if doc["kind"] not in cluster_scoped:
+        if doc["kind"] not in CLUSTER_SCOPED:
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]["name"]
     images = {
         container["image"]
@@ -432,7 +458,7 @@ def test_every_namespaced_resource_is_in_the_jhaas_namespace() -> None:
         "pod-security.kubernetes.io/enforce"
     ] == ("restricted")
     for doc in resources():
-        if doc["kind"] in {"Namespace", "ClusterRole", "ClusterRoleBinding"}:
+        if doc["kind"] in CLUSTER_SCOPED:
             assert "namespace" not in doc["metadata"]
         else:
             assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]["name"]
@@ -564,16 +590,16 @@ def test_the_nats_cluster_matches_the_client_settings() -> None:
         f"{statefulset['metadata']['name']}-{i}.{headless['metadata']['name']}"
         for i in range(replicas)
     ]
-    assert config_data()["JHAAS_NATS_URL"].split(",") == [f"nats://{h}:4222" for h in hosts]
+    assert config_data()["JHAAS_NATS_URL"].split(",") == [f"tls://{h}:4222" for h in hosts]
     conf = nats_conf()
     routes = re.search(r"routes:\s*\[(?P<body>[^\]]*)\]", conf)
     assert routes is not None
-    assert routes["body"].split() == [f"nats://{h}:6222" for h in hosts]
+    assert routes["body"].split() == [f"tls://{h}:6222" for h in hosts]
     assert re.search(r"^\s*server_name:\s*\$SERVER_NAME\s*$", conf, re.MULTILINE)
     assert re.search(r"jetstream\s*\{[^}]*store_dir:\s*/data\b", conf)
     assert re.search(r"^\s*listen:\s*0\.0\.0\.0:6222\s*$", conf, re.MULTILINE)
     container = only_container(statefulset)
-    assert container["image"] == "nats:2.10"
+    assert container["image"] == "nats:2.10.22"
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "client": 4222,
         "cluster": 6222,
@@ -604,7 +630,11 @@ def test_each_deployment_mounts_only_its_own_nats_credential() -> None:
     for module, service in MODULES.items():
         deployment = deployment_for(module)
         secrets = secret_volumes(deployment)
-        nats_secrets = {v: name for v, name in secrets.items() if name.startswith("jhaas-nats-")}
+        nats_secrets = {
+            v: name
+            for v, name in secrets.items()
+            if name.startswith("jhaas-nats-") and name != NATS_TLS_SECRET  # its CA only
+        }
         assert list(nats_secrets.values()) == [f"jhaas-nats-{service}"], module
         ((volume, secret),) = nats_secrets.items()
         mounted_by.setdefault(secret, []).append(service)
@@ -614,32 +644,12 @@ def test_each_deployment_mounts_only_its_own_nats_credential() -> None:
         spec = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == volume)["secret"]
         assert spec["defaultMode"] & 0o007 == 0, "others must not read the seed"
     assert all(len(services) == 1 for services in mounted_by.values())
-    assert secret_volumes(named("StatefulSet", "nats")) == {}
+    # NATS itself: no client credential, only its TLS certificate.
+    assert secret_volumes(named("StatefulSet", "nats")) == {"tls": NATS_TLS_SECRET}
 
 
-@pytest.mark.integration
-def test_the_nats_config_with_generated_authorization_is_valid(tmp_path: Path) -> None:
-    # The real nats-server parses the ConfigMap's nats.conf with the include
-    # that `./jhaas nats-credentials` generates beside it in the pod.
-    credentials = ensure_credentials(tmp_path / "generated")
-    (tmp_path / "nats.conf").write_text(nats_conf())
-    (tmp_path / "nats-auth.conf").write_text(credentials.server_config.read_text())
-    result = subprocess.run(
-        [nats_server_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
-        capture_output=True,
-        text=True,
-        env={"SERVER_NAME": "nats-0"},
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    (tmp_path / "nats-auth.conf").write_text("authorization {")
-    broken = subprocess.run(
-        [nats_server_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
-        capture_output=True,
-        env={"SERVER_NAME": "nats-0"},
-        check=False,
-    )
-    assert broken.returncode != 0
+# The real nats-server parsing the ConfigMap's nats.conf (with the generated
+# authorization and the TLS files): tests/deploy/test_nats_tls.py.
 
 
 def test_the_gateway_is_probed_served_and_exposed_over_tls() -> None:
@@ -696,13 +706,41 @@ def test_gateway_and_deployer_settings_resolve_from_the_manifests() -> None:
     )
 
 
-def test_workers_have_no_probes() -> None:
-    # They serve no HTTP; see the comment in each worker's manifest.
+def alive_probe(container: Mapping[str, Any], kind: str) -> tuple[float, list[str]]:
+    """(max age, heartbeat files) of a worker's `python -m jhaas_runtime.alive` probe."""
+    command = container[kind]["exec"]["command"]
+    assert command[:4] == ["python", "-m", "jhaas_runtime.alive", "--max-age"], kind
+    return float(command[4]), command[5:]
+
+
+def test_workers_are_restarted_when_a_loop_stops_beating() -> None:
+    """Workers serve no HTTP: their liveness probe checks the heartbeat files their
+    loops touch (jhaas_runtime.alive), so a wedged loop, not only an exited process,
+    gets the pod restarted; the deployer's includes its scheduler's."""
+    alive_dir = config_data()["JHAAS_ALIVE_DIR"]
+    tmp_mounted = any(alive_dir.startswith(TMP + "/") for _ in [0])
+    assert tmp_mounted, "heartbeats go to the writable emptyDir at /tmp"
+    runtime_source = (ROOT / "runtime/src/jhaas_runtime/service.py").read_text()
+    scheduler_source = (ROOT / "services/deployer-svc/src/deployer_svc/scheduler.py").read_text()
+    assert 'Heartbeat.from_env("outbox-relay")' in runtime_source
+    assert 'Heartbeat.from_env("scheduler")' in scheduler_source
+    max_sleep = DeployerSettings.__dataclass_fields__["max_sleep"].default
     for module in MODULES.keys() - {"gateway"}:
         container = only_container(deployment_for(module))
-        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-            assert probe not in container, f"{module} has a {probe}"
+        assert "readinessProbe" not in container, f"{module}: nothing to gate"
         assert "ports" not in container, f"{module} listens on nothing"
+        expected = [f"{alive_dir}/outbox-relay"]
+        if module == "deployer_svc":
+            expected.append(f"{alive_dir}/scheduler")
+        for kind in ("startupProbe", "livenessProbe"):
+            max_age, files = alive_probe(container, kind)
+            assert files == expected, (module, kind)
+            # Far above how often the loops beat (the relay every second at most).
+            assert max_age >= 60 * max(1.0, max_sleep.total_seconds()), (module, kind)
+        live = container["livenessProbe"]
+        assert live["timeoutSeconds"] >= 5 and live["failureThreshold"] >= 2, module
+        start = container["startupProbe"]
+        assert start["periodSeconds"] * start["failureThreshold"] >= 300, "time to migrate"
 
 
 def test_autoscalers_scale_the_gateway_and_request_svc_on_cpu() -> None:
@@ -812,6 +850,205 @@ def test_service_accounts_and_deployer_rbac_fit_together() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "deployer-svc", "namespace": NAMESPACE}
     ]
+
+
+def test_the_jetstream_quorum_never_shares_a_node() -> None:
+    """Two of the three NATS servers on one node lose the quorum with that node: the
+    spread is a hard rule (DoNotSchedule), not a preference."""
+    statefulset = named("StatefulSet", "nats")
+    (spread,) = pod_spec(statefulset)["topologySpreadConstraints"]
+    assert spread["whenUnsatisfiable"] == "DoNotSchedule"
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["maxSkew"] == 1
+    assert selector_matches(spread["labelSelector"], pod_labels(statefulset))
+
+
+def test_nats_speaks_tls_with_a_certificate_for_every_name_used() -> None:
+    conf = nats_conf()
+    # Clients and routes: TLS with the mounted Secret; routes verify each other.
+    assert conf.count("cert_file: /etc/nats-tls/tls.crt") == 2
+    assert conf.count("key_file: /etc/nats-tls/tls.key") == 2
+    assert re.search(r"cluster\s*\{.*tls\s*\{[^}]*verify:\s*true", conf, re.DOTALL)
+    statefulset = named("StatefulSet", "nats")
+    mounts = {m["name"]: m for m in only_container(statefulset)["volumeMounts"]}
+    assert mounts["tls"]["mountPath"] == "/etc/nats-tls" and mounts["tls"]["readOnly"]
+    tls_volume = next(v for v in pod_spec(statefulset)["volumes"] if v["name"] == "tls")
+    assert tls_volume["secret"]["secretName"] == "jhaas-nats-tls"
+    assert tls_volume["secret"]["defaultMode"] & 0o007 == 0
+    # Every service mounts only the CA of that Secret, where JHAAS_NATS_CA_FILE says.
+    ca_file = Path(config_data()["JHAAS_NATS_CA_FILE"])
+    for module in MODULES:
+        deployment = deployment_for(module)
+        (mount,) = [m for m in only_container(deployment)["volumeMounts"] if m["name"] == "nats-ca"]
+        assert Path(mount["mountPath"]) / "ca.crt" == ca_file and mount["readOnly"], module
+        volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == "nats-ca")
+        assert volume["secret"] == {
+            "secretName": "jhaas-nats-tls",
+            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+        }, module
+    # The optional cert-manager Certificate names every host clients and routes use.
+    optional = load_documents(K8S_DIR / "optional" / "nats-tls-cert-manager.yaml")
+    (cert,) = [d for d in optional if d["kind"] == "Certificate" and not d["spec"].get("isCA")]
+    assert cert["spec"]["secretName"] == "jhaas-nats-tls"
+    assert set(cert["spec"]["usages"]) == {"server auth", "client auth"}
+    hosts = {urlsplit(u).hostname for u in config_data()["JHAAS_NATS_URL"].split(",")}
+    routes = re.findall(r"tls://([^:\s]+):6222", conf)
+    assert hosts == set(routes) and len(hosts) == 3
+    assert hosts <= set(cert["spec"]["dnsNames"])
+    issuers = {d["metadata"]["name"] for d in optional if d["kind"] == "Issuer"}
+    assert cert["spec"]["issuerRef"]["name"] in issuers
+    assert {d["metadata"]["namespace"] for d in optional} == {NAMESPACE}
+
+
+def image_references() -> list[tuple[str, str]]:
+    """(where, image) of every image deploy/ and the deployer's defaults name, the
+    kustomization's replacements applied."""
+    kustomization = load_documents(KUSTOMIZATION)[0]
+    renamed = {i["name"]: f"{i['newName']}:{i['newTag']}" for i in kustomization["images"]}
+    found = []
+    for workload in workloads():
+        for container in containers(workload):
+            image = container["image"]
+            found.append((workload["metadata"]["name"], renamed.get(image, image)))
+    for name, service in compose_raw()["services"].items():
+        if "image" in service:
+            found.append((f"compose {name}", service["image"]))
+    defaults = km.K8sSettings(domain="example.org")
+    for field_name, value in vars(defaults).items():
+        if field_name.endswith("_image"):
+            found.append((f"K8sSettings.{field_name}", value))
+    found.append(("k8s_manifests.PAUSE_IMAGE", km.PAUSE_IMAGE))
+    return found
+
+
+def test_every_image_is_pinned_to_a_version() -> None:
+    """No image floats: no `:latest`, no missing tag, no bare major version (a
+    registry push would change what the cluster runs on its next pull)."""
+    references = image_references()
+    assert len(references) >= 9
+    for where, image in references:
+        name, _, digest = image.partition("@")
+        last = name.rsplit("/", 1)[-1]
+        assert ":" in last or digest, f"{where}: {image} has no tag"
+        tag = last.partition(":")[2]
+        assert tag != "latest", f"{where}: {image}"
+        assert digest or re.fullmatch(r"v?\d+\.\d+(\.\d+)?([-.][\w.]+)?", tag), (
+            f"{where}: {image} is not pinned to a version"
+        )
+        if not digest and not name.startswith(("registry.example.org/", "registry.k8s.io/")):
+            # Public images: a whole release (major.minor.patch; PostgreSQL's are two).
+            parts = 2 if last.startswith("postgres:") else 3
+            assert re.match(r"v?\d+" + r"\.\d+" * (parts - 1) + r"\b", tag), f"{where}: {image}"
+
+
+def rules_of(role: Mapping[str, Any]) -> list[tuple[str, str, frozenset[str]]]:
+    """(apiGroup, resource, verbs) for every resource a Role/ClusterRole names."""
+    return [
+        (group, resource, frozenset(rule["verbs"]))
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    ]
+
+
+def allowed(role: Mapping[str, Any], group: str, resource: str) -> set[str]:
+    return {verb for g, r, verbs in rules_of(role) if (g, r) == (group, resource) for verb in verbs}
+
+
+def api_group_and_plural(kind: str) -> tuple[str, str, bool]:
+    prefix, plural, namespaced = {**kubernetes_backend.RESOURCES, **kubernetes_backend.READ_ONLY}[
+        kind
+    ]
+    group = "" if prefix == "/api/v1" else prefix.split("/")[2]
+    return group, plural, namespaced
+
+
+def test_the_deployer_holds_only_what_it_uses_and_reads_no_secret_cluster_wide() -> None:
+    cluster = named("ClusterRole", "jhaas-deployer")
+    course = named("ClusterRole", "jhaas-deployer-course")
+    for role in (cluster, course):
+        for group, resource, verbs in rules_of(role):
+            assert "*" not in verbs and resource != "*" and group != "*", role["metadata"]
+            assert not verbs & {"update", "deletecollection", "escalate", "impersonate"}, (
+                role["metadata"]["name"], resource, verbs,
+            )  # fmt: skip
+    # Cluster-wide: namespaces, its one binding per namespace, PV and PriorityClass.
+    assert {(g, r) for g, r, _ in rules_of(cluster)} == {
+        ("", "namespaces"),
+        ("rbac.authorization.k8s.io", "rolebindings"),
+        ("rbac.authorization.k8s.io", "clusterroles"),
+        ("", "persistentvolumes"),
+        ("scheduling.k8s.io", "priorityclasses"),
+    }
+    assert allowed(cluster, "", "persistentvolumes") == {"get", "list"}
+    assert allowed(cluster, "rbac.authorization.k8s.io", "rolebindings") == {"create", "patch"}
+    (bind,) = [r for r in cluster["rules"] if "clusterroles" in r["resources"]]
+    assert bind["verbs"] == ["bind"] and bind["resourceNames"] == ["jhaas-deployer-course"]
+    # The course role is bound only by the deployer, per namespace, never cluster-wide.
+    bindings = of_kind("ClusterRoleBinding")
+    assert [b["roleRef"]["name"] for b in bindings] == ["jhaas-deployer"]
+    hub = HubDeployment(
+        deployment_id="dep-1", request_id="req-1", slug="ds101",
+        configuration=sample_spec(slug="ds101"), api_token="t" * 32,
+    )  # fmt: skip
+    settings = km.K8sSettings(domain="hubs.example.org", gateway_namespace=NAMESPACE)
+    secrets = km.HubSecrets(proxy_auth_token="p" * 64, cookie_secret_hex="c" * 64)
+    objects = km.make_hub_objects(hub, settings, secrets)
+    binding = next(o for o in objects if o["metadata"]["name"] == km.DEPLOYER_BINDING)
+    assert binding["roleRef"]["name"] == course["metadata"]["name"]
+    (subject,) = binding["subjects"]
+    assert subject["name"] in {a["metadata"]["name"] for a in of_kind("ServiceAccount")}
+    assert subject["namespace"] == NAMESPACE
+    # Every kind it applies: create and patch (server-side apply) where it lives.
+    for kind in {o["kind"] for o in objects}:
+        group, plural, namespaced = api_group_and_plural(kind)
+        role = course if namespaced else cluster
+        assert {"create", "patch"} <= allowed(role, group, plural), kind
+    # Every kind it reads in a course namespace: get and list; nothing it does not use.
+    used = set()
+    for kind in {**kubernetes_backend.RESOURCES, **kubernetes_backend.READ_ONLY}:
+        group, plural, namespaced = api_group_and_plural(kind)
+        if namespaced:
+            used.add((group, plural))
+            assert {"get", "list"} <= allowed(course, group, plural), kind
+    assert {(g, r) for g, r, _ in rules_of(course)} == used
+    # The hub's own Role: the deployer can grant it only if it holds all of it.
+    hub_role = next(o for o in objects if o["kind"] == "Role")
+    for group, resource, verbs in rules_of(hub_role):
+        assert verbs <= allowed(course, group, resource), resource
+    assert allowed(cluster, "", "secrets") == set()
+    # In its own namespace: only the named pull secrets, read only.
+    (pull,) = [r for r in of_kind("Role") if r["metadata"]["name"] == "jhaas-deployer-pull-secrets"]
+    (rule,) = pull["rules"]
+    assert (rule["resources"], rule["verbs"]) == (["secrets"], ["get"])
+    assert rule["resourceNames"] and SECRET_NAME not in rule["resourceNames"]
+    assert [b["roleRef"]["name"] for b in of_kind("RoleBinding")] == [pull["metadata"]["name"]]
+
+
+def test_admission_keeps_the_deployer_to_its_own_namespaces() -> None:
+    policy = named("ValidatingAdmissionPolicy", "jhaas-deployer-own-namespaces")
+    binding = named("ValidatingAdmissionPolicyBinding", "jhaas-deployer-own-namespaces")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    (condition,) = policy["spec"]["matchConditions"]
+    assert "'system:serviceaccount:jhaas:deployer-svc'" in condition["expression"]
+    resources = {
+        r for rule in policy["spec"]["matchConstraints"]["resourceRules"] for r in rule["resources"]
+    }
+    assert resources == {"namespaces", "rolebindings"}
+    checks = " ".join(v["expression"] for v in policy["spec"]["validations"])
+    # The labels every course namespace carries, with this installation's id.
+    hub = HubDeployment(
+        deployment_id="dep-1", request_id="req-1", slug="ds101",
+        configuration=sample_spec(slug="ds101"), api_token="t" * 32,
+    )  # fmt: skip
+    installation = config_data()["JHAAS_INSTALLATION_ID"]
+    namespace = km.make_namespace(hub, km.K8sSettings(domain="x.org", installation_id=installation))
+    labels = namespace["metadata"]["labels"]
+    for key in ("app.kubernetes.io/managed-by", km.INSTALLATION_LABEL):
+        assert f"variables.labels['{key}'] == '{labels[key]}'" in checks, key
+    assert "'jhaas-deployer-course'" in checks
 
 
 # ------------------------------------------------------------------ docker compose

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -85,8 +86,11 @@ def inbox_prefix(name: str) -> str:
     return f"{CLIENT_INBOX_PREFIX}.{name}"
 
 
-async def connect(url: str, name: str, seed_file: Path | None = None) -> NATS:
-    """Connect as `name`, with this process's NKey seed when one is configured."""
+async def connect(
+    url: str, name: str, seed_file: Path | None = None, ca_file: Path | None = None
+) -> NATS:
+    """Connect as `name`, with this process's NKey seed when one is configured, over
+    TLS verified against `ca_file` (the servers' CA) when one is."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", error=str(exc))
@@ -104,6 +108,7 @@ async def connect(url: str, name: str, seed_file: Path | None = None) -> NATS:
         disconnected_cb=on_disconnect,
         inbox_prefix=inbox_prefix(name),
         nkeys_seed=str(seed_file) if seed_file else None,
+        tls=ssl.create_default_context(cafile=str(ca_file)) if ca_file else None,
     )
 
 

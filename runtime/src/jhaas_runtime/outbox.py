@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from jhaas_runtime import failpoints
 from jhaas_runtime.aio import wait_event
+from jhaas_runtime.alive import Heartbeat
 from jhaas_runtime.db import Database, on_loop
 from jhaas_runtime.logs import get_logger
 from jhaas_schemas.envelope import Event, cloudevents_headers
@@ -61,8 +62,11 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         keep_published: timedelta = timedelta(days=7),
         failpoints: frozenset[str] = frozenset(),
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self._failpoints = failpoints
+        # Touched on every pass: the workers' liveness probe (jhaas_runtime.alive).
+        self._heartbeat = heartbeat or Heartbeat(None, "outbox-relay")
         self._db = db
         self._outbox = outbox
         self._js = js
@@ -169,5 +173,6 @@ class OutboxRelay:
             except Exception:
                 # NATS or the database is away for a moment: the rows stay and are retried.
                 log.warning("outbox relay could not publish; will retry", exc_info=True)
+            self._heartbeat.beat()
             await wait_event(self._wake, self._poll_interval)
             self._wake.clear()

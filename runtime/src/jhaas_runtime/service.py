@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from jhaas_runtime import failpoints
 from jhaas_runtime.aio import cancel_and_wait
+from jhaas_runtime.alive import Heartbeat
 from jhaas_runtime.db import Database, bound
 from jhaas_runtime.inbox import InboxPurge, replay_window_for
 from jhaas_runtime.logs import get_logger
@@ -143,14 +144,21 @@ class ServiceRuntime:
     async def start(self) -> None:
         await upgrade_to_head(self.db, self.metadata, self.versions_dir)
         self._nc = await connect(
-            self.settings.nats_url, self.settings.service, self.settings.nats_seed_file
+            self.settings.nats_url,
+            self.settings.service,
+            self.settings.nats_seed_file,
+            self.settings.nats_ca_file,
         )
         self._js = self._nc.jetstream()
         await ensure_streams(
             self._js, self.settings.stream_replicas, owned_streams(self.settings.service)
         )
         self._relay = OutboxRelay(
-            self.db, self.tables.outbox, self._js, failpoints=self.settings.failpoints
+            self.db,
+            self.tables.outbox,
+            self._js,
+            failpoints=self.settings.failpoints,
+            heartbeat=Heartbeat.from_env("outbox-relay"),
         )
         for consumer in self.consumers:
             # A consumer of a stream that does not exist yet waits for it in its own task.

@@ -80,6 +80,9 @@ class RuntimeSettings:
     # This process's NATS credential (an NKey seed); None connects without one,
     # which only a server without authorization (the tests' own) accepts.
     nats_seed_file: Path | None = None
+    # The CA that signed the NATS servers' certificate: with it, NATS is spoken over TLS
+    # (verified against this CA only); None: plain TCP (a developer's machine).
+    nats_ca_file: Path | None = None
     # How long a consumer remembers the ids it handled (see jhaas_runtime.inbox).
     inbox_retention: timedelta = DEFAULT_RETENTION
 
@@ -108,6 +111,7 @@ class RuntimeSettings:
             log_format=log_format,
             failpoints=_failpoints(env.get("JHAAS_FAILPOINTS", "")),
             nats_seed_file=nats_seed_file(env),
+            nats_ca_file=nats_ca_file(env),
             inbox_retention=inbox_retention(env, max_deliver, ack_wait_seconds),
         )
 
@@ -137,6 +141,20 @@ def inbox_retention(env: Mapping[str, str], max_deliver: int, ack_wait_seconds: 
             f"longer than any service may stay down; got {days:g} days"
         )
     return retention
+
+
+def nats_ca_file(env: Mapping[str, str]) -> Path | None:
+    """JHAAS_NATS_CA_FILE, checked now: a PEM certificate the service can read."""
+    raw = env.get("JHAAS_NATS_CA_FILE", "").strip()
+    if not raw:
+        return None
+    try:
+        text = Path(raw).read_text()
+    except OSError as exc:
+        raise SettingsError(f"JHAAS_NATS_CA_FILE: cannot read {raw}: {exc.strerror}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise SettingsError(f"JHAAS_NATS_CA_FILE: {raw} holds no PEM certificate")
+    return Path(raw)
 
 
 def nats_seed_file(env: Mapping[str, str]) -> Path | None:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -23,6 +28,7 @@ from deployer_svc.scheduler import Scheduler
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository, hub_credentials
 from jhaas_launcher.testing import eventually, publish
+from jhaas_runtime.alive import Heartbeat
 from jhaas_runtime.rpc import RpcClient, RpcFailure
 from jhaas_runtime.service import ServiceRuntime
 from jhaas_runtime.settings import RuntimeSettings
@@ -350,6 +356,62 @@ async def test_the_scheduler_stops_when_cancelled_as_it_is_woken(
     done, _ = await asyncio.wait([task], timeout=60)  # a hang guard, not a timing claim
     assert done == {task}
     assert task.cancelled()
+
+
+def probe(*files: Path) -> subprocess.CompletedProcess[str]:
+    """The deployer's liveness probe, as deploy/kubernetes/deployer-svc.yaml runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "jhaas_runtime.alive", "--max-age", "120", *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+async def test_a_wedged_scheduler_fails_the_liveness_probe(
+    service: tuple[ServiceRuntime, NATS, RpcClient], tmp_path: Path
+) -> None:
+    """The probe checks the file the scheduler touches after every look at the
+    schedule: a running scheduler keeps it fresh; one stuck in a look (a database
+    call that never returns) lets it age, and the kubelet restarts the pod."""
+    runtime, _nc, _client = service
+    settings = DeployerSettings(runtime=runtime.settings, hubs_dir=tmp_path / "other-hubs")
+    alive = tmp_path / "alive"
+    scheduler = Scheduler(
+        runtime,
+        LocalBackend(settings.local_hubs_dir),
+        settings,
+        credentials=CredentialBox.from_key_file(tmp_path),
+        heartbeat=Heartbeat(alive, "scheduler"),
+    )
+    beat = alive / "scheduler"
+    assert "never written" in probe(beat).stderr
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, beat.exists()))
+        # An hour without a beat, as far as the probe can tell ...
+        os.utime(beat, (beat.stat().st_atime, beat.stat().st_mtime - 3600))
+        assert probe(beat).returncode == 1
+        # ... and the running scheduler beats again.
+        await eventually(lambda: asyncio.sleep(0, probe(beat).returncode == 0))
+
+        stuck = asyncio.Event()
+
+        async def wedged() -> None:
+            stuck.set()
+            await asyncio.Event().wait()  # a look at the schedule that never returns
+
+        scheduler.tick = wedged  # type: ignore[method-assign]
+        scheduler.notify()
+        await stuck.wait()
+        then = time.time() - 3600
+        os.utime(beat, (then, then))
+        failed = probe(beat)
+        assert failed.returncode == 1
+        assert re.search(r"scheduler: last written 360\d s ago \(allowed: 120 s\)", failed.stderr)
+    finally:
+        task.cancel()
+        await asyncio.wait([task], timeout=60)
 
 
 async def test_hub_credentials_are_sealed_and_a_clear_one_is_sealed_when_read(

@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 SETTINGS = km.K8sSettings(domain="hubs.example.org")
 SECRETS = km.HubSecrets(proxy_auth_token="p" * 64, cookie_secret_hex="c" * 64)
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)  # the backend's clock: noon, placeholders up
 
 
 def replace_spec(hub: HubDeployment, **changes: object) -> HubSpec:
@@ -52,7 +54,8 @@ def make_hub(slug: str = "ds101", deployment_id: str = "dep-1") -> HubDeployment
 
 @pytest.fixture
 async def double() -> AsyncIterator[K8sDouble]:
-    async with K8sDouble() as server:
+    # The image pull is done at once, so the hub's readiness is what the deploy waits for.
+    async with K8sDouble(pulled_after=0.0) as server:
         yield server
 
 
@@ -61,11 +64,13 @@ async def backend(double: K8sDouble) -> AsyncIterator[KubernetesBackend]:
     b = KubernetesBackend(
         SETTINGS,
         ApiClient(double.configuration()),
+        hub_health_url=double.health_url,
         ready_timeout=5.0,
         teardown_timeout=5.0,
         poll_interval=0.01,
         attempts=3,
         backoff=0.01,
+        clock=lambda: NOW,
     )
     yield b
     await b.close()
@@ -79,11 +84,16 @@ def secret_data(double: K8sDouble, namespace: str = "jhaas-local-ds101") -> dict
 async def test_deploy_applies_every_object_in_order_and_waits_until_ready(
     double: K8sDouble, backend: KubernetesBackend
 ) -> None:
-    # Long enough that the Deployments are still rolling out when the backend first
-    # lists them, also on a busy machine (then it must watch).
-    double.ready_after = 1.0
     hub = make_hub()
-    status = await backend.deploy(hub)
+    double.ready_after = None  # available once the backend watches (below), not before
+    deploying = asyncio.create_task(backend.deploy(hub))
+
+    async def watching() -> bool:
+        return bool(double.watches())
+
+    await eventually(watching, timeout=10)
+    double.make_ready()
+    status = await deploying
 
     assert status.phase is HubPhase.READY
     assert status.url == "https://ds101.hubs.example.org/"
@@ -92,7 +102,7 @@ async def test_deploy_applies_every_object_in_order_and_waits_until_ready(
         proxy_auth_token=secret_data(double)[km.KEY_PROXY_TOKEN],
         cookie_secret_hex=secret_data(double)[km.KEY_COOKIE_SECRET],
     )
-    expected = km.server_side_apply_order(km.make_hub_objects(hub, SETTINGS, secrets))
+    expected = km.server_side_apply_order(km.make_hub_objects(hub, SETTINGS, secrets, NOW))
     assert [(a.kind, a.name) for a in double.applied] == [
         (o["kind"], o["metadata"]["name"]) for o in expected
     ]
@@ -192,7 +202,8 @@ async def test_a_new_image_is_pulled_onto_the_nodes_before_the_hub_uses_it(
     before = len(double.applied)
     await backend.deploy(more)
     assert [a.kind for a in double.applied[before:]] == [
-        o["kind"] for o in km.server_side_apply_order(km.make_hub_objects(more, SETTINGS, SECRETS))
+        o["kind"]
+        for o in km.server_side_apply_order(km.make_hub_objects(more, SETTINGS, SECRETS, NOW))
     ]
 
     # A new image: the pre-puller gets it first, and only once every node has it
@@ -211,6 +222,12 @@ async def test_a_new_image_is_pulled_onto_the_nodes_before_the_hub_uses_it(
     assert path == puller
     config_applies = [i for i, a in enumerate(double.applied) if i >= before and a.path == config]
     assert config_applies and min(config_applies) >= applies_before
+    hub_deployment = object_path("Deployment", "hub", "jhaas-local-ds101")
+    hub_applies = [
+        i for i, a in enumerate(double.applied) if i >= before and a.path == hub_deployment
+    ]
+    assert hub_applies and min(hub_applies) >= applies_before
+    assert puller not in double.objects  # deleted once pulled, as after a first deploy
     settings = json.loads(double.objects[config]["data"][SETTINGS_FILE])
     assert new_image in json.dumps(settings)
 
@@ -220,7 +237,7 @@ async def test_an_image_no_node_can_pull_rolls_the_hub_anyway_and_says_so(
 ) -> None:
     hub = make_hub()
     await backend.deploy(hub)
-    double.pulls_fail = True
+    double.pulled_after = None  # an image no node can pull: the puller never rolls out
     backend.ready_timeout = 0.5
     new_image = "quay.io/jupyter/r-notebook:2024-12-02"
     status = await backend.deploy(replace(hub, configuration=replace_spec(hub, image=new_image)))
@@ -229,6 +246,9 @@ async def test_an_image_no_node_can_pull_rolls_the_hub_anyway_and_says_so(
     assert new_image in warning and "not on every node" in warning
     config = object_path("ConfigMap", km.CONFIG_NAME, "jhaas-local-ds101")
     assert new_image in double.objects[config]["data"][SETTINGS_FILE]
+    # The puller is left pulling for the next deploy to wait on (and delete).
+    puller = double.objects[object_path("DaemonSet", km.PULLER, "jhaas-local-ds101")]
+    assert puller["spec"]["template"]["spec"]["initContainers"][0]["image"] == new_image
 
 
 async def test_transient_server_error_is_retried(
@@ -278,7 +298,11 @@ async def test_invalid_object_fails_permanently_naming_it(
 async def test_not_ready_within_the_deadline_is_temporary(double: K8sDouble) -> None:
     double.ready_after = None  # the controller never makes them available
     b = KubernetesBackend(
-        SETTINGS, ApiClient(double.configuration()), ready_timeout=0.2, poll_interval=0.01
+        SETTINGS,
+        ApiClient(double.configuration()),
+        ready_timeout=0.2,
+        poll_interval=0.01,
+        hub_health_url=double.health_url,
     )
     try:
         with pytest.raises(BackendError) as caught:
@@ -295,16 +319,19 @@ async def test_status_list_managed_and_teardown(
     assert (await backend.status("dep-1")).phase is HubPhase.ABSENT
     assert await backend.list_managed() == []
 
-    double.ready_after = None  # apply, but never become available
-    with pytest.raises(BackendError):
-        await KubernetesBackend(
-            SETTINGS, backend.api, ready_timeout=0.05, poll_interval=0.01
-        ).deploy(make_hub())
+    double.ready_after = None  # apply, but do not become available yet
+    deploying = asyncio.create_task(backend.deploy(make_hub()))
+
+    async def watching() -> bool:
+        return bool(double.watches())
+
+    await eventually(watching, timeout=5)
     starting = await backend.status("dep-1")
     assert starting.phase is HubPhase.STARTING
     assert starting.url == "https://ds101.hubs.example.org/"
 
     double.make_ready()
+    await deploying
     ready = await backend.status("dep-1")
     assert ready.phase is HubPhase.READY
     assert ready.url == "https://ds101.hubs.example.org/"
@@ -314,6 +341,7 @@ async def test_status_list_managed_and_teardown(
     double.put("/api/v1/namespaces/default", {"kind": "Namespace", "metadata": {"name": "default"}})
     assert await backend.list_managed() == ["dep-1"]
 
+    deleted_by_deploy = len(double.deletes)  # the finished image puller
     record = await backend.teardown("dep-1")
 
     assert record.backend == "kubernetes"
@@ -323,8 +351,9 @@ async def test_status_list_managed_and_teardown(
     )
     assert "/api/v1/namespaces/jhaas-local-ds101" not in double.objects
     assert not [key for key in double.objects if "/namespaces/jhaas-local-ds101/" in key]
-    assert double.deletes[0][0] == "/api/v1/namespaces/jhaas-local-ds101"
-    assert double.deletes[0][1]["propagationPolicy"] == "Foreground"
+    # Teardown's first (and only) delete: the namespace, in the foreground.
+    assert double.deletes[deleted_by_deploy:][0][0] == "/api/v1/namespaces/jhaas-local-ds101"
+    assert double.deletes[deleted_by_deploy][1]["propagationPolicy"] == "Foreground"
     # It waited until the namespace was gone: GETs of it after the DELETE.
     gets_after = [r for r in double.requests if r.path == "/api/v1/namespaces/jhaas-local-ds101"]
     assert gets_after[-1].method == "GET"
@@ -344,6 +373,7 @@ async def test_teardown_that_never_finishes_is_temporary(double: K8sDouble) -> N
     b = KubernetesBackend(
         SETTINGS,
         ApiClient(double.configuration()),
+        hub_health_url=double.health_url,
         ready_timeout=5.0,
         teardown_timeout=0.2,
         poll_interval=0.01,
@@ -445,6 +475,7 @@ async def test_sync_roster_through_the_hub_api(double: K8sDouble) -> None:
     b = KubernetesBackend(
         SETTINGS,
         ApiClient(double.configuration()),
+        hub_health_url=double.health_url,
         poll_interval=0.01,
         hub_api_url=fake.url + "/hub/api",
     )
@@ -483,7 +514,12 @@ async def test_deploy_and_teardown_on_a_real_cluster() -> None:
     )
     settings = km.K8sSettings(domain=os.environ.get("JHAAS_TEST_K8S_DOMAIN", "hubs.example.org"))
     slug = f"it-{uuid.uuid4().hex[:8]}"
-    backend = KubernetesBackend(settings, ApiClient(configuration), ready_timeout=900.0)
+    backend = KubernetesBackend(
+        settings,
+        ApiClient(configuration),
+        ready_timeout=900.0,
+        hub_health_url="https://{slug}.{domain}/hub/health",  # from outside the cluster
+    )
     hub = make_hub(slug=slug, deployment_id=f"dep-{slug}")
     try:
         status = await backend.deploy(hub)
@@ -531,6 +567,10 @@ async def test_outside_the_cluster_it_uses_the_configured_kubeconfig(
         DeployerSettings.from_env({**env, "JHAAS_KUBECONFIG": str(tmp_path / "missing")})
     backend = build_backend(DeployerSettings.from_env({**env, "JHAAS_KUBECONFIG": str(kubeconfig)}))
     assert isinstance(backend, KubernetesBackend)
+    # From outside the cluster the hub's health is asked at its public address; the
+    # double stands in for it (no DNS name of the test resolves here).
+    assert backend.hub_health_url == "https://{slug}.{domain}/hub/health"
+    backend.hub_health_url = double.health_url
     try:
         status = await backend.deploy(make_hub())
     finally:
@@ -538,7 +578,10 @@ async def test_outside_the_cluster_it_uses_the_configured_kubeconfig(
     assert status.phase is HubPhase.READY
     assert status.url == "https://ds101.hubs.example.org/"
     assert double.applied[0].path == "/api/v1/namespaces/jhaas-uni-prod-ds101"
-    assert double.authorizations[-1] == "Bearer deployer-sa-token"
+    api_calls = zip(double.requests, double.authorizations, strict=True)
+    assert {auth for r, auth in api_calls if not r.path.startswith("/hub-health/")} == {
+        "Bearer deployer-sa-token"
+    }
 
 
 async def test_an_unusable_kubeconfig_fails_permanently_naming_it(tmp_path: Path) -> None:
@@ -564,6 +607,7 @@ async def test_two_installations_on_one_cluster_never_touch_each_others_hubs(
         return KubernetesBackend(
             settings,
             ApiClient(double.configuration()),
+            hub_health_url=double.health_url,
             ready_timeout=5.0,
             teardown_timeout=5.0,
             poll_interval=0.01,

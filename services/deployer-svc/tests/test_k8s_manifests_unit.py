@@ -4,6 +4,7 @@ real JupyterHub/KubeSpawner configuration classes, secrets only in the Secret.""
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,7 +169,7 @@ def test_hub_deployment_shape() -> None:
     assert deployment["spec"]["replicas"] == 1
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == [
-        "jupyterhub", "--config", "/usr/local/etc/jupyterhub/jupyterhub_config.py"
+        "jupyterhub", "--config", "/usr/local/etc/jupyterhub/jupyterhub_config.py", "--upgrade-db"
     ]  # fmt: skip
     # The whole ConfigMap in one directory: the fixed config finds its settings beside it.
     mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
@@ -188,15 +189,33 @@ def test_role_is_namespaced_and_covers_kubespawner() -> None:
     assert not [o for o in objs if o["kind"].startswith("Cluster")]
     rules = by_kind(objs, "Role")["rules"]
     pods = next(r for r in rules if "pods" in r["resources"])
-    assert {"persistentvolumeclaims", "services"} <= set(pods["resources"])
+    assert "services" in pods["resources"]
     assert {"get", "list", "watch", "create", "delete", "patch"} <= set(pods["verbs"])
+    pvcs = next(r for r in rules if "persistentvolumeclaims" in r["resources"])
+    assert {"get", "list", "watch", "create", "patch"} <= set(pvcs["verbs"])
     assert any("events" in r["resources"] for r in rules)
-    binding = by_kind(objs, "RoleBinding")
+    binding = by_kind(objs, "RoleBinding", "hub")
     assert binding["subjects"][0] == {
         "kind": "ServiceAccount",
         "name": "hub",
         "namespace": "jhaas-local-ds101",
     }
+    # The deployer's own rights here: the course ClusterRole, bound in this namespace
+    # only, to the deployer's ServiceAccount in the product's namespace; applied first
+    # after the namespace, since every later apply needs it.
+    deployer = by_kind(objs, "RoleBinding", "jhaas-deployer")
+    assert deployer["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "jhaas-deployer-course",
+    }
+    assert deployer["subjects"] == [
+        {"kind": "ServiceAccount", "name": "deployer-svc", "namespace": "jhaas"}
+    ]
+    assert [(o["kind"], o["metadata"]["name"]) for o in objs[:2]] == [
+        ("Namespace", "jhaas-local-ds101"),
+        ("RoleBinding", "jhaas-deployer"),
+    ]
 
 
 async def test_config_loads_and_kubespawner_accepts_it_with_gpus(
@@ -256,16 +275,21 @@ def test_image_with_registry_port_and_digest_is_kept_verbatim() -> None:
     puller = by_kind(objs, "DaemonSet")["spec"]["template"]["spec"]
     assert puller["initContainers"][0]["image"] == DIGEST_IMAGE
     assert puller["containers"][0]["image"] == "registry.k8s.io/pause:3.10"
+    # What the deployer reads back from a running hub to see its image change.
+    assert km.configured_image(by_kind(objs, "ConfigMap")) == DIGEST_IMAGE
+    assert km.configured_image({"data": {SETTINGS_FILE: "not json"}}) is None
+    assert km.configured_image({"kind": "ConfigMap"}) is None
 
 
 def test_quota_arithmetic_30_users_1_cpu_2gi_5gi() -> None:
     objs = objects(make_hub())
-    # users x per-user + 2 (hub, proxy) + 3 placeholders x the guarantee
+    # users x per-user + hub (1200m, 1536Mi) + proxy (750m, 640Mi) + 100 pullers
+    # (10m, 16Mi) + at most 6 placeholders (2 x 10 % at a class start) x the guarantee
     assert by_kind(objs, "ResourceQuota")["spec"]["hard"] == {
-        "requests.cpu": "18500m",  # 30 x 500m + 2 + 3 x 500m
-        "limits.cpu": "33500m",  # 30 x 1 + 2 + 3 x 500m
-        "requests.memory": "35Gi",  # 30 x 1Gi + 2Gi + 3 x 1Gi
-        "limits.memory": "65Gi",  # 30 x 2Gi + 2Gi + 3 x 1Gi
+        "requests.cpu": "20950m",  # 30 x 500m + 2950m + 6 x 500m
+        "limits.cpu": "35950m",  # 30 x 1 + 2950m + 6 x 500m
+        "requests.memory": "40640Mi",  # 30 x 1Gi + 3776Mi + 6 x 1Gi
+        "limits.memory": "71360Mi",  # 30 x 2Gi + 3776Mi + 6 x 1Gi
         "requests.storage": "151Gi",  # 30 x 5Gi + 1Gi
         "persistentvolumeclaims": "31",
     }
@@ -273,22 +297,24 @@ def test_quota_arithmetic_30_users_1_cpu_2gi_5gi() -> None:
     assert limits["default"] == {"cpu": "1", "memory": "2Gi"}
     assert limits["defaultRequest"] == {"cpu": "500m", "memory": "1Gi"}
     placeholders = by_kind(objs, "Deployment", "user-placeholder")["spec"]
-    assert placeholders["replicas"] == 3
+    assert placeholders["replicas"] == 6  # at the course's start: twice the ratio
     pause = placeholders["template"]["spec"]["containers"][0]
     assert pause["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
-    assert "priorityClassName" not in placeholders["template"]["spec"]
+    assert placeholders["template"]["spec"]["priorityClassName"] == "jhaas-local-placeholder"
 
 
 def test_quota_with_gpus_and_fractions() -> None:
     hard = km.quota_hard(
         make_hub(users=7, cpu="1.5", memory="3Gi", storage="10Gi", gpus=1), SETTINGS
     )
-    assert hard["requests.cpu"] == "8"  # 7 x 750m + 2000m + 1 placeholder x 750m
-    assert hard["limits.cpu"] == "13250m"  # 7 x 1500m + 2000m + 750m
-    assert hard["requests.memory"] == "14Gi"  # 7 x 1.5Gi + 2Gi + 1.5Gi
+    # 7 x 750m + 2950m (hub, proxy, pullers) + at most 2 placeholders x 750m
+    assert hard["requests.cpu"] == "9700m"
+    assert hard["limits.cpu"] == "14950m"  # 7 x 1500m + 2950m + 2 x 750m
+    assert hard["requests.memory"] == "17600Mi"  # 7 x 1.5Gi + 3776Mi + 2 x 1.5Gi
     assert hard["persistentvolumeclaims"] == "8"
-    assert hard["requests.nvidia.com/gpu"] == "7"
-    assert km.placeholder_replicas(make_hub(users=7), SETTINGS) == 1
+    assert hard["requests.nvidia.com/gpu"] == "9"  # the placeholders hold GPUs too
+    start = make_hub(users=7).configuration.starts_at
+    assert km.placeholder_replicas(make_hub(users=7), SETTINGS, start) == 2
 
 
 @pytest.mark.parametrize("gpus", [0, 1])
@@ -312,6 +338,9 @@ def test_deterministic_and_labelled() -> None:
     assert json.dumps(first, sort_keys=False) == json.dumps(second, sort_keys=False)
     for obj in first:
         meta = obj["metadata"]
+        if obj["kind"] == "PriorityClass":  # cluster-wide, the installation's
+            assert meta["labels"]["jhaas.io/installation"] == "local"
+            continue
         if obj["kind"] != "Namespace":
             assert meta["namespace"] == "jhaas-local-ds101"
         assert meta["labels"]["app.kubernetes.io/instance"] == "ds101"
@@ -323,7 +352,7 @@ def test_deterministic_and_labelled() -> None:
     assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "jhaas-local-ds101"
     assert namespace["metadata"]["labels"]["jhaas.io/deployment-id"] == "dep-42"
     assert namespace["metadata"]["labels"]["jhaas.io/request-id"] == "req-7"
-    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_apply_order() -> None:
@@ -352,7 +381,9 @@ def test_network_policies() -> None:
     ]
     assert blocks, "user pods need the internet"
     for block in blocks:
-        assert "169.254.169.254/32" in block["except"]
+        if block["cidr"] == "0.0.0.0/0":
+            metadata = ipaddress.ip_address("169.254.169.254")
+            assert any(metadata in ipaddress.ip_network(c) for c in block["except"])
     # No rule lets anything in from, or out to, other namespaces but the named ones.
     allowed = {"ingress-nginx", "kube-system", "jhaas"}
     for spec in by_name.values():
@@ -368,6 +399,9 @@ def test_network_policies() -> None:
     singleuser = by_name["singleuser"]["podSelector"]["matchLabels"]
     assert singleuser["app.kubernetes.io/component"] == "singleuser-server"
     dns_ports = by_name["allow-dns"]["egress"][0]["ports"]
+    assert by_name["allow-dns"]["egress"][0]["to"][0] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
+    }
     assert {(p["protocol"], p["port"]) for p in dns_ports} == {("UDP", 53), ("TCP", 53)}
 
 
@@ -376,7 +410,7 @@ def test_internal_cidrs_are_excluded_for_user_pods() -> None:
     policies = km.make_network_policies(make_hub(), settings)
     singleuser = next(p for p in policies if p["metadata"]["name"] == "singleuser")
     block = singleuser["spec"]["egress"][1]["to"][0]["ipBlock"]
-    assert block == {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32", "10.0.0.0/8"]}
+    assert block == {"cidr": "0.0.0.0/0", "except": [*km.PRIVATE_CIDRS, "10.0.0.0/8"]}
 
 
 def test_gpu_course_pulls_and_places_on_gpu_nodes() -> None:
@@ -462,3 +496,41 @@ def test_hub_may_call_itself_for_the_idle_culler() -> None:
     hub_peer = {"podSelector": {"matchLabels": km.selector(make_hub(), "hub")}}
     assert hub_peer in hub_policy["ingress"][0]["from"]
     assert {"to": [hub_peer], "ports": [{"protocol": "TCP", "port": 8081}]} in hub_policy["egress"]
+
+
+def test_single_replica_hub_and_proxy_stay_in_service_through_a_busy_start() -> None:
+    """Readiness never drops the only pod within 15 s (nor for many minutes: it only
+    marks the first start); liveness waits out a slow start, as z2jh's probes."""
+    for name, delay in (("hub", 300), ("proxy", 60)):
+        container = by_kind(objects(make_hub()), "Deployment", name)["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        ready, live = container["readinessProbe"], container["livenessProbe"]
+        assert ready["periodSeconds"] * ready["failureThreshold"] > 15 * 60, name
+        assert live["initialDelaySeconds"] >= delay, name
+        assert live["periodSeconds"] * live["failureThreshold"] >= 300, name
+
+
+def test_hub_migrates_its_database_and_restores_proxy_routes_within_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = by_kind(objects(make_hub()), "Deployment", "hub")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["command"][-1] == "--upgrade-db"
+    config = load_config(make_hub(), tmp_path, monkeypatch)
+    # update_last_activity is what re-checks (and re-adds) the proxy's routes.
+    assert config.JupyterHub.last_activity_interval == 60
+
+
+async def test_a_user_removed_from_the_roster_keeps_their_volume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The roster sync deletes leavers from the hub; KubeSpawner would delete their PVC
+    with them (its default), and the hub's Role would let it."""
+    spawner = KubeSpawner(config=load_config(make_hub(), tmp_path, monkeypatch), _mock=True)
+    assert spawner.delete_pvc is False
+    rules = by_kind(objects(make_hub()), "Role")["rules"]
+    for rule in rules:
+        if "persistentvolumeclaims" in rule["resources"]:
+            assert "delete" not in rule["verbs"] and "deletecollection" not in rule["verbs"]

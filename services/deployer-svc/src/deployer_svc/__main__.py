@@ -23,6 +23,7 @@ from jhaas_runtime.db import Database
 from jhaas_runtime.logs import configure_logging
 from jhaas_runtime.migrate import upgrade_to_head
 from jhaas_runtime.service import run_service
+from jhaas_runtime.settings import SettingsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,7 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--remove", action="append", default=[], metavar="ID", help="delete this hub and its data"
     )
     args = parser.parse_args(argv)
-    settings = DeployerSettings.from_env()
+    try:
+        settings = DeployerSettings.from_env()
+    except SettingsError as exc:  # e.g. the kubernetes settings file: key and line
+        print(f"{SERVICE}: refusing to start: {exc}", file=sys.stderr)
+        return 2
     configure_logging(SERVICE, level=settings.runtime.log_level, fmt=settings.runtime.log_format)
     if args.command == "orphans":
         return asyncio.run(_orphans(settings, args.remove))

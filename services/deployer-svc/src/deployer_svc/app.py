@@ -61,7 +61,9 @@ def build_backend(settings: DeployerSettings) -> HubBackend:
     from deployer_svc.backends.k8s_manifests import K8sSettings
     from deployer_svc.backends.kubernetes import KubernetesBackend
 
-    k8s = K8sSettings(domain=settings.hub_domain, installation_id=settings.installation_id)
+    k8s = settings.k8s or K8sSettings(
+        domain=settings.hub_domain, installation_id=settings.installation_id
+    )
     if settings.kubeconfig is not None:
         # Outside the cluster: the kubeconfig is read (credentials, exec plugins)
         # at the first API call.

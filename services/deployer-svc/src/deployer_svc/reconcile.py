@@ -96,6 +96,7 @@ class Reconciler:
                 log.warning("could not read a hub's status", exc_info=True)
                 continue
             if status.phase == HubPhase.READY:
+                await self._adjust_capacity(record.deployment_id)
                 continue
             if await self.db.write(_rebuild, record.deployment_id, self.clock()):
                 rebuilt.append(record.deployment_id)
@@ -106,6 +107,18 @@ class Reconciler:
                     detail=status.detail,
                 )
         return rebuilt
+
+    async def _adjust_capacity(self, deployment_id: str) -> None:
+        """Backends that hold room for a course's users by the hour (the kubernetes
+        backend's placeholders: more before a class, none overnight) follow the clock
+        here, once a pass."""
+        adjust = getattr(self.backend, "adjust_capacity", None)
+        if adjust is None:
+            return
+        try:
+            await adjust(deployment_id)
+        except BackendError:
+            log.warning("could not adjust a hub's placeholders", exc_info=True)
 
 
 def _known(conn: Connection, managed: list[str]) -> tuple[dict[str, DeploymentState], bool]:

@@ -39,6 +39,7 @@ from deployer_svc.schedule import Action
 from deployer_svc.settings import DeployerSettings
 from deployer_svc.store import DeploymentRepository
 from jhaas_runtime.aio import cancel_and_wait, wait_event
+from jhaas_runtime.alive import Heartbeat
 from jhaas_runtime.logs import correlation, get_logger
 from jhaas_runtime.service import ServiceRuntime, UnitOfWork
 from jhaas_schemas.envelope import Envelope, envelope
@@ -137,6 +138,9 @@ class Scheduler:
     # pass (a hub that came back): roster sync brings it in step.
     hub_built: Callable[[], None] = _nothing
     reconciled: Callable[[], Awaitable[None]] | None = None
+    # Touched after every look at the schedule (at least every `max_sleep`): the
+    # liveness probe restarts a deployer whose scheduler is wedged (jhaas_runtime.alive).
+    heartbeat: Heartbeat = field(default_factory=lambda: Heartbeat.from_env("scheduler"))
     fired: list[Fired] = field(default_factory=list, init=False)
     ticks: int = field(default=0, init=False)  # how many times the schedule was read
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -179,6 +183,7 @@ class Scheduler:
                     self._due_now = False
                     next_at = await self.tick()
                     last_tick = time.monotonic()
+                    self.heartbeat.beat()
                 delay = self.settings.max_sleep.total_seconds()
                 until = None if next_at is None else (next_at - self.clock()).total_seconds()
                 busy = len(self._running) >= self.settings.max_parallel_actions

@@ -11,6 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from deployer_svc.backends.k8s_manifests import K8sSettings
+from deployer_svc.backends.k8s_settings import load_k8s_settings
 from deployer_svc.credentials import MIN_SECRET_LENGTH
 from jhaas_runtime.files import write_private_file
 from jhaas_runtime.settings import RuntimeSettings, SettingsError, env_bool, env_int, env_str
@@ -47,6 +49,8 @@ class DeployerSettings:
     # Secrets the hub credentials are encrypted under (first encrypts, all decrypt);
     # none: a key file made in the data folder (single machine only).
     secret_keys: tuple[str, ...] = ()
+    # kubernetes backend: the operator's settings (JHAAS_K8S_SETTINGS_FILE, checked at start).
+    k8s: K8sSettings | None = None
     # kubernetes backend outside the cluster: this kubeconfig; None: in-cluster config.
     kubeconfig: Path | None = None
     # Names this installation's hubs: a deployer sees and touches only hubs that carry it.
@@ -119,8 +123,12 @@ class DeployerSettings:
         gateway_internal_url = check_gateway_url(
             "JHAAS_GATEWAY_INTERNAL_URL", env_str(env, "JHAAS_GATEWAY_INTERNAL_URL", gateway_url)
         )
+        k8s = None
+        if backend == "kubernetes":
+            k8s = load_k8s_settings(env, domain=hub_domain, installation_id=installation_id)
         return cls(
             runtime=runtime,
+            k8s=k8s,
             installation_id=installation_id,
             gateway_url=gateway_url,
             gateway_internal_url=gateway_internal_url,

@@ -198,7 +198,10 @@ def create_app(
             settings.admin_username, settings.admin_password, settings.data_dir
         )
         gateway.nc = await connect(
-            settings.runtime.nats_url, SERVICE, settings.runtime.nats_seed_file
+            settings.runtime.nats_url,
+            SERVICE,
+            settings.runtime.nats_seed_file,
+            settings.runtime.nats_ca_file,
         )
         gateway.rpc_client = RpcClient(gateway.nc, timeout=settings.runtime.rpc_timeout_seconds)
         log.info(

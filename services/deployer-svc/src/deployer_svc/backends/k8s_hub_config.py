@@ -9,7 +9,7 @@ Deployment fills from the `hub-secrets` Secret: both files may sit in a ConfigMa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jhaas_schemas.model import HubSpec
@@ -43,6 +43,11 @@ START_TIMEOUT = 600
 HTTP_TIMEOUT = 120
 CULL_TIMEOUT = 3600
 CULL_EVERY = 600
+PROXY_ROUTE_CHECK = 60  # seconds between the hub's checks of the proxy's routes
+# As z2jh: jovyan of the Jupyter Docker Stacks images, group `users`, which owns a
+# fresh home volume through fsGroup, so a new PVC is writable.
+USER_UID = 1000
+USER_FS_GID = 100
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,14 +80,60 @@ def user_size(spec: HubSpec) -> UserSize:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class UserPods:
+    """The operator's settings for user servers (from `K8sSettings`)."""
+
+    storage_class: str | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    gpu_resource: str = "nvidia.com/gpu"
+    gpu_node_selector: dict[str, str] = field(default_factory=dict)
+    gpu_tolerations: list[dict[str, Any]] = field(default_factory=list)
+    image_pull_secrets: tuple[str, ...] = ()
+    priority_class: str | None = None
+    # The operator declared the image to need root and allows it (PodSecurity baseline).
+    run_as_root: bool = False
+
+
+def security_traits(pods: UserPods) -> dict[str, Any]:
+    """PodSecurity `restricted` (uid 1000, fsGroup 100, no escalation, no capabilities,
+    seccomp RuntimeDefault), or for an allowed root image only what `baseline` asks."""
+    container: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    if pods.run_as_root:
+        return {"uid": 0, "fs_gid": USER_FS_GID, "container_security_context": container}
+    container |= {"runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    return {
+        "uid": USER_UID,
+        "fs_gid": USER_FS_GID,
+        "allow_privilege_escalation": False,
+        "container_security_context": container,
+        "pod_security_context": {"seccompProfile": {"type": "RuntimeDefault"}},
+    }
+
+
+def scheduling_traits(size: UserSize, pods: UserPods) -> dict[str, Any]:
+    """GPU courses onto the (tainted) GPU nodes, the others onto the user nodes."""
+    traits: dict[str, Any] = {
+        "node_selector": dict(pods.node_selector),
+        "tolerations": list(pods.tolerations),
+    }
+    if size.gpus > 0:
+        traits = {
+            "extra_resource_limits": {pods.gpu_resource: str(size.gpus)},
+            "extra_resource_guarantees": {pods.gpu_resource: str(size.gpus)},
+            "node_selector": dict(pods.gpu_node_selector),
+            "tolerations": list(pods.gpu_tolerations),
+        }
+    if pods.priority_class is not None:
+        traits["priority_class_name"] = pods.priority_class
+    if pods.image_pull_secrets:
+        traits["image_pull_secrets"] = list(pods.image_pull_secrets)
+    return traits
+
+
 def spawner_traits(
-    hub: HubDeployment,
-    *,
-    storage_class: str | None,
-    gpu_resource: str,
-    gpu_node_selector: dict[str, str],
-    gpu_tolerations: list[dict[str, Any]],
-    common_labels: dict[str, str],
+    hub: HubDeployment, *, pods: UserPods, common_labels: dict[str, str]
 ) -> dict[str, Any]:
     spec = hub.configuration
     size = user_size(spec)
@@ -102,21 +153,19 @@ def spawner_traits(
         "automount_service_account_token": False,
         # One PVC per user, created by KubeSpawner, mounted as the home directory.
         "storage_pvc_ensure": True,
+        # KubeSpawner deletes a user's PVC with the user by default: the roster sync
+        # deletes users who leave the course, and their work must outlive that.
+        "delete_pvc": False,
         "storage_capacity": spec.resources.storage.strip(),
         "storage_access_modes": ["ReadWriteOnce"],
         "pvc_name_template": "claim-{user_server}",
         "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}],
         "volume_mounts": [{"name": "home", "mountPath": "/home/jovyan"}],
+        **security_traits(pods),
+        **scheduling_traits(size, pods),
     }
-    if storage_class is not None:
-        traits["storage_class"] = storage_class
-    if size.gpus > 0:
-        traits |= {
-            "extra_resource_limits": {gpu_resource: str(size.gpus)},
-            "extra_resource_guarantees": {gpu_resource: str(size.gpus)},
-            "node_selector": dict(gpu_node_selector),
-            "tolerations": list(gpu_tolerations),
-        }
+    if pods.storage_class is not None:
+        traits["storage_class"] = pods.storage_class
     return traits
 
 
@@ -154,10 +203,7 @@ def render_hub_config(
     hub: HubDeployment,
     *,
     public_url: str,
-    storage_class: str | None,
-    gpu_resource: str,
-    gpu_node_selector: dict[str, str],
-    gpu_tolerations: list[dict[str, Any]],
+    pods: UserPods,
     common_labels: dict[str, str],
 ) -> HubConfigFiles:
     """The fixed config and its settings; secrets appear only as environment markers."""
@@ -171,6 +217,9 @@ def render_hub_config(
             "db_url": f"sqlite:///{DATA_DIR}/jupyterhub.sqlite",
             "cookie_secret": from_hex(env(ENV_COOKIE_SECRET)),
             "cleanup_servers": False,  # a hub restart must not stop users
+            # The proxy keeps its routes in memory: the hub re-checks and restores them
+            # this often (z2jh's value; the default is 300 s of 404s after a restart).
+            "last_activity_interval": PROXY_ROUTE_CHECK,
             "concurrent_spawn_limit": CONCURRENT_SPAWN_LIMIT,
             "active_server_limit": spec.expected_participants,
             "spawner_class": "kubespawner.KubeSpawner",
@@ -183,14 +232,7 @@ def render_hub_config(
             "api_url": f"http://proxy-api:{PROXY_API_PORT}",
             "auth_token": env(ENV_PROXY_TOKEN),
         },
-        "KubeSpawner": spawner_traits(
-            hub,
-            storage_class=storage_class,
-            gpu_resource=gpu_resource,
-            gpu_node_selector=gpu_node_selector,
-            gpu_tolerations=gpu_tolerations,
-            common_labels=common_labels,
-        ),
+        "KubeSpawner": spawner_traits(hub, pods=pods, common_labels=common_labels),
         **auth,
     }
     about = {"deployment_id": hub.deployment_id, "request_id": hub.request_id, "slug": hub.slug}
