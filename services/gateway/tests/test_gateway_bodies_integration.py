@@ -138,6 +138,7 @@ async def world(client: Client, request_svc: ServiceRuntime) -> AsyncIterator[Wo
         "user_id": me["user_id"],
         "code": "ZZZZZZZZZZ",
         "participation_id": "p-unknown",
+        "change_id": "c-unknown",
     }
     routes = body_routes(client.app, document, ids)
     paths = {(route.method, route.path) for route in routes}
