@@ -312,8 +312,10 @@ async def test_a_running_hub_follows_an_approved_change_not_a_refused_one(
             assert hub_limits(folder) == (3 * 2**30, 2.0, 45)
             assert hub_process(folder) != hub_pid
             assert set(pids) <= set(server_pids(folder, leader))
-            server = (await client.get(f"/users/{leader}")).json()["servers"][""]
-            assert server["ready"]
+            # The restarted hub finds the server again: it polls the running servers
+            # at start and, past its init_spawners_timeout (10 s on a loaded machine),
+            # goes on serving while it finishes them; the server is ready once it has.
+            await eventually(leader_server_ready, timeout=120, interval=0.25)
         found = await the_deployment(rpc, approved.request_id)
         assert found.state == DeploymentState.RUNNING
         assert found.configuration == change.configuration
