@@ -311,7 +311,8 @@ async def test_a_running_hub_follows_an_approved_change_not_a_refused_one(
             )
             assert hub_limits(folder) == (3 * 2**30, 2.0, 45)
             assert hub_process(folder) != hub_pid
-            assert set(pids) <= set(server_pids(folder, leader))
+            # The server's own process runs on (its children may come and go).
+            assert min(pids) in server_pids(folder, leader)
             # The restarted hub finds the server again: it polls the running servers
             # at start and, past its init_spawners_timeout (10 s on a loaded machine),
             # goes on serving while it finishes them; the server is ready once it has.

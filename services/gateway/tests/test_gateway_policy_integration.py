@@ -261,7 +261,8 @@ async def test_the_reviewer_sees_the_checks_with_totals_and_core_hours(world: Wo
     assert (totals["memory"]["total"], totals["memory"]["amount"]) == ("60 GiB", 60 * 2**30)
     assert totals["storage"]["total"] == "150 GiB"
     assert checks["core_hours"] == 30 * 10 * 24  # 1 core x 30 people x 240 hours
-    assert checks["calendar"] is None
+    # The calendar's verdict is shown even when it never refuses (capacity not enforced).
+    assert checks["calendar"]["fits"] is True and checks["calendar"]["enforced"] is False
     assert checks["policy_version"] == await world.version()
 
 
