@@ -23,6 +23,7 @@ from gateway_helpers import (
     assert_error,
     bearer,
     create_user,
+    login,
     make_client,
     token_for,
 )
@@ -48,11 +49,8 @@ async def client(gateway_settings: GatewaySettings, clock: SteppedClock) -> Asyn
 
 
 async def sign_in(client: Client, username: str, password: str) -> dict[str, str]:
-    response = await client.post(
-        f"{API}/auth/login", json={"username": username, "password": password}
-    )
+    response = await login(client, username, password)
     assert response.status_code == 200, response.text
-    client.cookies.clear()
     return bearer(response.json()["access_token"])
 
 
