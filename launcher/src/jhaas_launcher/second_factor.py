@@ -8,6 +8,10 @@ and recovery codes here, by username), and type its current code at the
 next ones. A code counts once per 30-second step, so when the steps around
 now are spent it answers with a recovery code instead (and gets new ones
 before they run out). The app is RFC 6238 in a few lines of standard library.
+
+The app reads the time from `now` (seconds since the epoch; the wall clock by
+default). A test that runs the gateway on a clock of its own passes that
+clock, so the app shows the codes the gateway expects.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import hashlib
 import hmac
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +30,8 @@ import httpx
 MFA_ROLES = frozenset({"governance", "admin"})
 STEP_SECONDS = 30
 AUTH = "/api/v1/auth"
+
+Now = Callable[[], float]
 
 
 def totp_code(secret: str, step: int, digits: int = 6) -> str:
@@ -68,12 +75,17 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
 
 
 async def set_up_app(
-    client: httpx.AsyncClient, headers: dict[str, str], username: str, *, base: str = ""
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    username: str,
+    *,
+    base: str = "",
+    now: Now = time.time,
 ) -> None:
     """Set up an authenticator app for the signed-in account (which confirms this session)."""
     setup = _ok(await client.post(f"{base}{AUTH}/mfa/totp", headers=headers))
     app = AuthenticatorApp(secret=str(setup["secret"]))
-    code = app.next_code()
+    code = app.next_code(now())
     confirmed = _ok(
         await client.post(f"{base}{AUTH}/mfa/totp/confirm", headers=headers, json={"code": code})
     )
@@ -82,13 +94,18 @@ async def set_up_app(
 
 
 async def confirm_second_factor(
-    client: httpx.AsyncClient, headers: dict[str, str], username: str, *, base: str = ""
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    username: str,
+    *,
+    base: str = "",
+    now: Now = time.time,
 ) -> None:
     """The second step of a sign-in, with the app this process set up for `username`."""
     app = APPS.get(username)
     if app is None:
         raise AssertionError(f"{username} has a second factor this process did not set up")
-    code = app.next_code() or app.recovery_codes.pop()
+    code = app.next_code(now()) or app.recovery_codes.pop()
     _ok(await client.post(f"{base}{AUTH}/mfa/verify", headers=headers, json={"code": code}))
     if len(app.recovery_codes) < 3:
         fresh = _ok(await client.post(f"{base}{AUTH}/mfa/recovery-codes", headers=headers))
@@ -103,6 +120,7 @@ async def sign_in(
     set_up: bool | None = None,
     keep_cookies: bool = False,
     base: str = "",
+    now: Now = time.time,
 ) -> dict[str, str]:
     """Sign in and pass the second step: the bearer headers of a session that may act
     (and make step-up changes for the next few minutes).
@@ -110,7 +128,8 @@ async def sign_in(
     `set_up`: set up an app when the account has no second factor (None: when
     its roles require one). Without `keep_cookies` the client's cookie jar is
     emptied, so that later requests say themselves how they sign in. `base`:
-    the gateway's URL, for a client without a base URL.
+    the gateway's URL, for a client without a base URL. `now`: the gateway's
+    clock, when it is not the wall clock.
     """
     login = await client.post(
         f"{base}{AUTH}/login", json={"username": username, "password": password}
@@ -120,7 +139,7 @@ async def sign_in(
         client.cookies.clear()
     headers = bearer(str(body["access_token"]))
     if body.get("mfa_required"):
-        await confirm_second_factor(client, headers, username, base=base)
+        await confirm_second_factor(client, headers, username, base=base, now=now)
     elif set_up or (set_up is None and MFA_ROLES.intersection(body["user"]["roles"])):
-        await set_up_app(client, headers, username, base=base)
+        await set_up_app(client, headers, username, base=base, now=now)
     return headers

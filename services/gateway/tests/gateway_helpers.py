@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -86,7 +87,22 @@ def make_client(
 ) -> Client:
     """A test client of the app; entering it runs the app's start-up, leaving its shutdown."""
     app = create_app(settings, passwords=fast_passwords(), clock=clock)
-    return AsyncTestClient(app=behind_proxy(app, proxy) if proxy else app, base_url=BASE_URL)
+    client: Client = AsyncTestClient(
+        app=behind_proxy(app, proxy) if proxy else app, base_url=BASE_URL
+    )
+    _CLOCK_OF[client] = clock
+    return client
+
+
+# The clock of each client's app: an authenticator app shows the codes of the
+# gateway's time, which a test may hold still or move on.
+_CLOCK_OF: weakref.WeakKeyDictionary[Client, Clock] = weakref.WeakKeyDictionary()
+
+
+def gateway_time(client: Client) -> second_factor.Now:
+    """The time of `client`'s gateway, in seconds since the epoch."""
+    clock = _CLOCK_OF.get(client, utcnow)
+    return lambda: clock().timestamp()
 
 
 async def login(client: Client, username: str, password: str) -> httpx.Response:
@@ -101,7 +117,7 @@ async def login(client: Client, username: str, password: str) -> httpx.Response:
 async def token_for(client: Client, username: str, password: str) -> str:
     """A token that may act: the second factor set up (governance, admin) or confirmed,
     as that person would (jhaas_launcher.second_factor)."""
-    headers = await second_factor.sign_in(client, username, password)
+    headers = await second_factor.sign_in(client, username, password, now=gateway_time(client))
     return headers["Authorization"].removeprefix("Bearer ")
 
 

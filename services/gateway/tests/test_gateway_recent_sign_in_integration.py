@@ -23,6 +23,7 @@ from gateway_helpers import (
     assert_error,
     bearer,
     create_user,
+    gateway_time,
     login,
     make_client,
     token_for,
@@ -102,7 +103,8 @@ async def test_a_session_with_a_second_factor_confirms_it_again_first(
     """A fresh sign-in is no proof for an account with a second factor: only the factor."""
     admin = await token_for(client, *ADMIN)
     await create_user(client, admin, *GIL, "governance")
-    headers = await second_factor.sign_in(client, *GIL)  # sets up an app, confirming it
+    # Sets up an app (at the gateway's time), confirming it.
+    headers = await second_factor.sign_in(client, *GIL, now=gateway_time(client))
 
     clock.advance(STEP_UP_SECONDS + 1)
     refused = await client.post(f"{API}/tokens", json={"name": "ci", "roles": []}, headers=headers)
@@ -114,3 +116,17 @@ async def test_a_session_with_a_second_factor_confirms_it_again_first(
     assert checked.status_code == 200, checked.text
     made = await client.post(f"{API}/tokens", json={"name": "ci", "roles": []}, headers=headers)
     assert made.status_code == 201, made.text
+
+
+async def test_signing_in_follows_the_gateway_clock_not_the_wall_clock(
+    client: Client, clock: SteppedClock
+) -> None:
+    """The tests' sign-in helper shows the codes of the gateway's own time: a gateway
+    whose clock stands a minute behind the wall (as a held clock does once a test runs
+    past a 30 s step) still accepts the set-up and every later sign-in."""
+    clock.advance(-60)
+    first = await token_for(client, *ADMIN)  # sets up the app
+    again = await token_for(client, *ADMIN)  # confirms with the next unused code
+    assert first != again
+    me = await client.get(f"{API}/me", headers=bearer(again))
+    assert me.status_code == 200, me.text
