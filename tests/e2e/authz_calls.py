@@ -329,6 +329,22 @@ async def standing_change(w: World, owner: Actor) -> tuple[str, str]:
         return _STANDING_CHANGES[key]
 
 
+# What a decision on a change would alter. Not its checks: the calendar's verdict in
+# them is read live and moves whenever another cell approves a course meanwhile.
+_CHANGE_DECISION_FIELDS = ("change_id", "state", "revision", "decided_by", "decided_at", "reason")
+
+
+def change_state(gus: Actor, w: World, request_id: str) -> Any:
+    async def probe() -> Any:
+        status, body = await w.view(f"/api/v1/reviews/{request_id}", gus, "spec", "changes")
+        if status != 200:
+            return status, body
+        changes = [{k: c.get(k) for k in _CHANGE_DECISION_FIELDS} for c in body["changes"] or []]
+        return status, {"spec": body["spec"], "changes": changes}
+
+    return probe
+
+
 def change_decision(body: dict[str, str]) -> Any:
     """A reviewer's decision on a waiting change: of a fresh course when allowed, else
     of the owner's standing one, whose change must stay waiting."""
@@ -345,7 +361,7 @@ def change_decision(body: dict[str, str]) -> Any:
         return Call(
             params={"request_id": request_id, "change_id": change_id},
             json=body,
-            unchanged=status_and(gus, w, f"/api/v1/reviews/{request_id}", "spec", "changes"),
+            unchanged=change_state(gus, w, request_id),
         )
 
     return build

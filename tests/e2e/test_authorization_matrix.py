@@ -201,6 +201,8 @@ BEFORE_SECOND_FACTOR = ANY_STAGE | {
 }
 BEFORE_MFA_ENROLLMENT = ANY_STAGE | {
     ("POST", "/api/v1/auth/password"),
+    ("GET", "/signin/password"),
+    ("POST", "/signin/password"),
     ("POST", "/api/v1/auth/mfa/totp"),
     ("POST", "/api/v1/auth/mfa/totp/confirm"),
     ("POST", "/api/v1/auth/mfa/webauthn/register/options"),
@@ -262,6 +264,8 @@ async def test_a_session_owing_its_second_factor_reaches_only_its_check(world: W
     actor = await owing_second_factor(world, Role.LEADER)
     to_check = (303, "/signin/mfa?next=")
     pages = {key: to_check for key in BROWSER_PAGES | {("GET", "/signin/mfa/setup")}}
+    # The password page is a browser page too: to the check first, as the API refuses.
+    pages |= {(method, "/signin/password"): to_check for method in ("GET", "POST")}
     await sweep(world, actor, BEFORE_SECOND_FACTOR, "finish signing in first", pages)
 
 
