@@ -192,8 +192,13 @@ async def test_local_hub_lifecycle(hub_root: Path) -> None:
         token_url="http://127.0.0.1:9/oauth/token",
         userdata_url="http://127.0.0.1:9/oauth/userinfo",
     )
+    # A proxy slow to exit (here: stopped, so the hub's SIGTERM waits) must not move
+    # the hub to new ports: the deployer waits for it, then kills it.
+    proxy_pid = int((folder / "jupyterhub-proxy.pid").read_text())
+    os.kill(proxy_pid, signal.SIGSTOP)
     changed = await backend.deploy(replace(hub_deployment(), oauth=oauth))
     assert changed.phase is HubPhase.READY and changed.url == url
+    assert proxy_pid not in processes_under(folder)
     new_pid = json.loads((folder / "state.json").read_text())["pid"]
     assert new_pid != hub_pid and not alive(hub_pid)
     assert all(alive(pid) for pid in alice_pids)

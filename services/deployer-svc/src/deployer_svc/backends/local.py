@@ -327,7 +327,7 @@ class LocalBackend:
                 f"hub {layout.folder.name} has no API token file", temporary=False
             ) from exc
 
-    async def _reuse_ports(self, previous: HubState | None, wait: float = 5.0) -> Ports:
+    async def _reuse_ports(self, previous: HubState | None, wait: float = 10.0) -> Ports:
         """The hub's previous ports once the processes just stopped have let go of
         them (a few seconds at most), so its URL stays the same; else new ones."""
         deadline = asyncio.get_running_loop().time() + wait
@@ -482,7 +482,11 @@ class LocalBackend:
                     # Converge: restart the hub with the new config on the same ports
                     # (user servers keep running: cleanup_servers is off).
                     log.info("configuration of hub %s changed: restarting it", hub.deployment_id)
+                    # The proxy's pid before the hub removes its file while stopping it.
+                    proxy = self._proxy_pid(layout)
                     await _in_thread(self._stop_group, previous.pid)
+                    if proxy is not None:
+                        await _in_thread(self._stop_proxy, proxy)
                 else:
                     if await self._wait_ready(previous, layout, hub.api_token, process=None):
                         return self._status_for(previous, HubPhase.READY)
@@ -712,6 +716,32 @@ class LocalBackend:
             time.sleep(0.1)
         # SIGKILL the hub if it did not stop in time, and any straggler of its group.
         send(signal.SIGKILL)
+        _reap(pid)
+
+    def _proxy_pid(self, layout: HubLayout) -> int | None:
+        """The pid of the hub's running proxy (from the pid file the hub writes)."""
+        try:
+            pid = int(layout.proxy_pid.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        # Not a reused pid of something else: the proxy runs inside the hub's folder.
+        return pid if pid in processes_under(layout.folder) else None
+
+    def _stop_proxy(self, pid: int) -> None:
+        """Wait for the proxy to exit, SIGKILL it after STOP_TIMEOUT. It runs in a
+        session of its own (JupyterHub starts it so), and a stopping hub only sends
+        it SIGTERM without waiting: a slow exit (a loaded machine) would hold the
+        hub's ports, and the restarted hub would come up on another URL."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if _proc_state(pid) in (None, "Z", "X"):
+                return
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
         _reap(pid)
 
     def _kill_leftovers(self, folder: Path) -> list[int]:
