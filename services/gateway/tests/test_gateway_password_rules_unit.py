@@ -56,6 +56,8 @@ def test_the_username_with_digits_added_is_refused() -> None:
         "my dog eats 7 socks",
         secrets.token_urlsafe(18),
     ],
+    # Fixed ids: a random one would differ between pytest-xdist's workers' collections.
+    ids=["words", "substitutions", "two-letter base", "sentence", "random"],
 )
 def test_an_uncommon_password_is_accepted(password: str) -> None:
     assert password_problem(password, "someone") is None

@@ -7,21 +7,15 @@ cannot read. The API's JSON twin is `/api/v1/join/{code}` (courses.py).
 
 from __future__ import annotations
 
-import hmac
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode
+from typing import Any
 
 import msgspec
 from litestar import MediaType, Request, Response, get, post
 from litestar.params import FromPath
 
 from gateway.accounts import Caller
-from gateway.auth import csrf_token_for
-from gateway.context import NotReady, correlation_id_for, gateway_of
-from gateway.controllers.signin import FORM_MEDIA_TYPE, SIGN_IN_PATH, pending_page
-from gateway.dependencies import ServiceCalls
+from gateway.context import gateway_of
 from gateway.errors import STATUS_OF_CODE
-from gateway.guards import session_caller
 from gateway.join_limit import TOO_MANY_MISSES
 from gateway.join_pages import (
     TITLE,
@@ -33,9 +27,9 @@ from gateway.join_pages import (
 )
 from gateway.oauth.pages import problem_page
 from gateway.schemas import ApplyBody
+from gateway.web.actions import call_service, first, form_fields, signed_in
 from gateway.web.i18n import N_
 from gateway.web.render import viewer_of
-from jhaas_runtime.rpc import RpcFailure
 from jhaas_schemas.rpc import (
     Apply,
     CoursePreview,
@@ -55,7 +49,6 @@ FOREIGN_FORM = N_(
     "This form did not come from this site or belongs to another sign-in; open the join link again."
 )
 Request_ = Request[Any, Any, Any]
-R = TypeVar("R")
 
 
 def _valid_code(code: str) -> bool:
@@ -64,31 +57,6 @@ def _valid_code(code: str) -> bool:
     except msgspec.ValidationError:
         return False
     return True
-
-
-def _to_sign_in(code: str) -> Response[str]:
-    location = f"{SIGN_IN_PATH}?{urlencode({'next': join_action(code)})}"
-    return Response(
-        "", status_code=303, headers={"Location": location, "Cache-Control": "no-store"}
-    )
-
-
-async def _call(
-    request: Request_, caller: Caller, subject: str, payload: msgspec.Struct, result: type[R]
-) -> R | RpcError:
-    """The service's answer, or its refusal to show in words."""
-    try:
-        return await ServiceCalls(
-            rpc=gateway_of(request).rpc,
-            principal=caller.principal,
-            correlation_id=correlation_id_for(request.scope),
-        )(subject, payload, result)
-    except NotReady:
-        return RpcError(code=ErrorCode.UNAVAILABLE, message=UNAVAILABLE)
-    except RpcFailure as exc:
-        if exc.error.code == ErrorCode.INTERNAL:
-            raise  # a defect: the error handler logs it with its correlation id
-        return exc.error
 
 
 async def _preview(request: Request_, caller: Caller, code: str) -> CoursePreview | Response[Any]:
@@ -102,7 +70,7 @@ async def _preview(request: Request_, caller: Caller, code: str) -> CoursePrevie
     if not _valid_code(code):
         limit.missed(caller.user_id)
         return unknown_code_page(code, viewer=caller)
-    found = await _call(
+    found = await call_service(
         request, caller, ParticipantOps.FIND_BY_CODE, JoinCodeRef(code=code), CoursePreview
     )
     if not isinstance(found, RpcError):
@@ -113,14 +81,6 @@ async def _preview(request: Request_, caller: Caller, code: str) -> CoursePrevie
     if found.code == ErrorCode.UNAVAILABLE:
         return problem_page(503, TITLE, UNAVAILABLE, viewer=caller)
     return problem_page(STATUS_OF_CODE[found.code], TITLE, found.message, viewer=caller)
-
-
-async def _signed_in(request: Request_, code: FromPath[str]) -> tuple[Caller, str] | Response[Any]:
-    found = await session_caller(request)
-    if found is None:
-        return _to_sign_in(code)
-    first = pending_page(found[0], gateway_of(request).settings, join_action(code))
-    return found if first is None else first
 
 
 @get("/join", media_type=MediaType.HTML, include_in_schema=False, security=[])
@@ -142,45 +102,38 @@ async def join_start(request: Request_) -> Response[Any]:
 @get("/join/{code:str}", media_type=MediaType.HTML, include_in_schema=False, security=[])
 async def join_course(request: Request_, code: FromPath[str]) -> Response[Any]:
     """The course a join link opens, and the form to apply; strangers sign in first."""
-    signed_in = await _signed_in(request, code)
-    if isinstance(signed_in, Response):
-        return signed_in
-    caller, session_token = signed_in
-    preview = await _preview(request, caller, code)
+    visitor = await signed_in(request, join_action(code))
+    if isinstance(visitor, Response):
+        return visitor
+    preview = await _preview(request, visitor.caller, code)
     if isinstance(preview, Response):
         return preview
-    csrf = csrf_token_for(gateway_of(request).settings.jwt_secret, session_token)
-    return apply_form_page(preview, code, csrf, viewer=caller)
+    return apply_form_page(preview, code, visitor.csrf, viewer=visitor.caller)
 
 
 @post("/join/{code:str}", media_type=MediaType.HTML, include_in_schema=False, security=[])
 async def apply_to_join(request: Request_, code: FromPath[str]) -> Response[Any]:
     """Apply with the form; the service's refusal is shown on the form in words."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != FORM_MEDIA_TYPE:
-        return problem_page(415, TITLE, f"send the form as {FORM_MEDIA_TYPE}")
-    try:
-        fields = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
-    except UnicodeDecodeError:
-        return problem_page(400, TITLE, "the form is not valid UTF-8")
-    signed_in = await _signed_in(request, code)
-    if isinstance(signed_in, Response):
-        return signed_in
-    caller, session_token = signed_in
-    csrf = csrf_token_for(gateway_of(request).settings.jwt_secret, session_token)
-    if not hmac.compare_digest(fields.get("csrf", "").encode(), csrf.encode()):
+    fields = await form_fields(request, TITLE)
+    if isinstance(fields, Response):
+        return fields
+    visitor = await signed_in(request, join_action(code))
+    if isinstance(visitor, Response):
+        return visitor
+    caller, csrf = visitor.caller, visitor.csrf
+    if not visitor.made(fields):
         return problem_page(403, TITLE, FOREIGN_FORM, viewer=caller)
     preview = await _preview(request, caller, code)
     if isinstance(preview, Response):
         return preview
-    message = fields.get("message", "")
+    message = first(fields, "message")
     try:
         msgspec.convert({"message": message}, ApplyBody)
     except msgspec.ValidationError:
         return apply_form_page(
             preview, code, csrf, viewer=caller, status=422, message=message, error=MESSAGE_RULE
         )
-    applied = await _call(
+    applied = await call_service(
         request, caller, ParticipantOps.APPLY, Apply(code=code, message=message), Participation
     )
     if not isinstance(applied, RpcError):

@@ -119,5 +119,7 @@ class Page(Template):
         context["translate"] = catalog.gettext
         context["lang"] = language
         context["signed_in"] = "" if viewer is None else viewer.username
+        # What the header's navigation offers: the viewer's roles (none for a stranger).
+        context["roles"] = frozenset() if viewer is None else frozenset(viewer.roles)
         context["title"] = catalog.gettext(self.title)
         return context
