@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ ADMIN_PASSWORD = "form-admin-password-0123"
 LEA = ("lea", "lea's password 1234")  # a course leader
 PIA = ("pia", "pia's password 1234")  # a participant, nothing more
 LEO = ("leo", "leo's password 1234")  # another course leader
+# A course leader whose profile chose German: a signed-in person's pages speak it.
+LENA = ("lena", "lena's password 1234")
 
 # A policy whose limits the form shows; auto-approval lets a small course be approved
 # by the system (the change form needs an approved course), no reviewer needed.
@@ -64,8 +67,10 @@ class FormStack:
     stack: Stack
 
     def api(self, who: tuple[str, str]) -> dict[str, str]:
-        """Bearer headers of `who` (signed in through the API)."""
-        return asyncio.run(_bearer(self.url, who))
+        """Bearer headers of `who` (signed in through the API); in a thread of its own,
+        as a test driving Playwright's sync API has an event loop running."""
+        with ThreadPoolExecutor(max_workers=1) as thread:
+            return thread.submit(asyncio.run, _bearer(self.url, who)).result()
 
     def requests_of(self, who: tuple[str, str]) -> list[dict[str, Any]]:
         headers = self.api(who)
@@ -83,13 +88,17 @@ async def _bearer(url: str, who: tuple[str, str]) -> dict[str, str]:
 async def _make_people(url: str) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=15) as client:
         admin = await second_factor.sign_in(client, "admin", ADMIN_PASSWORD)
-        for (name, password), roles in ((LEA, ["leader"]), (PIA, []), (LEO, ["leader"])):
+        people = ((LEA, ["leader"]), (PIA, []), (LEO, ["leader"]), (LENA, ["leader"]))
+        for (name, password), roles in people:
             made = await client.post(
                 "/api/v1/users",
                 headers=admin,
                 json={"username": name, "password": password, "roles": roles},
             )
             assert made.status_code == 201, made.text
+        lena = await second_factor.sign_in(client, *LENA)
+        german = await client.patch("/api/v1/me", headers=lena, json={"preferred_language": "de"})
+        assert german.status_code == 200, german.text
 
 
 @contextmanager
@@ -115,3 +124,21 @@ def form_stack(folder: Path) -> Iterator[FormStack]:
         yield FormStack(url=url, stack=stack)
     finally:
         stack.stop()
+
+
+def csrf_of(page: httpx.Response) -> str:
+    return page.text.split('name="csrf" value="')[1].split('"')[0]
+
+
+@contextmanager
+def browser_session(url: str, who: tuple[str, str]) -> Iterator[httpx.Client]:
+    """A client signed in with the sign-in form, as a browser is (its session cookie)."""
+    with httpx.Client(base_url=url, timeout=15, follow_redirects=False) as client:
+        form = client.get("/signin", params={"next": "/"})
+        assert form.status_code == 200, form.text
+        signed_in = client.post(
+            "/signin",
+            data={"csrf": csrf_of(form), "next": "/", "username": who[0], "password": who[1]},
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        yield client
