@@ -5,6 +5,7 @@ each answered with a page naming the problem, never a 500, nothing stored."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,7 +85,7 @@ def error_of(page: httpx.Response, input_id: str) -> str:
     """The message shown next to an input (the text of its `<id>-error` element)."""
     start = page.text.index(f'id="{input_id}-error"')
     text = page.text[start:].split(">", 1)[1].split("</p>", 1)[0]
-    return text.replace('<span class="visually-hidden">Error: </span>', "").strip()
+    return re.sub(r'<span class="visually-hidden">[^<]*</span>', "", text).strip()
 
 
 def test_a_stranger_is_sent_to_sign_in_and_back(stack: FormStack) -> None:
