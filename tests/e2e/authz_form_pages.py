@@ -55,9 +55,16 @@ def request_form_fields(body: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def to_sign_in(r: httpx.Response) -> None:
+    assert r.headers["location"].startswith("/signin?next="), r.headers
+
+
 async def request_form(w: World, cell: Cell) -> Call:
     def check(r: httpx.Response) -> None:
-        assert 'action="/requests/new"' in r.text, r.text[:300]
+        if cell.role is Role.ANONYMOUS:
+            to_sign_in(r)
+        else:
+            assert 'action="/requests/new"' in r.text, r.text[:300]
 
     return Call(cookies=True, check=check)
 
@@ -66,7 +73,10 @@ async def submit_form(w: World, cell: Cell) -> Call:
     call = await submit(w, cell)
 
     def check(r: httpx.Response) -> None:
-        assert r.headers["location"].startswith("/courses/"), r.headers
+        if cell.role is Role.ANONYMOUS:
+            to_sign_in(r)
+        else:
+            assert r.headers["location"].startswith("/courses/"), r.headers
 
     return Call(
         form=request_form_fields(call.json),
@@ -87,7 +97,10 @@ async def change_form(w: World, cell: Cell) -> Call:
         course = await w.approved_course(caller(w, cell))
 
     def check(r: httpx.Response) -> None:
-        assert 'name="expected_revision"' in r.text, r.text[:300]
+        if cell.role is Role.ANONYMOUS:
+            to_sign_in(r)
+        else:
+            assert 'name="expected_revision"' in r.text, r.text[:300]
 
     return Call(params={"request_id": course.request_id}, cookies=True, check=check)
 
@@ -110,7 +123,10 @@ async def propose_change_form(w: World, cell: Cell) -> Call:
     }
 
     def check(r: httpx.Response) -> None:
-        assert r.headers["location"] == f"/courses/{request_id}/change?sent=1", r.headers
+        if cell.role is Role.ANONYMOUS:
+            to_sign_in(r)
+        else:
+            assert r.headers["location"] == f"/courses/{request_id}/change?sent=1", r.headers
 
     return Call(
         params=call.params,

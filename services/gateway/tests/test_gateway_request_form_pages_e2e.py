@@ -271,6 +271,30 @@ def test_a_request_is_stored_as_typed_with_its_dates_in_utc(
     assert spec["expected_participants"] == 30
 
 
+def test_a_request_with_an_image_of_ones_own_names_no_preset(
+    stack: FormStack, lea: tuple[httpx.Client, str]
+) -> None:
+    image = "quay.io/jupyter/julia-notebook:2024-12-02"
+    with lea_form(stack, lea) as (client, csrf):
+        outside = client.post(
+            "/requests/new",
+            data=typed(csrf=csrf, slug="own-image", environment="custom", image="docker.io/x/y:1"),
+        )
+        assert outside.status_code == 422, outside.text
+        assert error_of(outside, "image") == (
+            "The policy allows only images matching quay.io/jupyter/*."
+        )
+        sent = client.post(
+            "/requests/new",
+            data=typed(csrf=csrf, slug="own-image", environment="custom", image=image),
+        )
+    assert sent.status_code == 303, sent.text
+    [stored] = [r for r in stack.requests_of(LEA) if r["spec"]["slug"] == "own-image"]
+    assert stored["spec"]["image"] == image
+    assert "preset" not in stored["spec"]
+    assert stored["spec"]["resources"]["memory"] == "1536Mi"
+
+
 def approved_course(stack: FormStack, lea: tuple[httpx.Client, str], slug: str) -> dict[str, Any]:
     """A small course of lea's (inside auto-approval): approved by the system."""
     with lea_form(stack, lea) as (client, csrf):

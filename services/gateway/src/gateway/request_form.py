@@ -489,8 +489,9 @@ def parse_request(
         "default_interface": form.interface,
         "resources": resources,
         "expected_participants": participants,
-        "preset": preset,
     }
+    if preset is not msgspec.UNSET:
+        draft["preset"] = preset
     try:
         return msgspec.convert(draft, HubSpecDraft), {}
     except msgspec.ValidationError as exc:  # pragma: no cover - the checks above cover the schema
