@@ -90,6 +90,7 @@ from authz_calls import (
     update_user,
     userinfo,
 )
+from authz_form_pages import change_form, propose_change_form, request_form, submit_form
 from authz_matrix import NA, Entry, no_params, public, route
 
 # fmt: off
@@ -340,6 +341,19 @@ ENTRIES: tuple[Entry, ...] = (
     route("POST", "/join/{code}", apply_page, who="anyone signed in (strangers: to sign in)",
           own=(NA, NA, 409, 409, NA, NA), other=(303, 200, 200, 200, 200, 200),
           no_own=NO_OWN_COURSE),
+    # --- ui-form pages
+    route("GET", "/requests/new", request_form, who="leaders and admins (strangers: to sign in)",
+          any=(303, 403, 403, 200, 403, 200)),
+    route("POST", "/requests/new", submit_form, who="leaders and admins (strangers: to sign in)",
+          any=(303, 403, 403, 303, 403, 303)),
+    route("GET", "/courses/{request_id}/change", change_form,
+          who="its leader (strangers: to sign in)",
+          own=(NA, NA, NA, 200, NA, 200), other=(303, 404, 404, 404, 403, 403),
+          no_own=NO_OWN_REQUEST),
+    route("POST", "/courses/{request_id}/change", propose_change_form,
+          who="its leader (strangers: to sign in)",
+          own=(NA, NA, NA, 303, NA, 303), other=(303, 404, 404, 404, 403, 403),
+          no_own=NO_OWN_REQUEST),
     # --- nobody's data
     public("GET", "/"),
     public("GET", "/healthz"),

@@ -212,6 +212,12 @@ BEFORE_MFA_ENROLLMENT = ANY_STAGE | {
 # The pages that a signed-in browser reaches for: instead of refusing, they send a
 # browser with a step still to take to that step's page (303).
 BROWSER_PAGES = {("GET", "/join/{code}"), ("POST", "/join/{code}"), ("GET", "/oauth/authorize")}
+# The leader's request pages (issue 11, lane ui-form).
+BROWSER_PAGES |= {
+    (method, path)
+    for method in ("GET", "POST")
+    for path in ("/requests/new", "/courses/{request_id}/change")
+}
 SECOND_STEP_PAGES = {("GET", "/signin/mfa"), ("POST", "/signin/mfa")}
 Answer = tuple[int, str]  # a status, and what the answer (or where it sends to) says
 

@@ -40,6 +40,12 @@ from gateway.controllers.password_reset import (
     verify_email_page,
 )
 from gateway.controllers.policy import PolicyController
+from gateway.controllers.request_pages import (
+    change_form,
+    propose_change,
+    request_form,
+    submit_request,
+)
 from gateway.controllers.requests import RequestController
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
@@ -267,6 +273,10 @@ def create_app(
             oidc_callback,
             join_start,
             join_course,
+            request_form,
+            submit_request,
+            change_form,
+            propose_change,
             apply_to_join,
             reset_password_page,
             verify_email_page,
