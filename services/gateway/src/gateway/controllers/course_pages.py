@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -136,6 +136,10 @@ STEP_OF: dict[str, tuple[int, bool]] = {
 }
 # After these a course's status does not change any more: the stream ends.
 FINAL = frozenset({"deleted", "rejected", "withdrawn"})
+# A participation that ended: its person's stream ends too.
+ENDED = frozenset(
+    {ParticipationStatus.REJECTED, ParticipationStatus.REMOVED, ParticipationStatus.LEFT}
+)
 PARTICIPATION_LABELS: dict[str, str] = {
     "pending": N_("Application pending"),
     "accepted": N_("Accepted"),
@@ -268,12 +272,16 @@ def hub_timeline(course: MyCourse | Course) -> Timeline:
     """The hub's status as participant-svc reports it; its link only for those who
     may enter (not for someone whose application waits or was rejected)."""
     may_open = isinstance(course, Course) or course.role is not None
-    return timeline(
+    shown = timeline(
         str(course.hub_status),
         starts_at=course.starts_at,
         ends_at=course.ends_at,
         hub_url=course.hub_url if may_open else None,
     )
+    if isinstance(course, MyCourse) and course.participation_status in ENDED:
+        # Rejected, removed or left: nothing more of this course is theirs to watch.
+        return replace(shown, final=True)
+    return shown
 
 
 # --- reading what a course page shows ---------------------------------------------
@@ -738,8 +746,8 @@ async def decide_applications(request: Request_, request_id: FromPath[str]) -> R
     op = ParticipantOps.ACCEPT if accept else ParticipantOps.REJECT
     answer = await call_service(request, visitor.caller, op, payload, ParticipationList)
     if isinstance(answer, RpcError):
-        if answer.code == ErrorCode.NOT_FOUND and "participation" in answer.message:
-            answer = _invalid(NOT_ONE_OF_THEM)
+        if answer.code == ErrorCode.NOT_FOUND and "participation_ids" in answer.fields:
+            answer = RpcError(code=ErrorCode.NOT_FOUND, message=NOT_ONE_OF_THEM)
         return await _refused_here(
             request, visitor, request_id, answer, "applications", typed=typed
         )
