@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -189,15 +189,15 @@ class Timeline:
     hub_url: str | None = None
     final: bool = False
 
-    def as_event(self, gettext: Any) -> str:
+    def as_event(self, tr: Callable[[str], str]) -> str:
         return json.dumps(
             {
                 "status": self.status,
-                "label": gettext(self.label),
+                "label": tr(self.label),
                 "steps": [
                     {
                         "state": s["state"],
-                        "note": gettext(s["note"]) if s["note"] else "",
+                        "note": tr(s["note"]) if s["note"] else "",
                         "time": s["time"],
                     }
                     for s in self.steps
@@ -594,7 +594,7 @@ async def course_timeline(request: Request_, request_id: FromPath[str]) -> Respo
     if isinstance(seen, RpcError):
         return _refused(seen, caller)
     language = choose_language(caller.preferred_language, request.headers.get("accept-language"))
-    gettext = translations(language).gettext
+    tr = translations(language).gettext
     leader_view = seen.request is not None
 
     async def current() -> Timeline | None:
@@ -616,20 +616,18 @@ async def course_timeline(request: Request_, request_id: FromPath[str]) -> Respo
         loop = asyncio.get_running_loop()
         started = last_sent = loop.time()
         shown = seen.timeline()
-        yield ServerSentEventMessage(
-            event="status", data=shown.as_event(gettext), retry=RECONNECT_MS
-        )
+        yield ServerSentEventMessage(event="status", data=shown.as_event(tr), retry=RECONNECT_MS)
         while not shown.final and loop.time() - started < STREAM_SECONDS:
             await asyncio.sleep(POLL_SECONDS)
             now = await current()
             if now is None:  # deleted: its course and request are gone for this caller
                 gone = timeline("deleted")
-                yield ServerSentEventMessage(event="status", data=gone.as_event(gettext))
+                yield ServerSentEventMessage(event="status", data=gone.as_event(tr))
                 return
             if now != shown:
                 shown = now
                 last_sent = loop.time()
-                yield ServerSentEventMessage(event="status", data=now.as_event(gettext))
+                yield ServerSentEventMessage(event="status", data=now.as_event(tr))
             elif loop.time() - last_sent >= HEARTBEAT_SECONDS:
                 last_sent = loop.time()
                 yield ServerSentEventMessage(comment="still here")
