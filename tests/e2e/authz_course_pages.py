@@ -64,7 +64,7 @@ async def _ends_at_once(answer: httpx.Response) -> None:
 async def timeline(w: World, cell: Cell) -> Call:
     """Allowed: a leader's (or, for governance and admins, leo's) withdrawn request,
     or a rejected applicant's course: streams that end at once."""
-    if not cell.allowed:
+    if not cell.allowed or cell.role is Role.ANONYMOUS:  # a stranger: 303 to sign in
         return await course_page(w, cell)
     if cell.role is Role.PARTICIPANT:
         actor = (await w.applicant(course_of(w, cell), "rejected"))[0]

@@ -195,7 +195,7 @@ def test_a_leader_runs_a_course_and_a_participant_opens_its_hub(
 
     # --- The join link: copied with the button, and as a QR code.
     page.reload()
-    join_url = page.get_by_label("Join link").input_value()
+    join_url = page.get_by_role("textbox", name="Join link").input_value()
     assert re.fullmatch(rf"{re.escape(base)}/join/[A-Za-z0-9-]+", join_url), join_url
     page.get_by_role("button", name="Copy the join link").click()
     expect(page.locator("#copy-status")).to_have_text("Copied the join link.")
