@@ -164,6 +164,4 @@ async def leave_page(w: World, cell: Cell) -> Call:
     if cell.allowed:
         actor = (await w.applicant(course, "accepted"))[0]
         return _form({"request_id": course.request_id}, {}, actor=actor)
-    return _form(
-        {"request_id": course.request_id}, {}, unchanged=participations_view(w, course)
-    )
+    return _form({"request_id": course.request_id}, {}, unchanged=participations_view(w, course))
