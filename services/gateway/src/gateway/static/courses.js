@@ -31,6 +31,9 @@
         now.textContent = data.label;
         now.className = "status status--" + data.status;
         announce.textContent = list.dataset.tNow + " " + data.label;
+        // What the page offers may differ now (the join link once approved, ...).
+        const reload = document.getElementById("timeline-reload");
+        if (reload) reload.hidden = false;
       }
       if (hub) {
         const link = hub.querySelector("a");
