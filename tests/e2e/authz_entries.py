@@ -91,6 +91,18 @@ from authz_calls import (
     userinfo,
 )
 from authz_form_pages import change_form, propose_change_form, request_form, submit_form
+from authz_course_pages import (
+    add_tutor_page,
+    cancel_page,
+    course_page,
+    courses_page,
+    decide_page,
+    joining_page,
+    leave_page,
+    remove_tutor_page,
+    rotate_page,
+    timeline,
+)
 from authz_matrix import NA, Entry, no_params, public, route
 
 # fmt: off
@@ -109,6 +121,10 @@ NOT_ANONYMOUS = "anonymous has no account"
 # course does not exist (404), as request-svc answers for its request.
 STAFF_OWN = (NA, NA, 403, 200, NA, NA)
 STAFF_OTHER = (401, 404, 404, 404, 403, 403)
+# The same on the course pages: strangers to sign in, allowed posts 303 (post/redirect/get).
+PAGE_STAFF_OWN = (NA, NA, 403, 303, NA, NA)
+PAGE_STAFF_OTHER = (303, 404, 404, 404, 403, 403)
+PAGE_OTHER = (303, 404, 404, 404, 200, 200)
 
 ENTRIES: tuple[Entry, ...] = (
     # --- auth: everyone acts on their own account only
@@ -354,6 +370,36 @@ ENTRIES: tuple[Entry, ...] = (
           who="its leader (strangers: to sign in)",
           own=(NA, NA, NA, 303, NA, 303), other=(303, 404, 404, 404, 403, 403),
           no_own=NO_OWN_REQUEST),
+    # --- ui-courses pages (issue 11): the session cookie; refusals are pages, strangers
+    # go to sign in. Governance and admins see every request's page (request-svc shows
+    # them every request) but none of a course's staff actions (participant-svc: 403).
+    route("GET", "/courses", courses_page,
+          who="anyone signed in: their own (strangers: to sign in)",
+          any=(303, 200, 200, 200, 200, 200)),
+    route("GET", "/courses/{request_id}", course_page,
+          who="its leader and tutors; a participant their own view; governance, admins the request",
+          own=(NA, NA, 200, 200, NA, NA), other=PAGE_OTHER, no_own=NO_OWN_COURSE),
+    route("GET", "/courses/{request_id}/timeline", timeline,
+          who="as its page (a stream that ends once the course cannot change)",
+          own=(NA, NA, 200, 200, NA, NA), other=PAGE_OTHER, no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/applications", decide_page,
+          who="its leader and tutors", own=PAGE_STAFF_OWN, other=PAGE_STAFF_OTHER,
+          no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/join-code/rotate", rotate_page, who="its leader",
+          own=PAGE_STAFF_OWN, other=PAGE_STAFF_OTHER, no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/join-code", joining_page, who="its leader",
+          own=PAGE_STAFF_OWN, other=PAGE_STAFF_OTHER, no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/tutors", add_tutor_page, who="its leader",
+          own=PAGE_STAFF_OWN, other=PAGE_STAFF_OTHER, no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/tutors/remove", remove_tutor_page, who="its leader",
+          own=PAGE_STAFF_OWN, other=PAGE_STAFF_OTHER, no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/cancel", cancel_page, who="its leader and admins",
+          own=(NA, NA, 404, 303, NA, NA), other=(303, 404, 404, 404, 403, 303),
+          no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/leave", leave_page,
+          who="a participant of the course (pending or accepted)",
+          own=(NA, NA, 303, 404, NA, NA), other=(303, 404, 404, 404, 404, 404),
+          no_own=NO_OWN_COURSE),
     # --- nobody's data
     public("GET", "/"),
     public("GET", "/healthz"),

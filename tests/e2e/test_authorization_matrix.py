@@ -18,6 +18,7 @@ from dataclasses import replace
 import httpx
 import pytest
 import pytest_asyncio
+from authz_course_pages import COURSE_PAGES
 from authz_entries import ENTRIES
 from authz_matrix import Call, Cell, Entry, Scope, missing_entry_message, template
 from authz_outside import outside_services
@@ -211,7 +212,11 @@ BEFORE_MFA_ENROLLMENT = ANY_STAGE | {
 }
 # The pages that a signed-in browser reaches for: instead of refusing, they send a
 # browser with a step still to take to that step's page (303).
-BROWSER_PAGES = {("GET", "/join/{code}"), ("POST", "/join/{code}"), ("GET", "/oauth/authorize")}
+BROWSER_PAGES = {
+    ("GET", "/join/{code}"),
+    ("POST", "/join/{code}"),
+    ("GET", "/oauth/authorize"),
+} | COURSE_PAGES
 # The leader's request pages (issue 11, lane ui-form).
 BROWSER_PAGES |= {
     (method, path)

@@ -22,6 +22,18 @@ from gateway.context import Gateway, send_correlation_header
 from gateway.controllers.audit import AuditController
 from gateway.controllers.auth import AuthController
 from gateway.controllers.calendar import CalendarController
+from gateway.controllers.course_pages import (
+    add_tutor_page,
+    cancel_course_page,
+    course_page,
+    course_timeline,
+    decide_applications,
+    leave_course_page,
+    my_courses_page,
+    remove_tutor_page,
+    rotate_join_code_page,
+    set_joining_page,
+)
 from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.governance_audit import GovernanceAuditController
@@ -277,6 +289,16 @@ def create_app(
             submit_request,
             change_form,
             propose_change,
+            my_courses_page,
+            course_page,
+            course_timeline,
+            decide_applications,
+            rotate_join_code_page,
+            set_joining_page,
+            add_tutor_page,
+            remove_tutor_page,
+            cancel_course_page,
+            leave_course_page,
             apply_to_join,
             reset_password_page,
             verify_email_page,
