@@ -41,6 +41,14 @@ from gateway.controllers.password_reset import (
 )
 from gateway.controllers.policy import PolicyController
 from gateway.controllers.requests import RequestController
+from gateway.controllers.review_pages import (
+    capacity_calendar,
+    decide_change,
+    decide_request,
+    governance_audit,
+    review_queue,
+    review_request,
+)
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
 from gateway.controllers.tokens import TokenController
@@ -267,6 +275,12 @@ def create_app(
             oidc_callback,
             join_start,
             join_course,
+            review_queue,
+            review_request,
+            decide_request,
+            decide_change,
+            capacity_calendar,
+            governance_audit,
             apply_to_join,
             reset_password_page,
             verify_email_page,
