@@ -69,6 +69,10 @@ def day(moment: datetime) -> str:
     return moment.astimezone(UTC).date().isoformat()
 
 
+def short_minute(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def minute(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -226,8 +230,8 @@ def _chart(view: CalendarView, resource: str, demand: Demand | None) -> Chart:
         peak = max(peak, total)
         rows.append(
             ChartRow(
-                start=minute(seg_start),
-                end=minute(seg_end),
+                start=short_minute(seg_start),
+                end=short_minute(seg_end),
                 reserved=amount_text(resource, reserved),
                 free=amount_text(resource, capacity - reserved),
                 with_demand="" if with_demand < 0 else amount_text(resource, with_demand),
