@@ -7,7 +7,7 @@ sees each request's checks and its capacity chart, asks for changes on one
 request, rejects another (first with no comment: the error next to it), approves a
 third; a fourth no longer fits the calendar beside the third: its page says so and
 its approval is refused in the service's words. The audit trail lists the
-decisions. Then the same pages in German. Every step is a screenshot and passes
+decisions. Then the same pages for Rolf, who reads German. Every step is a screenshot and passes
 axe-core (tests/browser.py's `journey`)."""
 
 from __future__ import annotations
@@ -49,8 +49,15 @@ def queue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Queue]:
                     "leo": ("leader",),
                     "gus": ("governance",),
                     "rita": ("governance",),
+                    "rolf": ("governance",),
                 },
             )
+            # Rolf reads German (his profile's language: a signed-in person's pages speak it).
+            async with people.client() as client:
+                chosen = await client.patch(
+                    "/api/v1/me", headers=people.headers["rolf"], json={"preferred_language": "de"}
+                )
+                assert chosen.status_code == 200, chosen.text
             ids: dict[str, str] = {}
             # Already approved (by gus): it holds 20 cores over the others' window.
             ids["Physics"] = await submit(people, "lea", course("Physics", "phys", 10), "gus")
@@ -69,17 +76,17 @@ def queue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Queue]:
         yield asyncio.run(build())
 
 
-def sign_in(page: Page, journey: Journey | None, next_path: str) -> None:
-    """Rita's password, then her app's code: the browser's second step."""
+def sign_in(page: Page, journey: Journey | None, next_path: str, who: str = "rita") -> None:
+    """The reviewer's password, then their app's code: the browser's second step."""
     page.goto(next_path)
     expect(page).to_have_url(re.compile(r"/signin\?next="))
-    page.locator("#username").fill("rita")
-    page.locator("#password").fill(password_of("rita"))
+    page.locator("#username").fill(who)
+    page.locator("#password").fill(password_of(who))
     page.locator("form button[type=submit]").click()
     expect(page).to_have_url(re.compile(r"/signin/mfa\?"))
     if journey is not None:
         journey.step("second step")
-    app = second_factor.APPS["rita"]
+    app = second_factor.APPS[who]
     page.locator("#code").fill(app.next_code() or app.recovery_codes.pop())
     page.locator("form button[type=submit]").last.click()
 
@@ -196,17 +203,17 @@ def test_a_reviewer_decides_on_the_queue(queue: Queue, journey: Journey) -> None
 @pytest.mark.parametrize("browser_language", ["de-DE"])
 def test_the_reviewers_pages_in_german(queue: Queue, journey: Journey) -> None:
     page = journey.page
-    sign_in(page, None, f"{queue.url}/reviews")
+    sign_in(page, None, f"{queue.url}/reviews", "rolf")
     expect(page).to_have_url(f"{queue.url}/reviews")
     expect(page.locator("html")).to_have_attribute("lang", "de")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Prüfungen")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Begutachtung")
     journey.step("die Warteschlange")
     page.goto(f"{queue.url}/reviews/{queue.ids['Big Data']}")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Einen Antrag prüfen")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Einen Antrag begutachten")
     expect(page.get_by_role("button", name="Genehmigen")).to_be_visible()
     journey.step("ein Antrag")
     page.goto(f"{queue.url}/governance/audit")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Prüfprotokoll der Governance")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Governance-Protokoll")
     journey.step("das Prüfprotokoll")
     page.goto(f"{queue.url}/governance/calendar")
     expect(page.get_by_role("heading", level=1)).to_have_text("Kapazitätskalender")
