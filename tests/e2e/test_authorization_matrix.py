@@ -212,6 +212,15 @@ BEFORE_MFA_ENROLLMENT = ANY_STAGE | {
 # The pages that a signed-in browser reaches for: instead of refusing, they send a
 # browser with a step still to take to that step's page (303).
 BROWSER_PAGES = {("GET", "/join/{code}"), ("POST", "/join/{code}"), ("GET", "/oauth/authorize")}
+# The reviewer's pages (issue 11, ui-review).
+BROWSER_PAGES |= {
+    ("GET", "/reviews"),
+    ("GET", "/reviews/{request_id}"),
+    ("POST", "/reviews/{request_id}"),
+    ("POST", "/reviews/{request_id}/changes/{change_id}"),
+    ("GET", "/governance/calendar"),
+    ("GET", "/governance/audit"),
+}
 SECOND_STEP_PAGES = {("GET", "/signin/mfa"), ("POST", "/signin/mfa")}
 Answer = tuple[int, str]  # a status, and what the answer (or where it sends to) says
 
