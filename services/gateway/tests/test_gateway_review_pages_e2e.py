@@ -279,11 +279,15 @@ def test_the_calendar_period_and_the_audit_filters_refuse_in_words(world: World)
             ({"from": "2027-13-01", "to": "2027-02-01"}, 'id="from-error"'),
             ({"from": "2027-03-01", "to": "2027-02-01"}, 'id="to-error"'),
             ({"from": "2027-01-01", "to": "2030-01-01"}, "at most 732 days"),
+            ({"from": "9999-12-30", "to": "9999-12-31"}, 'id="from-error"'),
+            ({"from": "2027-01-01", "to": "0001-01-01"}, 'id="to-error"'),
         ]
         for query, says in cases:
             r = browser.get("/governance/calendar", params=query)
             assert r.status_code == 400, r.text
             assert says in r.text and query["to"] in r.text
+        not_utf8 = browser.get("/governance/calendar?from=%FF%FE&to=2027-01-01")
+        assert not_utf8.status_code == 400 and 'id="from-error"' in not_utf8.text
         audit = browser.get("/governance/audit")
         assert audit.status_code == 200, audit.text
         assert "Physics" not in audit.text and world.approved in audit.text
@@ -291,12 +295,17 @@ def test_the_calendar_period_and_the_audit_filters_refuse_in_words(world: World)
             ({"action": "exploded"}, "action"),
             ({"since": "yesterday"}, "since"),
             ({"until": "2027-02-30"}, "until"),
+            ({"until": "9999-12-31"}, "until"),
+            ({"since": "0001-01-01"}, "since"),
             ({"limit": "0"}, "limit"),
             ({"request_id": "r" * 65}, "request_id"),
         ]:
             r = browser.get("/governance/audit", params=query)
             assert r.status_code == 400, r.text
             assert f'id="{field}-error"' in r.text
+        odd = browser.get("/governance/audit?actor=%FF&request_id=%00")
+        assert odd.status_code == 200, odd.text  # matches nobody: an empty page, no 500
+        assert "No entry matches." in odd.text
         bad_cursor = browser.get("/governance/audit", params={"cursor": "abc"})
         assert bad_cursor.status_code == 400 and "first page" in bad_cursor.text
 

@@ -81,6 +81,7 @@ CHANGES_NEEDED = N_("Say what the leader should change.")
 NOT_A_DECISION = N_("Choose approve, reject or request changes with one of the form's buttons.")
 BAD_FORM = N_("The form is incomplete or was changed; open the page again and send it from there.")
 BAD_DATE = N_("Enter a date such as 2027-01-31.")
+FIRST_YEAR, LAST_YEAR = 2000, 9000
 BAD_CURSOR = N_("This page link is not valid any more; start again from the first page.")
 NO_SUCH_REQUEST = N_("There is no such request.")
 TOO_LONG = N_("At most 64 characters.")
@@ -328,10 +329,12 @@ async def decide_change(
 
 
 def _date(raw: str) -> date | None:
+    """A day typed as YYYY-MM-DD, within the years a calendar can reason about."""
     try:
-        return date.fromisoformat(raw.strip())
+        value = date.fromisoformat(raw.strip())
     except ValueError:
         return None
+    return value if FIRST_YEAR <= value.year <= LAST_YEAR else None
 
 
 def _midnight(value: date) -> datetime:
