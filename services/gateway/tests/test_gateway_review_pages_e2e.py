@@ -260,7 +260,9 @@ def test_a_change_is_rejected_only_with_a_reason(world: World) -> None:
         assert "You rejected the change." in shown.text and "not this term" in shown.text
         again = browser.post(action, data={"csrf": csrf, "decision": "approve"})
         assert again.status_code == 409, again.text
-    [change] = world.review(world.approved)["changes"]  # type: ignore[misc]
+    changes = world.review(world.approved)["changes"]
+    assert isinstance(changes, list) and len(changes) == 1
+    change = changes[0]
     assert change["state"] == "rejected" and change["reason"] == "not this term"
 
 
