@@ -104,6 +104,12 @@ from authz_course_pages import (
     timeline,
 )
 from authz_matrix import NA, Entry, no_params, public, route
+from authz_review_pages import (
+    change_decision_form,
+    decision_form,
+    review_page,
+    signed_in_page,
+)
 
 # fmt: off
 #          anonymous none participant leader governance admin
@@ -400,6 +406,25 @@ ENTRIES: tuple[Entry, ...] = (
           who="a participant of the course (pending or accepted)",
           own=(NA, NA, 303, 404, NA, NA), other=(303, 404, 404, 404, 404, 404),
           no_own=NO_OWN_COURSE),
+    # --- ui-review pages: governance and admins (strangers: to sign in; the
+    # request's own leader is no reviewer of it; to others it does not exist)
+    *(
+        route("GET", path, signed_in_page, who="governance and admins (strangers: to sign in)",
+              any=(303, 403, 403, 403, 200, 200))
+        for path in ("/reviews", "/governance/calendar", "/governance/audit")
+    ),
+    route("GET", "/reviews/{request_id}", review_page,
+          who="governance and admins (strangers: to sign in)",
+          own=(NA, NA, NA, 403, NA, 200), other=(303, 404, 404, 404, 200, 200),
+          no_own=NO_OWN_REQUEST),
+    route("POST", "/reviews/{request_id}", decision_form,
+          who="governance and admins, not on their own request (strangers: to sign in)",
+          own=(NA, NA, NA, 403, NA, 403), other=(303, 404, 404, 404, 303, 303),
+          no_own=NO_OWN_REQUEST),
+    route("POST", "/reviews/{request_id}/changes/{change_id}", change_decision_form,
+          who="governance and admins, not on their own course (strangers: to sign in)",
+          own=(NA, NA, NA, 403, NA, 403), other=(303, 404, 404, 404, 303, 303),
+          no_own=NO_OWN_REQUEST),
     # --- nobody's data
     public("GET", "/"),
     public("GET", "/healthz"),

@@ -223,6 +223,15 @@ BROWSER_PAGES |= {
     for method in ("GET", "POST")
     for path in ("/requests/new", "/courses/{request_id}/change")
 }
+# The reviewer's pages (issue 11, ui-review).
+BROWSER_PAGES |= {
+    ("GET", "/reviews"),
+    ("GET", "/reviews/{request_id}"),
+    ("POST", "/reviews/{request_id}"),
+    ("POST", "/reviews/{request_id}/changes/{change_id}"),
+    ("GET", "/governance/calendar"),
+    ("GET", "/governance/audit"),
+}
 SECOND_STEP_PAGES = {("GET", "/signin/mfa"), ("POST", "/signin/mfa")}
 Answer = tuple[int, str]  # a status, and what the answer (or where it sends to) says
 

@@ -59,6 +59,14 @@ from gateway.controllers.request_pages import (
     submit_request,
 )
 from gateway.controllers.requests import RequestController
+from gateway.controllers.review_pages import (
+    capacity_calendar,
+    decide_change,
+    decide_request,
+    governance_audit,
+    review_queue,
+    review_request,
+)
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
 from gateway.controllers.tokens import TokenController
@@ -299,6 +307,12 @@ def create_app(
             remove_tutor_page,
             cancel_course_page,
             leave_course_page,
+            review_queue,
+            review_request,
+            decide_request,
+            decide_change,
+            capacity_calendar,
+            governance_audit,
             apply_to_join,
             reset_password_page,
             verify_email_page,
