@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import authz_ui_admin_pages as ui_admin
 import httpx
 import pytest
 import pytest_asyncio
@@ -186,7 +187,7 @@ ANY_STAGE = {
     ("GET", "/api/v1/auth/mfa"),
     ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/auth/logout-everywhere"),
-}
+} | ui_admin.ANY_STAGE
 BEFORE_PASSWORD_CHANGE = ANY_STAGE | {
     ("POST", "/api/v1/auth/password"),
     ("GET", "/signin/password"),
@@ -212,6 +213,7 @@ BEFORE_MFA_ENROLLMENT = ANY_STAGE | {
 # The pages that a signed-in browser reaches for: instead of refusing, they send a
 # browser with a step still to take to that step's page (303).
 BROWSER_PAGES = {("GET", "/join/{code}"), ("POST", "/join/{code}"), ("GET", "/oauth/authorize")}
+BROWSER_PAGES |= ui_admin.PAGES
 SECOND_STEP_PAGES = {("GET", "/signin/mfa"), ("POST", "/signin/mfa")}
 Answer = tuple[int, str]  # a status, and what the answer (or where it sends to) says
 
