@@ -176,6 +176,16 @@ def sign_in(page: Page, product: Product, who: tuple[str, str], next_url: str) -
     expect(page).to_have_url(f"{product.url}{next_url}")
 
 
+def reload_until(page: Page, selector: str, text: re.Pattern[str], tries: int = 120) -> None:
+    """Reload the page (as a person waiting does) until `selector` shows `text`."""
+    for _ in range(tries):
+        if text.search(page.locator(selector).inner_text()):
+            return
+        page.wait_for_timeout(1000)
+        page.reload()
+    expect(page.locator(selector)).to_contain_text(text)
+
+
 def test_an_admin_redeploys_a_failed_hub_and_sees_it_deploying(
     product: Product, journey: Journey
 ) -> None:
@@ -195,14 +205,14 @@ def test_an_admin_redeploys_a_failed_hub_and_sees_it_deploying(
     row.get_by_role("button", name=re.compile("^Redeploy")).click()
     expect(page).to_have_url(re.compile(r"/admin/deployments\?redeployed="))
     expect(page.get_by_role("status").first).to_contain_text("deployed again")
-    live = page.locator(f"#live-{product.request_id}")
-    expect(live).to_contain_text(re.compile("deploying|running"))
     expect(page.locator(f"#deployment-{product.request_id}")).to_have_count(0)
+    live = page.locator(f"#live-{product.request_id}")
+    expect(live).to_contain_text(re.compile("scheduled|deploying|running"))
+    reload_until(page, f"#live-{product.request_id}", re.compile("deploying|running"))
     journey.step("redeployed: deploying")
 
     product.wait_for_state("running", timeout=240)
-    page.reload()
-    expect(page.locator(f"#live-{product.request_id}")).to_contain_text("running")
+    reload_until(page, f"#live-{product.request_id}", re.compile("running"))
     expect(page.locator(f"#live-{product.request_id} a")).to_have_attribute(
         "href", re.compile("^http")
     )
