@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import authz_ui_admin_pages as ui_admin
 import httpx
 import pytest
 import pytest_asyncio
@@ -187,7 +188,7 @@ ANY_STAGE = {
     ("GET", "/api/v1/auth/mfa"),
     ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/auth/logout-everywhere"),
-}
+} | ui_admin.ANY_STAGE
 BEFORE_PASSWORD_CHANGE = ANY_STAGE | {
     ("POST", "/api/v1/auth/password"),
     ("GET", "/signin/password"),
@@ -232,6 +233,8 @@ BROWSER_PAGES |= {
     ("GET", "/governance/calendar"),
     ("GET", "/governance/audit"),
 }
+# The admin and account pages (issue 11, ui-admin).
+BROWSER_PAGES |= ui_admin.PAGES
 SECOND_STEP_PAGES = {("GET", "/signin/mfa"), ("POST", "/signin/mfa")}
 Answer = tuple[int, str]  # a status, and what the answer (or where it sends to) says
 

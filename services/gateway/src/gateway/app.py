@@ -19,6 +19,29 @@ from gateway.accounts import Accounts, Clock, utcnow
 from gateway.audit import Audit
 from gateway.auth import BearerTokens, Passwords
 from gateway.context import Gateway, send_correlation_header
+from gateway.controllers.account_pages import (
+    account_end_every_session,
+    account_end_session,
+    account_page,
+    account_profile,
+    account_revoke_token,
+    confirm,
+    confirm_form,
+    sign_out,
+)
+from gateway.controllers.admin_pages import (
+    admin_audit,
+    admin_create_user,
+    admin_deployments,
+    admin_index,
+    admin_policy,
+    admin_redeploy,
+    admin_user_disable,
+    admin_user_enable,
+    admin_user_mfa_reset,
+    admin_user_roles,
+    admin_users,
+)
 from gateway.controllers.audit import AuditController
 from gateway.controllers.auth import AuthController
 from gateway.controllers.calendar import CalendarController
@@ -313,6 +336,25 @@ def create_app(
             decide_change,
             capacity_calendar,
             governance_audit,
+            admin_index,
+            admin_users,
+            admin_create_user,
+            admin_user_roles,
+            admin_user_disable,
+            admin_user_enable,
+            admin_user_mfa_reset,
+            admin_deployments,
+            admin_redeploy,
+            admin_policy,
+            admin_audit,
+            account_page,
+            account_profile,
+            account_end_session,
+            account_end_every_session,
+            account_revoke_token,
+            confirm_form,
+            confirm,
+            sign_out,
             apply_to_join,
             reset_password_page,
             verify_email_page,
