@@ -91,7 +91,6 @@ from authz_calls import (
     update_user,
     userinfo,
 )
-from authz_form_pages import change_form, propose_change_form, request_form, submit_form
 from authz_course_pages import (
     add_tutor_page,
     cancel_page,
@@ -104,6 +103,7 @@ from authz_course_pages import (
     rotate_page,
     timeline,
 )
+from authz_form_pages import change_form, propose_change_form, request_form, submit_form
 from authz_matrix import NA, Entry, no_params, public, route
 from authz_review_pages import (
     change_decision_form,
