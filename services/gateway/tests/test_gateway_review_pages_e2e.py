@@ -326,3 +326,5 @@ def test_the_audit_trail_pages_on_with_its_cursor(world: World) -> None:
         approved = browser.get("/governance/audit", params={"action": "approved", "actor": "gus"})
         assert approved.status_code == 200, approved.text
         assert world.approved in approved.text and "approved" in approved.text
+        # The checks the decider saw, rule by rule.
+        assert "<code>limits.cpu.max</code>: 2 (at most 8)" in approved.text

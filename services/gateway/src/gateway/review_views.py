@@ -107,6 +107,12 @@ def summary_of(checks: ReviewChecks | list[RuleCheck] | None) -> CheckSummary | 
     )
 
 
+def rules_of(checks: ReviewChecks | list[RuleCheck] | None) -> list[RuleCheck]:
+    if checks is None:
+        return []
+    return checks if isinstance(checks, list) else checks.rules
+
+
 # --- the capacity chart ------------------------------------------------------------
 
 
@@ -496,4 +502,5 @@ def audit_page(
         actions=ACTION_LABELS,
         minute=minute,
         summary_of=summary_of,
+        rules_of=rules_of,
     )
