@@ -385,3 +385,19 @@ async def test_the_account_page_saves_the_profile_and_signs_out(
     for name, value in before.items():  # the old cookie, kept by a careless browser
         client.cookies.set(name, value)
     assert (await client.get("/account", follow_redirects=False)).status_code == 303
+
+
+async def test_every_page_speaks_german_to_a_german_browser(client: Client, admin: Admin) -> None:
+    await browser_admin(client, admin)
+    for path, heading in (
+        ("/admin", "Verwaltung"),
+        ("/admin/users", "Benutzer und Rollen"),
+        ("/admin/audit", "Audit-Protokoll"),
+        ("/account", "Ihr Konto"),
+        ("/account/confirm?next=/admin", "Bestätigen Sie, dass Sie es sind"),
+    ):
+        page = await client.get(path, headers=GERMAN)
+        assert page.status_code == 200, page.text
+        assert f"<h1>{heading}</h1>" in page.text and '<html lang="de">' in page.text
+    english = await client.get("/account")
+    assert "0 security keys." in english.text and "unused recovery codes." in english.text
