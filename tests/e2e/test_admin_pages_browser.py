@@ -14,10 +14,11 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -33,11 +34,19 @@ from jhaas_launcher.testing import eventually
 pytestmark = pytest.mark.e2e
 
 ADMIN_PASSWORD = "e2e-admin-password-0123"
+T = TypeVar("T")
 LEA = ("lea", "lea-password-123")
 GUS = ("gus", "gus-password-123")
 TOM = ("tom", "tom-password-123")
 UTA = ("uta", "uta-password-123")
 COURSE = "Broken hub lab"
+
+
+def run(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end on a thread of its own: Playwright's sync API keeps an
+    event loop running on the test's thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 class Product:
@@ -62,22 +71,22 @@ class Product:
             return r
 
     def api(self, who: tuple[str, str], method: str, path: str, **kw: Any) -> httpx.Response:
-        response: httpx.Response = asyncio.run(self._api(who, method, path, **kw))
+        response: httpx.Response = run(self._api(who, method, path, **kw))
         return response
 
-    def deployment(self) -> dict[str, Any]:
-        r = self.api(ADMIN, "GET", "/deployments", params={"request_id": self.request_id})
+    async def deployment(self) -> dict[str, Any]:
+        r = await self._api(ADMIN, "GET", "/deployments", params={"request_id": self.request_id})
         assert r.status_code == 200, r.text
         items = r.json()["items"]
         return dict(items[0]) if items else {}
 
     def wait_for_state(self, wanted: str, timeout: float) -> dict[str, Any]:
-        async def probe() -> dict[str, Any]:
-            return await asyncio.to_thread(self.deployment)
-
-        return asyncio.run(
-            eventually(probe, lambda d: d.get("state") == wanted, timeout=timeout, interval=1)
+        found: dict[str, Any] = run(
+            eventually(
+                self.deployment, lambda d: d.get("state") == wanted, timeout=timeout, interval=1
+            )
         )
+        return found
 
 
 ADMIN = ("admin", ADMIN_PASSWORD)
@@ -121,12 +130,8 @@ def _fail_a_deployment(product: Product) -> Path:
         )
         return int(found.status_code)
 
-    asyncio.run(eventually(approve, lambda status: status == 200, timeout=60, interval=1))
-
-    async def scheduled() -> dict[str, Any]:
-        return await asyncio.to_thread(product.deployment)
-
-    deployment = asyncio.run(eventually(scheduled, bool, timeout=60, interval=0.5))
+    run(eventually(approve, lambda status: status == 200, timeout=60, interval=1))
+    deployment = run(eventually(product.deployment, bool, timeout=60, interval=0.5))
     assert deployment["state"] == "scheduled", deployment
     folder = product.stack.data_dir / "hubs" / deployment["deployment_id"]
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,15 +154,13 @@ def product() -> Iterator[Product]:
         },
     )
     try:
-        asyncio.run(stack.start())
+        run(stack.start())
         made = Product(stack)
         _make_users(made)
         yield made
     finally:
         stack.stop()
-        asyncio.run(
-            teardown_all(stack.data_dir / "hubs", load_or_create_installation_id(stack.data_dir))
-        )
+        run(teardown_all(stack.data_dir / "hubs", load_or_create_installation_id(stack.data_dir)))
         shutil.rmtree(folder, ignore_errors=True)
 
 

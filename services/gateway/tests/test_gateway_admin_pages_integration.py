@@ -385,3 +385,37 @@ async def test_the_account_page_saves_the_profile_and_signs_out(
     for name, value in before.items():  # the old cookie, kept by a careless browser
         client.cookies.set(name, value)
     assert (await client.get("/account", follow_redirects=False)).status_code == 303
+
+
+async def test_every_page_speaks_german_to_a_german_browser(client: Client, admin: Admin) -> None:
+    await browser_admin(client, admin)
+    for path, heading in (
+        ("/admin", "Verwaltung"),
+        ("/admin/users", "Benutzer und Rollen"),
+        ("/admin/audit", "Audit-Protokoll"),
+        ("/account", "Ihr Konto"),
+        ("/account/confirm?next=/admin", "Bestätigen Sie, dass Sie es sind"),
+    ):
+        page = await client.get(path, headers=GERMAN)
+        assert page.status_code == 200, page.text
+        assert f"<h1>{heading}</h1>" in page.text and '<html lang="de">' in page.text
+    english = await client.get("/account")
+    assert "0 security keys." in english.text and "unused recovery codes." in english.text
+
+
+async def test_the_audit_log_pages_to_older_entries(client: Client, admin: Admin) -> None:
+    for number in range(55):
+        await create_user(client, admin.token, f"many{number:02d}", "many password 1234")
+    await browser_admin(client, admin)
+    first = await client.get("/admin/audit", params={"kind": "user.created"})
+    assert first.status_code == 200
+    assert first.text.count("<code>user.created</code>") == 50
+    older = first.text.split('" rel="next"')[0].split('<a href="')[-1].replace("&amp;", "&")
+    assert older.startswith("/admin/audit?kind=user.created&before=")
+    second = await client.get(older)
+    assert second.status_code == 200 and "(older page)" in second.text
+    # 55 made here, 2 by the fixture: the rest are on the second page, the oldest last.
+    assert second.text.count("<code>user.created</code>") == 7
+    assert 'rel="next"' not in second.text
+    bad = await client.get("/admin/audit", params={"before": "x"})
+    assert bad.status_code == 422 and "This page of the log does not exist." in bad.text

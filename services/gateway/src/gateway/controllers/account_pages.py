@@ -128,7 +128,7 @@ async def _account_page(
         mfa={
             "enrolled": profile.mfa_enrolled,
             "totp": second.totp,
-            "keys": len(second.keys),
+            "key_count": len(second.keys),
             "recovery_codes_left": second.recovery_codes_left,
             "required": second.required,
         },
