@@ -90,7 +90,14 @@ from authz_calls import (
     update_user,
     userinfo,
 )
-from authz_form_pages import change_form, propose_change_form, request_form, submit_form
+from authz_form_pages import (
+    change_form,
+    edit_form,
+    propose_change_form,
+    request_form,
+    save_edit_form,
+    submit_form,
+)
 from authz_matrix import NA, Entry, no_params, public, route
 
 # fmt: off
@@ -351,6 +358,14 @@ ENTRIES: tuple[Entry, ...] = (
           own=(NA, NA, NA, 200, NA, 200), other=(303, 404, 404, 404, 403, 403),
           no_own=NO_OWN_REQUEST),
     route("POST", "/courses/{request_id}/change", propose_change_form,
+          who="its leader (strangers: to sign in)",
+          own=(NA, NA, NA, 303, NA, 303), other=(303, 404, 404, 404, 403, 403),
+          no_own=NO_OWN_REQUEST),
+    route("GET", "/requests/{request_id}/edit", edit_form,
+          who="its leader (strangers: to sign in)",
+          own=(NA, NA, NA, 200, NA, 200), other=(303, 404, 404, 404, 403, 403),
+          no_own=NO_OWN_REQUEST),
+    route("POST", "/requests/{request_id}/edit", save_edit_form,
           who="its leader (strangers: to sign in)",
           own=(NA, NA, NA, 303, NA, 303), other=(303, 404, 404, 404, 403, 403),
           no_own=NO_OWN_REQUEST),

@@ -216,7 +216,7 @@ BROWSER_PAGES = {("GET", "/join/{code}"), ("POST", "/join/{code}"), ("GET", "/oa
 BROWSER_PAGES |= {
     (method, path)
     for method in ("GET", "POST")
-    for path in ("/requests/new", "/courses/{request_id}/change")
+    for path in ("/requests/new", "/requests/{request_id}/edit", "/courses/{request_id}/change")
 }
 SECOND_STEP_PAGES = {("GET", "/signin/mfa"), ("POST", "/signin/mfa")}
 Answer = tuple[int, str]  # a status, and what the answer (or where it sends to) says

@@ -42,8 +42,10 @@ from gateway.controllers.password_reset import (
 from gateway.controllers.policy import PolicyController
 from gateway.controllers.request_pages import (
     change_form,
+    edit_form,
     propose_change,
     request_form,
+    save_edit,
     submit_request,
 )
 from gateway.controllers.requests import RequestController
@@ -277,6 +279,8 @@ def create_app(
             submit_request,
             change_form,
             propose_change,
+            edit_form,
+            save_edit,
             apply_to_join,
             reset_password_page,
             verify_email_page,

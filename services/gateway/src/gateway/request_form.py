@@ -41,6 +41,7 @@ from jhaas_schemas.rpc import (
 
 TITLE_NEW = N_("Request a hub")
 TITLE_CHANGE = N_("Change the course")
+TITLE_EDIT = N_("Edit the request")
 NEW_PATH = "/requests/new"
 CUSTOM = "custom"  # the environment choice "my own image"
 UNITS = {"GiB": 2**30, "MiB": 2**20}
@@ -65,6 +66,10 @@ def may_request(caller: Caller) -> bool:
 
 def course_path(request_id: str) -> str:
     return f"/courses/{request_id}"
+
+
+def edit_path(request_id: str) -> str:
+    return f"/requests/{request_id}/edit"
 
 
 def change_path(request_id: str) -> str:
@@ -353,6 +358,39 @@ class RequestForm:
             return cls().with_preset(policy.presets[0])
         return cls(environment=CUSTOM if policy.images.allow_custom else "")
 
+    @classmethod
+    def of_request(cls, course: HubRequest, policy: PolicyView) -> RequestForm:
+        """The request as it stands (its dates in UTC: the script shows them in the
+        browser's zone), for the edit form."""
+        spec = course.spec
+        start_date, start_time = wall_clock(spec.starts_at, "UTC")
+        end_date, end_time = wall_clock(spec.ends_at, "UTC")
+        memory, memory_unit = size_input(spec.resources.memory)
+        storage, storage_unit = size_input(spec.resources.storage)
+        preset = spec.preset if isinstance(spec.preset, str) else ""
+        picked = preset in {p.name for p in policy.presets} and spec.image in {
+            p.image for p in policy.presets if p.name == preset
+        }
+        return cls(
+            title=spec.title,
+            slug=spec.slug,
+            description=spec.description,
+            start_date=start_date,
+            start_time=start_time,
+            end_date=end_date,
+            end_time=end_time,
+            expected_participants=str(spec.expected_participants),
+            environment=preset if picked else CUSTOM,
+            image="" if picked else spec.image,
+            interface=spec.default_interface,
+            cpu=cores(spec.resources.cpu),
+            memory=memory,
+            memory_unit=memory_unit,
+            storage=storage,
+            storage_unit=storage_unit,
+            gpus=str(spec.resources.gpus),
+        )
+
     def with_preset(self, preset: Preset) -> RequestForm:
         memory, memory_unit = size_input(preset.resources.memory)
         storage, storage_unit = size_input(preset.resources.storage)
@@ -498,6 +536,30 @@ def parse_request(
         return None, {"": str(exc)}
 
 
+def spec_update(draft: HubSpecDraft, spec: HubSpec) -> HubSpecUpdate:
+    """What the edited form changes of `spec` (only that is sent): a moment to the minute
+    the form shows; a new preset with the resources typed beside it."""
+    changes: dict[str, Any] = {}
+    for name in ("title", "slug", "description", "default_interface", "expected_participants"):
+        if getattr(draft, name) != getattr(spec, name):
+            changes[name] = getattr(draft, name)
+    for name in ("starts_at", "ends_at"):
+        if getattr(draft, name) != getattr(spec, name).replace(second=0, microsecond=0):
+            changes[name] = getattr(draft, name)
+    new_preset = isinstance(draft.preset, str) and draft.preset != spec.preset
+    if new_preset:
+        changes["preset"] = draft.preset
+    if draft.image is not None and draft.image != spec.image:
+        changes["image"] = draft.image
+    if draft.resources is not None:
+        typed = msgspec.structs.asdict(draft.resources)
+        now = msgspec.structs.asdict(spec.resources)
+        resources = {k: v for k, v in typed.items() if new_preset or v != now[k]}
+        if resources:
+            changes["resources"] = ResourcesUpdate(**resources)
+    return HubSpecUpdate(**changes)
+
+
 def environment_id(environment: str, policy: PolicyView) -> str:
     """The input a problem of the environment concerns: the image typed, or the choice."""
     return "image" if environment == CUSTOM and policy.images.allow_custom else "environment"
@@ -549,18 +611,31 @@ def request_form_page(
     errors: dict[str, str] | None = None,
     summary: list[tuple[str, str]] | None = None,
     detect_zone: bool = False,
+    editing: HubRequest | None = None,
+    revision: str = "",
 ) -> Page:
+    """The request form; `editing`: the request it edits (its revision in a hidden
+    field: `revision` as the form came, else the request's)."""
     errors = errors or {}
     if summary is None:
         summary = [(input_id, message) for input_id, message in errors.items()]
+    instants = {"start": "", "end": ""}
+    if editing is not None and detect_zone:
+        instants = {
+            "start": editing.spec.starts_at.astimezone(UTC).isoformat(),
+            "end": editing.spec.ends_at.astimezone(UTC).isoformat(),
+        }
     return Page(
         "requests/new.html",
-        title=TITLE_NEW,
+        title=TITLE_NEW if editing is None else TITLE_EDIT,
         viewer=viewer,
         status=status,
         form=form,
         csrf=csrf,
-        action=NEW_PATH,
+        action=NEW_PATH if editing is None else edit_path(editing.request_id),
+        editing=editing,
+        revision=revision or ("" if editing is None else str(editing.revision)),
+        instants=instants,
         errors=errors,
         summary=summary,
         rules=rules,
