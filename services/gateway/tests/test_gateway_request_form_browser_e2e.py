@@ -190,6 +190,8 @@ def test_the_request_form_tells_while_typing_and_the_server_checks_again(
     # Fewer participants stay inside what was approved: the system applies it at once,
     # and the page (re-reading the answer while it waits) says so.
     expect(page.locator("#change-answer")).to_contain_text(words["applied"], timeout=30_000)
+    expect(page).to_have_url(f"{stack.url}/courses/{request['request_id']}/change")
+    expect(page.locator("#expected_participants")).to_have_value("20")  # as it runs now
     journey.step("the change applied")
     changed = until_approved(stack, who, str(request["request_id"]))
     assert changed["spec"]["expected_participants"] == 20

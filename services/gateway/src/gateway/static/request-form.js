@@ -153,20 +153,19 @@
   }
   showImage();
 
-  // --- the answer to a change, re-read while it waits for governance
+  // --- the answer to a change, re-read while it waits for governance; once answered,
+  // the page again (the course's values and the form follow the answer)
   const answer = byId("change-answer");
   if (answer && answer.hasAttribute("data-refresh-while-pending")) {
     const poll = async () => {
       try {
-        const reply = await fetch(window.location.href, { credentials: "same-origin" });
+        const reply = await fetch(window.location.pathname, { credentials: "same-origin" });
         if (reply.ok) {
           const page = new DOMParser().parseFromString(await reply.text(), "text/html");
           const fresh = page.getElementById("change-answer");
-          if (fresh) {
-            if (fresh.innerHTML.trim() !== answer.innerHTML.trim()) {
-              answer.innerHTML = fresh.innerHTML;
-            }
-            if (!fresh.hasAttribute("data-refresh-while-pending")) return;
+          if (fresh && !fresh.hasAttribute("data-refresh-while-pending")) {
+            window.location.replace(window.location.pathname);
+            return;
           }
         }
       } catch {
