@@ -257,6 +257,10 @@ def test_a_request_is_stored_as_typed_with_its_dates_in_utc(
     with lea_form(stack, lea) as (client, csrf):
         sent = client.post("/requests/new", data=typed(csrf=csrf, slug="ny-course"))
     assert sent.status_code == 303, sent.text
+    with lea_form(stack, lea) as (client, csrf):
+        again = client.post("/requests/new", data=typed(csrf=csrf, slug="ny-course"))
+    assert again.status_code == 409, again.text
+    assert error_of(again, "slug") == "Another course uses this short name; choose another."
     [stored] = [r for r in stack.requests_of(LEA) if r["spec"]["slug"] == "ny-course"]
     assert sent.headers["location"] == f"/courses/{stored['request_id']}"
     spec: dict[str, Any] = stored["spec"]

@@ -50,7 +50,7 @@ MAX_GPUS = 8  # the schema's bound (Gpus)
 DEFAULT_START_TIME = "09:00"
 DEFAULT_END_TIME = "17:00"
 _CORES = re.compile(r"^\d{1,4}(?:[.,]\d{1,3})?$")
-_SIZE = re.compile(r"^\d{1,7}(?:[.,]\d{1,6})?$")
+_SIZE = re.compile(r"^\d{1,7}(?:[.,]\d{1,14})?$")
 _WHOLE = re.compile(r"^\d{1,6}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME = re.compile(r"^\d{2}:\d{2}(?::\d{2})?$")
@@ -141,16 +141,19 @@ def cpu_quantity(text: str) -> str | None:
 
 
 def size_quantity(text: str, unit: str) -> str | None:
-    """A number and GiB/MiB -> ``4Gi`` / ``1536Mi``; None: not a size in whole MiB."""
+    """A number and GiB/MiB -> ``4Gi`` / ``1536Mi`` (bytes when neither fits, as a
+    size the policy wrote as ``1G`` comes back); None: not a size in whole bytes."""
     value = _decimal(text, _SIZE)
     if value is None or value <= 0 or unit not in UNITS:
         return None
     size = value * UNITS[unit]
-    if size % UNITS["MiB"] != 0:
+    if size % 1 != 0:
         return None
     if size % UNITS["GiB"] == 0:
         return f"{int(size // UNITS['GiB'])}Gi"
-    return f"{int(size // UNITS['MiB'])}Mi"
+    if size % UNITS["MiB"] == 0:
+        return f"{int(size // UNITS['MiB'])}Mi"
+    return str(int(size))
 
 
 # --- the policy's rules in the page's words -------------------------------------------
@@ -193,6 +196,7 @@ def rule_words(policy: PolicyView, say: Words) -> dict[str, str]:
             hours=course.min_lead_time_hours,
         ),
         "start.future": say(N_("The start must be in the future.")),
+        "slug.taken": say(N_("Another course uses this short name; choose another.")),
         "end.future": say(N_("The end must be in the future and after the start.")),
         "image.custom": say(N_("The policy allows only the presets' images.")),
         "image.allowed": say(
@@ -236,6 +240,7 @@ SERVICE_TEXTS = {
     "must be in the future": "start.future",
     "must be after starts_at": "end.after_start",
     "must be in the future and after starts_at": "end.future",
+    "is taken": "slug.taken",
 }
 # A refusal's field -> the input it concerns.
 FIELD_INPUTS = {

@@ -154,9 +154,6 @@ async def submit_request(request: Request_) -> Response[Any]:
     errors, summary = refusal_problems(
         submitted, rules, environment_input=environment_id(form.environment, policy)
     )
-    if submitted.code == ErrorCode.CONFLICT and "slug" in submitted.message:
-        errors.setdefault("slug", submitted.message)
-        summary = [("slug", submitted.message)]
     return again(STATUS_OF_CODE.get(submitted.code, 503), errors, summary)
 
 
