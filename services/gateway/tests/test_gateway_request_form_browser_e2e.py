@@ -92,6 +92,8 @@ def test_the_request_form_tells_while_typing_and_the_server_checks_again(
     expect(page.locator("#timezone")).to_have_value(ZONE)
     expect(page.locator("#env-datascience")).to_be_checked()
     expect(page.locator("#cpu")).to_have_value("1")
+    expect(page.locator("#cpu")).to_have_attribute("max", "4")
+    expect(page.locator("#memory")).to_have_attribute("max", "16")  # GiB
     journey.step("the request form")
 
     # Live: the policy's limits, in the page's language, as the person types.
@@ -122,6 +124,7 @@ def test_the_request_form_tells_while_typing_and_the_server_checks_again(
     expect(page.locator("#cpu")).to_have_value("0.5")
     expect(page.locator("#memory")).to_have_value("1536")
     expect(page.locator("#memory_unit")).to_have_value("MiB")
+    expect(page.locator("#memory")).to_have_attribute("max", "16384")  # 16 GiB, in MiB
     expect(page.locator("#storage")).to_have_value("2")
     expect(page.locator(message("memory"))).to_have_text("")
     journey.step("a preset picked")

@@ -650,7 +650,7 @@ def request_form_page(
         custom=CUSTOM,
         zones=time_zones(),
         detect_zone=detect_zone,
-        units=list(UNITS),
+        units=dict(UNITS),
     )
 
 
@@ -815,5 +815,5 @@ def change_form_page(
         preset_images=sorted({preset.image for preset in policy.presets}),
         zones=time_zones(),
         detect_zone=fresh,
-        units=list(UNITS),
+        units=dict(UNITS),
     )

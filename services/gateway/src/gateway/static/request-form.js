@@ -94,7 +94,15 @@
     input.addEventListener("input", () => checkBounds(input));
     input.addEventListener("blur", () => checkBounds(input));
     if (input.dataset.unit) {
-      byId(input.dataset.unit).addEventListener("change", () => checkBounds(input));
+      // The bounds in the unit shown (the min/max attributes follow the unit).
+      const unit = byId(input.dataset.unit);
+      unit.addEventListener("change", () => {
+        const per = UNITS[unit.value] || 1;
+        for (const [bound, bytes] of [["min", input.dataset.minBytes], ["max", input.dataset.maxBytes]]) {
+          if (bytes) input.setAttribute(bound, String(Number(bytes) / per));
+        }
+        checkBounds(input);
+      });
     }
   }
 
@@ -148,6 +156,9 @@
       set("storage", data.storage);
       set("storage_unit", data.storageUnit);
       set("gpus", data.gpus);
+      for (const id of ["memory_unit", "storage_unit"]) {
+        byId(id)?.dispatchEvent(new Event("change")); // the bounds follow the unit
+      }
       for (const input of bounded) checkBounds(input);
     });
   }
