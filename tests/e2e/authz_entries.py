@@ -103,7 +103,14 @@ from authz_course_pages import (
     rotate_page,
     timeline,
 )
-from authz_form_pages import change_form, propose_change_form, request_form, submit_form
+from authz_form_pages import (
+    change_form,
+    edit_form,
+    propose_change_form,
+    request_form,
+    save_edit_form,
+    submit_form,
+)
 from authz_matrix import NA, Entry, no_params, public, route
 from authz_review_pages import (
     change_decision_form,
@@ -472,6 +479,14 @@ ENTRIES: tuple[Entry, ...] = (
           any=(303, 303, 303, 303, 400, 400)),
     route("POST", "/signout", ui_admin.ends_every_session, who="anyone signed in: this session",
           any=(303, 303, 303, 303, 303, 303)),
+    route("GET", "/requests/{request_id}/edit", edit_form,
+          who="its leader (strangers: to sign in)",
+          own=(NA, NA, NA, 200, NA, 200), other=(303, 404, 404, 404, 403, 403),
+          no_own=NO_OWN_REQUEST),
+    route("POST", "/requests/{request_id}/edit", save_edit_form,
+          who="its leader (strangers: to sign in)",
+          own=(NA, NA, NA, 303, NA, 303), other=(303, 404, 404, 404, 403, 403),
+          no_own=NO_OWN_REQUEST),
     # --- nobody's data
     public("GET", "/"),
     public("GET", "/healthz"),

@@ -1,7 +1,8 @@
 """The authorization matrix's calls for the leader's request pages (issue 11, lane
 ui-form): the request form (/requests/new) and the change form of an approved
 course (/courses/{request_id}/change), sent as a browser sends them: the session
-cookie, and the form's CSRF token in the form.
+cookie, and the form's CSRF token in the form. And the edit form of a request under review
+(/requests/{request_id}/edit).
 
 An allowed POST makes its own victim (a new request; a fresh approved course to
 change), as the API's twins in authz_calls.py do; a refused one aims at the
@@ -14,7 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from authz_calls import caller, other_leader, propose_change, submit
+from authz_calls import (
+    caller,
+    changed_request,
+    other_leader,
+    own_request_owner,
+    propose_change,
+    submit,
+)
 from authz_matrix import Call, Cell, Scope
 from authz_world import Role, World
 
@@ -127,6 +135,49 @@ async def propose_change_form(w: World, cell: Cell) -> Call:
             to_sign_in(r)
         else:
             assert r.headers["location"] == f"/courses/{request_id}/change?sent=1", r.headers
+
+    return Call(
+        params=call.params,
+        form=form,
+        cookies=True,
+        csrf_in_form=True,
+        unchanged=call.unchanged,
+        check=check,
+    )
+
+
+async def edit_form(w: World, cell: Cell) -> Call:
+    """A request under review: the caller's own, or leo's."""
+    if cell.scope is Scope.OWN:
+        _, request_id = own_request_owner(w, cell)
+    else:
+        request_id = w.pending_requests["leo"]
+
+    def check(r: httpx.Response) -> None:
+        if cell.role is Role.ANONYMOUS:
+            to_sign_in(r)
+        else:
+            assert f'action="/requests/{request_id}/edit"' in r.text, r.text[:300]
+
+    return Call(params={"request_id": request_id}, cookies=True, check=check)
+
+
+async def save_edit_form(w: World, cell: Cell) -> Call:
+    """The edit form as it came, with a new title (a fresh request when allowed)."""
+    call = await changed_request(w, cell)
+    request_id = call.params["request_id"]
+    owner = own_request_owner(w, cell)[0] if cell.scope is Scope.OWN else other_leader(w)
+    _, seen = await w.view(f"/api/v1/requests/{request_id}", owner, "spec", "revision")
+    form = {
+        **request_form_fields({**seen["spec"], "title": "Changed by the matrix"}),
+        "expected_revision": str(seen["revision"]),
+    }
+
+    def check(r: httpx.Response) -> None:
+        if cell.role is Role.ANONYMOUS:
+            to_sign_in(r)
+        else:
+            assert r.headers["location"] == f"/courses/{request_id}", r.headers
 
     return Call(
         params=call.params,

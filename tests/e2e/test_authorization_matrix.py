@@ -222,7 +222,7 @@ BROWSER_PAGES = {
 BROWSER_PAGES |= {
     (method, path)
     for method in ("GET", "POST")
-    for path in ("/requests/new", "/courses/{request_id}/change")
+    for path in ("/requests/new", "/requests/{request_id}/edit", "/courses/{request_id}/change")
 }
 # The reviewer's pages (issue 11, ui-review).
 BROWSER_PAGES |= {

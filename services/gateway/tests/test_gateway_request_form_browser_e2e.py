@@ -92,6 +92,8 @@ def test_the_request_form_tells_while_typing_and_the_server_checks_again(
     expect(page.locator("#timezone")).to_have_value(ZONE)
     expect(page.locator("#env-datascience")).to_be_checked()
     expect(page.locator("#cpu")).to_have_value("1")
+    expect(page.locator("#cpu")).to_have_attribute("max", "4")
+    expect(page.locator("#memory")).to_have_attribute("max", "16")  # GiB
     journey.step("the request form")
 
     # Live: the policy's limits, in the page's language, as the person types.
@@ -122,6 +124,7 @@ def test_the_request_form_tells_while_typing_and_the_server_checks_again(
     expect(page.locator("#cpu")).to_have_value("0.5")
     expect(page.locator("#memory")).to_have_value("1536")
     expect(page.locator("#memory_unit")).to_have_value("MiB")
+    expect(page.locator("#memory")).to_have_attribute("max", "16384")  # 16 GiB, in MiB
     expect(page.locator("#storage")).to_have_value("2")
     expect(page.locator(message("memory"))).to_have_text("")
     journey.step("a preset picked")
@@ -190,6 +193,8 @@ def test_the_request_form_tells_while_typing_and_the_server_checks_again(
     # Fewer participants stay inside what was approved: the system applies it at once,
     # and the page (re-reading the answer while it waits) says so.
     expect(page.locator("#change-answer")).to_contain_text(words["applied"], timeout=30_000)
+    expect(page).to_have_url(f"{stack.url}/courses/{request['request_id']}/change")
+    expect(page.locator("#expected_participants")).to_have_value("20")  # as it runs now
     journey.step("the change applied")
     changed = until_approved(stack, who, str(request["request_id"]))
     assert changed["spec"]["expected_participants"] == 20
@@ -206,3 +211,47 @@ def until_approved(stack: FormStack, who: tuple[str, str], request_id: str) -> d
             return dict(seen)
         time.sleep(0.1)  # governance-svc decides by itself, soon
     raise AssertionError(f"{request_id} is not approved: {seen}")
+
+
+@pytest.mark.parametrize("browser_language", ["en-US", "de-DE"])
+def test_a_request_waiting_for_review_is_edited_in_the_browsers_zone(
+    stack: FormStack, journey: Journey, browser_language: str
+) -> None:
+    who = PEOPLE[browser_language]
+    start = (datetime.now(UTC) + timedelta(days=20)).replace(
+        hour=14, minute=0, second=0, microsecond=0
+    )
+    body = {
+        "title": "Waiting for review",
+        "slug": f"edit-{browser_language[:2]}",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(days=10)).isoformat(),
+        "preset": "datascience",
+        "expected_participants": 80,  # more than the system approves alone
+    }
+    made = httpx.post(f"{stack.url}/api/v1/requests", headers=stack.api(who), json=body)
+    assert made.status_code == 201, made.text
+    request_id = made.json()["request_id"]
+    page = journey.page
+    sign_in(page, stack.url, f"/requests/{request_id}/edit", who)
+    # Shown in the browser's zone, as the leader thinks of it.
+    local = start.astimezone(ZoneInfo(ZONE))
+    expect(page.locator("#timezone")).to_have_value(ZONE)
+    expect(page.locator("#start_date")).to_have_value(local.date().isoformat())
+    expect(page.locator("#start_time")).to_have_value(local.strftime("%H:%M"))
+    expect(page.locator("#env-datascience")).to_be_checked()
+    expect(page.locator("#expected_participants")).to_have_value("80")
+    journey.step("the edit form")
+    page.locator("#title").fill("Edited in the browser")
+    page.locator("#expected_participants").fill("900")
+    expect(page.locator(message("expected_participants"))).to_have_text(
+        WORDS[browser_language]["participants"]
+    )
+    page.locator("#expected_participants").fill("90")
+    page.locator("form[data-request-form] button[type=submit]").click()
+    expect(page).to_have_url(f"{stack.url}/courses/{request_id}")
+    seen = httpx.get(f"{stack.url}/api/v1/requests/{request_id}", headers=stack.api(who)).json()
+    assert seen["spec"]["title"] == "Edited in the browser"
+    assert seen["spec"]["expected_participants"] == 90
+    assert datetime.fromisoformat(seen["spec"]["starts_at"]) == start  # unchanged
+    assert seen["revision"] == 2

@@ -257,6 +257,10 @@ def test_a_request_is_stored_as_typed_with_its_dates_in_utc(
     with lea_form(stack, lea) as (client, csrf):
         sent = client.post("/requests/new", data=typed(csrf=csrf, slug="ny-course"))
     assert sent.status_code == 303, sent.text
+    with lea_form(stack, lea) as (client, csrf):
+        again = client.post("/requests/new", data=typed(csrf=csrf, slug="ny-course"))
+    assert again.status_code == 409, again.text
+    assert error_of(again, "slug") == "Another course uses this short name; choose another."
     [stored] = [r for r in stack.requests_of(LEA) if r["spec"]["slug"] == "ny-course"]
     assert sent.headers["location"] == f"/courses/{stored['request_id']}"
     spec: dict[str, Any] = stored["spec"]
@@ -370,3 +374,49 @@ def test_the_change_form_is_its_leaders_and_refuses_what_the_service_refuses(
     assert seen["change"]["configuration"]["expected_participants"] == 20
     assert seen["change"]["comment"] == "fewer came"
     assert seen["revision"] == 2
+
+
+def test_a_request_waiting_for_review_is_edited_with_the_same_form(
+    stack: FormStack, lea: tuple[httpx.Client, str]
+) -> None:
+    with lea_form(stack, lea) as (client, csrf):
+        # More participants than the system approves alone: it waits for a reviewer.
+        sent = client.post(
+            "/requests/new", data=typed(csrf=csrf, slug="to-edit", expected_participants="60")
+        )
+        assert sent.status_code == 303, sent.text
+        request_id = sent.headers["location"].rsplit("/", 1)[1]
+        path = f"/requests/{request_id}/edit"
+        page = client.get(path)
+        assert page.status_code == 200, page.text
+        assert 'name="expected_revision" value="1"' in page.text
+        assert 'value="Data Science 101"' in page.text and 'value="60"' in page.text
+        [stored] = [r for r in stack.requests_of(LEA) if r["request_id"] == request_id]
+        start = datetime.fromisoformat(stored["spec"]["starts_at"])
+        shown = {  # the form as it came (its dates in UTC), with a new title
+            **typed(csrf=csrf, slug="to-edit", expected_participants="60"),
+            "timezone": "UTC",
+            "start_date": start.date().isoformat(),
+            "start_time": start.strftime("%H:%M"),
+            "end_date": stored["spec"]["ends_at"][:10],
+            "end_time": stored["spec"]["ends_at"][11:16],
+            "title": "Data Science 102",
+            "expected_revision": "1",
+        }
+        bad_revision = client.post(path, data={**shown, "expected_revision": "one"})
+        assert bad_revision.status_code == 422, bad_revision.text
+        saved = client.post(path, data=shown)
+        assert saved.status_code == 303, saved.text
+        assert saved.headers["location"] == f"/courses/{request_id}"
+        stale = client.post(path, data={**shown, "title": "Data Science 103"})
+        assert stale.status_code == 409, stale.text
+        assert "revision" in stale.text and 'value="Data Science 103"' in stale.text
+    with browser_session(stack.url, LEO) as leo:
+        assert leo.get(path).status_code == 404
+    with browser_session(stack.url, PIA) as pia:
+        assert pia.get(path).status_code == 404
+    [edited] = [r for r in stack.requests_of(LEA) if r["request_id"] == request_id]
+    assert edited["spec"]["title"] == "Data Science 102"
+    assert edited["revision"] == 2
+    assert edited["spec"]["starts_at"] == stored["spec"]["starts_at"]  # untouched
+    assert edited["spec"]["resources"] == stored["spec"]["resources"]

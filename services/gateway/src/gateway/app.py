@@ -77,8 +77,10 @@ from gateway.controllers.password_reset import (
 from gateway.controllers.policy import PolicyController
 from gateway.controllers.request_pages import (
     change_form,
+    edit_form,
     propose_change,
     request_form,
+    save_edit,
     submit_request,
 )
 from gateway.controllers.requests import RequestController
@@ -355,6 +357,8 @@ def create_app(
             confirm_form,
             confirm,
             sign_out,
+            edit_form,
+            save_edit,
             apply_to_join,
             reset_password_page,
             verify_email_page,

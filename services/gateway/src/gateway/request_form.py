@@ -41,6 +41,7 @@ from jhaas_schemas.rpc import (
 
 TITLE_NEW = N_("Request a hub")
 TITLE_CHANGE = N_("Change the course")
+TITLE_EDIT = N_("Edit the request")
 NEW_PATH = "/requests/new"
 CUSTOM = "custom"  # the environment choice "my own image"
 UNITS = {"GiB": 2**30, "MiB": 2**20}
@@ -49,7 +50,7 @@ MAX_GPUS = 8  # the schema's bound (Gpus)
 DEFAULT_START_TIME = "09:00"
 DEFAULT_END_TIME = "17:00"
 _CORES = re.compile(r"^\d{1,4}(?:[.,]\d{1,3})?$")
-_SIZE = re.compile(r"^\d{1,7}(?:[.,]\d{1,6})?$")
+_SIZE = re.compile(r"^\d{1,7}(?:[.,]\d{1,14})?$")
 _WHOLE = re.compile(r"^\d{1,6}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME = re.compile(r"^\d{2}:\d{2}(?::\d{2})?$")
@@ -65,6 +66,10 @@ def may_request(caller: Caller) -> bool:
 
 def course_path(request_id: str) -> str:
     return f"/courses/{request_id}"
+
+
+def edit_path(request_id: str) -> str:
+    return f"/requests/{request_id}/edit"
 
 
 def change_path(request_id: str) -> str:
@@ -136,16 +141,19 @@ def cpu_quantity(text: str) -> str | None:
 
 
 def size_quantity(text: str, unit: str) -> str | None:
-    """A number and GiB/MiB -> ``4Gi`` / ``1536Mi``; None: not a size in whole MiB."""
+    """A number and GiB/MiB -> ``4Gi`` / ``1536Mi`` (bytes when neither fits, as a
+    size the policy wrote as ``1G`` comes back); None: not a size in whole bytes."""
     value = _decimal(text, _SIZE)
     if value is None or value <= 0 or unit not in UNITS:
         return None
     size = value * UNITS[unit]
-    if size % UNITS["MiB"] != 0:
+    if size % 1 != 0:
         return None
     if size % UNITS["GiB"] == 0:
         return f"{int(size // UNITS['GiB'])}Gi"
-    return f"{int(size // UNITS['MiB'])}Mi"
+    if size % UNITS["MiB"] == 0:
+        return f"{int(size // UNITS['MiB'])}Mi"
+    return str(int(size))
 
 
 # --- the policy's rules in the page's words -------------------------------------------
@@ -188,6 +196,7 @@ def rule_words(policy: PolicyView, say: Words) -> dict[str, str]:
             hours=course.min_lead_time_hours,
         ),
         "start.future": say(N_("The start must be in the future.")),
+        "slug.taken": say(N_("Another course uses this short name; choose another.")),
         "end.future": say(N_("The end must be in the future and after the start.")),
         "image.custom": say(N_("The policy allows only the presets' images.")),
         "image.allowed": say(
@@ -231,6 +240,7 @@ SERVICE_TEXTS = {
     "must be in the future": "start.future",
     "must be after starts_at": "end.after_start",
     "must be in the future and after starts_at": "end.future",
+    "is taken": "slug.taken",
 }
 # A refusal's field -> the input it concerns.
 FIELD_INPUTS = {
@@ -352,6 +362,39 @@ class RequestForm:
         if policy.presets:
             return cls().with_preset(policy.presets[0])
         return cls(environment=CUSTOM if policy.images.allow_custom else "")
+
+    @classmethod
+    def of_request(cls, course: HubRequest, policy: PolicyView) -> RequestForm:
+        """The request as it stands (its dates in UTC: the script shows them in the
+        browser's zone), for the edit form."""
+        spec = course.spec
+        start_date, start_time = wall_clock(spec.starts_at, "UTC")
+        end_date, end_time = wall_clock(spec.ends_at, "UTC")
+        memory, memory_unit = size_input(spec.resources.memory)
+        storage, storage_unit = size_input(spec.resources.storage)
+        preset = spec.preset if isinstance(spec.preset, str) else ""
+        picked = preset in {p.name for p in policy.presets} and spec.image in {
+            p.image for p in policy.presets if p.name == preset
+        }
+        return cls(
+            title=spec.title,
+            slug=spec.slug,
+            description=spec.description,
+            start_date=start_date,
+            start_time=start_time,
+            end_date=end_date,
+            end_time=end_time,
+            expected_participants=str(spec.expected_participants),
+            environment=preset if picked else CUSTOM,
+            image="" if picked else spec.image,
+            interface=spec.default_interface,
+            cpu=cores(spec.resources.cpu),
+            memory=memory,
+            memory_unit=memory_unit,
+            storage=storage,
+            storage_unit=storage_unit,
+            gpus=str(spec.resources.gpus),
+        )
 
     def with_preset(self, preset: Preset) -> RequestForm:
         memory, memory_unit = size_input(preset.resources.memory)
@@ -498,6 +541,30 @@ def parse_request(
         return None, {"": str(exc)}
 
 
+def spec_update(draft: HubSpecDraft, spec: HubSpec) -> HubSpecUpdate:
+    """What the edited form changes of `spec` (only that is sent): a moment to the minute
+    the form shows; a new preset with the resources typed beside it."""
+    changes: dict[str, Any] = {}
+    for name in ("title", "slug", "description", "default_interface", "expected_participants"):
+        if getattr(draft, name) != getattr(spec, name):
+            changes[name] = getattr(draft, name)
+    for name in ("starts_at", "ends_at"):
+        if getattr(draft, name) != getattr(spec, name).replace(second=0, microsecond=0):
+            changes[name] = getattr(draft, name)
+    new_preset = isinstance(draft.preset, str) and draft.preset != spec.preset
+    if new_preset:
+        changes["preset"] = draft.preset
+    if draft.image is not None and draft.image != spec.image:
+        changes["image"] = draft.image
+    if draft.resources is not None:
+        typed = msgspec.structs.asdict(draft.resources)
+        now = msgspec.structs.asdict(spec.resources)
+        resources = {k: v for k, v in typed.items() if new_preset or v != now[k]}
+        if resources:
+            changes["resources"] = ResourcesUpdate(**resources)
+    return HubSpecUpdate(**changes)
+
+
 def environment_id(environment: str, policy: PolicyView) -> str:
     """The input a problem of the environment concerns: the image typed, or the choice."""
     return "image" if environment == CUSTOM and policy.images.allow_custom else "environment"
@@ -549,18 +616,31 @@ def request_form_page(
     errors: dict[str, str] | None = None,
     summary: list[tuple[str, str]] | None = None,
     detect_zone: bool = False,
+    editing: HubRequest | None = None,
+    revision: str = "",
 ) -> Page:
+    """The request form; `editing`: the request it edits (its revision in a hidden
+    field: `revision` as the form came, else the request's)."""
     errors = errors or {}
     if summary is None:
         summary = [(input_id, message) for input_id, message in errors.items()]
+    instants = {"start": "", "end": ""}
+    if editing is not None and detect_zone:
+        instants = {
+            "start": editing.spec.starts_at.astimezone(UTC).isoformat(),
+            "end": editing.spec.ends_at.astimezone(UTC).isoformat(),
+        }
     return Page(
         "requests/new.html",
-        title=TITLE_NEW,
+        title=TITLE_NEW if editing is None else TITLE_EDIT,
         viewer=viewer,
         status=status,
         form=form,
         csrf=csrf,
-        action=NEW_PATH,
+        action=NEW_PATH if editing is None else edit_path(editing.request_id),
+        editing=editing,
+        revision=revision or ("" if editing is None else str(editing.revision)),
+        instants=instants,
         errors=errors,
         summary=summary,
         rules=rules,
@@ -570,7 +650,7 @@ def request_form_page(
         custom=CUSTOM,
         zones=time_zones(),
         detect_zone=detect_zone,
-        units=list(UNITS),
+        units=dict(UNITS),
     )
 
 
@@ -735,5 +815,5 @@ def change_form_page(
         preset_images=sorted({preset.image for preset in policy.presets}),
         zones=time_zones(),
         detect_zone=fresh,
-        units=list(UNITS),
+        units=dict(UNITS),
     )

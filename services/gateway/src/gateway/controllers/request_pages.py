@@ -22,12 +22,14 @@ from gateway.oauth.pages import problem_page
 from gateway.request_form import (
     NEW_PATH,
     TITLE_CHANGE,
+    TITLE_EDIT,
     TITLE_NEW,
     ChangeForm,
     RequestForm,
     change_form_page,
     change_path,
     course_path,
+    edit_path,
     environment_id,
     may_request,
     parse_change,
@@ -35,10 +37,12 @@ from gateway.request_form import (
     refusal_problems,
     request_form_page,
     rule_words,
+    spec_update,
     words_for,
 )
 from gateway.web.actions import (
     call_service,
+    first,
     foreign_form_page,
     form_fields,
     see_other,
@@ -57,11 +61,14 @@ from jhaas_schemas.rpc import (
     RequestOps,
     RpcError,
     SubmitRequest,
+    UpdateRequest,
 )
 
 Request_ = Request[Any, Any, Any]
 NOT_A_LEADER = N_("Only course leaders can request a hub. An administrator can make you one.")
 NOT_THE_LEADER = N_("Only the course's leader can propose a change of it.")
+NOT_YOUR_REQUEST = N_("Only the request's leader can edit it.")
+INCOMPLETE = N_("This form is incomplete; open the page again and send it from there.")
 NO_COURSE = N_("There is no such course, or it is not yours.")
 
 
@@ -147,14 +154,15 @@ async def submit_request(request: Request_) -> Response[Any]:
     errors, summary = refusal_problems(
         submitted, rules, environment_input=environment_id(form.environment, policy)
     )
-    if submitted.code == ErrorCode.CONFLICT and "slug" in submitted.message:
-        errors.setdefault("slug", submitted.message)
-        summary = [("slug", submitted.message)]
     return again(STATUS_OF_CODE.get(submitted.code, 503), errors, summary)
 
 
 async def _own_course(
-    request: Request_, caller: Caller, request_id: str
+    request: Request_,
+    caller: Caller,
+    request_id: str,
+    title: str = TITLE_CHANGE,
+    not_theirs: str = NOT_THE_LEADER,
 ) -> HubRequest | Response[Any]:
     """The course as request-svc shows it to the caller, if the caller leads it."""
     course = await call_service(
@@ -162,12 +170,12 @@ async def _own_course(
     )
     if isinstance(course, RpcError):
         if course.code == ErrorCode.INVALID:  # not even an id: no such course either
-            return problem_page(404, TITLE_CHANGE, NO_COURSE, viewer=caller)
-        return _refusal_page(TITLE_CHANGE, course, caller)
+            return problem_page(404, title, NO_COURSE, viewer=caller)
+        return _refusal_page(title, course, caller)
     if course.leader_id != caller.user_id:
-        # Governance and admins see every request; a change is its leader's to propose
+        # Governance and admins see every request; a change or an edit is its leader's
         # (request-svc refuses anyone else too).
-        return problem_page(403, TITLE_CHANGE, NOT_THE_LEADER, viewer=caller)
+        return problem_page(403, title, not_theirs, viewer=caller)
     return course
 
 
@@ -251,3 +259,87 @@ async def propose_change(request: Request_, request_id: FromPath[str]) -> Respon
     if "changes" in proposed.fields:
         summary = [("", say(N_("The form changes nothing: change a value first.")))]
     return again(STATUS_OF_CODE.get(proposed.code, 503), errors, summary)
+
+
+@get("/requests/{request_id:str}/edit", media_type=MediaType.HTML, include_in_schema=False,
+     security=[])  # fmt: skip
+async def edit_form(request: Request_, request_id: FromPath[str]) -> Response[Any]:
+    """The request form holding a request that waits for review."""
+    visitor = await signed_in(request, edit_path(request_id))
+    if isinstance(visitor, Response):
+        return visitor
+    caller = visitor.caller
+    course = await _own_course(request, caller, request_id, TITLE_EDIT, NOT_YOUR_REQUEST)
+    if isinstance(course, Response):
+        return course
+    policy = await _policy(request, caller, TITLE_EDIT)
+    if isinstance(policy, Response):
+        return policy
+    return request_form_page(
+        policy=policy,
+        form=RequestForm.of_request(course, policy),
+        csrf=visitor.csrf,
+        rules=rule_words(policy, words_for(request, caller)),
+        viewer=caller,
+        detect_zone=True,
+        editing=course,
+    )
+
+
+@post("/requests/{request_id:str}/edit", media_type=MediaType.HTML, include_in_schema=False,
+      security=[])  # fmt: skip
+async def save_edit(request: Request_, request_id: FromPath[str]) -> Response[Any]:
+    """Save the edited request (what differs, at the revision the form showed)."""
+    visitor = await signed_in(request, edit_path(request_id))
+    if isinstance(visitor, Response):
+        return visitor
+    caller = visitor.caller
+    fields = await form_fields(request, TITLE_EDIT)
+    if isinstance(fields, Response):
+        return fields
+    if not visitor.made(fields):
+        return foreign_form_page(TITLE_EDIT, caller)
+    course = await _own_course(request, caller, request_id, TITLE_EDIT, NOT_YOUR_REQUEST)
+    if isinstance(course, Response):
+        return course
+    policy = await _policy(request, caller, TITLE_EDIT)
+    if isinstance(policy, Response):
+        return policy
+    say = words_for(request, caller)
+    rules = rule_words(policy, say)
+    form = RequestForm.posted(fields)
+    revision = first(fields, "expected_revision")
+
+    def again(status: int, errors: dict[str, str], summary: list[tuple[str, str]]) -> Page:
+        return request_form_page(
+            policy=policy,
+            form=form,
+            csrf=visitor.csrf,
+            rules=rules,
+            viewer=caller,
+            status=status,
+            errors=errors,
+            summary=summary,
+            editing=course,
+            revision=revision,
+        )
+
+    draft, problems = parse_request(form, policy, say)
+    if not (revision.isascii() and revision.isdigit() and 0 < int(revision) < 2**31):
+        problems.setdefault("", say(INCOMPLETE))
+    if draft is None or problems:
+        return again(422, problems, list(problems.items()))
+    payload = UpdateRequest(
+        request_id=course.request_id,
+        changes=spec_update(draft, course.spec),
+        expected_revision=int(revision),
+    )
+    saved = await call_service(request, caller, RequestOps.UPDATE, payload, HubRequest)
+    if not isinstance(saved, RpcError):
+        return see_other(course_path(saved.request_id))
+    if saved.code in (ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND):
+        return _refusal_page(TITLE_EDIT, saved, caller)
+    errors, summary = refusal_problems(
+        saved, rules, environment_input=environment_id(form.environment, policy)
+    )
+    return again(STATUS_OF_CODE.get(saved.code, 503), errors, summary)

@@ -94,7 +94,15 @@
     input.addEventListener("input", () => checkBounds(input));
     input.addEventListener("blur", () => checkBounds(input));
     if (input.dataset.unit) {
-      byId(input.dataset.unit).addEventListener("change", () => checkBounds(input));
+      // The bounds in the unit shown (the min/max attributes follow the unit).
+      const unit = byId(input.dataset.unit);
+      unit.addEventListener("change", () => {
+        const per = UNITS[unit.value] || 1;
+        for (const [bound, bytes] of [["min", input.dataset.minBytes], ["max", input.dataset.maxBytes]]) {
+          if (bytes) input.setAttribute(bound, String(Number(bytes) / per));
+        }
+        checkBounds(input);
+      });
     }
   }
 
@@ -148,25 +156,27 @@
       set("storage", data.storage);
       set("storage_unit", data.storageUnit);
       set("gpus", data.gpus);
+      for (const id of ["memory_unit", "storage_unit"]) {
+        byId(id)?.dispatchEvent(new Event("change")); // the bounds follow the unit
+      }
       for (const input of bounded) checkBounds(input);
     });
   }
   showImage();
 
-  // --- the answer to a change, re-read while it waits for governance
+  // --- the answer to a change, re-read while it waits for governance; once answered,
+  // the page again (the course's values and the form follow the answer)
   const answer = byId("change-answer");
   if (answer && answer.hasAttribute("data-refresh-while-pending")) {
     const poll = async () => {
       try {
-        const reply = await fetch(window.location.href, { credentials: "same-origin" });
+        const reply = await fetch(window.location.pathname, { credentials: "same-origin" });
         if (reply.ok) {
           const page = new DOMParser().parseFromString(await reply.text(), "text/html");
           const fresh = page.getElementById("change-answer");
-          if (fresh) {
-            if (fresh.innerHTML.trim() !== answer.innerHTML.trim()) {
-              answer.innerHTML = fresh.innerHTML;
-            }
-            if (!fresh.hasAttribute("data-refresh-while-pending")) return;
+          if (fresh && !fresh.hasAttribute("data-refresh-while-pending")) {
+            window.location.replace(window.location.pathname);
+            return;
           }
         }
       } catch {
