@@ -266,7 +266,8 @@ def test_a_leader_runs_a_course_and_a_participant_opens_its_hub(
     ann.page.get_by_role("link", name=f"Open {TITLE}").click()
     expect(ann.page).to_have_url(re.compile(r"/hub/login"), timeout=60_000)
     ann.step("the hub's sign-in page", axe=False)  # JupyterHub's page, not ours
-    ann.page.get_by_role("link", name=re.compile("Sign in with")).click()
+    # JupyterHub's button (a link with role=button) to sign in through the gateway.
+    ann.page.get_by_role("button", name=re.compile("Sign in with")).click()
     me = run(api(base, "ann", "GET", "/auth/me")).json()
     hub_name = hub_username(str(me["user_id"]))
     expect(ann.page).to_have_url(re.compile(rf"/user/{hub_name}/"), timeout=LONG)
