@@ -9,7 +9,7 @@ JupyterHub (local backend), as people do them:
 - a participant opens the join link, signs in, applies, is accepted, finds the
   running hub on "my courses" and opens it: the hub signs them in through the
   gateway and starts their own server;
-- another participant reads "my courses" and the course page in German.
+- another participant, who chose German, reads "my courses" and the course page in it.
 
 Every step is a screenshot with axe-core's check (tests/browser.py's `journey`);
 the hub's own pages are JupyterHub's, not ours: screenshots only."""
@@ -280,7 +280,10 @@ def test_a_leader_runs_a_course_and_a_participant_opens_its_hub(
     assert ann.page.url.startswith(hub_url), (ann.page.url, hub_url)
     ann.step("her own server on the hub", axe=False)  # JupyterHub's page, not ours
 
-    # --- Ben reads "my courses" and the course page in German.
+    # --- Ben, who chose German in his profile (a signed-in person's pages speak it),
+    # reads "my courses" and the course page in German.
+    chosen = run(api(base, "ben", "PATCH", "/me", json={"preferred_language": "de"}))
+    assert chosen.status_code == 200, chosen.text
     ben = person(browser, journey, "ben", locale="de-DE")
     ben.page.goto(f"{base}/courses")
     sign_in(ben.page, "ben")
