@@ -175,7 +175,7 @@ def test_a_leader_runs_a_course_and_a_participant_opens_its_hub(
     expect(row).to_contain_text("Waiting for review")
     journey.step("my courses, the request waits for review")
 
-    page.get_by_role("link", name=TITLE).click()
+    page.get_by_role("link", name=TITLE, exact=True).click()
     expect(page).to_have_url(f"{base}/courses/{request_id}")
     expect(page.locator("#course-status")).to_have_text("Waiting for review")
     expect(page.locator('li[data-step="requested"]')).to_have_attribute("data-state", "current")
@@ -292,7 +292,7 @@ def test_a_leader_runs_a_course_and_a_participant_opens_its_hub(
     expect(row).to_contain_text("Läuft")
     expect(row.get_by_role("link", name=f"{TITLE} öffnen")).to_be_visible()
     ben.step("Meine Kurse")
-    row.get_by_role("link", name=TITLE).click()
+    row.get_by_role("link", name=TITLE, exact=True).click()
     expect(ben.page.locator("#course-status")).to_have_text("Läuft")
     expect(ben.page.get_by_role("link", name="Hub öffnen")).to_be_visible()
     expect(ben.page.get_by_role("button", name="Kurs verlassen")).to_be_visible()
