@@ -270,7 +270,7 @@ def test_a_leader_runs_a_course_and_a_participant_opens_its_hub(
     expect(ann.page).to_have_url(re.compile(r"/hub/login"), timeout=60_000)
     ann.step("the hub's sign-in page", axe=False)  # JupyterHub's page, not ours
     # JupyterHub's button (a link with role=button) to sign in through the gateway.
-    ann.page.get_by_role("button", name=re.compile("Sign in with")).click()
+    ann.page.get_by_role("button", name="Sign in with JHaaS").click()
     me = run(api(base, "ann", "GET", "/auth/me")).json()
     hub_name = hub_username(str(me["user_id"]))
     # The hub's own page for her user: her server starting (spawn-pending) or running.
