@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from participant_helpers import LEADER, approval, person
 
 from jhaas_launcher.testing import eventually, publish
 from jhaas_runtime.rpc import RpcClient, RpcFailure
@@ -26,10 +27,9 @@ from jhaas_schemas.events import (
     ChangeApproved,
     ChangeProposed,
     ChangeRejected,
-    RequestApproved,
     RequestCancelled,
 )
-from jhaas_schemas.model import HubSpec, Principal, Resources, Role
+from jhaas_schemas.model import Principal
 from jhaas_schemas.rpc import (
     Apply,
     Course,
@@ -46,38 +46,10 @@ from participant_svc.app import build_app
 
 pytestmark = pytest.mark.integration
 
-LEADER = Principal(user_id="u-lea", username="lea", roles=(Role.LEADER,))
-
 
 def past(limit: int) -> str:
     """How an acceptance past the approved number is refused."""
     return f"{ErrorCode.CONFLICT.value}: the approved limit of {limit} participants"
-
-
-def person(n: int) -> Principal:
-    return Principal(user_id=f"u-{n}", username=f"p{n}", roles=(Role.PARTICIPANT,))
-
-
-def approval(request_id: str, limit: int) -> RequestApproved:
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=10)
-    spec = HubSpec(
-        title="Data Science 101",
-        slug="ds101",
-        starts_at=start,
-        ends_at=start + timedelta(days=30),
-        image="quay.io/jupyter/scipy-notebook:2024-12-02",
-        resources=Resources(cpu="1", memory="2Gi", storage="5Gi"),
-        expected_participants=limit,
-    )
-    return RequestApproved(
-        **envelope(source="governance-svc", correlation_id="c-approve"),
-        request_id=request_id,
-        review_id="rv-1",
-        leader_id=LEADER.user_id,
-        decided_by="u-gov",
-        revision=1,
-        configuration=spec,
-    )
 
 
 class Bus:

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -16,6 +16,7 @@ import nats
 import pytest
 import sqlalchemy as sa
 from nats.aio.client import Client as NATS
+from participant_helpers import LEADER, approval, person
 
 from jhaas_launcher.testing import eventually
 from jhaas_runtime.rpc import RpcClient, RpcFailure
@@ -25,12 +26,11 @@ from jhaas_schemas.envelope import Event, cloudevents_headers, envelope
 from jhaas_schemas.events import (
     HubDeleted,
     HubReady,
-    RequestApproved,
     RequestCancelled,
     decode_event,
     encode_event,
 )
-from jhaas_schemas.model import DeletionRecord, HubSpec, Principal, Resources, Role
+from jhaas_schemas.model import DeletionRecord, Principal, Role
 from jhaas_schemas.rpc import (
     Apply,
     Course,
@@ -59,36 +59,9 @@ from participant_svc.store import messaging, metadata, purged_courses
 pytestmark = pytest.mark.integration
 
 R = TypeVar("R")
-LEADER = Principal(user_id="u-lea", username="lea", roles=(Role.LEADER,))
 TUTOR = Principal(user_id="u-tom", username="tom")
 OTHER_LEADER = Principal(user_id="u-eve", username="eve", roles=(Role.LEADER,))
 ADMIN = Principal(user_id="u-adm", username="adm", roles=(Role.ADMIN,))
-
-
-def person(n: int) -> Principal:
-    return Principal(user_id=f"u-{n}", username=f"p{n}", roles=(Role.PARTICIPANT,))
-
-
-def approval(request_id: str, limit: int) -> RequestApproved:
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=10)
-    spec = HubSpec(
-        title="Data Science 101",
-        slug="ds101",
-        starts_at=start,
-        ends_at=start + timedelta(days=30),
-        image="quay.io/jupyter/scipy-notebook:2024-12-02",
-        resources=Resources(cpu="1", memory="2Gi", storage="5Gi"),
-        expected_participants=limit,
-    )
-    return RequestApproved(
-        **envelope(source="governance-svc", correlation_id="c-approve"),
-        request_id=request_id,
-        review_id="rv-1",
-        leader_id=LEADER.user_id,
-        decided_by="u-gov",
-        revision=1,
-        configuration=spec,
-    )
 
 
 class Bus:
