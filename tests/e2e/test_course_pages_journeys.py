@@ -1,7 +1,8 @@
 """Issue 11's course journeys in Chromium against the whole product with a real
 JupyterHub (local backend), as people do them:
 
-- the leader signs in, finds no course yet, sees the request wait for review, and
+- the leader signs in, finds no course yet, requests a hub with the form (in the
+  course's time zone), sees the request wait for review, and
   on the course page watches the status timeline move by itself (server-sent
   events, no reload) to "Running"; copies the join link (and sees its QR code),
   accepts two applications in one go and rejects a third by its own button, sees
@@ -24,9 +25,10 @@ import shutil
 import tempfile
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -132,18 +134,6 @@ def person(browser: Browser, journey: Journey, name: str, locale: str = "en-US")
     return walk
 
 
-def course_spec(starts_at: datetime) -> dict[str, Any]:
-    return {
-        "title": TITLE,
-        "slug": "sigproc-lab",
-        "starts_at": starts_at.isoformat(),
-        "ends_at": (starts_at + timedelta(hours=2)).isoformat(),
-        "image": "quay.io/jupyter/scipy-notebook:2024-12-02",
-        "resources": {"cpu": "1", "memory": "1Gi", "storage": "1Gi"},
-        "expected_participants": 5,
-    }
-
-
 # A hub's deploy and a first server's start on a shared machine: more than the
 # suite's 300 s default (pyproject), the product's start included.
 @pytest.mark.timeout(900)
@@ -163,14 +153,39 @@ def test_a_leader_runs_a_course_and_a_participant_opens_its_hub(
     expect(page.get_by_role("link", name="Request a hub").last).to_be_visible()
     journey.step("my courses, none yet")
 
-    # The request goes in through the API for now: the request form is lane
-    # ui-form's (/requests/new); the integrator switches this step to the form.
-    # It starts in 90 s: its deploy (one minute earlier) is due once approved.
-    starts_at = (datetime.now(UTC) + timedelta(seconds=90)).replace(microsecond=0)
-    submitted = run(api(base, "lea", "POST", "/requests", json=course_spec(starts_at)))
-    assert submitted.status_code == 201, submitted.text
-    request_id = submitted.json()["request_id"]
-    page.reload()
+    # --- The leader requests a hub with the form, in the course's time zone (Berlin):
+    # it starts in two minutes, so its deploy (one minute earlier) is due once approved.
+    page.get_by_role("link", name="Request a hub").last.click()
+    expect(page).to_have_url(f"{base}/requests/new")
+    journey.step("request form")
+    zone = ZoneInfo("Europe/Berlin")
+    starts = (datetime.now(zone) + timedelta(minutes=2)).replace(second=0, microsecond=0)
+    ends = starts + timedelta(hours=2)
+    page.locator("#title").fill(TITLE)
+    page.locator("#slug").fill("sigproc-lab")
+    page.locator("#description").fill("Filters and spectra, one afternoon.")
+    page.locator("#expected_participants").fill("5")
+    page.locator("#timezone").select_option("Europe/Berlin")
+    page.locator("#start_date").fill(starts.date().isoformat())
+    page.locator("#start_time").fill(starts.strftime("%H:%M"))
+    page.locator("#end_date").fill(ends.date().isoformat())
+    page.locator("#end_time").fill(ends.strftime("%H:%M"))
+    # This installation's policy has no presets: an image of the leader's choice.
+    page.locator("#env-custom").check()
+    page.locator("#image").fill("quay.io/jupyter/scipy-notebook:2024-12-02")
+    page.locator("#cpu").fill("1")
+    page.locator("#memory").fill("1")
+    page.locator("#memory_unit").select_option("GiB")
+    page.locator("#storage").fill("1")
+    page.locator("#storage_unit").select_option("GiB")
+    journey.step("request form, filled in")
+    page.get_by_role("button", name="Send the request").click()
+    expect(page).to_have_url(re.compile(rf"{re.escape(base)}/courses/[^/?]+$"))
+    request_id = page.url.rsplit("/", 1)[1]
+    stored = run(api(base, "lea", "GET", f"/requests/{request_id}")).json()
+    assert stored["spec"]["title"] == TITLE
+    assert datetime.fromisoformat(stored["spec"]["starts_at"]) == starts  # Berlin time, as UTC
+    page.goto(f"{base}/courses")
     row = page.get_by_role("row", name=re.compile(TITLE))
     expect(row).to_contain_text("Waiting for review")
     journey.step("my courses, the request waits for review")
