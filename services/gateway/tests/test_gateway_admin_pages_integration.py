@@ -417,5 +417,6 @@ async def test_the_audit_log_pages_to_older_entries(client: Client, admin: Admin
     # 55 made here, 2 by the fixture: the rest are on the second page, the oldest last.
     assert second.text.count("<code>user.created</code>") == 7
     assert 'rel="next"' not in second.text
-    bad = await client.get("/admin/audit", params={"before": "x"})
-    assert bad.status_code == 422 and "This page of the log does not exist." in bad.text
+    for before in ("x", "²", "9" * 5000):  # "²".isdigit() is true, int() refuses it
+        bad = await client.get("/admin/audit", params={"before": before})
+        assert bad.status_code == 422 and "This page of the log does not exist." in bad.text

@@ -12,6 +12,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +23,9 @@ from gateway_helpers import LEADER, Client
 from oauth_helpers import query_of, sign_in_form
 from test_gateway_courses_integration import Course, publish
 
+from gateway.context import gateway_of
+from gateway.controllers import course_pages
+from gateway.controllers.auth import client_info
 from jhaas_launcher.processes import NatsServer
 from jhaas_launcher.testing import eventually
 from jhaas_schemas.envelope import envelope
@@ -335,3 +339,51 @@ async def user_ids(course: Course) -> dict[str, str]:
         me = await course.get(who, "/auth/me")
         found[who] = str(me.json()["user_id"])
     return found
+
+
+async def test_a_person_holds_only_a_few_timeline_streams(course: Course) -> None:
+    """Each open stream makes the gateway ask the services every two seconds: one
+    person gets at most MAX_STREAMS_PER_PERSON (429 beyond). Litestar's in-process
+    test client cannot hold streams open side by side (its transport blocks the
+    test's loop until a response ends), so the open streams are counted in."""
+    client, here = course.client, f"/courses/{course.id}"
+    await as_(client, "lea", here)
+    lea = (await course.get("lea", "/auth/me")).json()["user_id"]
+    course_pages._open_streams[lea] = course_pages.MAX_STREAMS_PER_PERSON
+    try:
+        refused = await client.get(f"{here}/timeline")
+        assert refused.status_code == 429, refused.text
+        assert "Too many live views" in refused.text and refused.headers["retry-after"]
+        course_pages._open_streams[lea] -= 1  # one tab closed: the next one streams
+        assert course_pages._open_streams[lea] == course_pages.MAX_STREAMS_PER_PERSON - 1
+    finally:
+        course_pages._open_streams.pop(lea, None)
+
+
+async def test_a_timeline_stream_ends_once_its_session_ended(
+    course: Course, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream asks who is watching at every poll: a session that ended meanwhile
+    (here: ended for real by the first poll, as signing out in another tab would)
+    gets nothing more, instead of the course's status for the rest of the stream."""
+    client, here = course.client, f"/courses/{course.id}"
+    await as_(client, "lea", here)
+    real = course_pages.session_caller
+
+    async def signed_out_meanwhile(request: Any) -> Any:
+        found = await real(request)
+        assert found is not None
+        gateway = gateway_of(request)
+        await gateway.accounts.end_session(found[0], client_info(request, gateway.settings))
+        return await real(request)
+
+    monkeypatch.setattr(course_pages, "session_caller", signed_out_meanwhile)
+    # Without the check the stream would go on, with a heartbeat every 15 s, to its
+    # end (shortened here from 15 minutes, so that such a failure shows quickly).
+    monkeypatch.setattr(course_pages, "STREAM_SECONDS", 3 * course_pages.HEARTBEAT_SECONDS)
+    stream = await client.get(f"{here}/timeline")
+    assert stream.status_code == 200, stream.text
+    [shown] = events_of(stream.text)  # the status at the start, then nothing
+    assert shown["status"] == "approved" and "event: end" not in stream.text
+    assert "still here" not in stream.text  # ended at the first poll, before any heartbeat
+    assert not course_pages._open_streams

@@ -76,6 +76,14 @@ def test_a_wall_clock_time_in_a_zone_is_converted_to_utc() -> None:
     assert problem is None and at == datetime(2027, 1, 15, 14, 30, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("day", "zone"), [("0001-01-01", "Asia/Tokyo"), ("9999-12-31", "America/New_York")]
+)
+def test_a_date_at_the_edge_of_the_calendar_is_refused_not_overflowed(day: str, zone: str) -> None:
+    at, problem = local_instant(day, "23:00", zone, SAY)
+    assert at is None and problem is not None and "exist" in problem
+
+
 def test_a_time_the_clocks_skip_or_repeat_is_refused_in_words() -> None:
     at, problem = local_instant("2027-03-28", "02:30", "Europe/Berlin", SAY)
     assert at is None and problem is not None and "does not exist in Europe/Berlin" in problem

@@ -199,6 +199,11 @@ def test_odd_forms_get_a_page_in_words_and_decide_nothing(world: World) -> None:
                 400,
                 "open the page again",
             ),
+            (  # a digit int() refuses ("²".isdigit() is true)
+                browser.post(path, data={"csrf": csrf, "decision": "approve", "revision": "²"}),
+                400,
+                "open the page again",
+            ),
             (
                 browser.post(path, data={"csrf": csrf, "decision": "reject", "comment": " "}),
                 422,
@@ -298,6 +303,8 @@ def test_the_calendar_period_and_the_audit_filters_refuse_in_words(world: World)
             ({"since": "yesterday"}, "since"),
             ({"until": "2027-02-30"}, "until"),
             ({"until": "9999-12-31"}, "until"),
+            ({"limit": "²"}, "limit"),
+            ({"limit": "9" * 5000}, "limit"),
             ({"since": "0001-01-01"}, "since"),
             ({"limit": "0"}, "limit"),
             ({"request_id": "r" * 65}, "request_id"),

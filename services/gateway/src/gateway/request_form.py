@@ -52,6 +52,9 @@ DEFAULT_END_TIME = "17:00"
 _CORES = re.compile(r"^\d{1,4}(?:[.,]\d{1,3})?$")
 _SIZE = re.compile(r"^\d{1,7}(?:[.,]\d{1,14})?$")
 _WHOLE = re.compile(r"^\d{1,6}$")
+# The years a course can be in: past ones are refused by the service, and the
+# edges of datetime overflow when moved between zones.
+FIRST_YEAR, LAST_YEAR = 1970, 9000
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME = re.compile(r"^\d{2}:\d{2}(?::\d{2})?$")
 
@@ -298,6 +301,9 @@ def local_instant(
     try:
         wall = datetime.combine(date.fromisoformat(day.strip()), time.fromisoformat(hour.strip()))
     except ValueError:
+        return None, say(N_("Enter a date and a time that exist, such as 2027-04-12 09:00."))
+    if not FIRST_YEAR <= wall.year <= LAST_YEAR:
+        # Year 1 or 9999 in a zone off UTC is outside what a datetime can hold.
         return None, say(N_("Enter a date and a time that exist, such as 2027-04-12 09:00."))
     zone = zoneinfo.ZoneInfo(zone_name)
     early, late = wall.replace(tzinfo=zone, fold=0), wall.replace(tzinfo=zone, fold=1)

@@ -32,6 +32,7 @@ from gateway.controllers.account_pages import CONFIRM_PATH, local_refusal
 from gateway.controllers.audit import KIND, USER_ID
 from gateway.controllers.auth import client_info
 from gateway.errors import STATUS_OF_CODE, ApiError, body_error_fields
+from gateway.numbers import whole_number
 from gateway.oauth.pages import problem_page
 from gateway.schemas import UserCreate
 from gateway.store import UserRecord
@@ -619,10 +620,11 @@ def _audit_query(params: Mapping[str, str]) -> tuple[AuditQuery, dict[str, str]]
             values[name] = moment
     before = params.get("before", "").strip()
     if before:
-        if not before.isdigit() or int(before) < 1 or len(before) > 18:
+        page = whole_number(before, 18)
+        if page is None or page < 1:
             problems["before"] = N_("This page of the log does not exist.")
         else:
-            values["before"] = int(before)
+            values["before"] = page
     if problems:
         return AuditQuery(limit=AUDIT_PAGE_SIZE), problems
     return AuditQuery(limit=AUDIT_PAGE_SIZE, **values), {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -28,6 +29,7 @@ from gateway.accounts import Caller
 from gateway.context import gateway_of
 from gateway.controllers.courses import course_view
 from gateway.errors import STATUS_OF_CODE
+from gateway.guards import session_caller
 from gateway.mfa.totp import qr_svg_data_uri
 from gateway.oauth import revoke_hub_grants
 from gateway.oauth.pages import problem_page
@@ -94,6 +96,14 @@ POLL_SECONDS = 2.0
 HEARTBEAT_SECONDS = 15.0
 STREAM_SECONDS = 15 * 60
 RECONNECT_MS = 5000
+# Live streams one person may hold open at once (a tab each; browsers keep at most
+# six connections to a site): more is refused with 429, so one account cannot make
+# the gateway poll the services without bound.
+MAX_STREAMS_PER_PERSON = 6
+TOO_MANY_STREAMS = N_(
+    "Too many live views of courses are open; close some of your tabs and reload this page."
+)
+_open_streams: Counter[str] = Counter()
 
 # The steps of a course's life, as its timeline shows them.
 STEPS: tuple[tuple[str, str], ...] = (
@@ -590,6 +600,10 @@ async def course_timeline(request: Request_, request_id: FromPath[str]) -> Respo
     if isinstance(visitor, Response):
         return visitor
     caller = visitor.caller
+    if _open_streams[caller.user_id] >= MAX_STREAMS_PER_PERSON:
+        busy = problem_page(429, COURSE, TOO_MANY_STREAMS, viewer=caller)
+        busy.headers["Retry-After"] = str(RECONNECT_MS // 1000)
+        return busy
     seen = await look(request, caller, request_id)
     if isinstance(seen, RpcError):
         return _refused(seen, caller)
@@ -597,7 +611,7 @@ async def course_timeline(request: Request_, request_id: FromPath[str]) -> Respo
     tr = translations(language).gettext
     leader_view = seen.request is not None
 
-    async def current() -> Timeline | None:
+    async def current(caller: Caller) -> Timeline | None:
         """The course's timeline now; None: it is gone for this caller (deleted)."""
         if leader_view:
             got = await call_service(
@@ -612,14 +626,37 @@ async def course_timeline(request: Request_, request_id: FromPath[str]) -> Respo
             return None if isinstance(course, RpcError) else hub_timeline(course)
         return hub_timeline(mine)
 
+    async def still_signed_in() -> Caller | None:
+        """The caller as their session stands now (roles may have changed); None once
+        it ended (signed out, revoked, the account disabled or deleted)."""
+        found = await session_caller(request)
+        if found is None or found[0].session_id != caller.session_id:
+            return None
+        return found[0]
+
     async def events() -> AsyncIterator[ServerSentEventMessage]:
+        _open_streams[caller.user_id] += 1
+        try:
+            async for message in watch():
+                yield message
+        finally:
+            _open_streams[caller.user_id] -= 1
+            if _open_streams[caller.user_id] <= 0:
+                del _open_streams[caller.user_id]
+
+    async def watch() -> AsyncIterator[ServerSentEventMessage]:
         loop = asyncio.get_running_loop()
         started = last_sent = loop.time()
         shown = seen.timeline()
         yield ServerSentEventMessage(event="status", data=shown.as_event(tr), retry=RECONNECT_MS)
         while not shown.final and loop.time() - started < STREAM_SECONDS:
             await asyncio.sleep(POLL_SECONDS)
-            now = await current()
+            now_caller = await still_signed_in()
+            if now_caller is None:
+                # The session ended: nothing more for it. EventSource connects again
+                # and is sent to sign in, as the page would be.
+                return
+            now = await current(now_caller)
             if now is None:  # deleted: its course and request are gone for this caller
                 gone = timeline("deleted")
                 yield ServerSentEventMessage(event="status", data=gone.as_event(tr))

@@ -18,6 +18,7 @@ from litestar.params import FromPath
 
 from gateway.accounts import Caller
 from gateway.errors import STATUS_OF_CODE
+from gateway.numbers import whole_number
 from gateway.oauth.pages import problem_page
 from gateway.request_form import (
     NEW_PATH,
@@ -325,14 +326,15 @@ async def save_edit(request: Request_, request_id: FromPath[str]) -> Response[An
         )
 
     draft, problems = parse_request(form, policy, say)
-    if not (revision.isascii() and revision.isdigit() and 0 < int(revision) < 2**31):
+    expected = whole_number(revision, 10)
+    if expected is None or not 0 < expected < 2**31:
         problems.setdefault("", say(INCOMPLETE))
-    if draft is None or problems:
+    if draft is None or problems or expected is None:
         return again(422, problems, list(problems.items()))
     payload = UpdateRequest(
         request_id=course.request_id,
         changes=spec_update(draft, course.spec),
-        expected_revision=int(revision),
+        expected_revision=expected,
     )
     saved = await call_service(request, caller, RequestOps.UPDATE, payload, HubRequest)
     if not isinstance(saved, RpcError):

@@ -23,6 +23,7 @@ from gateway.context import gateway_of
 from gateway.controllers.calendar import DEFAULT_DAYS, period
 from gateway.controllers.governance_audit import CURSOR
 from gateway.errors import STATUS_OF_CODE, ApiError
+from gateway.numbers import whole_number
 from gateway.oauth.pages import problem_page
 from gateway.review_views import (
     AUDIT_TITLE,
@@ -196,9 +197,10 @@ def _revision(fields: dict[str, list[str]]) -> int | str | None:
     raw = first(fields, "revision").strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 12 or int(raw) < 1:
+    revision = whole_number(raw, 12)
+    if revision is None or revision < 1:
         return ""
-    return int(raw)
+    return revision
 
 
 def _decision_payload(
@@ -420,8 +422,9 @@ async def governance_audit(request: Request_) -> Response[Any]:
     limit = AUDIT_PAGE_SIZE
     if values["limit"]:
         raw = values["limit"]
-        if raw.isdigit() and len(raw) <= 5 and 1 <= int(raw) <= AUDIT_PAGE_MAX:
-            limit = int(raw)
+        asked = whole_number(raw, 5)
+        if asked is not None and 1 <= asked <= AUDIT_PAGE_MAX:
+            limit = asked
         else:
             errors["limit"] = BAD_LIMIT
     if cursor and not re.fullmatch(CURSOR, cursor):
