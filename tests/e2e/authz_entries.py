@@ -10,6 +10,7 @@ at the world's standing resources, and check that those stayed as they were.
 
 from __future__ import annotations
 
+import authz_ui_admin_pages as ui_admin
 from authz_account_calls import (
     ask_reset,
     authenticate_with_key,
@@ -90,7 +91,33 @@ from authz_calls import (
     update_user,
     userinfo,
 )
+from authz_course_pages import (
+    add_tutor_page,
+    cancel_page,
+    course_page,
+    courses_page,
+    decide_page,
+    joining_page,
+    leave_page,
+    remove_tutor_page,
+    rotate_page,
+    timeline,
+)
+from authz_form_pages import (
+    change_form,
+    edit_form,
+    propose_change_form,
+    request_form,
+    save_edit_form,
+    submit_form,
+)
 from authz_matrix import NA, Entry, no_params, public, route
+from authz_review_pages import (
+    change_decision_form,
+    decision_form,
+    review_page,
+    signed_in_page,
+)
 
 # fmt: off
 #          anonymous none participant leader governance admin
@@ -108,6 +135,10 @@ NOT_ANONYMOUS = "anonymous has no account"
 # course does not exist (404), as request-svc answers for its request.
 STAFF_OWN = (NA, NA, 403, 200, NA, NA)
 STAFF_OTHER = (401, 404, 404, 404, 403, 403)
+# The same on the course pages: strangers to sign in, allowed posts 303 (post/redirect/get).
+PAGE_STAFF_OWN = (NA, NA, 403, 303, NA, NA)
+PAGE_STAFF_OTHER = (303, 404, 404, 404, 403, 403)
+PAGE_OTHER = (303, 404, 404, 404, 200, 200)
 
 ENTRIES: tuple[Entry, ...] = (
     # --- auth: everyone acts on their own account only
@@ -340,6 +371,122 @@ ENTRIES: tuple[Entry, ...] = (
     route("POST", "/join/{code}", apply_page, who="anyone signed in (strangers: to sign in)",
           own=(NA, NA, 409, 409, NA, NA), other=(303, 200, 200, 200, 200, 200),
           no_own=NO_OWN_COURSE),
+    # --- ui-form pages
+    route("GET", "/requests/new", request_form, who="leaders and admins (strangers: to sign in)",
+          any=(303, 403, 403, 200, 403, 200)),
+    route("POST", "/requests/new", submit_form, who="leaders and admins (strangers: to sign in)",
+          any=(303, 403, 403, 303, 403, 303)),
+    route("GET", "/courses/{request_id}/change", change_form,
+          who="its leader (strangers: to sign in)",
+          own=(NA, NA, NA, 200, NA, 200), other=(303, 404, 404, 404, 403, 403),
+          no_own=NO_OWN_REQUEST),
+    route("POST", "/courses/{request_id}/change", propose_change_form,
+          who="its leader (strangers: to sign in)",
+          own=(NA, NA, NA, 303, NA, 303), other=(303, 404, 404, 404, 403, 403),
+          no_own=NO_OWN_REQUEST),
+    # --- ui-courses pages (issue 11): the session cookie; refusals are pages, strangers
+    # go to sign in. Governance and admins see every request's page (request-svc shows
+    # them every request) but none of a course's staff actions (participant-svc: 403).
+    route("GET", "/courses", courses_page,
+          who="anyone signed in: their own (strangers: to sign in)",
+          any=(303, 200, 200, 200, 200, 200)),
+    route("GET", "/courses/{request_id}", course_page,
+          who="its leader and tutors; a participant their own view; governance, admins the request",
+          own=(NA, NA, 200, 200, NA, NA), other=PAGE_OTHER, no_own=NO_OWN_COURSE),
+    route("GET", "/courses/{request_id}/timeline", timeline,
+          who="as its page (a stream that ends once the course cannot change)",
+          own=(NA, NA, 200, 200, NA, NA), other=PAGE_OTHER, no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/applications", decide_page,
+          who="its leader and tutors", own=PAGE_STAFF_OWN, other=PAGE_STAFF_OTHER,
+          no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/join-code/rotate", rotate_page, who="its leader",
+          own=PAGE_STAFF_OWN, other=PAGE_STAFF_OTHER, no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/join-code", joining_page, who="its leader",
+          own=PAGE_STAFF_OWN, other=PAGE_STAFF_OTHER, no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/tutors", add_tutor_page, who="its leader",
+          own=PAGE_STAFF_OWN, other=PAGE_STAFF_OTHER, no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/tutors/remove", remove_tutor_page, who="its leader",
+          own=PAGE_STAFF_OWN, other=PAGE_STAFF_OTHER, no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/cancel", cancel_page, who="its leader and admins",
+          own=(NA, NA, 404, 303, NA, NA), other=(303, 404, 404, 404, 403, 303),
+          no_own=NO_OWN_COURSE),
+    route("POST", "/courses/{request_id}/leave", leave_page,
+          who="a participant of the course (pending or accepted)",
+          own=(NA, NA, 303, 404, NA, NA), other=(303, 404, 404, 404, 404, 404),
+          no_own=NO_OWN_COURSE),
+    # --- ui-review pages: governance and admins (strangers: to sign in; the
+    # request's own leader is no reviewer of it; to others it does not exist)
+    *(
+        route("GET", path, signed_in_page, who="governance and admins (strangers: to sign in)",
+              any=(303, 403, 403, 403, 200, 200))
+        for path in ("/reviews", "/governance/calendar", "/governance/audit")
+    ),
+    route("GET", "/reviews/{request_id}", review_page,
+          who="governance and admins (strangers: to sign in)",
+          own=(NA, NA, NA, 403, NA, 200), other=(303, 404, 404, 404, 200, 200),
+          no_own=NO_OWN_REQUEST),
+    route("POST", "/reviews/{request_id}", decision_form,
+          who="governance and admins, not on their own request (strangers: to sign in)",
+          own=(NA, NA, NA, 403, NA, 403), other=(303, 404, 404, 404, 303, 303),
+          no_own=NO_OWN_REQUEST),
+    route("POST", "/reviews/{request_id}/changes/{change_id}", change_decision_form,
+          who="governance and admins, not on their own course (strangers: to sign in)",
+          own=(NA, NA, NA, 403, NA, 403), other=(303, 404, 404, 404, 303, 303),
+          no_own=NO_OWN_REQUEST),
+    # --- ui-admin pages (issue 11): /admin, /account, /signout
+    route("GET", "/admin", ui_admin.admin_page, who="admins (strangers: to sign in)",
+          any=(303, 403, 403, 403, 403, 200)),
+    route("GET", "/admin/users", ui_admin.admin_page, who="admins (strangers: to sign in)",
+          any=(303, 403, 403, 403, 403, 200)),
+    route("POST", "/admin/users", ui_admin.create_user, who="admins (with step-up)",
+          any=(303, 403, 403, 403, 403, 201)),
+    route("POST", "/admin/users/{user_id}/roles", ui_admin.user_roles,
+          who="admins (with step-up)", own=(NA, 403, 403, 403, 403, 303),
+          other=(303, 403, 403, 403, 403, 303), no_own="anonymous has no user id"),
+    route("POST", "/admin/users/{user_id}/disable", ui_admin.disable_user,
+          who="admins (with step-up)", other=(303, 403, 403, 403, 403, 303)),
+    route("POST", "/admin/users/{user_id}/enable", ui_admin.enable_user,
+          who="admins (with step-up)", other=(303, 403, 403, 403, 403, 303)),
+    route("POST", "/admin/users/{user_id}/mfa-reset", ui_admin.reset_mfa,
+          who="admins (with step-up)", other=(303, 403, 403, 403, 403, 303)),
+    route("GET", "/admin/deployments", ui_admin.admin_page, who="admins (strangers: to sign in)",
+          any=(303, 403, 403, 403, 403, 200)),
+    route("POST", "/admin/deployments/{request_id}/redeploy", ui_admin.redeploy,
+          who="admins (with step-up), of a failed hub (else 409)",
+          own=(NA, NA, NA, 403, NA, NA), other=(303, 403, 403, 403, 403, 409),
+          no_own=NO_OWN_COURSE),
+    route("GET", "/admin/policy", ui_admin.admin_page, who="admins (strangers: to sign in)",
+          any=(303, 403, 403, 403, 403, 200)),
+    route("GET", "/admin/audit", ui_admin.admin_page, who="admins (strangers: to sign in)",
+          any=(303, 403, 403, 403, 403, 200)),
+    route("GET", "/account", ui_admin.page, who="anyone signed in: their own",
+          any=(303, 200, 200, 200, 200, 200)),
+    route("POST", "/account/profile", ui_admin.profile, who="anyone signed in: their own",
+          any=(303, 303, 303, 303, 303, 303)),
+    route("POST", "/account/sessions/{session_id}/end", ui_admin.end_session,
+          who="anyone signed in: their own sessions", own=(NA, 303, 303, 303, 303, 303),
+          other=(303, 404, 404, 404, 404, 404), no_own="anonymous has no session"),
+    route("POST", "/account/sessions/end-all", ui_admin.ends_every_session,
+          who="anyone signed in: their own sessions", any=(303, 303, 303, 303, 303, 303)),
+    route("POST", "/account/tokens/{token_id}/revoke", ui_admin.revoke_token,
+          who="anyone signed in: their own tokens", own=(NA, 303, 303, 303, 303, 303),
+          other=(303, 404, 404, 404, 404, 404), no_own=NOT_ANONYMOUS),
+    route("GET", "/account/confirm", ui_admin.page,
+          who="anyone with a second factor (others: to sign in again)",
+          any=(303, 303, 303, 303, 200, 200)),
+    route("POST", "/account/confirm", ui_admin.confirm,
+          who="anyone with a second factor, with its code (others: to sign in again)",
+          any=(303, 303, 303, 303, 400, 400)),
+    route("POST", "/signout", ui_admin.ends_every_session, who="anyone signed in: this session",
+          any=(303, 303, 303, 303, 303, 303)),
+    route("GET", "/requests/{request_id}/edit", edit_form,
+          who="its leader (strangers: to sign in)",
+          own=(NA, NA, NA, 200, NA, 200), other=(303, 404, 404, 404, 403, 403),
+          no_own=NO_OWN_REQUEST),
+    route("POST", "/requests/{request_id}/edit", save_edit_form,
+          who="its leader (strangers: to sign in)",
+          own=(NA, NA, NA, 303, NA, 303), other=(303, 404, 404, 404, 403, 403),
+          no_own=NO_OWN_REQUEST),
     # --- nobody's data
     public("GET", "/"),
     public("GET", "/healthz"),

@@ -15,9 +15,11 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import authz_ui_admin_pages as ui_admin
 import httpx
 import pytest
 import pytest_asyncio
+from authz_course_pages import COURSE_PAGES
 from authz_entries import ENTRIES
 from authz_matrix import Call, Cell, Entry, Scope, missing_entry_message, template
 from authz_outside import outside_services
@@ -186,7 +188,7 @@ ANY_STAGE = {
     ("GET", "/api/v1/auth/mfa"),
     ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/auth/logout-everywhere"),
-}
+} | ui_admin.ANY_STAGE
 BEFORE_PASSWORD_CHANGE = ANY_STAGE | {
     ("POST", "/api/v1/auth/password"),
     ("GET", "/signin/password"),
@@ -211,7 +213,28 @@ BEFORE_MFA_ENROLLMENT = ANY_STAGE | {
 }
 # The pages that a signed-in browser reaches for: instead of refusing, they send a
 # browser with a step still to take to that step's page (303).
-BROWSER_PAGES = {("GET", "/join/{code}"), ("POST", "/join/{code}"), ("GET", "/oauth/authorize")}
+BROWSER_PAGES = {
+    ("GET", "/join/{code}"),
+    ("POST", "/join/{code}"),
+    ("GET", "/oauth/authorize"),
+} | COURSE_PAGES
+# The leader's request pages (issue 11, lane ui-form).
+BROWSER_PAGES |= {
+    (method, path)
+    for method in ("GET", "POST")
+    for path in ("/requests/new", "/requests/{request_id}/edit", "/courses/{request_id}/change")
+}
+# The reviewer's pages (issue 11, ui-review).
+BROWSER_PAGES |= {
+    ("GET", "/reviews"),
+    ("GET", "/reviews/{request_id}"),
+    ("POST", "/reviews/{request_id}"),
+    ("POST", "/reviews/{request_id}/changes/{change_id}"),
+    ("GET", "/governance/calendar"),
+    ("GET", "/governance/audit"),
+}
+# The admin and account pages (issue 11, ui-admin).
+BROWSER_PAGES |= ui_admin.PAGES
 SECOND_STEP_PAGES = {("GET", "/signin/mfa"), ("POST", "/signin/mfa")}
 Answer = tuple[int, str]  # a status, and what the answer (or where it sends to) says
 

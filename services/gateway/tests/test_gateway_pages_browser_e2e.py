@@ -290,3 +290,21 @@ def test_the_page_speaks_the_browsers_language_and_passes_axe(
     expect(journey.page.locator("html")).to_have_attribute("lang", lang)
     expect(journey.page.locator("h1")).to_have_text(german if lang == "de" else english)
     journey.step(name)
+
+
+def test_the_api_documentation_runs_from_the_gateway_and_passes_axe(
+    site: Site, journey: Journey
+) -> None:
+    """The vendored Swagger UI (English only: the API speaks English), with an
+    operation open: no script from elsewhere, no serious or critical violation."""
+    page = journey.page
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{site.url}/schema/swagger")
+    expect(page.locator(".opblock").first).to_be_visible(timeout=20_000)
+    expect(page.get_by_label("Server")).to_be_visible()
+    page.locator(".opblock-summary-control").first.click()
+    expect(page.locator(".opblock-body").first).to_be_visible()
+    journey.step("API documentation")
+    assert requested, "the page loaded nothing"
+    assert all(url.startswith(site.url) for url in requested), requested

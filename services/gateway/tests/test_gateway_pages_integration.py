@@ -40,10 +40,19 @@ async def test_the_profile_language_wins_over_the_browser(client: Client) -> Non
     await create_user(client, admin, *ANN)
     client.cookies.clear()
     assert (await sign_in_form(client, *ANN)).status_code == 303
-    # Ann's profile says English (the default): a German browser still gets English.
+    # Ann chose no language (the default, ""): her German browser decides.
+    page = await client.get("/join", headers=GERMAN)
+    assert '<html lang="de">' in page.text and "Angemeldet als ann" in page.text
+    token = await token_for(client, *ANN)
+    changed = await client.patch(
+        "/api/v1/me", json={"preferred_language": "en"}, headers=bearer(token)
+    )
+    assert changed.status_code == 200, changed.text
+    client.cookies.clear()
+    assert (await sign_in_form(client, *ANN)).status_code == 303
+    # She chose English: a German browser gets English.
     page = await client.get("/join", headers=GERMAN)
     assert '<html lang="en">' in page.text and "Signed in as ann" in page.text
-    token = await token_for(client, *ANN)
     changed = await client.patch(
         "/api/v1/me", json={"preferred_language": "de"}, headers=bearer(token)
     )

@@ -6,7 +6,9 @@ import secrets
 
 import pytest
 
-from gateway.password_rules import common_passwords, password_problem
+from gateway.controllers.password_page import RULE_SENTENCES, rule_sentence
+from gateway.password_rules import MIN_DISTINCT_CHARACTERS, common_passwords, password_problem
+from gateway.web.i18n import translations
 
 pytestmark = pytest.mark.unit
 
@@ -68,3 +70,27 @@ def test_the_list_is_the_shipped_one_casefolded() -> None:
     assert len(common) > 80_000
     assert all(entry == entry.casefold() and entry.strip() == entry for entry in common)
     assert common_passwords() is common  # read once
+
+
+@pytest.mark.parametrize(
+    ("password", "username"),
+    [
+        ("someone", "someone"),  # the username
+        ("password123", "x"),  # common
+        ("dragon-2024!!!!", "x"),  # a common word with digits and symbols
+        ("abababababab", "x"),  # too few different characters
+    ],
+    ids=["username", "common", "common base", "few characters"],
+)
+def test_every_rule_has_a_sentence_the_password_page_translates(
+    password: str, username: str
+) -> None:
+    problem = password_problem(password, username)
+    assert problem is not None
+    assert problem in RULE_SENTENCES, f"no sentence on the password page for {problem!r}"
+    assert translations("de").gettext(RULE_SENTENCES[problem]) != RULE_SENTENCES[problem]
+
+
+def test_the_sentence_names_the_rules_number() -> None:
+    sentence = rule_sentence(f"must use at least {MIN_DISTINCT_CHARACTERS} different characters")
+    assert f" {MIN_DISTINCT_CHARACTERS} " in sentence

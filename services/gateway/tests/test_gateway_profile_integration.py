@@ -43,7 +43,7 @@ async def test_name_and_language_change_at_once(client: Client) -> None:
     assert (shown["email"], shown["email_verified"], shown["preferred_language"]) == (
         None,
         False,
-        "en",
+        "",  # none chosen: the pages follow the browser (migration 0005)
     )
     assert shown["has_password"] is True
     changed = await me(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 
-from gateway.throttle import ThrottlePolicy, address_key
+from gateway.throttle import SignInThrottle, ThrottlePolicy, account_key, address_key
+from jhaas_runtime.db import Database
 
 pytestmark = pytest.mark.unit
 
@@ -53,3 +55,14 @@ def test_an_address_and_an_account_get_ten_times_the_allowance() -> None:
 )
 def test_ipv6_addresses_count_per_64_block(address: str, key: str) -> None:
     assert address_key(address) == key
+
+
+def test_a_device_cookie_is_known_only_with_ascii_digits_and_its_signature() -> None:
+    """The cookie comes from the browser: "²" passes str.isdigit() but not int()."""
+    throttle = SignInThrottle(cast(Database, None), POLICY, b"s" * 32, lambda: T0)  # no db used
+    account = account_key("ann")
+    good = throttle.device_token("ann", T0)
+    assert throttle._device_is_known(good, account, T0)
+    signature = good.partition(".")[2]
+    for odd in (f"².{signature}", f"{'9' * 5000}.{signature}", "", ".", "x.y"):
+        assert not throttle._device_is_known(odd, account, T0), odd

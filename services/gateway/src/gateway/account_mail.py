@@ -52,7 +52,8 @@ def link_to(public_url: str, page: str, token: str) -> str:
 
 
 def _mail(texts: dict[str, tuple[str, str]], kind: str, language: str, **values: object) -> Mail:
-    subject, body = texts.get(language, texts["en"])
+    # A mail has no browser to ask: an account that chose no language ("") gets English.
+    subject, body = texts.get(language or "en", texts["en"])
     return Mail(to=str(values["to"]), subject=subject, text=body.format(**values), kind=kind)
 
 

@@ -79,8 +79,8 @@ class Caller:
     signed_in_at: datetime | None = None
     # Set when the caller uses a personal API token instead of a session.
     api_token_id: str | None = None
-    # The pages speak it (gateway/i18n.py); the profile sets it.
-    preferred_language: str = "en"
+    # The pages speak it (gateway/i18n.py); the profile sets it; "": the browser's.
+    preferred_language: str = ""
 
     @property
     def principal(self) -> Principal:

@@ -19,9 +19,44 @@ from gateway.accounts import Accounts, Clock, utcnow
 from gateway.audit import Audit
 from gateway.auth import BearerTokens, Passwords
 from gateway.context import Gateway, send_correlation_header
+from gateway.controllers.account_pages import (
+    account_end_every_session,
+    account_end_session,
+    account_page,
+    account_profile,
+    account_revoke_token,
+    confirm,
+    confirm_form,
+    sign_out,
+)
+from gateway.controllers.admin_pages import (
+    admin_audit,
+    admin_create_user,
+    admin_deployments,
+    admin_index,
+    admin_policy,
+    admin_redeploy,
+    admin_user_disable,
+    admin_user_enable,
+    admin_user_mfa_reset,
+    admin_user_roles,
+    admin_users,
+)
 from gateway.controllers.audit import AuditController
 from gateway.controllers.auth import AuthController
 from gateway.controllers.calendar import CalendarController
+from gateway.controllers.course_pages import (
+    add_tutor_page,
+    cancel_course_page,
+    course_page,
+    course_timeline,
+    decide_applications,
+    leave_course_page,
+    my_courses_page,
+    remove_tutor_page,
+    rotate_join_code_page,
+    set_joining_page,
+)
 from gateway.controllers.courses import CourseController, JoinController
 from gateway.controllers.deployments import DeploymentController
 from gateway.controllers.governance_audit import GovernanceAuditController
@@ -40,7 +75,23 @@ from gateway.controllers.password_reset import (
     verify_email_page,
 )
 from gateway.controllers.policy import PolicyController
+from gateway.controllers.request_pages import (
+    change_form,
+    edit_form,
+    propose_change,
+    request_form,
+    save_edit,
+    submit_request,
+)
 from gateway.controllers.requests import RequestController
+from gateway.controllers.review_pages import (
+    capacity_calendar,
+    decide_change,
+    decide_request,
+    governance_audit,
+    review_queue,
+    review_request,
+)
 from gateway.controllers.reviews import ReviewController
 from gateway.controllers.signin import sign_in, sign_in_form
 from gateway.controllers.tokens import TokenController
@@ -267,6 +318,47 @@ def create_app(
             oidc_callback,
             join_start,
             join_course,
+            request_form,
+            submit_request,
+            change_form,
+            propose_change,
+            my_courses_page,
+            course_page,
+            course_timeline,
+            decide_applications,
+            rotate_join_code_page,
+            set_joining_page,
+            add_tutor_page,
+            remove_tutor_page,
+            cancel_course_page,
+            leave_course_page,
+            review_queue,
+            review_request,
+            decide_request,
+            decide_change,
+            capacity_calendar,
+            governance_audit,
+            admin_index,
+            admin_users,
+            admin_create_user,
+            admin_user_roles,
+            admin_user_disable,
+            admin_user_enable,
+            admin_user_mfa_reset,
+            admin_deployments,
+            admin_redeploy,
+            admin_policy,
+            admin_audit,
+            account_page,
+            account_profile,
+            account_end_session,
+            account_end_every_session,
+            account_revoke_token,
+            confirm_form,
+            confirm,
+            sign_out,
+            edit_form,
+            save_edit,
             apply_to_join,
             reset_password_page,
             verify_email_page,

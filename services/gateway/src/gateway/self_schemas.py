@@ -22,6 +22,8 @@ from jhaas_schemas.rpc import HubRequest, MyCourse, Participation
 # The languages the product speaks to people in (mail, pages); more as they are translated.
 SUPPORTED_LANGUAGES = ("de", "en")
 Language = Literal["de", "en"]
+# What a person may choose: a language, or "" for whatever their browser asks for.
+LanguageChoice = Literal["", "de", "en"]
 
 Email = Annotated[
     str, msgspec.Meta(min_length=6, max_length=254, pattern=EMAIL, description=EMAIL_RULE)
@@ -59,7 +61,7 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     email_verified: bool
     # An address given but not yet confirmed by the link mailed to it.
     pending_email: str | None = None
-    preferred_language: str
+    preferred_language: str  # "": none chosen (the browser's; mails in English)
     has_password: bool  # False: signs in through an identity provider only
     mfa_enrolled: bool
     created_at: datetime
@@ -67,7 +69,8 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
 
 class ProfileUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     display_name: DisplayName | msgspec.UnsetType = msgspec.UNSET
-    preferred_language: Language | msgspec.UnsetType = msgspec.UNSET
+    # "": the browser's language (pages); mails are then in English.
+    preferred_language: LanguageChoice | msgspec.UnsetType = msgspec.UNSET
     # Mailed a link; the address counts once the link is used (POST /me/email/verify).
     email: Email | msgspec.UnsetType = msgspec.UNSET
 

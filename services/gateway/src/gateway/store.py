@@ -35,7 +35,8 @@ users = sa.Table(
     sa.Column("password_change_required", sa.Boolean, nullable=False, default=False),
     sa.Column("email", sa.String(320), nullable=True, index=True),
     sa.Column("email_verified", sa.Boolean, nullable=False, default=False),
-    sa.Column("preferred_language", sa.String(16), nullable=False, default="en"),
+    # "": none chosen, the pages follow the browser and mails are in English (migration 0005).
+    sa.Column("preferred_language", sa.String(16), nullable=False, default=""),
     # True while the user has a confirmed second factor (kept by the MFA code):
     # the per-request caller query reads it instead of joining the MFA tables.
     sa.Column("mfa_enrolled", sa.Boolean, nullable=False, default=False),
@@ -116,7 +117,7 @@ class UserRecord:
     password_change_required: bool = False
     email: str | None = None
     email_verified: bool = False
-    preferred_language: str = "en"
+    preferred_language: str = ""
     mfa_enrolled: bool = False
 
     @property
@@ -194,7 +195,7 @@ class LiveCaller:
     mfa_pending: bool
     mfa_at: datetime | None
     signed_in_at: datetime
-    preferred_language: str = "en"
+    preferred_language: str = ""
 
 
 def find_live_caller(

@@ -50,6 +50,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from gateway.numbers import whole_number
 from gateway.store import known_sign_ins, sign_in_attempts
 from jhaas_runtime.db import Database, insert_for
 
@@ -149,9 +150,10 @@ class SignInThrottle:
 
     def _device_is_known(self, token: str | None, account: str, now: datetime) -> bool:
         issued, _, signature = (token or "").partition(".")
-        if not issued.isdigit() or len(issued) > 12:
+        seconds = whole_number(issued, 12)
+        if seconds is None:
             return False
-        age = now.timestamp() - int(issued)
+        age = now.timestamp() - seconds
         expected = self._device_signature(account, issued)
         fresh = -60 <= age <= KNOWN_FOR.total_seconds()
         return fresh and hmac.compare_digest(signature.encode(), expected.encode())

@@ -76,6 +76,8 @@ def oauth_traits(oauth: OAuthClient, secret: object, public_url: str) -> dict[st
         "username_claim": "preferred_username",
         "scope": ["openid", "profile"],
         "enable_pkce": True,  # the default, stated: the gateway refuses a client without S256
+        # The hub's sign-in button names the product (else "Sign in with OAuth 2.0").
+        "login_service": "JHaaS",
     }
 
 

@@ -175,10 +175,7 @@ def auth_traits(hub: HubDeployment, public_url: str) -> tuple[str, Traits]:
     if oauth is None:  # no sign-in yet: only the deployer's API token works
         return "null", {}
     return "generic-oauth", {
-        "GenericOAuthenticator": {
-            **oauth_traits(oauth, env(ENV_OAUTH_SECRET), public_url),
-            "login_service": "JHaaS",
-        },
+        "GenericOAuthenticator": oauth_traits(oauth, env(ENV_OAUTH_SECRET), public_url),
         "Authenticator": sign_in_traits(),
     }
 

@@ -25,7 +25,7 @@ from gateway.controllers.signin import MFA_PAGE_PATH, MFA_SETUP_PATH, PASSWORD_P
 from gateway.errors import TooManyRequests
 from gateway.guards import session_caller
 from gateway.oauth.pages import problem_page
-from gateway.password_rules import MIN_PASSWORD_LENGTH
+from gateway.password_rules import MIN_DISTINCT_CHARACTERS, MIN_PASSWORD_LENGTH
 from gateway.redirects import safe_next
 from gateway.web.i18n import N_
 from gateway.web.render import Page
@@ -34,6 +34,32 @@ from jhaas_schemas.errors import InvalidInput
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 TITLE = N_("Change your password")
 MAX_PASSWORD = 1024
+
+
+# The rules' words (password_rules.py, accounts.py) as whole sentences the catalog
+# can translate; a rule without one here is shown in English, as a sentence.
+RULE_SENTENCES = {
+    "must not be the username": N_("The new password must not be your username."),
+    "is one of the most common passwords; choose another": N_(
+        "The new password is one of the most common passwords; choose another."
+    ),
+    "is a common password with digits or symbols added; choose one that is not built on a "
+    "common word": N_(
+        "The new password is a common word with digits or symbols added; choose one that is "
+        "not built on a common word."
+    ),
+    f"must use at least {MIN_DISTINCT_CHARACTERS} different characters": N_(
+        "The new password must use at least 5 different characters."
+    ),
+    "must differ from the current password": N_(
+        "The new password must differ from your current password."
+    ),
+}
+
+
+def rule_sentence(problem: str) -> str:
+    """What is wrong with a new password, as a sentence of the catalog."""
+    return RULE_SENTENCES.get(problem, f"The new password {problem}.")
 
 
 def _to(path: str, next_url: str) -> str:
@@ -164,7 +190,7 @@ async def change_password(request: Request[Any, Any, Any]) -> Response[Any]:
         require_new_password(current, new, caller.username)
     except InvalidInput as exc:
         problem = exc.fields.get("new_password", str(exc))
-        return again(422, errors={"new_password": f"The new password {problem}."})
+        return again(422, errors={"new_password": rule_sentence(problem)})
     try:
         attempt = await _begin_attempt(gateway.throttle, gateway.settings, request, caller.username)
     except TooManyRequests as exc:
